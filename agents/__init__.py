@@ -1,0 +1,1 @@
+"""Agent platform: registry, orchestrator, runs, approvals and vector memory."""

@@ -1,0 +1,237 @@
+"""HTTP API for events and live sessions: one view per resource, parse -> service -> serialize."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django.contrib.auth.models import User
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
+from pydantic import BaseModel, ValidationError
+from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from conductor import selectors, services
+from conductor.event_settings import EventSettings
+from conductor.models import LiveSession
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects fields it does not know, so a typo is a 400 instead of silently ignored.
+
+    Unknown fields are reported together with every other invalid field.
+    """
+
+    def to_internal_value(self, data: Any) -> Any:
+        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
+        errors: dict[str, Any] = {key: ["Unknown field."] for key in unknown}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as error:
+            errors.update(error.detail if isinstance(error.detail, dict) else {"": error.detail})
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+
+def inline_json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON Schema with its `$defs` inlined (OpenAPI has no `#/$defs`)."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(definitions[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return dict(resolve(schema))
+
+
+class PydanticField(serializers.Field):
+    """A JSON object validated by a pydantic model; errors keep their nested field paths."""
+
+    def __init__(self, model: type[BaseModel], **kwargs: Any) -> None:
+        self.model = model
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        try:
+            return self.model.model_validate(data).model_dump(mode="json")
+        except ValidationError as error:
+            raise serializers.ValidationError(_nest(error)) from None
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+def _nest(error: ValidationError) -> dict[str, Any]:
+    """pydantic's flat error locations as the nested dict DRF reports."""
+    nested: dict[str, Any] = {}
+    for item in error.errors(include_url=False):
+        *parents, leaf = [str(part) for part in item["loc"]] or [""]
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node.setdefault(leaf, []).append(item["msg"])
+    return nested
+
+
+class SampleOutputSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    score = serializers.FloatField()
+    band = serializers.CharField()
+    components = serializers.JSONField()
+
+
+class EventOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    settings = serializers.JSONField()
+    created_at = serializers.DateTimeField()
+
+
+class SessionOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    event = serializers.IntegerField(source="event_id")
+    title = serializers.CharField()
+    topic = serializers.CharField()
+    mode = serializers.CharField()
+    status = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField(allow_null=True)
+    engagement = serializers.SerializerMethodField()
+
+    def get_engagement(self, session: LiveSession) -> dict[str, Any] | None:
+        sample = selectors.session_latest_sample(session)
+        return None if sample is None else dict(SampleOutputSerializer(sample).data)
+
+
+def _paginated(request: Request, view: APIView, queryset: Any, serializer: type) -> Response:
+    paginator = LimitOffsetPagination()
+    page: Any = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer(page, many=True).data)
+
+
+class PydanticFieldExtension(OpenApiSerializerFieldExtension):
+    """Documents a PydanticField with its model's JSON Schema."""
+
+    target_class = PydanticField
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        return inline_json_schema(self.target.model)
+
+
+class EventListCreateApi(APIView):
+    @extend_schema_serializer(component_name="EventCreateInput")
+    class InputSerializer(StrictSerializer):
+        name = serializers.CharField(max_length=200)
+        description = serializers.CharField(required=False, allow_blank=True, default="")
+        settings = PydanticField(EventSettings, required=False, default=dict)
+
+    @extend_schema(responses=EventOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return _paginated(
+            request, self, selectors.events_for_user(request.user), EventOutputSerializer
+        )
+
+    @extend_schema(request=InputSerializer, responses={201: EventOutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        organizer = cast(User, request.user)  # IsAuthenticated ran first
+        event = services.event_create(organizer=organizer, **serializer.validated_data)
+        return Response(EventOutputSerializer(event).data, status=status.HTTP_201_CREATED)
+
+
+class EventDetailApi(APIView):
+    @extend_schema_serializer(component_name="EventUpdateInput")
+    class InputSerializer(StrictSerializer):
+        settings = serializers.DictField()
+
+    @extend_schema(responses=EventOutputSerializer)
+    def get(self, request: Request, event_id: int) -> Response:
+        event = selectors.event_get_for_user(request.user, event_id)
+        return Response(EventOutputSerializer(event).data)
+
+    @extend_schema(request=InputSerializer, responses=EventOutputSerializer)
+    def patch(self, request: Request, event_id: int) -> Response:
+        event = selectors.event_get_for_user(request.user, event_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        event = services.event_update_settings(event=event, **serializer.validated_data)
+        return Response(EventOutputSerializer(event).data)
+
+
+class SessionListCreateApi(APIView):
+    @extend_schema_serializer(component_name="SessionCreateInput")
+    class InputSerializer(StrictSerializer):
+        event = serializers.IntegerField()
+        title = serializers.CharField(max_length=200)
+        topic = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+        mode = serializers.ChoiceField(
+            choices=LiveSession.Mode.values, required=False, default=LiveSession.Mode.SEMI_AUTO
+        )
+
+    class FilterSerializer(serializers.Serializer):
+        event = serializers.IntegerField(required=False)
+        status = serializers.ChoiceField(choices=LiveSession.Status.values, required=False)
+
+    @extend_schema(parameters=[FilterSerializer], responses=SessionOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        sessions = selectors.sessions_for_user(request.user)
+        if "event" in filters.validated_data:
+            sessions = sessions.filter(event_id=filters.validated_data["event"])
+        if "status" in filters.validated_data:
+            sessions = sessions.filter(status=filters.validated_data["status"])
+        return _paginated(request, self, sessions, SessionOutputSerializer)
+
+    @extend_schema(request=InputSerializer, responses={201: SessionOutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        event = selectors.event_get_for_user(request.user, data.pop("event"))
+        session = services.session_create(event=event, **data)
+        return Response(SessionOutputSerializer(session).data, status=status.HTTP_201_CREATED)
+
+
+class SessionDetailApi(APIView):
+    @extend_schema_serializer(component_name="SessionUpdateInput")
+    class InputSerializer(StrictSerializer):
+        mode = serializers.ChoiceField(choices=LiveSession.Mode.values, required=False)
+        status = serializers.ChoiceField(choices=LiveSession.Status.values, required=False)
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            if not attrs:
+                raise serializers.ValidationError("Give at least one of: mode, status.")
+            return attrs
+
+    @extend_schema(responses=SessionOutputSerializer)
+    def get(self, request: Request, session_id: int) -> Response:
+        session = selectors.session_get_for_user(request.user, session_id)
+        return Response(SessionOutputSerializer(session).data)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: SessionOutputSerializer,
+            409: inline_serializer("TransitionError", {"error": serializers.DictField()}),
+        },
+    )
+    def patch(self, request: Request, session_id: int) -> Response:
+        session = selectors.session_get_for_user(request.user, session_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        session = services.session_update(session_id=session.pk, **serializer.validated_data)
+        return Response(SessionOutputSerializer(session).data)

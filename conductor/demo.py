@@ -1,0 +1,28 @@
+"""The demo organizer that `make run` creates, with an event and a session to look at."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from django.db import transaction
+
+from conductor import services
+from conductor.accounts import organizer_ensure
+from conductor.models import Event
+
+DEMO_USERNAME = "demo"
+# Only used when DEBUG is on (see the serve command).
+DEMO_PASSWORD = "demo-organizer"  # noqa: S105  # nosec B105
+
+
+@transaction.atomic
+def demo_ensure() -> tuple[User, str]:
+    """Return the demo organizer and its token, creating them and a demo event if missing."""
+    user, token = organizer_ensure(username=DEMO_USERNAME, password=DEMO_PASSWORD)
+    if not Event.objects.filter(organizers=user).exists():
+        event = services.event_create(
+            organizer=user, name="Demo Summit", description="A demo event for trying Conductor."
+        )
+        services.session_create(
+            event=event, title="Opening keynote", topic="The future of live events"
+        )
+    return user, token

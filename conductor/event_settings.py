@@ -1,0 +1,57 @@
+"""Per-event conductor settings, stored as JSON on `Event.settings` and parsed by pydantic.
+
+Pure: no Django imports, so the policy and the API can share it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+InterventionType = Literal[
+    "poll", "chat_prompt", "qna_prompt", "broadcast", "notification", "gamification"
+]
+INTERVENTION_TYPES: tuple[InterventionType, ...] = (
+    "poll",
+    "chat_prompt",
+    "qna_prompt",
+    "broadcast",
+    "notification",
+    "gamification",
+)
+
+
+class Cooldowns(BaseModel):
+    """Seconds before the same intervention type may be used again in a session."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    poll: int = Field(120, ge=0, le=86_400)
+    chat_prompt: int = Field(60, ge=0, le=86_400)
+    qna_prompt: int = Field(90, ge=0, le=86_400)
+    broadcast: int = Field(120, ge=0, le=86_400)
+    notification: int = Field(300, ge=0, le=86_400)
+    gamification: int = Field(180, ge=0, le=86_400)
+
+
+class EventSettings(BaseModel):
+    """What the conductor may do for an event, and when it must ask first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allowed_interventions: list[InterventionType] = Field(
+        default_factory=lambda: list(INTERVENTION_TYPES)
+    )
+    max_interventions_per_hour: int = Field(3, ge=0, le=120)
+    auto_approve_threshold: float = Field(0.75, ge=0.0, le=1.0)
+    min_confidence: float = Field(0.5, ge=0.0, le=1.0)
+    approval_ttl_seconds: int = Field(1800, ge=10, le=86_400)
+    cooldowns: Cooldowns = Field(default_factory=Cooldowns)
+
+    @field_validator("allowed_interventions")
+    @classmethod
+    def _unique(cls, value: list[InterventionType]) -> list[InterventionType]:
+        if len(set(value)) != len(value):
+            raise ValueError("intervention types must not repeat")
+        return value

@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from conductor.consumers import SessionDashboardConsumer
+
+websocket_urlpatterns = [
+    path("ws/sessions/<int:session_id>/", SessionDashboardConsumer.as_asgi()),
+]

@@ -1,0 +1,49 @@
+"""Reads scoped to the organizer asking. Views and consumers go through these, never around them.
+
+An organizer sees the events they organize and those events' sessions; anything else does not
+exist for them (404, or close code 4403 on a socket).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.db.models import QuerySet
+
+from conductor.errors import NotFoundError
+from conductor.models import EngagementSample, Event, LiveSession
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
+
+
+def events_for_user(user: User | AnonymousUser) -> QuerySet[Event]:
+    if not user.is_authenticated:
+        return Event.objects.none()
+    return Event.objects.filter(organizers=user)
+
+
+def event_get_for_user(user: User | AnonymousUser, event_id: int) -> Event:
+    """Raises NotFoundError when the event does not exist or the user does not organize it."""
+    try:
+        return events_for_user(user).get(pk=event_id)
+    except Event.DoesNotExist:
+        raise NotFoundError("Event") from None
+
+
+def sessions_for_user(user: User | AnonymousUser) -> QuerySet[LiveSession]:
+    if not user.is_authenticated:
+        return LiveSession.objects.none()
+    return LiveSession.objects.filter(event__organizers=user).select_related("event")
+
+
+def session_get_for_user(user: User | AnonymousUser, session_id: int) -> LiveSession:
+    """Raises NotFoundError when the session does not exist or is not the user's."""
+    try:
+        return sessions_for_user(user).get(pk=session_id)
+    except LiveSession.DoesNotExist:
+        raise NotFoundError("Session") from None
+
+
+def session_latest_sample(session: LiveSession) -> EngagementSample | None:
+    return session.samples.order_by("-at").first()

@@ -1,0 +1,104 @@
+"""Writes for events and live sessions. Side effects leave only after the transaction commits."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+from django.utils import timezone
+from pydantic import ValidationError
+
+from conductor import realtime
+from conductor.errors import ConflictError, validation_error_from_pydantic
+from conductor.event_settings import EventSettings
+from conductor.models import Event, LiveSession
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+
+def parse_event_settings(raw: dict[str, Any] | None) -> EventSettings:
+    """Raises ApplicationError (400) naming each wrong field under `settings.`."""
+    try:
+        return EventSettings.model_validate(raw or {})
+    except ValidationError as error:
+        raise validation_error_from_pydantic(error, prefix=("settings",)) from None
+
+
+@transaction.atomic
+def event_create(
+    *,
+    organizer: User,
+    name: str,
+    description: str = "",
+    settings: dict[str, Any] | None = None,
+) -> Event:
+    config = parse_event_settings(settings)
+    event = Event.objects.create(
+        name=name, description=description, settings=config.model_dump(mode="json")
+    )
+    event.organizers.add(organizer)
+    return event
+
+
+@transaction.atomic
+def event_update_settings(*, event: Event, settings: dict[str, Any]) -> Event:
+    """Merge `settings` into the event's current settings; the result is validated whole."""
+    merged = {**event.settings, **settings}
+    event.settings = parse_event_settings(merged).model_dump(mode="json")
+    event.save(update_fields=["settings", "updated_at"])
+    return event
+
+
+@transaction.atomic
+def session_create(
+    *, event: Event, title: str, topic: str = "", mode: str = LiveSession.Mode.SEMI_AUTO
+) -> LiveSession:
+    return LiveSession.objects.create(event=event, title=title, topic=topic, mode=mode)
+
+
+_TRANSITIONS = {
+    LiveSession.Status.SCHEDULED: {LiveSession.Status.LIVE, LiveSession.Status.ENDED},
+    LiveSession.Status.LIVE: {LiveSession.Status.ENDED},
+    LiveSession.Status.ENDED: set(),
+}
+
+
+@transaction.atomic
+def session_update(
+    *, session_id: int, mode: str | None = None, status: str | None = None
+) -> LiveSession:
+    """Change a session's mode and/or status; the next decision reads the new mode.
+
+    Raises ConflictError (409) for a status change the lifecycle does not allow
+    (scheduled -> live -> ended).
+    """
+    # Lock the row: the tick loop and the organizer may write the same session at once.
+    session = LiveSession.objects.select_for_update().get(pk=session_id)
+    fields: list[str] = []
+    if mode is not None and mode != session.mode:
+        session.mode = mode
+        fields.append("mode")
+    if status is not None and status != session.status:
+        if status not in _TRANSITIONS[LiveSession.Status(session.status)]:
+            raise ConflictError(
+                f"A {session.status} session cannot become {status}.", code="invalid_transition"
+            )
+        now = timezone.now()
+        if status == LiveSession.Status.LIVE:
+            session.started_at = now
+            fields.append("started_at")
+        if status == LiveSession.Status.ENDED:
+            session.ended_at = now
+            session.started_at = session.started_at or now
+            fields += ["ended_at", "started_at"]
+        session.status = status
+        fields.append("status")
+    if fields:
+        session.save(update_fields=fields)
+        realtime.publish_on_commit(
+            session.pk,
+            "session.updated",
+            {"id": session.pk, "mode": session.mode, "status": session.status},
+        )
+    return session

@@ -1,0 +1,1 @@
+"""Prometheus metrics, health checks and logging."""

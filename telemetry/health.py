@@ -1,0 +1,65 @@
+"""Liveness of the parts the product depends on: database, Redis and a Celery worker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+
+HEARTBEAT_KEY = "telemetry:worker-heartbeat"
+
+
+def record_worker_heartbeat() -> None:
+    """Called by a worker (at start and from beat) to say it is alive and consuming."""
+    cache.set(HEARTBEAT_KEY, time.time(), timeout=settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS * 10)
+
+
+def check_database() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return "ok"
+
+
+def check_redis() -> str:
+    cache.get("telemetry:ping")
+    return "ok"
+
+
+def check_worker() -> str:
+    beat = cache.get(HEARTBEAT_KEY)
+    if beat is None:
+        raise RuntimeError("no heartbeat from any Celery worker")
+    age = time.time() - float(beat)
+    if age > settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS:
+        raise RuntimeError(f"last worker heartbeat {age:.0f} s ago")
+    return "ok"
+
+
+CHECKS: dict[str, Callable[[], str]] = {
+    "database": check_database,
+    "redis": check_redis,
+    "worker": check_worker,
+}
+
+
+def run_checks() -> dict[str, str]:
+    results: dict[str, str] = {}
+    for name, check in CHECKS.items():
+        try:
+            results[name] = check()
+        except Exception as error:
+            results[name] = f"error: {error.__class__.__name__}: {error}"
+    return results
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """200 `{"status": "ok", "checks": {...}}`, or 503 naming each failing part in `failing`."""
+    checks = run_checks()
+    failing = sorted(name for name, result in checks.items() if result != "ok")
+    if failing:
+        return JsonResponse({"status": "error", "failing": failing, "checks": checks}, status=503)
+    return JsonResponse({"status": "ok", "checks": checks})

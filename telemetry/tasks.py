@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+from celery.signals import worker_ready
+
+from telemetry.health import record_worker_heartbeat
+
+
+@shared_task(name="telemetry.tasks.heartbeat", ignore_result=True)
+def heartbeat() -> None:
+    """Scheduled by beat: proves that beat, the broker and a worker all work."""
+    record_worker_heartbeat()
+
+
+@worker_ready.connect
+def _heartbeat_on_start(**kwargs: Any) -> None:
+    record_worker_heartbeat()

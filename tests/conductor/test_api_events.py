@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import pytest
+
+from conductor.event_settings import EventSettings
+from conductor.models import Event
+from tests.factories import EventFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_create_event_fills_default_settings(api, organizer):
+    response = api.post("/api/v1/events/", {"name": "DevConf"}, format="json")
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["name"] == "DevConf"
+    assert body["settings"] == EventSettings().model_dump(mode="json")
+    assert body["settings"]["max_interventions_per_hour"] == 3
+    assert body["settings"]["cooldowns"]["poll"] == 120
+    assert list(Event.objects.get(pk=body["id"]).organizers.all()) == [organizer]
+
+
+def test_create_event_keeps_given_settings(api):
+    settings = {"min_confidence": 0.6, "allowed_interventions": ["poll"], "cooldowns": {"poll": 30}}
+    response = api.post("/api/v1/events/", {"name": "X", "settings": settings}, format="json")
+
+    assert response.status_code == 201
+    stored = Event.objects.get(pk=response.json()["id"]).config
+    assert stored.min_confidence == 0.6
+    assert stored.allowed_interventions == ["poll"]
+    assert stored.cooldowns.poll == 30
+    assert stored.cooldowns.chat_prompt == 60
+
+
+def test_invalid_event_names_every_wrong_field_and_stores_nothing(api):
+    response = api.post(
+        "/api/v1/events/",
+        {
+            "bogus": 1,
+            "settings": {"min_confidence": 3, "cooldowns": {"poll": -1}, "colour": "red"},
+        },
+        format="json",
+    )
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    fields = {detail["field"] for detail in error["details"]}
+    assert fields == {
+        "bogus",
+        "name",
+        "settings.min_confidence",
+        "settings.cooldowns.poll",
+        "settings.colour",
+    }
+    assert Event.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"allowed_interventions": ["poll", "poll"]}, "settings.allowed_interventions"),
+        ({"allowed_interventions": ["magic"]}, "settings.allowed_interventions.0"),
+        ({"max_interventions_per_hour": "many"}, "settings.max_interventions_per_hour"),
+        ("not an object", "settings"),
+    ],
+)
+def test_event_settings_validation(api, settings, field):
+    response = api.post("/api/v1/events/", {"name": "X", "settings": settings}, format="json")
+
+    assert response.status_code == 400
+    assert field in {d["field"] for d in response.json()["error"]["details"]}
+
+
+def test_wrong_type_for_name(api):
+    response = api.post("/api/v1/events/", {"name": {"a": 1}}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["details"][0]["field"] == "name"
+
+
+def test_list_and_detail_show_only_own_events(api, client_for, organizer, other_organizer):
+    mine = EventFactory(organizers=[organizer])
+    theirs = EventFactory(organizers=[other_organizer])
+    shared = EventFactory(organizers=[organizer, other_organizer])
+
+    listed = api.get("/api/v1/events/").json()
+    assert {item["id"] for item in listed["results"]} == {mine.pk, shared.pk}
+    assert listed["count"] == 2
+    assert api.get(f"/api/v1/events/{mine.pk}/").status_code == 200
+    assert api.get(f"/api/v1/events/{shared.pk}/").status_code == 200
+    missing = api.get(f"/api/v1/events/{theirs.pk}/")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    assert client_for(other_organizer).get(f"/api/v1/events/{mine.pk}/").status_code == 404
+
+
+def test_patch_event_settings_merges_and_validates(api, event, client_for, other_organizer):
+    response = api.patch(
+        f"/api/v1/events/{event.pk}/", {"settings": {"min_confidence": 0.4}}, format="json"
+    )
+    assert response.status_code == 200
+    event.refresh_from_db()
+    assert event.config.min_confidence == 0.4
+    assert event.config.auto_approve_threshold == 0.75
+
+    bad = api.patch(
+        f"/api/v1/events/{event.pk}/", {"settings": {"min_confidence": 9}}, format="json"
+    )
+    assert bad.status_code == 400
+    assert bad.json()["error"]["details"][0]["field"] == "settings.min_confidence"
+    event.refresh_from_db()
+    assert event.config.min_confidence == 0.4
+
+    other = client_for(other_organizer).patch(
+        f"/api/v1/events/{event.pk}/", {"settings": {}}, format="json"
+    )
+    assert other.status_code == 404
+
+
+def test_event_endpoints_need_credentials(client_for, event):
+    anonymous = client_for(None)
+    for response in (
+        anonymous.get("/api/v1/events/"),
+        anonymous.post("/api/v1/events/", {"name": "x"}, format="json"),
+        anonymous.get(f"/api/v1/events/{event.pk}/"),
+    ):
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "not_authenticated"
+        assert response.headers["WWW-Authenticate"] == "Token"
+
+
+def test_bad_token_is_401(client_for):
+    client = client_for(None)
+    client.credentials(HTTP_AUTHORIZATION="Token nope")
+
+    response = client.get("/api/v1/events/")
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "authentication_failed"

@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from conductor.models import EngagementSample, LiveSession
+from tests.factories import EventFactory, LiveSessionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_create_session_defaults_to_semi_auto(api, event):
+    response = api.post(
+        "/api/v1/sessions/", {"event": event.pk, "title": "Keynote", "topic": "AI"}, format="json"
+    )
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["mode"] == "semi_auto"
+    assert body["status"] == "scheduled"
+    assert body["engagement"] is None
+    assert LiveSession.objects.get(pk=body["id"]).event == event
+
+
+def test_create_session_for_someone_elses_event_is_404(api, other_organizer):
+    theirs = EventFactory(organizers=[other_organizer])
+
+    response = api.post("/api/v1/sessions/", {"event": theirs.pk, "title": "x"}, format="json")
+
+    assert response.status_code == 404
+    assert not LiveSession.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({"event": 1, "title": "x", "mode": "turbo"}, {"mode"}),
+        ({"title": "x"}, {"event"}),
+        ({"event": "one", "title": ""}, {"event", "title"}),
+        ({"event": 1, "title": "x", "speaker": "me"}, {"speaker"}),
+    ],
+)
+def test_create_session_validation(api, event, body, fields):
+    response = api.post("/api/v1/sessions/", body, format="json")
+
+    assert response.status_code == 400
+    assert {d["field"] for d in response.json()["error"]["details"]} == fields
+
+
+def test_malformed_json_is_400(api):
+    response = api.generic(
+        "POST", "/api/v1/sessions/", '{"event": 1,', content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_json"
+
+
+def test_a_list_body_is_400_not_500(api):
+    response = api.post("/api/v1/sessions/", [1, 2], format="json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "validation_error"
+
+
+def test_detail_includes_latest_engagement(api, live_session):
+    now = timezone.now()
+    EngagementSample.objects.create(
+        session=live_session, at=now - dt.timedelta(seconds=5), score=0.2, band="low"
+    )
+    EngagementSample.objects.create(
+        session=live_session, at=now, score=0.65, band="high", components={"chat": 0.3}
+    )
+
+    body = api.get(f"/api/v1/sessions/{live_session.pk}/").json()
+
+    assert body["engagement"]["score"] == 0.65
+    assert body["engagement"]["band"] == "high"
+    assert body["engagement"]["components"] == {"chat": 0.3}
+
+
+def test_patch_mode(api, live_session):
+    response = api.patch(f"/api/v1/sessions/{live_session.pk}/", {"mode": "auto"}, format="json")
+
+    assert response.status_code == 200
+    live_session.refresh_from_db()
+    assert live_session.mode == "auto"
+
+
+@pytest.mark.parametrize("body", [{"mode": "turbo"}, {}, {"mode": "auto", "event": 3}])
+def test_patch_rejects_bad_input_and_keeps_mode(api, live_session, body):
+    response = api.patch(f"/api/v1/sessions/{live_session.pk}/", body, format="json")
+
+    assert response.status_code == 400
+    live_session.refresh_from_db()
+    assert live_session.mode == "semi_auto"
+
+
+def test_status_lifecycle(api, live_session):
+    url = f"/api/v1/sessions/{live_session.pk}/"
+
+    live = api.patch(url, {"status": "live"}, format="json").json()
+    assert live["status"] == "live"
+    assert live["started_at"] is not None
+    ended = api.patch(url, {"status": "ended"}, format="json").json()
+    assert ended["ended_at"] is not None
+    assert ended["started_at"] == live["started_at"]
+
+    again = api.patch(url, {"status": "live"}, format="json")
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "invalid_transition"
+
+
+def test_ending_a_scheduled_session_sets_both_times(api, live_session):
+    body = api.patch(
+        f"/api/v1/sessions/{live_session.pk}/", {"status": "ended"}, format="json"
+    ).json()
+
+    assert body["started_at"] == body["ended_at"]
+
+
+def test_sessions_are_isolated_between_organizers(api, client_for, other_organizer, live_session):
+    theirs = LiveSessionFactory(event=EventFactory(organizers=[other_organizer]))
+    other = client_for(other_organizer)
+
+    assert [s["id"] for s in api.get("/api/v1/sessions/").json()["results"]] == [live_session.pk]
+    assert api.get(f"/api/v1/sessions/{theirs.pk}/").status_code == 404
+    assert other.get(f"/api/v1/sessions/{live_session.pk}/").status_code == 404
+    denied = other.patch(f"/api/v1/sessions/{live_session.pk}/", {"mode": "auto"}, format="json")
+    assert denied.status_code == 404
+    live_session.refresh_from_db()
+    assert live_session.mode == "semi_auto"
+
+
+def test_session_list_filters(api, event, organizer):
+    first = LiveSessionFactory(event=event, status="live")
+    LiveSessionFactory(event=event)
+    elsewhere = LiveSessionFactory(event=EventFactory(organizers=[organizer]), status="live")
+
+    by_event = api.get(f"/api/v1/sessions/?event={event.pk}").json()["results"]
+    live = api.get("/api/v1/sessions/?status=live").json()["results"]
+
+    assert len(by_event) == 2
+    assert {s["id"] for s in live} == {first.pk, elsewhere.pk}
+    assert api.get("/api/v1/sessions/?status=nope").status_code == 400
+
+
+def test_session_endpoints_need_credentials(client_for, live_session):
+    anonymous = client_for(None)
+
+    assert anonymous.get("/api/v1/sessions/").status_code == 401
+    assert anonymous.get(f"/api/v1/sessions/{live_session.pk}/").status_code == 401
+    response = anonymous.patch(f"/api/v1/sessions/{live_session.pk}/", {"mode": "auto"})
+    assert response.status_code == 401
+
+
+def test_unknown_api_url_is_json_404(api):
+    response = api.get("/api/v1/nothing-here/")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_method_not_allowed_uses_error_shape(api, event):
+    response = api.delete(f"/api/v1/events/{event.pk}/")
+
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_schema_and_docs(api):
+    schema = api.get("/api/schema/")
+
+    assert schema.status_code == 200
+    assert b"/api/v1/sessions/{session_id}/" in schema.content
+    # Event settings are documented field by field from the pydantic model, $defs inlined.
+    assert b"max_interventions_per_hour" in schema.content
+    assert b"$defs" not in schema.content
+    docs = api.get("/api/docs/")
+    assert docs.status_code == 200
+    assert b"/static/drf_spectacular_sidecar/" in docs.content  # served by us: works offline
+    assert b"cdn." not in docs.content

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from conductor.models import EngagementSample
+from tests.factories import LiveSessionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_home_lists_only_my_sessions(client, organizer, live_session, other_organizer):
+    LiveSessionFactory(title="Not yours")
+    client.force_login(organizer)
+
+    page = client.get("/").content.decode()
+
+    assert live_session.title in page
+    assert "Not yours" not in page
+
+
+def test_home_anonymous_invites_to_log_in(client, live_session):
+    page = client.get("/").content.decode()
+
+    assert "Log in" in page
+    assert live_session.title not in page
+
+
+def test_admin_pages_for_events_and_sessions(client, live_session):
+    staff = get_user_model().objects.create_superuser("root", password="x-admin-pass")
+    EngagementSample.objects.create(
+        session=live_session, at=live_session.created_at, score=0.5, band="moderate"
+    )
+    client.force_login(staff)
+
+    for url in (
+        "/admin/conductor/event/",
+        f"/admin/conductor/event/{live_session.event_id}/change/",
+        "/admin/conductor/livesession/",
+        f"/admin/conductor/livesession/{live_session.pk}/change/",
+        "/admin/conductor/engagementsample/",
+        "/admin/agents/memoryitem/",
+    ):
+        assert client.get(url).status_code == 200, url
+
+
+def test_model_strings(live_session):
+    sample = EngagementSample.objects.create(
+        session=live_session, at=live_session.created_at, score=0.5, band="moderate"
+    )
+
+    assert str(live_session.event) == live_session.event.name
+    assert str(live_session) == live_session.title
+    assert str(sample).endswith("0.50")

@@ -1,0 +1,70 @@
+"""Settings come from the environment; production-like variables pass `check --deploy`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+from conductor.settings import celery_broker_url, env, env_bool, env_list
+
+PRODUCTION = {
+    "DEBUG": "0",
+    "SECRET_KEY": "x" * 64 + "-a-real-secret-for-tests",
+    "ALLOWED_HOSTS": "conductor.example.com",
+    "DATABASE_URL": "postgres://conductor@db.invalid/conductor",
+    "REDIS_URL": "redis://redis.invalid:6379/0",
+}
+
+
+def manage(*args: str, **environment: str) -> subprocess.CompletedProcess[str]:
+    clean = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", **environment}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=settings.BASE_DIR,
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_secrets_can_come_from_files(tmp_path, monkeypatch):
+    (tmp_path / "secret").write_text("from-a-file\n")
+    monkeypatch.setenv("CONDUCTOR_TEST_VALUE_FILE", str(tmp_path / "secret"))
+
+    assert env("CONDUCTOR_TEST_VALUE") == "from-a-file"
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("1", True), ("off", False), ("", True)])
+def test_env_bool(monkeypatch, raw, expected):
+    monkeypatch.setenv("CONDUCTOR_TEST_FLAG", raw)
+
+    assert env_bool("CONDUCTOR_TEST_FLAG", default=True) is expected
+
+
+def test_env_list(monkeypatch):
+    monkeypatch.setenv("CONDUCTOR_TEST_LIST", " a.example, b.example ,,")
+
+    assert env_list("CONDUCTOR_TEST_LIST", "") == ["a.example", "b.example"]
+
+
+def test_broker_url_spells_unix_sockets_for_kombu():
+    assert celery_broker_url("unix:///var/redis.sock") == "redis+socket:///var/redis.sock"
+    assert celery_broker_url("redis://cache:6379/0") == "redis://cache:6379/0"
+
+
+def test_check_deploy_is_clean_with_production_variables():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
+
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_refuses_the_development_secret():
+    result = manage("check", **{**PRODUCTION, "SECRET_KEY": ""})
+
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr

@@ -1,0 +1,124 @@
+"""The dashboard websocket through the real channels-redis layer."""
+
+from __future__ import annotations
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from conductor import realtime, services
+from conductor.asgi import application
+from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@database_sync_to_async
+def make_session():
+    owner = OrganizerFactory()
+    stranger = OrganizerFactory()
+    session = LiveSessionFactory(event=EventFactory(organizers=[owner]))
+    return owner, stranger, session
+
+
+async def closed_with(path: str, headers=None) -> int:
+    communicator = WebsocketCommunicator(application, path, headers=headers or [])
+    await communicator.connect()
+    message = await communicator.receive_output(timeout=5)
+    await communicator.wait()
+    assert message["type"] == "websocket.close"
+    return message["code"]
+
+
+async def test_round_trip_through_redis_with_token():
+    owner, _, session = await make_session()
+    communicator = WebsocketCommunicator(
+        application, f"/ws/sessions/{session.pk}/?token={owner.auth_token.key}"
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+
+    await get_channel_layer().group_send(
+        realtime.session_group(session.pk),
+        {"type": "dashboard.message", "event": "engagement.sample", "data": {"score": 0.5}},
+    )
+
+    assert await communicator.receive_json_from(timeout=5) == {
+        "type": "engagement.sample",
+        "data": {"score": 0.5},
+    }
+    await communicator.disconnect()
+
+
+async def test_session_update_reaches_the_dashboard_after_commit():
+    owner, _, session = await make_session()
+    communicator = WebsocketCommunicator(
+        application, f"/ws/sessions/{session.pk}/?token={owner.auth_token.key}"
+    )
+    assert (await communicator.connect())[0]
+
+    await database_sync_to_async(services.session_update)(session_id=session.pk, mode="auto")
+
+    message = await communicator.receive_json_from(timeout=5)
+    assert message["type"] == "session.updated"
+    assert message["data"] == {"id": session.pk, "mode": "auto", "status": "scheduled"}
+    await communicator.disconnect()
+
+
+async def test_session_cookie_authenticates_a_browser():
+    owner, _, session = await make_session()
+    client = Client()
+    await database_sync_to_async(client.force_login)(owner)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+
+    communicator = WebsocketCommunicator(
+        application,
+        f"/ws/sessions/{session.pk}/",
+        headers=[(b"cookie", cookie), (b"origin", b"http://testserver")],
+    )
+    connected, _ = await communicator.connect()
+
+    assert connected
+    assert await communicator.receive_nothing(timeout=0.2)
+    await communicator.disconnect()
+
+
+async def test_anonymous_is_closed_with_4401():
+    _, _, session = await make_session()
+
+    assert await closed_with(f"/ws/sessions/{session.pk}/") == 4401
+    assert await closed_with(f"/ws/sessions/{session.pk}/?token=wrong") == 4401
+
+
+async def test_another_organizer_is_closed_with_4403():
+    _, stranger, session = await make_session()
+
+    code = await closed_with(f"/ws/sessions/{session.pk}/?token={stranger.auth_token.key}")
+
+    assert code == 4403
+
+
+async def test_unknown_session_is_closed_with_4403():
+    owner, _, _ = await make_session()
+
+    assert await closed_with(f"/ws/sessions/999999/?token={owner.auth_token.key}") == 4403
+
+
+async def test_foreign_origin_is_refused_before_authentication():
+    owner, _, session = await make_session()
+    communicator = WebsocketCommunicator(
+        application,
+        f"/ws/sessions/{session.pk}/?token={owner.auth_token.key}",
+        headers=[(b"origin", b"https://evil.example")],
+    )
+
+    connected, _ = await communicator.connect()
+
+    assert not connected
+
+
+def test_unknown_message_type_is_refused():
+    with pytest.raises(ValueError, match="unknown dashboard message type"):
+        realtime.publish(1, "engagement.sampel", {})

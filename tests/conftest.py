@@ -1,0 +1,135 @@
+"""Shared fixtures. Everything runs against the real PostgreSQL and Redis of var/test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, connections
+from rest_framework.test import APIClient
+
+from conductor.celery import app as celery_app
+from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_redis() -> None:
+    """The test Redis keeps its data between runs; start every run from an empty one."""
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
+async def _close_db_connections() -> Iterator[None]:
+    """Async tests leave a thread's connection open and teardown hangs without this."""
+    yield
+    await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture
+def organizer(db):  # type: ignore[no-untyped-def]
+    return OrganizerFactory()
+
+
+@pytest.fixture
+def other_organizer(db):  # type: ignore[no-untyped-def]
+    return OrganizerFactory()
+
+
+@pytest.fixture
+def event(organizer):  # type: ignore[no-untyped-def]
+    return EventFactory(organizers=[organizer])
+
+
+@pytest.fixture
+def live_session(event):  # type: ignore[no-untyped-def]
+    return LiveSessionFactory(event=event)
+
+
+@pytest.fixture
+def client_for() -> Callable[..., APIClient]:
+    def make(user: object | None) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            client.credentials(HTTP_AUTHORIZATION=f"Token {user.auth_token.key}")  # type: ignore[attr-defined]
+        return client
+
+    return make
+
+
+@pytest.fixture
+def api(client_for, organizer):  # type: ignore[no-untyped-def]
+    return client_for(organizer)
+
+
+def test_database_url() -> str:
+    """A URL for the test database, for processes the tests start."""
+    db = connection.settings_dict
+    host = quote(db["HOST"], safe="")
+    return f"postgresql://{db['USER']}:@/{db['NAME']}?host={host}"
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "conductor.settings_test",
+        "DATABASE_URL": test_database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update(extra)
+    return env
+
+
+class WorkerProcess:
+    """A real `celery worker` process on the test broker and test database."""
+
+    def __init__(self, **env: str) -> None:
+        self.hostname = f"test-{time.time_ns()}@{socket.gethostname()}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "conductor", "worker", "--loglevel", "WARNING",
+             "--concurrency", "1", "--pool", "prefork", "--hostname", self.hostname,
+             "--without-mingle", "--without-gossip"],
+            cwd=BASE_DIR, env=child_env(**env), start_new_session=True,
+        )  # fmt: skip
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.process.returncode}")
+            replies = celery_app.control.ping(timeout=0.5) or []
+            if any(self.hostname in reply for reply in replies):
+                return
+        raise TimeoutError("the Celery worker did not start")
+
+    def stop(self) -> None:
+        """Warm shutdown through the main process, as an operator would (it stops its pool)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+@pytest.fixture
+def worker(transactional_db) -> Iterator[WorkerProcess]:  # type: ignore[no-untyped-def]
+    celery_app.control.purge()
+    process = WorkerProcess()
+    yield process
+    process.stop()

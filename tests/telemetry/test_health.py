@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import time
+
+import pytest
+import time_machine
+from django.core.cache import cache
+from django.db import OperationalError, connection
+
+from telemetry.health import HEARTBEAT_KEY, record_worker_heartbeat
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _no_heartbeat():
+    cache.delete(HEARTBEAT_KEY)
+
+
+def test_healthy(client):
+    record_worker_heartbeat()
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "redis": "ok", "worker": "ok"},
+    }
+
+
+def test_no_worker_heartbeat_is_503_naming_the_worker(client):
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["failing"] == ["worker"]
+    assert "no heartbeat" in body["checks"]["worker"]
+
+
+def test_stale_heartbeat_is_503(client):
+    record_worker_heartbeat()
+
+    with time_machine.travel(time.time() + 120, tick=False):
+        response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert "120 s ago" in response.json()["checks"]["worker"]
+
+
+def test_redis_down_is_503_naming_redis(client, settings):
+    record_worker_heartbeat()
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "unix:///nonexistent/redis.sock",
+        }
+    }
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert "redis" in response.json()["failing"]
+    assert response.json()["checks"]["database"] == "ok"
+
+
+def test_database_down_is_503_naming_the_database(client, monkeypatch):
+    record_worker_heartbeat()
+
+    def refuse(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(connection, "cursor", refuse)
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["failing"] == ["database"]
+    assert "connection refused" in response.json()["checks"]["database"]
+
+
+def test_metrics_are_prometheus_text(client):
+    client.get("/healthz")
+
+    response = client.get("/metrics")
+
+    assert response.status_code == 200
+    assert b"django_http_requests_total_by_method_total" in response.content
