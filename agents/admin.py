@@ -1,8 +1,22 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
-from agents.models import MemoryItem
+from agents import services
+from agents.models import (
+    AgentRun,
+    AgentRunMetric,
+    Approval,
+    Campaign,
+    CampaignMetric,
+    MemoryItem,
+    ToolExecution,
+)
+from conductor.errors import ConflictError
 
 
 @admin.register(MemoryItem)
@@ -12,3 +26,119 @@ class MemoryItemAdmin(admin.ModelAdmin):
     search_fields = ("key", "content")
     exclude = ("embedding",)  # 256 floats are not for reading
     readonly_fields = ("created_at",)
+
+
+class _ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class ToolExecutionInline(_ReadOnlyInline):
+    model = ToolExecution
+    fields = readonly_fields = ("seq", "attempt", "tool", "action", "status", "input", "output",
+                                "error", "started_at", "finished_at")  # fmt: skip
+
+
+class AgentRunMetricInline(_ReadOnlyInline):
+    model = AgentRunMetric
+    fields = readonly_fields = ("name", "value", "metadata", "created_at")
+
+
+class ApprovalInline(_ReadOnlyInline):
+    model = Approval
+    fields = readonly_fields = (
+        "tool", "action", "arguments", "status", "expires_at", "decided_by", "reason"
+    )  # fmt: skip
+
+
+@admin.register(AgentRun)
+class AgentRunAdmin(admin.ModelAdmin):
+    list_display = ("id", "agent", "intent", "status", "organizer", "attempts", "created_at")
+    list_filter = ("status", "agent", "intent")
+    search_fields = ("=id", "idempotency_key", "organizer__username")
+    list_select_related = ("organizer",)
+    readonly_fields = [f.name for f in AgentRun._meta.fields]
+    inlines = [ToolExecutionInline, AgentRunMetricInline, ApprovalInline]
+    actions = ["cancel_runs"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # runs start through the orchestrator only
+
+    @admin.action(description="Cancel selected runs")
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet[AgentRun]) -> None:
+        done = 0
+        for run in queryset:
+            try:
+                services.run_cancel(run_id=run.pk)
+                done += 1
+            except ConflictError:
+                continue
+        self.message_user(request, f"Cancelled {done} of {queryset.count()} runs.")
+
+
+@admin.register(Approval)
+class ApprovalAdmin(admin.ModelAdmin):
+    list_display = ("id", "run_link", "tool", "action", "status", "requested_at", "expires_at",
+                    "decided_by")  # fmt: skip
+    list_filter = ("status", "tool", "expired")
+    list_select_related = ("run", "decided_by")
+    readonly_fields = [f.name for f in Approval._meta.fields]
+    actions = ["approve", "reject"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="run")
+    def run_link(self, approval: Approval) -> str:
+        url = reverse("admin:agents_agentrun_change", args=[approval.run_id])
+        return format_html('<a href="{}">{}</a>', url, approval.run)
+
+    @admin.action(description="Approve selected (pending) actions")
+    def approve(self, request: HttpRequest, queryset: QuerySet[Approval]) -> None:
+        self._decide(request, queryset, approve=True)
+
+    @admin.action(description="Reject selected (pending) actions")
+    def reject(self, request: HttpRequest, queryset: QuerySet[Approval]) -> None:
+        self._decide(request, queryset, approve=False)
+
+    def _decide(self, request: HttpRequest, queryset: QuerySet[Approval], *, approve: bool) -> None:
+        decided, skipped = 0, 0
+        for approval in queryset.filter(status=Approval.Status.PENDING):
+            try:
+                services.approval_decide(
+                    run_id=approval.run_id,
+                    approve=approve,
+                    user=request.user,  # type: ignore[arg-type]
+                    reason=f"{'approved' if approve else 'rejected'} in the admin",
+                )
+                decided += 1
+            except ConflictError:
+                skipped += 1
+        level = messages.SUCCESS if decided else messages.WARNING
+        self.message_user(
+            request,
+            f"{'Approved' if approve else 'Rejected'} {decided}; {skipped} were no longer pending.",
+            level,
+        )
+
+
+class CampaignMetricInline(admin.TabularInline):
+    model = CampaignMetric
+    extra = 0
+    fields = ("kind", "channel", "value", "at")
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    list_display = ("name", "organizer", "status", "budget", "created_at")
+    list_filter = ("status", "kind")
+    search_fields = ("name", "organizer__username")
+    list_select_related = ("organizer",)
+    raw_id_fields = ("run",)
+    inlines = [CampaignMetricInline]

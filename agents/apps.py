@@ -1,8 +1,16 @@
 from __future__ import annotations
 
+from importlib import import_module
+
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class AgentsConfig(AppConfig):
     name = "agents"
     verbose_name = "Agents"
+
+    def ready(self) -> None:
+        # Registering is importing: each module's agents register themselves, once.
+        for module in settings.AGENT_MODULES:
+            import_module(module)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from pgvector.django import HnswIndex, VectorField
 
@@ -34,3 +35,201 @@ class MemoryItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent}:{self.key}"
+
+
+class AgentRun(models.Model):
+    """One request to an agent, from queueing to its final status; every attempt updates it."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        AWAITING_APPROVAL = "awaiting_approval"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+        TIMED_OUT = "timed_out"
+
+    TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT})
+
+    organizer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_runs"
+    )
+    agent = models.CharField(max_length=64)
+    agent_version = models.CharField(max_length=32)
+    intent = models.CharField(max_length=64)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    input = models.JSONField()
+    output = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)  # {"code", "message", "retryable"?}
+    attempts = models.PositiveIntegerField(default=0)
+    # NULL, not "": runs without a key must not collide in the unique constraint.
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
+    cancel_requested = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organizer", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="run_idempotency_key_per_organizer",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["organizer", "-created_at"], name="run_organizer_created_idx"),
+            models.Index(fields=["status"], name="run_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} {self.agent}/{self.intent} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.TERMINAL
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return int((self.finished_at - self.started_at).total_seconds() * 1000)
+
+
+class ToolExecution(models.Model):
+    """One call of a connector by a run: the replay log that keeps side effects exactly-once."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="tool_executions")
+    seq = models.PositiveIntegerField(help_text="Position of the call in the run's handler.")
+    attempt = models.PositiveIntegerField()
+    tool = models.CharField(max_length=64)
+    action = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    input = models.JSONField()
+    output = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["seq", "attempt", "id"]
+        constraints = [
+            # At most one successful record per call: the one that is replayed.
+            models.UniqueConstraint(
+                fields=["run", "seq"],
+                condition=models.Q(status="succeeded"),
+                name="tool_execution_one_success_per_call",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool}.{self.action} #{self.seq} ({self.status})"
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.finished_at is None:
+            return None
+        return int((self.finished_at - self.started_at).total_seconds() * 1000)
+
+
+class AgentRunMetric(models.Model):
+    run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="metrics")
+    name = models.CharField(max_length=100)
+    value = models.FloatField()
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value}"
+
+
+class Approval(models.Model):
+    """A risky tool call waiting for a human: what, with which arguments, until when."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+
+    run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="approvals")
+    seq = models.PositiveIntegerField()
+    tool = models.CharField(max_length=64)
+    action = models.CharField(max_length=64)
+    arguments = models.JSONField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    default_decision = models.CharField(max_length=16, choices=Status.choices)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    expired = models.BooleanField(default=False, help_text="Decided by expiry, not by a person.")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="approval_one_per_call")]
+        indexes = [models.Index(fields=["status", "expires_at"], name="approval_pending_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.tool}.{self.action} for run {self.run_id} ({self.status})"
+
+
+class Campaign(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        ACTIVE = "active"
+        PAUSED = "paused"
+        COMPLETED = "completed"
+
+    organizer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="campaigns"
+    )
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=32, default="multichannel")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    config = models.JSONField(default=dict, blank=True)
+    budget = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    run = models.ForeignKey(
+        AgentRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="campaigns"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CampaignMetric(models.Model):
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="metrics")
+    kind = models.CharField(max_length=32)  # impressions, clicks, conversions, spend, opens...
+    channel = models.CharField(max_length=64, blank=True)
+    value = models.FloatField()
+    payload = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["campaign", "kind"], name="campaign_metric_kind_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} {self.kind}={self.value}"

@@ -115,7 +115,7 @@ class SessionOutputSerializer(serializers.Serializer):
         return None if sample is None else dict(SampleOutputSerializer(sample).data)
 
 
-def _paginated(request: Request, view: APIView, queryset: Any, serializer: type) -> Response:
+def paginated(request: Request, view: APIView, queryset: Any, serializer: type) -> Response:
     paginator = LimitOffsetPagination()
     page: Any = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer(page, many=True).data)
@@ -139,7 +139,7 @@ class EventListCreateApi(APIView):
 
     @extend_schema(responses=EventOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return _paginated(
+        return paginated(
             request, self, selectors.events_for_user(request.user), EventOutputSerializer
         )
 
@@ -194,7 +194,7 @@ class SessionListCreateApi(APIView):
             sessions = sessions.filter(event_id=filters.validated_data["event"])
         if "status" in filters.validated_data:
             sessions = sessions.filter(status=filters.validated_data["status"])
-        return _paginated(request, self, sessions, SessionOutputSerializer)
+        return paginated(request, self, sessions, SessionOutputSerializer)
 
     @extend_schema(request=InputSerializer, responses={201: SessionOutputSerializer})
     def post(self, request: Request) -> Response:

@@ -213,20 +213,53 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}  # > longest task and countdown
+# An unacknowledged task (its worker died) is delivered again after this long; it must exceed
+# the longest task and retry countdown. Workers sweep for such tasks every few seconds when the
+# timeout is short (kombu's default sweep is ~100 s apart).
+CELERY_VISIBILITY_TIMEOUT_SECONDS = int(env("CELERY_VISIBILITY_TIMEOUT_SECONDS", "3600"))
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS,
+    "unacked_restore_interval": max(1, min(10, CELERY_VISIBILITY_TIMEOUT_SECONDS // 4)),
+    "unacked_restore_throttle": 1 if CELERY_VISIBILITY_TIMEOUT_SECONDS < 60 else 10,
+}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "telemetry.tasks.heartbeat", "schedule": 10.0},
+    "expire-agent-approvals": {"task": "agents.expire_approvals", "schedule": 30.0},
 }
 
 # -- Conductor ---------------------------------------------------------------------------------
 
-USE_MOCK_CONNECTORS = env("USE_MOCK_CONNECTORS")  # "" = fakes where credentials are missing
+# Connectors: "" = a fake wherever a connector's credentials are missing; "1" = fakes always;
+# "0" = real clients always (a connector without credentials then fails as not configured).
+USE_MOCK_CONNECTORS = env("USE_MOCK_CONNECTORS")
+CONNECTOR_TIMEOUT_SECONDS = float(env("CONNECTOR_TIMEOUT_SECONDS", "10"))
 LLM_BASE_URL = env("LLM_BASE_URL")
 LLM_API_KEY = env("LLM_API_KEY")
 LLM_MODEL = env("LLM_MODEL", "gpt-4o-mini")
 LLM_TIMEOUT_SECONDS = float(env("LLM_TIMEOUT_SECONDS", "8"))
+# USD per 1,000 tokens, for the cost metric of each LLM call.
+LLM_COST_PER_1K_PROMPT_TOKENS = float(env("LLM_COST_PER_1K_PROMPT_TOKENS", "0.00015"))
+LLM_COST_PER_1K_COMPLETION_TOKENS = float(env("LLM_COST_PER_1K_COMPLETION_TOKENS", "0.0006"))
+EMAIL_HOST = env("EMAIL_HOST")
+EMAIL_PORT = int(env("EMAIL_PORT", "587"))
+EMAIL_HOST_USER = env("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=True)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Conductor <conductor@localhost>")
+SLACK_WEBHOOK_URL = env("SLACK_WEBHOOK_URL")
+WEBHOOK_URL = env("WEBHOOK_URL")
+WEBHOOK_SECRET = env("WEBHOOK_SECRET")
+ADS_BASE_URL = env("ADS_BASE_URL")
+ADS_API_KEY = env("ADS_API_KEY")
+# Per-connector circuit breaker: open after this many consecutive failures, for this long.
+CIRCUIT_BREAKER_THRESHOLD = int(env("CIRCUIT_BREAKER_THRESHOLD", "3"))
+CIRCUIT_BREAKER_COOLDOWN_SECONDS = float(env("CIRCUIT_BREAKER_COOLDOWN_SECONDS", "10"))
+# Modules whose import registers agents (see agents/registry.py).
+AGENT_MODULES = ["agents.builtin"]
+# Runs per organizer and agent per minute.
+AGENT_RATE_LIMIT_PER_MINUTE = int(env("AGENT_RATE_LIMIT_PER_MINUTE", "60"))
 CONDUCTOR_TICK_SECONDS = float(env("CONDUCTOR_TICK_SECONDS", "5"))
 CONDUCTOR_REWARD_WINDOW_SECONDS = float(env("CONDUCTOR_REWARD_WINDOW_SECONDS", "60"))
 # /healthz reports the worker down when its last heartbeat is older than this.

@@ -14,3 +14,5 @@ from conductor.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; never in production
 USE_MOCK_CONNECTORS = "1"
+# Agents with scripted behaviour (slow, failing, approval-gated) for the orchestrator's tests.
+AGENT_MODULES = [*AGENT_MODULES, "tests.agents.sample_agents"]  # noqa: F405

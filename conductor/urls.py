@@ -5,6 +5,7 @@ from django.urls import include, path
 from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from agents import api as agents_api
 from conductor import api, views
 from telemetry.health import healthz
 
@@ -15,6 +16,12 @@ api_v1 = [
     path("events/<int:event_id>/", api.EventDetailApi.as_view(), name="event-detail"),
     path("sessions/", api.SessionListCreateApi.as_view(), name="session-list"),
     path("sessions/<int:session_id>/", api.SessionDetailApi.as_view(), name="session-detail"),
+    path("agents/", agents_api.AgentListApi.as_view(), name="agent-list"),
+    path("runs/", agents_api.RunListCreateApi.as_view(), name="run-list"),
+    path("runs/<int:run_id>/", agents_api.RunDetailApi.as_view(), name="run-detail"),
+    path("runs/<int:run_id>/cancel/", agents_api.RunCancelApi.as_view(), name="run-cancel"),
+    path("runs/<int:run_id>/approve/", agents_api.RunApproveApi.as_view(), name="run-approve"),
+    path("runs/<int:run_id>/reject/", agents_api.RunRejectApi.as_view(), name="run-reject"),
 ]
 
 urlpatterns = [

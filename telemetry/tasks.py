@@ -17,3 +17,11 @@ def heartbeat() -> None:
 @worker_ready.connect
 def _heartbeat_on_start(**kwargs: Any) -> None:
     record_worker_heartbeat()
+
+
+@shared_task(name="telemetry.tasks.noop", ignore_result=True)
+def noop(counter_key: str) -> None:
+    """Does nothing but count itself: the baseline of the benchmarks, and a broker smoke test."""
+    from conductor.redis_client import redis_client
+
+    redis_client().incr(counter_key)

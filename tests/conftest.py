@@ -77,7 +77,8 @@ def api(client_for, organizer):  # type: ignore[no-untyped-def]
 def test_database_url() -> str:
     """A URL for the test database, for processes the tests start."""
     db = connection.settings_dict
-    host = quote(db["HOST"], safe="")
+    # The embedded server listens on a Unix socket, given as the `host` option.
+    host = quote(db["HOST"] or db["OPTIONS"].get("host", ""), safe="")
     return f"postgresql://{db['USER']}:@/{db['NAME']}?host={host}"
 
 

@@ -1,0 +1,173 @@
+"""HTTP API of the agent platform: agents, runs, and the decisions on runs."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from django.contrib.auth.models import User
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents import selectors, services
+from agents.models import AgentRun
+from agents.registry import describe, registry
+from conductor.api import StrictSerializer, paginated
+
+
+class ToolExecutionOutputSerializer(serializers.Serializer):
+    tool = serializers.CharField()
+    action = serializers.CharField()
+    seq = serializers.IntegerField()
+    status = serializers.CharField()
+    input = serializers.JSONField()
+    output = serializers.JSONField()
+    error = serializers.JSONField()
+    attempt = serializers.IntegerField()
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField()
+    duration_ms = serializers.IntegerField(allow_null=True)
+
+
+class MetricOutputSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    value = serializers.FloatField()
+    metadata = serializers.JSONField()
+
+
+class ApprovalOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    tool = serializers.CharField()
+    action = serializers.CharField()
+    arguments = serializers.JSONField()
+    status = serializers.CharField()
+    requested_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    expired = serializers.BooleanField()
+    decided_by = serializers.CharField(source="decided_by.username", allow_null=True, default=None)
+    decided_at = serializers.DateTimeField()
+    reason = serializers.CharField()
+
+
+class RunOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    agent = serializers.CharField()
+    agent_version = serializers.CharField()
+    intent = serializers.CharField()
+    status = serializers.CharField()
+    input = serializers.JSONField()
+    output = serializers.JSONField()
+    error = serializers.JSONField()
+    attempts = serializers.IntegerField()
+    idempotency_key = serializers.CharField(allow_null=True)
+    parent_id = serializers.IntegerField(allow_null=True)  # "parent" is taken by DRF
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField()
+    duration_ms = serializers.IntegerField(allow_null=True)
+
+
+class RunDetailOutputSerializer(RunOutputSerializer):
+    tool_executions = ToolExecutionOutputSerializer(many=True)
+    metrics = MetricOutputSerializer(many=True)
+    approvals = ApprovalOutputSerializer(many=True)
+    children = serializers.SerializerMethodField()
+
+    def get_children(self, run: AgentRun) -> list[int]:
+        return [child.pk for child in run.children.all()]
+
+
+def _detail(run: AgentRun, *, status_code: int = status.HTTP_200_OK) -> Response:
+    return Response(RunDetailOutputSerializer(run).data, status=status_code)
+
+
+class AgentListApi(APIView):
+    @extend_schema(responses={200: serializers.ListSerializer(child=serializers.DictField())})
+    def get(self, request: Request) -> Response:
+        return Response([describe(agent) for agent in registry])
+
+
+class RunListCreateApi(APIView):
+    @extend_schema_serializer(component_name="RunCreateInput")
+    class InputSerializer(StrictSerializer):
+        agent = serializers.CharField(required=False, max_length=64)
+        intent = serializers.CharField(max_length=64)
+        input = serializers.JSONField()
+        idempotency_key = serializers.CharField(required=False, max_length=200)
+
+    class FilterSerializer(serializers.Serializer):
+        agent = serializers.CharField(required=False)
+        intent = serializers.CharField(required=False)
+        status = serializers.ChoiceField(choices=AgentRun.Status.values, required=False)
+
+    @extend_schema(parameters=[FilterSerializer], responses=RunOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        runs = selectors.runs_for_user(request.user).filter(**filters.validated_data)
+        return paginated(request, self, runs, RunOutputSerializer)
+
+    @extend_schema(request=InputSerializer, responses={202: RunDetailOutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        run, created = services.run_create(
+            organizer=cast(User, request.user),
+            agent=data.get("agent"),
+            intent=data["intent"],
+            data=data["input"],
+            idempotency_key=data.get("idempotency_key"),
+        )
+        response = _detail(
+            selectors.run_get_for_user(request.user, run.pk), status_code=status.HTTP_202_ACCEPTED
+        )
+        if not created:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+
+class RunDetailApi(APIView):
+    @extend_schema(responses=RunDetailOutputSerializer)
+    def get(self, request: Request, run_id: int) -> Response:
+        return _detail(selectors.run_get_for_user(request.user, run_id))
+
+
+class RunCancelApi(APIView):
+    @extend_schema(request=None, responses=RunDetailOutputSerializer)
+    def post(self, request: Request, run_id: int) -> Response:
+        run = selectors.run_get_for_user(request.user, run_id)
+        services.run_cancel(run_id=run.pk)
+        return _detail(selectors.run_get_for_user(request.user, run_id))
+
+
+class _RunDecisionApi(APIView):
+    approve: bool
+
+    @extend_schema_serializer(component_name="RunDecisionInput")
+    class InputSerializer(StrictSerializer):
+        reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+    def post(self, request: Request, run_id: int) -> Response:
+        run = selectors.run_get_for_user(request.user, run_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.approval_decide(
+            run_id=run.pk,
+            approve=self.approve,
+            user=cast(User, request.user),
+            reason=serializer.validated_data.get("reason", ""),
+        )
+        return _detail(selectors.run_get_for_user(request.user, run_id))
+
+
+@extend_schema(request=_RunDecisionApi.InputSerializer, responses=RunDetailOutputSerializer)
+class RunApproveApi(_RunDecisionApi):
+    approve = True
+
+
+@extend_schema(request=_RunDecisionApi.InputSerializer, responses=RunDetailOutputSerializer)
+class RunRejectApi(_RunDecisionApi):
+    approve = False

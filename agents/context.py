@@ -1,0 +1,333 @@
+"""The run context: the only way an agent reaches connectors, metrics and child runs.
+
+Every connector call is recorded as a ToolExecution before and after it happens. A call is
+identified by its position in the handler (`seq`): when a run is executed again (a retry, a
+redelivered task after a worker died, a resume after approval), calls that already succeeded are
+not made again - their recorded output is returned. Each call also carries an idempotency key
+(`run-<id>-call-<seq>`) that connectors pass on to services that deduplicate, which closes the
+gap of a worker dying between a side effect and its record.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from pydantic import BaseModel, ValidationError
+
+from agents import circuit
+from agents.models import AgentRun, AgentRunMetric, Approval, ToolExecution
+from conductor.redis_client import redis_client
+from connectors.errors import ConnectorError
+from connectors.factory import get_connector
+from telemetry import metrics
+
+if TYPE_CHECKING:
+    from agents.registry import Agent
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+ORCHESTRATOR_TOOL = "orchestrator"
+
+
+class RunInterrupted(Exception):
+    """Base of the signals a handler raises through to the orchestrator."""
+
+
+class AwaitingApproval(RunInterrupted):
+    def __init__(self, approval: Approval) -> None:
+        super().__init__(f"waiting for approval of {approval.tool}.{approval.action}")
+        self.approval = approval
+
+
+class ApprovalRejected(RunInterrupted):
+    def __init__(self, approval: Approval) -> None:
+        super().__init__(approval.reason or "rejected")
+        self.approval = approval
+
+
+class RunCancelled(RunInterrupted):
+    pass
+
+
+class WaitingForChildren(RunInterrupted):
+    pass
+
+
+class ToolCallFailed(Exception):
+    """A connector call failed; `retryable` says whether running the run again can help."""
+
+    def __init__(self, tool: str, action: str, error: ConnectorError) -> None:
+        super().__init__(f"{tool}.{action} failed: {error.message}")
+        self.tool = tool
+        self.action = action
+        self.code = "tool_failed"
+        self.retryable = error.retryable
+
+
+class ReplayMismatch(Exception):
+    """The handler made a different call at a position where a recorded call exists."""
+
+
+def cancel_key(run_id: int) -> str:
+    """Redis flag set when a run is cancelled, read before each of its tool calls."""
+    return f"conductor:run:{run_id}:cancel"
+
+
+def _canonical(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+class RunContext:
+    """Handed to `Agent.handle`; one per attempt of a run."""
+
+    def __init__(self, run: AgentRun, agent: Agent) -> None:
+        self.run = run
+        self.agent = agent
+        self.attempt = run.attempts
+        # Stored with the run's status when the attempt ends, in the same transaction.
+        self.pending_metrics: list[AgentRunMetric] = []
+        self._seq = 0
+        # A first attempt has nothing to replay: spare the query.
+        self._recorded = (
+            {}
+            if self.attempt <= 1
+            else {
+                execution.seq: execution
+                for execution in run.tool_executions.filter(status=ToolExecution.Status.SUCCEEDED)
+            }
+        )
+
+    # -- connectors ------------------------------------------------------------------------
+
+    def call(self, tool: str, action: str, payload: BaseModel | dict[str, Any]) -> dict[str, Any]:
+        """Call `tool.action` once per run, whatever happens to the worker; return its output.
+
+        Raises ToolCallFailed, circuit.CircuitOpenError, AwaitingApproval, ApprovalRejected,
+        RunCancelled.
+        """
+        seq = self._next_seq()
+        arguments = _canonical(
+            payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload
+        )
+        recorded = self._recorded.get(seq)
+        if recorded is not None:
+            self._check_replay(recorded, tool, action, arguments)
+            return dict(recorded.output or {})
+        if tool not in self.agent.tools:
+            raise PermissionError(f"agent {self.agent.name} may not use {tool}")
+        # One round trip for the cancel flag and the circuit's state.
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.exists(cancel_key(self.run.pk))
+        circuit.queue_state(pipe, tool)
+        cancelled, *circuit_state = pipe.execute()
+        if cancelled:
+            raise RunCancelled("cancelled by request")
+        if f"{tool}.{action}" in self.agent.approval_required:
+            self._require_approval(seq, tool, action, arguments)
+        counting_failures = circuit.evaluate(tool, circuit_state)
+        return self._execute(seq, tool, action, arguments, counting_failures)
+
+    def llm(
+        self,
+        prompt: str,
+        output_model: type[ModelT],
+        *,
+        system: str = "",
+        temperature: float = 0.7,
+        max_tokens: int = 800,
+    ) -> ModelT:
+        """Ask the LLM for a structured answer validated by `output_model`.
+
+        An answer that does not validate is a failure a retry can help (models vary).
+        """
+        messages = [{"role": "user", "content": prompt}]
+        if system:
+            messages.insert(0, {"role": "system", "content": system})
+        output = self.call(
+            "llm",
+            "complete",
+            {
+                "messages": messages,
+                "temperature": temperature,
+                "max_tokens": max_tokens,
+                "json_schema": output_model.model_json_schema(),
+                "schema_name": output_model.__name__,
+            },
+        )
+        try:
+            return output_model.model_validate_json(output["content"])
+        except ValidationError as error:
+            raise ToolCallFailed(
+                "llm",
+                "complete",
+                ConnectorError(
+                    f"answer did not match {output_model.__name__}: {error}", retryable=True
+                ),
+            ) from None
+
+    def _next_seq(self) -> int:
+        seq = self._seq
+        self._seq += 1
+        return seq
+
+    @staticmethod
+    def _check_replay(
+        recorded: ToolExecution, tool: str, action: str, arguments: dict[str, Any]
+    ) -> None:
+        if (recorded.tool, recorded.action) != (tool, action):
+            raise ReplayMismatch(
+                f"call #{recorded.seq} was {recorded.tool}.{recorded.action}, now {tool}.{action}"
+            )
+
+    def _require_approval(
+        self, seq: int, tool: str, action: str, arguments: dict[str, Any]
+    ) -> None:
+        approval = Approval.objects.filter(run=self.run, seq=seq).first()
+        if approval is None:
+            approval = Approval.objects.create(
+                run=self.run,
+                seq=seq,
+                tool=tool,
+                action=action,
+                arguments=arguments,
+                default_decision=self.agent.approval_default,
+                expires_at=timezone.now() + timedelta(seconds=self.agent.approval_ttl_seconds),
+            )
+        if approval.status == Approval.Status.PENDING:
+            raise AwaitingApproval(approval)
+        if approval.status == Approval.Status.REJECTED:
+            raise ApprovalRejected(approval)
+
+    def _execute(
+        self,
+        seq: int,
+        tool: str,
+        action: str,
+        arguments: dict[str, Any],
+        counting_failures: bool,
+    ) -> dict[str, Any]:
+        # The call is recorded once it has an outcome: one write per call. A worker killed
+        # during the call leaves no record, and the call is made again with the same
+        # idempotency key, which the service uses to drop the repeat.
+        started_at = timezone.now()
+        started = time.perf_counter()
+        try:
+            output = get_connector(tool).call(
+                action, arguments, idempotency_key=f"run-{self.run.pk}-call-{seq}"
+            )
+        except ConnectorError as error:
+            if error.retryable:
+                circuit.record_failure(tool)
+            failure = {"message": error.message, "retryable": error.retryable}
+            self._record(seq, tool, action, arguments, started_at, started, error=failure)
+            raise ToolCallFailed(tool, action, error) from error
+        except BaseException as error:
+            # A time limit or a shutdown interrupts the call: say so instead of losing it.
+            failure = {"message": f"interrupted: {error!r}", "retryable": True}
+            self._record(seq, tool, action, arguments, started_at, started, error=failure)
+            raise
+        if counting_failures:
+            circuit.record_success(tool)
+        self._record(seq, tool, action, arguments, started_at, started, output=output)
+        if tool == "llm":
+            self._record_llm_usage(output)
+        return output
+
+    def _record(
+        self,
+        seq: int,
+        tool: str,
+        action: str,
+        arguments: dict[str, Any],
+        started_at: datetime,
+        started: float,
+        *,
+        output: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        elapsed = time.perf_counter() - started
+        status = ToolExecution.Status.FAILED if error else ToolExecution.Status.SUCCEEDED
+        ToolExecution.objects.create(
+            run=self.run,
+            seq=seq,
+            attempt=self.attempt,
+            tool=tool,
+            action=action,
+            status=status,
+            input=arguments,
+            output=output,
+            error=error,
+            started_at=started_at,
+            finished_at=started_at + timedelta(seconds=elapsed),
+        )
+        metrics.TOOL_CALLS.labels(tool=tool, status=status).inc()
+        metrics.TOOL_CALL_DURATION.labels(tool=tool).observe(elapsed)
+
+    def _record_llm_usage(self, output: dict[str, Any]) -> None:
+        model = {"model": output.get("model", "")}
+        for name, key in (
+            ("llm.prompt_tokens", "prompt_tokens"),
+            ("llm.completion_tokens", "completion_tokens"),
+            ("llm.cost_usd", "cost_usd"),
+        ):
+            self.metric(name, float(output.get(key, 0)), **model)
+
+    # -- metrics ---------------------------------------------------------------------------
+
+    def metric(self, name: str, value: float, **metadata: Any) -> None:
+        """Record a metric of this run; stored when the attempt ends (each attempt's own)."""
+        self.pending_metrics.append(
+            AgentRunMetric(run=self.run, name=name, value=value, metadata=metadata)
+        )
+
+    # -- child runs ------------------------------------------------------------------------
+
+    def start_child(self, *, agent: str, intent: str, data: BaseModel | dict[str, Any]) -> int:
+        """Start a run of another agent, linked to this one, at most once; return its id."""
+        seq = self._next_seq()
+        recorded = self._recorded.get(seq)
+        if recorded is not None:
+            self._check_replay(recorded, ORCHESTRATOR_TOOL, "start_child", {})
+            return int((recorded.output or {})["run_id"])
+        from agents import services  # services import this module
+
+        payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+        with transaction.atomic():
+            child, _ = services.run_create(
+                organizer=self.run.organizer,
+                agent=agent,
+                intent=intent,
+                data=payload,
+                idempotency_key=f"run-{self.run.pk}-child-{seq}",
+                parent=self.run,
+                rate_limited=False,
+            )
+            try:
+                with transaction.atomic():
+                    ToolExecution.objects.create(
+                        run=self.run,
+                        seq=seq,
+                        attempt=self.attempt,
+                        tool=ORCHESTRATOR_TOOL,
+                        action="start_child",
+                        input={"agent": agent, "intent": intent, "input": payload},
+                        output={"run_id": child.pk},
+                        status=ToolExecution.Status.SUCCEEDED,
+                        started_at=timezone.now(),
+                        finished_at=timezone.now(),
+                    )
+            except IntegrityError:
+                pass  # a concurrent execution recorded it first; the child is the same run
+        return child.pk
+
+    def wait_for_children(self, run_ids: list[int]) -> list[AgentRun]:
+        """Return the children once all have finished; until then the run waits for them."""
+        children = list(AgentRun.objects.filter(pk__in=run_ids).order_by("pk"))
+        if any(not child.is_finished for child in children):
+            raise WaitingForChildren(f"waiting for {len(run_ids)} child runs")
+        return children

@@ -1,0 +1,411 @@
+"""The orchestrator: every agent run is created, executed, retried, paused and finished here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, connection, transaction
+from django.db.models import BooleanField, F, Func
+from django.utils import timezone
+from pydantic import ValidationError
+
+from agents import circuit
+from agents.context import (
+    ApprovalRejected,
+    AwaitingApproval,
+    ReplayMismatch,
+    RunCancelled,
+    RunContext,
+    ToolCallFailed,
+    WaitingForChildren,
+    cancel_key,
+)
+from agents.models import AgentRun, AgentRunMetric, Approval
+from agents.registry import Agent, registry
+from conductor.errors import ApplicationError, ConflictError, validation_error_from_pydantic
+from conductor.redis_client import redis_client
+from telemetry import metrics
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+logger = logging.getLogger(__name__)
+
+MAX_INPUT_BYTES = 256 * 1024
+# Executions beyond the retry policy that a run may get from redeliveries (a worker that died).
+REDELIVERY_ALLOWANCE = 2
+# Advisory locks (one execution of a run at a time) are keyed by run id: Conductor takes no
+# other advisory locks in its database.
+
+
+# -- creating runs -------------------------------------------------------------------------
+
+
+def _check_rate(organizer_id: int, agent: str) -> None:
+    limit = settings.AGENT_RATE_LIMIT_PER_MINUTE
+    window = int(time.time() // 60)
+    key = f"ratelimit:runs:{organizer_id}:{agent}:{window}"
+    cache.add(key, 0, timeout=120)
+    if cache.incr(key) > limit:
+        raise ApplicationError(
+            f"More than {limit} runs of {agent!r} in a minute; try again shortly.",
+            code="rate_limited",
+            status_code=429,
+        )
+
+
+def run_create(
+    *,
+    organizer: User,
+    intent: str,
+    data: Any,
+    agent: str | None = None,
+    idempotency_key: str | None = None,
+    parent: AgentRun | None = None,
+    rate_limited: bool = True,
+) -> tuple[AgentRun, bool]:
+    """Validate and queue a run; return it and whether it was created (False: idempotent replay).
+
+    Raises ApplicationError: 400 routing codes or `validation_error` with field paths under
+    `input`, 413 `input_too_large`, 429 `rate_limited`, 409 `idempotency_key_reused`.
+    Nothing is stored unless the whole request is valid; the task is sent after commit.
+    """
+    found, spec = registry.resolve(intent=intent, agent=agent)
+    if len(json.dumps(data, default=str).encode()) > MAX_INPUT_BYTES:
+        raise ApplicationError(
+            f"The input is larger than {MAX_INPUT_BYTES // 1024} KB.",
+            code="input_too_large",
+            status_code=413,
+            details=[{"field": "input", "message": "Too large."}],
+        )
+    try:
+        validated = spec.input_model.model_validate(data).model_dump(mode="json")
+    except ValidationError as error:
+        raise validation_error_from_pydantic(error, prefix=("input",)) from None
+    if idempotency_key is not None:
+        existing = AgentRun.objects.filter(
+            organizer=organizer, idempotency_key=idempotency_key
+        ).first()
+        if existing is not None:
+            return _replayed(existing, found.name, intent, validated), False
+    if rate_limited:
+        _check_rate(organizer.pk, found.name)
+    try:
+        with transaction.atomic():
+            run = AgentRun.objects.create(
+                organizer=organizer,
+                agent=found.name,
+                agent_version=found.version,
+                intent=intent,
+                input=validated,
+                idempotency_key=idempotency_key,
+                parent=parent,
+            )
+            transaction.on_commit(lambda: enqueue(run.pk, found))
+    except IntegrityError:
+        # Two requests with one key raced; the first one won.
+        existing = AgentRun.objects.get(organizer=organizer, idempotency_key=idempotency_key)
+        return _replayed(existing, found.name, intent, validated), False
+    return run, True
+
+
+def _replayed(run: AgentRun, agent: str, intent: str, data: Any) -> AgentRun:
+    if (run.agent, run.intent, run.input) != (agent, intent, data):
+        raise ConflictError(
+            "This idempotency_key was used for a different request.",
+            code="idempotency_key_reused",
+        )
+    return run
+
+
+def enqueue(run_id: int, agent: Agent, *, countdown: float = 0) -> None:
+    """Send the run to a worker, with the agent's time limit on the attempt."""
+    from agents.tasks import execute_run
+
+    execute_run.apply_async(
+        (run_id,),
+        countdown=countdown,
+        soft_time_limit=agent.time_limit_seconds,
+        time_limit=agent.time_limit_seconds + 15,
+    )
+
+
+# -- executing runs ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the task should do after an execution: nothing, or run again in `retry_in` s."""
+
+    status: str
+    retry_in: float | None = None
+
+
+class _RunLock:
+    """A PostgreSQL advisory lock held while a run executes.
+
+    A second delivery of the same task finds it taken and stands back. It belongs to the database
+    session, so a worker that dies (even by SIGKILL) releases it with its connection.
+    """
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self.acquired = False
+
+    def __enter__(self) -> _RunLock:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [self.run_id])
+            self.acquired = bool(cursor.fetchone()[0])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.acquired:
+            _unlock(self.run_id)
+
+
+def _unlock(run_id: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(%s)", [run_id])
+
+
+def run_execute(*, run_id: int) -> Outcome:
+    """Execute one attempt of a run; safe to call again for the same run at any time."""
+    # Take the run's lock in the query that loads it: one round trip.
+    run = (
+        AgentRun.objects.select_related("organizer")
+        .annotate(
+            locked=Func(F("id"), function="pg_try_advisory_lock", output_field=BooleanField())
+        )
+        .get(pk=run_id)
+    )  # fmt: skip
+    if not run.locked:
+        return Outcome("busy", retry_in=2.0)
+    try:
+        return _execute_locked(run)
+    finally:
+        _unlock(run_id)
+
+
+def _execute_locked(run: AgentRun) -> Outcome:
+    if run.is_finished or run.status == AgentRun.Status.AWAITING_APPROVAL:
+        return Outcome("skipped")
+    agent = registry.get(run.agent)
+    if agent is None:
+        _finish(run, AgentRun.Status.FAILED, error=_error("agent_not_registered", run.agent))
+        return Outcome(run.status)
+    if run.cancel_requested:
+        _finish(run, AgentRun.Status.CANCELLED, error=_error("cancelled", "cancelled by request"))
+        return Outcome(run.status)
+    if run.attempts >= agent.retry.max_attempts + REDELIVERY_ALLOWANCE:
+        _finish(run, AgentRun.Status.FAILED, error=_error("too_many_deliveries", "gave up"))
+        return Outcome(run.status)
+
+    run.attempts += 1
+    run.status = AgentRun.Status.RUNNING
+    run.started_at = run.started_at or timezone.now()
+    run.save(update_fields=["attempts", "status", "started_at"])
+    spec = agent.intent(run.intent)
+    context = RunContext(run, agent)
+    metrics_of_attempt = context.pending_metrics
+    try:
+        result = agent.handle(context, run.intent, spec.input_model.model_validate(run.input))
+        output = spec.output_model.model_validate(result, from_attributes=True)
+    except AwaitingApproval:
+        run.status = AgentRun.Status.AWAITING_APPROVAL
+        with transaction.atomic():
+            run.save(update_fields=["status"])
+            AgentRunMetric.objects.bulk_create(metrics_of_attempt)
+        _update_pending_gauge()
+        return Outcome(run.status)
+    except WaitingForChildren:
+        AgentRunMetric.objects.bulk_create(metrics_of_attempt)
+        return Outcome("waiting")
+    except RunCancelled as interrupted:
+        _finish(run, AgentRun.Status.CANCELLED, error=_error("cancelled", str(interrupted)),
+                run_metrics=metrics_of_attempt)  # fmt: skip
+    except ApprovalRejected as rejected:
+        _finish(run, AgentRun.Status.FAILED, error=_error("approval_rejected", str(rejected)),
+                run_metrics=metrics_of_attempt)  # fmt: skip
+    except SoftTimeLimitExceeded:
+        message = f"time limit of {agent.time_limit_seconds:g} s exceeded"
+        _finish(run, AgentRun.Status.TIMED_OUT, error=_error("timed_out", message),
+                run_metrics=metrics_of_attempt)  # fmt: skip
+    except circuit.CircuitOpenError as error:
+        return _retry_or_fail(run, agent, _error("circuit_open", str(error), retryable=True),
+                              metrics_of_attempt, delay=error.retry_in)  # fmt: skip
+    except ToolCallFailed as error:
+        failure = _error(error.code, str(error), retryable=error.retryable)
+        if error.retryable:
+            return _retry_or_fail(run, agent, failure, metrics_of_attempt)
+        _finish(run, AgentRun.Status.FAILED, error=failure, run_metrics=metrics_of_attempt)
+    except (ValidationError, ReplayMismatch, PermissionError) as error:
+        _finish(run, AgentRun.Status.FAILED, error=_error("agent_error", str(error)),
+                run_metrics=metrics_of_attempt)  # fmt: skip
+    except Exception as error:
+        logger.exception("agent %s failed on run %s", agent.name, run.pk)
+        _finish(run, AgentRun.Status.FAILED, error=_error("agent_error", repr(error)),
+                run_metrics=metrics_of_attempt)  # fmt: skip
+    else:
+        _finish(run, AgentRun.Status.SUCCEEDED, output=output.model_dump(mode="json"),
+                run_metrics=metrics_of_attempt)  # fmt: skip
+    return Outcome(run.status)
+
+
+def _error(code: str, message: str, *, retryable: bool = False) -> dict[str, Any]:
+    return {"code": code, "message": message, "retryable": retryable}
+
+
+def _retry_or_fail(
+    run: AgentRun,
+    agent: Agent,
+    error: dict[str, Any],
+    metrics_of_attempt: list[AgentRunMetric],
+    *,
+    delay: float | None = None,
+) -> Outcome:
+    if run.attempts >= agent.retry.max_attempts:
+        error["message"] = f"{error['message']} (after {run.attempts} attempts)"
+        _finish(run, AgentRun.Status.FAILED, error=error, run_metrics=metrics_of_attempt)
+        return Outcome(run.status)
+    run.status = AgentRun.Status.QUEUED
+    run.error = error
+    with transaction.atomic():
+        run.save(update_fields=["status", "error"])
+        AgentRunMetric.objects.bulk_create(metrics_of_attempt)
+    metrics.AGENT_RUN_RETRIES.labels(agent=agent.name).inc()
+    wait = max(delay or 0.0, agent.retry.delay(run.attempts))
+    return Outcome(run.status, retry_in=wait)
+
+
+def _finish(
+    run: AgentRun,
+    status: str,
+    *,
+    output: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+    run_metrics: Sequence[AgentRunMetric] = (),
+) -> None:
+    with transaction.atomic():
+        run.status = status
+        run.output = output
+        run.error = error
+        run.finished_at = timezone.now()
+        run.started_at = run.started_at or run.finished_at
+        run.save(update_fields=["status", "output", "error", "finished_at", "started_at"])
+        AgentRunMetric.objects.bulk_create(
+            [*run_metrics, AgentRunMetric(run=run, name="duration_ms", value=run.duration_ms or 0)]
+        )
+        parent_id = run.parent_id
+        if parent_id is not None:
+            transaction.on_commit(lambda: _wake_parent(parent_id))
+    metrics.AGENT_RUNS.labels(agent=run.agent, status=status).inc()
+    metrics.AGENT_RUN_DURATION.labels(agent=run.agent).observe((run.duration_ms or 0) / 1000)
+
+
+def _wake_parent(parent_id: int) -> None:
+    parent = AgentRun.objects.filter(pk=parent_id, status=AgentRun.Status.RUNNING).first()
+    if parent is None or parent.children.exclude(status__in=AgentRun.TERMINAL).exists():
+        return
+    agent = registry.get(parent.agent)
+    if agent is not None:
+        enqueue(parent.pk, agent)
+
+
+# -- cancel, approve, reject, expire -------------------------------------------------------
+
+
+def run_cancel(*, run_id: int) -> AgentRun:
+    """Cancel a run and its unfinished children. Raises ConflictError when it has finished.
+
+    A run that no worker is executing (queued, awaiting approval, waiting for children) stops at
+    once; one being executed stops before its next tool call.
+    """
+    with _RunLock(run_id) as lock, transaction.atomic():
+        run = AgentRun.objects.select_for_update().get(pk=run_id)
+        if run.is_finished:
+            raise ConflictError(f"The run has already {run.status}.", code="run_finished")
+        run.cancel_requested = True
+        run.save(update_fields=["cancel_requested"])
+        # A worker executing the run reads this flag before each tool call.
+        transaction.on_commit(lambda: redis_client().set(cancel_key(run_id), 1, ex=86_400))
+        if lock.acquired:
+            _finish(
+                run, AgentRun.Status.CANCELLED, error=_error("cancelled", "cancelled by request")
+            )
+            run.approvals.filter(status=Approval.Status.PENDING).update(
+                status=Approval.Status.REJECTED, reason="run cancelled", decided_at=timezone.now()
+            )
+        for child_id in run.children.exclude(status__in=AgentRun.TERMINAL).values_list(
+            "pk", flat=True
+        ):
+            run_cancel(run_id=child_id)
+    return run
+
+
+def approval_decide(
+    *, run_id: int, approve: bool, user: User | None, reason: str = "", expired: bool = False
+) -> AgentRun:
+    """Approve or reject the pending approval of a run awaiting one.
+
+    Approved: the run is queued again and resumes without repeating earlier tool calls.
+    Rejected: the run fails with the reason. Raises ConflictError (409) when the run is not
+    awaiting approval.
+    """
+    with transaction.atomic():
+        run = AgentRun.objects.select_for_update().get(pk=run_id)
+        approval = run.approvals.filter(status=Approval.Status.PENDING).first()
+        if run.status != AgentRun.Status.AWAITING_APPROVAL or approval is None:
+            raise ConflictError(
+                f"The run is {run.status}, not awaiting approval.", code="not_awaiting_approval"
+            )
+        approval.status = Approval.Status.APPROVED if approve else Approval.Status.REJECTED
+        approval.decided_by = user
+        approval.decided_at = timezone.now()
+        approval.reason = reason
+        approval.expired = expired
+        approval.save(update_fields=["status", "decided_by", "decided_at", "reason", "expired"])
+        if approve:
+            run.status = AgentRun.Status.QUEUED
+            run.save(update_fields=["status"])
+            agent = registry.get(run.agent)
+            if agent is not None:
+                transaction.on_commit(lambda: enqueue(run.pk, agent))
+        else:
+            why = f"{approval.tool}.{approval.action} rejected: {reason or 'no reason given'}"
+            _finish(run, AgentRun.Status.FAILED, error=_error("approval_rejected", why))
+    _update_pending_gauge()
+    return run
+
+
+def approvals_expire() -> int:
+    """Apply the declared default decision to approvals past their expiry; return how many."""
+    due = Approval.objects.filter(
+        status=Approval.Status.PENDING, expires_at__lte=timezone.now()
+    ).values_list("run_id", "default_decision")
+    count = 0
+    for run_id, default in due:
+        try:
+            approval_decide(
+                run_id=run_id,
+                approve=default == Approval.Status.APPROVED,
+                user=None,
+                reason=f"expired without a decision; default: {default}",
+                expired=True,
+            )
+        except ConflictError:
+            continue  # decided by a person in the meantime
+        count += 1
+    _update_pending_gauge()
+    return count
+
+
+def _update_pending_gauge() -> None:
+    metrics.APPROVALS_PENDING.set(Approval.objects.filter(status=Approval.Status.PENDING).count())

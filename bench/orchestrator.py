@@ -1,0 +1,122 @@
+"""Orchestrator throughput against bare Celery, measured in the same run on the same worker.
+
+Baseline: no-op Celery tasks through the Redis broker to a real worker (2 prefork processes).
+Measured: agent runs end to end - validate the input, persist the run, enqueue after commit,
+execute on the worker with 3 connector calls (fake webhook) each recorded as a ToolExecution,
+a custom metric and the final status. Goal: runs/s >= 0.5 x no-op tasks/s.
+
+Run with `make bench` (uses its own data directory, var/bench).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "conductor.settings_test")
+os.environ["CONDUCTOR_DATA_DIR"] = str(ROOT / "var" / "bench")
+os.environ["AGENT_RATE_LIMIT_PER_MINUTE"] = "1000000"
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+
+from agents import services  # noqa: E402
+from agents.models import AgentRun  # noqa: E402
+from conductor.celery import app  # noqa: E402
+from conductor.redis_client import redis_client  # noqa: E402
+from connectors import fakes  # noqa: E402
+from telemetry.tasks import noop  # noqa: E402
+
+NOOP_TASKS = 2000
+RUNS = 400
+CONCURRENCY = 2
+
+
+def start_worker() -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.DATABASE_URL,
+        "REDIS_URL": settings.REDIS_URL,
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "conductor", "worker", "--loglevel", "ERROR",
+         "--concurrency", str(CONCURRENCY), "--without-mingle", "--without-gossip",
+         "--hostname", f"bench-{uuid.uuid4().hex[:6]}@%h"],
+        cwd=ROOT, env=env, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not app.control.ping(timeout=0.5):
+        if time.monotonic() > deadline or worker.poll() is not None:
+            raise SystemExit("the benchmark worker did not start")
+    return worker
+
+
+def wait_until(done: callable, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise SystemExit("timed out waiting for the work to finish")
+        time.sleep(0.01)
+
+
+def bare_celery() -> float:
+    key = f"bench:noop:{uuid.uuid4().hex}"
+    started = time.perf_counter()
+    for _ in range(NOOP_TASKS):
+        noop.delay(key)
+    wait_until(lambda: int(redis_client().get(key) or 0) >= NOOP_TASKS)
+    return NOOP_TASKS / (time.perf_counter() - started)
+
+
+def orchestrated_runs(organizer: object) -> float:
+    started = time.perf_counter()
+    ids = [
+        services.run_create(
+            organizer=organizer, agent="probe", intent="steps", data={"steps": 3, "label": "b"}
+        )[0].pk
+        for _ in range(RUNS)
+    ]
+    finished = AgentRun.objects.filter(pk__in=ids, status__in=AgentRun.TERMINAL)
+    wait_until(lambda: finished.count() >= RUNS)
+    elapsed = time.perf_counter() - started
+    failed = AgentRun.objects.filter(pk__in=ids).exclude(status="succeeded").count()
+    if failed:
+        raise SystemExit(f"{failed} benchmark runs did not succeed")
+    return RUNS / elapsed
+
+
+def main() -> None:
+    call_command("migrate", verbosity=0)
+    organizer, _ = get_user_model().objects.get_or_create(username="bench")
+    app.control.purge()
+    fakes.reset()
+    worker = start_worker()
+    try:
+        bare_celery()  # warm-up: imports, connections
+        orchestrated_runs(organizer)
+        baseline = bare_celery()
+        runs = orchestrated_runs(organizer)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(30)
+    ratio = runs / baseline
+    print(f"bare Celery no-op tasks: {baseline:8.1f} /s  ({NOOP_TASKS} tasks, {CONCURRENCY} procs)")
+    print(f"orchestrated agent runs: {runs:8.1f} /s  ({RUNS} runs x 3 tool calls + metrics)")
+    verdict = "met" if ratio >= 0.5 else "NOT met"
+    print(f"ratio runs / bare tasks: {ratio:8.2f}    (goal >= 0.50: {verdict})")
+
+
+if __name__ == "__main__":
+    main()

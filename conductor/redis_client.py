@@ -1,0 +1,14 @@
+"""One Redis client per process for the code that needs Redis itself (not through the cache)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import redis
+from django.conf import settings
+
+
+@cache
+def redis_client() -> redis.Redis:
+    # redis-py notices a fork and opens new connections in the child (Celery's prefork pool).
+    return redis.Redis.from_url(settings.REDIS_URL)

@@ -1,0 +1,41 @@
+"""Requests and responses of the email connector."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+NAME = "email"
+
+# One line, containing "@": header values with line breaks would inject headers.
+Address = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[^\r\n]*@[^\r\n]*$")]
+HeaderText = Annotated[str, StringConstraints(pattern=r"^[^\r\n]*$")]
+
+
+class EmailRequest(BaseModel):
+    """A message to up to 1,000 recipients; `from_email` defaults to DEFAULT_FROM_EMAIL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: list[Address] = Field(min_length=1, max_length=1000)
+    subject: HeaderText = Field(min_length=1, max_length=200)
+    text: str
+    html: str | None = None
+    from_email: Address | None = None
+
+
+class EmailResponse(BaseModel):
+    """Recipients the server accepted, and the Message-ID sent."""
+
+    accepted: list[str]
+    message_id: str
+
+
+REQUESTS: dict[str, type[BaseModel]] = {"send": EmailRequest}
+
+
+def message_id_for(idempotency_key: str) -> str:
+    """Return the Message-ID of every delivery made with `idempotency_key`."""
+    return f"<{hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]}@conductor>"

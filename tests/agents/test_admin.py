@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from agents import services
+from agents.models import AgentRun, Approval, Campaign, CampaignMetric
+from tests.agents.factories import AgentRunFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_client(client):
+    staff = get_user_model().objects.create_superuser("boss", password="x-admin-pass")
+    client.force_login(staff)
+    client.staff = staff
+    return client
+
+
+def waiting_run() -> AgentRun:
+    run = AgentRunFactory(agent="probe", intent="gated", status="awaiting_approval")
+    Approval.objects.create(
+        run=run, seq=1, tool="slack", action="post_message", arguments={"text": "x"},
+        default_decision="rejected", expires_at=run.created_at,
+    )  # fmt: skip
+    return run
+
+
+def test_bulk_approve_records_who_decided(staff_client, django_capture_on_commit_callbacks):
+    runs = [waiting_run(), waiting_run()]
+    ids = [str(a.pk) for a in Approval.objects.all()]
+
+    with django_capture_on_commit_callbacks() as enqueued:
+        response = staff_client.post(
+            "/admin/agents/approval/", {"action": "approve", "_selected_action": ids}, follow=True
+        )
+
+    assert response.status_code == 200
+    assert "Approved 2" in response.content.decode()
+    for run in runs:
+        run.refresh_from_db()
+        assert run.status == "queued"
+    assert set(Approval.objects.values_list("decided_by__username", flat=True)) == {"boss"}
+    assert len(enqueued) == 2
+
+
+def test_bulk_reject_skips_what_is_no_longer_pending(staff_client):
+    run = waiting_run()
+    decided = waiting_run()
+    services.approval_decide(run_id=decided.pk, approve=True, user=None)
+    ids = [str(a.pk) for a in Approval.objects.all()]
+
+    staff_client.post("/admin/agents/approval/", {"action": "reject", "_selected_action": ids})
+
+    run.refresh_from_db()
+    assert run.status == "failed"
+    assert Approval.objects.get(run=decided).status == "approved"
+
+
+def test_bulk_cancel_runs(staff_client):
+    queued = AgentRunFactory()
+    finished = AgentRunFactory(status="succeeded")
+
+    response = staff_client.post(
+        "/admin/agents/agentrun/",
+        {"action": "cancel_runs", "_selected_action": [queued.pk, finished.pk]},
+        follow=True,
+    )
+
+    assert "Cancelled 1 of 2" in response.content.decode()
+    queued.refresh_from_db()
+    assert queued.status == "cancelled"
+
+
+def test_admin_pages_render(staff_client):
+    run = waiting_run()
+    campaign = Campaign.objects.create(organizer=run.organizer, name="Launch")
+    CampaignMetric.objects.create(campaign=campaign, kind="clicks", value=3, at=run.created_at)
+
+    for url in (
+        "/admin/agents/agentrun/",
+        f"/admin/agents/agentrun/{run.pk}/change/",
+        "/admin/agents/approval/",
+        f"/admin/agents/approval/{run.approvals.get().pk}/change/",
+        "/admin/agents/campaign/",
+        f"/admin/agents/campaign/{campaign.pk}/change/",
+    ):
+        assert staff_client.get(url).status_code == 200, url

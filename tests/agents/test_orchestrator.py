@@ -1,0 +1,341 @@
+"""The orchestrator's execution path, one attempt at a time, in this process.
+
+The same service runs on workers (see test_worker_runs.py for the real-worker paths: time limits,
+redelivery after SIGKILL, cancel while running, a campaign end to end).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.db import connections
+from django.utils import timezone
+
+from agents import circuit, services
+from agents.models import AgentRun, Approval, Campaign, ToolExecution
+from connectors import fakes
+from tests.factories import OrganizerFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _clean_fakes_and_circuits():
+    fakes.reset()
+    for tool in ("webhook", "slack", "llm", "ads", "email"):
+        circuit.reset(tool)
+    yield
+    fakes.reset()
+
+
+def start(intent: str, data: dict, *, agent: str = "probe", organizer=None) -> AgentRun:
+    run, _ = services.run_create(
+        organizer=organizer or OrganizerFactory(), agent=agent, intent=intent, data=data
+    )
+    return run
+
+
+def execute(run: AgentRun) -> services.Outcome:
+    outcome = services.run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    return outcome
+
+
+def calls(run: AgentRun) -> list[tuple[int, int, str]]:
+    return list(run.tool_executions.values_list("seq", "attempt", "status"))
+
+
+def test_a_run_succeeds_with_every_call_and_metric_recorded():
+    run = start("steps", {"steps": 3, "label": "ok"})
+
+    outcome = execute(run)
+
+    assert outcome == services.Outcome("succeeded")
+    assert run.status == "succeeded"
+    assert run.output["calls"] == 3
+    assert run.attempts == 1
+    assert calls(run) == [(0, 1, "succeeded"), (1, 1, "succeeded"), (2, 1, "succeeded")]
+    first = run.tool_executions.first()
+    assert first.input == {"event": "step", "payload": {"label": "ok", "step": 0}}
+    assert first.output["status_code"] == 200
+    assert first.duration_ms is not None
+    metrics = dict(run.metrics.values_list("name", "value"))
+    assert metrics["probe.steps"] == 3
+    assert "duration_ms" in metrics
+    assert run.finished_at >= run.started_at
+    assert fakes.deliveries("webhook") == 3
+
+
+def test_llm_usage_becomes_metrics():
+    run = start("generate-draft", {"topic": "Edge AI"}, agent="content")
+
+    execute(run)
+
+    assert run.status == "succeeded", run.error
+    assert run.output["title"]
+    metrics = dict(run.metrics.values_list("name", "value"))
+    assert metrics["llm.prompt_tokens"] > 0
+    assert metrics["llm.completion_tokens"] > 0
+    assert metrics["llm.cost_usd"] > 0
+
+
+def test_executing_again_replays_recorded_calls_instead_of_repeating_them():
+    run = start("steps", {"steps": 3})
+    execute(run)
+    # As if the broker delivered the task again after the run had reached the end of its
+    # handler but before the status was stored.
+    AgentRun.objects.filter(pk=run.pk).update(status="running", output=None)
+
+    execute(run)
+
+    assert run.status == "succeeded"
+    assert run.attempts == 2
+    assert fakes.deliveries("webhook") == 3  # nothing sent twice
+    assert run.tool_executions.count() == 3
+
+
+def test_a_finished_run_is_not_run_again():
+    run = start("steps", {"steps": 1})
+    execute(run)
+
+    assert execute(run) == services.Outcome("skipped")
+    assert run.attempts == 1
+    assert fakes.deliveries("webhook") == 1
+
+
+def test_a_run_held_by_another_execution_is_left_alone():
+    run = start("steps", {"steps": 1})
+    other = connections.create_connection("default")  # another worker's session
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [run.pk])
+        outcome = execute(run)
+    finally:
+        other.close()  # a dead worker's session releases the lock the same way
+
+    assert outcome == services.Outcome("busy", retry_in=2.0)
+    assert run.attempts == 0
+    assert fakes.deliveries("webhook") == 0
+    assert execute(run) == services.Outcome("succeeded")
+
+
+def test_a_retryable_failure_is_retried_then_succeeds_with_both_attempts_recorded():
+    fakes.set_behaviour("webhook", fail_next=1, retryable=True)
+    run = start("steps", {"steps": 2})
+
+    first = execute(run)
+
+    assert first.status == "queued"
+    assert 0.025 <= first.retry_in <= 0.05
+    assert run.error["code"] == "tool_failed"
+    assert run.error["retryable"] is True
+
+    second = execute(run)
+
+    assert second == services.Outcome("succeeded")
+    assert run.attempts == 2
+    assert run.error is None
+    assert calls(run) == [(0, 1, "failed"), (0, 2, "succeeded"), (1, 2, "succeeded")]
+
+
+def test_a_permanent_failure_fails_at_once():
+    fakes.set_behaviour("webhook", fail_next=1, retryable=False)
+    run = start("steps", {"steps": 2})
+
+    outcome = execute(run)
+
+    assert outcome == services.Outcome("failed")
+    assert run.attempts == 1
+    assert run.error["code"] == "tool_failed"
+    assert run.error["retryable"] is False
+    assert "injected" in run.error["message"]
+
+
+def test_retries_stop_at_the_policy_limit():
+    fakes.set_behaviour("webhook", fail_next=10)
+    run = start("steps", {"steps": 1})
+
+    outcomes = [execute(run).status for _ in range(3)]
+
+    assert outcomes == ["queued", "queued", "failed"]
+    assert "after 3 attempts" in run.error["message"]
+
+
+def test_a_bug_in_the_handler_fails_the_run_with_the_error():
+    run = start("crash", {})
+
+    execute(run)
+
+    assert run.status == "failed"
+    assert run.error["code"] == "agent_error"
+    assert "the handler has a bug" in run.error["message"]
+
+
+def test_circuit_opens_after_three_failures_and_closes_after_a_good_probe(settings):
+    settings.CIRCUIT_BREAKER_THRESHOLD = 3
+    settings.CIRCUIT_BREAKER_COOLDOWN_SECONDS = 10
+    fakes.set_behaviour("webhook", fail_next=3)
+    failing = [start("steps", {"steps": 1}) for _ in range(3)]
+    for run in failing:
+        execute(run)
+
+    refused = start("steps", {"steps": 1})
+    outcome = execute(refused)
+
+    assert refused.error["code"] == "circuit_open"
+    assert 9 <= outcome.retry_in <= 10.5
+    assert refused.tool_executions.count() == 0  # refused before calling the service
+    assert fakes.deliveries("webhook") == 0
+
+    with time_machine.travel(time.time() + 11, tick=False):
+        probe = execute(refused)
+        assert probe == services.Outcome("succeeded")
+        # Closed again: the next run goes straight through.
+        assert execute(start("steps", {"steps": 1})) == services.Outcome("succeeded")
+
+
+def test_a_failed_probe_opens_the_circuit_again(settings):
+    settings.CIRCUIT_BREAKER_COOLDOWN_SECONDS = 10
+    fakes.set_behaviour("webhook", fail_next=4)
+    for _ in range(3):
+        execute(start("steps", {"steps": 1}))
+
+    with time_machine.travel(time.time() + 11, tick=False):
+        probe = start("steps", {"steps": 1})
+        execute(probe)
+        assert probe.error["code"] == "tool_failed"  # the probe went through and failed
+        again = start("steps", {"steps": 1})
+        execute(again)
+        assert again.error["code"] == "circuit_open"
+
+
+def test_cancel_requested_while_running_stops_before_the_next_call():
+    run = start("steps", {"steps": 2})
+    AgentRun.objects.filter(pk=run.pk).update(cancel_requested=True)
+
+    execute(run)
+
+    assert run.status == "cancelled"
+    assert fakes.deliveries("webhook") == 0
+
+
+def test_approval_pauses_then_resumes_without_repeating_earlier_calls(api, organizer):
+    run = start("gated", {"label": "promo"}, organizer=organizer)
+
+    assert execute(run) == services.Outcome("awaiting_approval")
+    approval = run.approvals.get()
+    assert (approval.tool, approval.action, approval.status) == ("slack", "post_message", "pending")
+    assert approval.arguments == {"text": "risky promo"}
+    assert approval.expires_at - approval.requested_at == pytest.approx(
+        timedelta(seconds=60), abs=timedelta(seconds=1)
+    )
+    assert fakes.deliveries("slack") == 0
+
+    body = api.post(f"/api/v1/runs/{run.pk}/approve/", {"reason": "fine"}, format="json").json()
+    assert body["status"] == "queued"
+    assert body["approvals"][0]["decided_by"] == organizer.username
+    execute(run)
+
+    assert run.status == "succeeded"
+    sent = [e["payload"]["event"] for e in fakes.side_effects("webhook")]
+    assert sent == ["before", "after"]
+    assert fakes.deliveries("webhook") == 2  # "before" was not sent again on resume
+    assert fakes.deliveries("slack") == 1
+
+
+def test_expired_approval_applies_the_default_decision():
+    strict = start("gated", {})
+    lenient = start("gated", {}, agent="probe-lenient")
+    execute(strict)
+    execute(lenient)
+
+    with time_machine.travel(timezone.now() + timedelta(seconds=61)):
+        assert services.approvals_expire() == 2
+
+    strict.refresh_from_db()
+    lenient.refresh_from_db()
+    assert strict.status == "failed"
+    assert strict.error["code"] == "approval_rejected"
+    assert lenient.status == "queued"
+    decided = Approval.objects.get(run=lenient)
+    assert decided.expired
+    assert decided.decided_by is None
+    assert services.approvals_expire() == 0
+
+
+def test_a_rejected_approval_is_never_sent():
+    run = start("gated", {})
+    execute(run)
+
+    services.approval_decide(run_id=run.pk, approve=False, user=None, reason="no")
+    run.refresh_from_db()
+
+    assert run.status == "failed"
+    assert execute(run) == services.Outcome("skipped")
+    assert fakes.deliveries("slack") == 0
+
+
+def test_cancel_while_waiting_for_approval_rejects_it():
+    run = start("gated", {})
+    execute(run)
+
+    services.run_cancel(run_id=run.pk)
+    run.refresh_from_db()
+
+    assert run.status == "cancelled"
+    assert run.approvals.get().status == "rejected"
+
+
+def test_campaign_starts_child_runs_and_finishes_when_they_do(django_capture_on_commit_callbacks):
+    organizer = OrganizerFactory()
+    parent = start(
+        "plan-campaign",
+        {"name": "Launch", "event_name": "DevConf", "social_platforms": ["x", "linkedin"],
+         "ad_channels": ["search"], "emails": 2},
+        agent="campaign",
+        organizer=organizer,
+    )  # fmt: skip
+
+    assert execute(parent).status == "waiting"
+    assert parent.status == "running"
+    children = list(parent.children.order_by("pk"))
+    assert [(c.agent, c.intent) for c in children] == [
+        ("content", "generate-draft"),
+        ("email", "generate-sequence"),
+        ("social", "generate-post"),
+        ("social", "generate-post"),
+        ("ad", "generate-ad-copy"),
+    ]
+    # Executing the parent again (a redelivery) does not start the children twice.
+    assert execute(parent).status == "waiting"
+    assert parent.children.count() == 5
+
+    for child in children[:-1]:
+        execute(child)
+    with django_capture_on_commit_callbacks() as woken:
+        execute(children[-1])
+    assert len(woken) == 1  # the last child to finish wakes the parent
+    execute(parent)
+
+    assert parent.status == "succeeded", parent.error
+    assert parent.output["ready"] is True
+    assert [c["status"] for c in parent.output["children"]] == ["succeeded"] * 5
+    campaign = Campaign.objects.get(pk=parent.output["campaign_id"])
+    assert campaign.status == "active"
+    assert campaign.organizer == organizer
+    assert ToolExecution.objects.filter(run=parent, action="start_child").count() == 5
+
+
+def test_cancelling_a_campaign_cancels_its_children():
+    parent = start("plan-campaign", {"name": "L", "event_name": "E"}, agent="campaign")
+    execute(parent)
+
+    services.run_cancel(run_id=parent.pk)
+
+    statuses = set(parent.children.values_list("status", flat=True))
+    parent.refresh_from_db()
+    assert parent.status == "cancelled"
+    assert statuses == {"cancelled"}
