@@ -51,7 +51,8 @@ def start_worker() -> subprocess.Popen[bytes]:
         "REDIS_URL": settings.REDIS_URL,
     }
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "conductor", "worker", "--loglevel", "ERROR",
+        [sys.executable, "-m", "celery", "-A", "conductor", "worker",
+         "--loglevel", os.environ.get("BENCH_WORKER_LOGLEVEL", "ERROR"),
          "--concurrency", str(CONCURRENCY), "--without-mingle", "--without-gossip",
          "--hostname", f"bench-{uuid.uuid4().hex[:6]}@%h"],
         cwd=ROOT, env=env, start_new_session=True,

@@ -339,3 +339,17 @@ def test_cancelling_a_campaign_cancels_its_children():
     parent.refresh_from_db()
     assert parent.status == "cancelled"
     assert statuses == {"cancelled"}
+
+
+def test_runs_and_tool_calls_reach_prometheus(client):
+    execute(start("steps", {"steps": 2}))
+    fakes.set_behaviour("webhook", fail_next=1, retryable=False)
+    execute(start("steps", {"steps": 1}))
+
+    text = client.get("/metrics").content.decode()
+
+    assert 'conductor_agent_runs_total{agent="probe",status="succeeded"}' in text
+    assert 'conductor_agent_runs_total{agent="probe",status="failed"}' in text
+    assert 'conductor_tool_calls_total{status="failed",tool="webhook"}' in text
+    assert "conductor_tool_call_duration_seconds_bucket" in text
+    assert "run_id" not in text  # no unbounded labels

@@ -139,3 +139,27 @@ def test_campaign_plan_end_to_end(worker, api):
     assert run.output["ready"] is True
     assert len(run.output["children"]) == 4
     assert set(run.children.values_list("status", flat=True)) == {"succeeded"}
+
+
+def test_approval_through_the_api_resumes_on_a_worker(worker, api):
+    run_id = post_run(api, agent="probe", intent="gated", input={"label": "w"})
+    waiting = wait_for_run(run_id, {"awaiting_approval", "failed"})
+    assert waiting.status == "awaiting_approval"
+
+    assert api.post(f"/api/v1/runs/{run_id}/approve/", {}, format="json").status_code == 200
+    run = wait_for_run(run_id, {"succeeded", "failed"})
+
+    assert run.status == "succeeded"
+    assert fakes.deliveries("webhook") == 2  # "before" once, "after" once
+    assert fakes.deliveries("slack") == 1
+
+
+def test_a_permanent_failure_on_a_worker_is_not_retried(worker, api):
+    fakes.set_behaviour("webhook", fail_next=1, retryable=False)
+    run_id = post_run(api, agent="probe", intent="steps", input={"steps": 1})
+
+    run = wait_for_run(run_id, {"succeeded", "failed"})
+
+    assert run.status == "failed"
+    assert run.attempts == 1
+    assert run.error["retryable"] is False

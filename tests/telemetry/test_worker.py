@@ -29,3 +29,14 @@ def test_heartbeat_task_runs_on_a_worker_process(worker, client):
 
     wait_for(lambda: cache.get(HEARTBEAT_KEY))
     assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_noop_tasks_are_counted_by_a_worker(worker):
+    from conductor.redis_client import redis_client
+    from telemetry.tasks import noop
+
+    for _ in range(5):
+        noop.delay("test:noop")
+
+    wait_for(lambda: int(redis_client().get("test:noop") or 0) == 5)

@@ -1,0 +1,183 @@
+"""Each built-in agent, through the orchestrator, with the deterministic fake connectors."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from agents import services
+from agents.builtin.email import Variant, two_proportion_test
+from agents.builtin.social import fit, normalize_hashtags
+from agents.models import AgentRun, Campaign, CampaignMetric
+from connectors import fakes
+from tests.factories import OrganizerFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _clean_fakes():
+    fakes.reset()
+
+
+@pytest.fixture
+def organizer_():
+    return OrganizerFactory()
+
+
+def run(organizer, intent: str, data: dict, agent: str | None = None) -> AgentRun:
+    created, _ = services.run_create(organizer=organizer, intent=intent, data=data, agent=agent)
+    services.run_execute(run_id=created.pk)
+    created.refresh_from_db()
+    return created
+
+
+@pytest.mark.parametrize(
+    ("intent", "data", "check"),
+    [
+        ("generate-draft", {"topic": "AI", "keywords": ["llm"]},
+         lambda o: o["title"] and o["call_to_action"]),
+        ("summarize", {"text": "Long talk. " * 50, "max_sentences": 2},
+         lambda o: 1 <= len(o["key_points"]) <= 10),
+        ("repurpose", {"text": "Our keynote", "formats": ["tweet", "email"]},
+         lambda o: all(i["format"] in {"tweet", "email"} for i in o["items"])),
+        ("generate-sequence", {"event_name": "DevConf", "emails": 3},
+         lambda o: [e["send_offset_days"] for e in o["emails"]]
+         == sorted(e["send_offset_days"] for e in o["emails"])),
+        ("optimize-subject", {"subject": "Join us"}, lambda o: 3 <= len(o["options"]) <= 5),
+        ("generate-post", {"platform": "x", "topic": "AI", "link": "https://e.example/x"},
+         lambda o: len(o["text"]) <= 280 and all(t.startswith("#") for t in o["hashtags"])),
+        ("optimize-caption", {"platform": "instagram", "caption": "Come"},
+         lambda o: all(len(c) <= 2200 for c in o["options"])),
+        ("hashtag-pack", {"topic": "cloud", "count": 5},
+         lambda o: len(o["hashtags"]) <= 5 and len(set(o["hashtags"])) == len(o["hashtags"])),
+        ("generate-ad-copy", {"product": "DevConf", "audience": "engineers", "variants": 2},
+         lambda o: len(o["variants"]) <= 2),
+    ],
+)  # fmt: skip
+def test_llm_intents_return_structured_output(organizer_, intent, data, check):
+    done = run(organizer_, intent, data)
+
+    assert done.status == "succeeded", done.error
+    assert check(done.output)
+    again = run(organizer_, intent, data)
+    assert again.output == done.output  # the fakes are deterministic
+
+
+def test_ab_test_needs_significance():
+    clear = two_proportion_test(Variant(name="A", sends=1000, opens=300),
+                                Variant(name="B", sends=1000, opens=200))  # fmt: skip
+    unclear = two_proportion_test(Variant(name="A", sends=50, opens=11),
+                                  Variant(name="B", sends=50, opens=10))  # fmt: skip
+
+    assert clear[2] < 0.001
+    assert unclear[2] > 0.5
+    assert two_proportion_test(Variant(name="A", sends=0, opens=0),
+                               Variant(name="B", sends=5, opens=1))[2] == 1.0  # fmt: skip
+    assert two_proportion_test(Variant(name="A", sends=5, opens=0),
+                               Variant(name="B", sends=5, opens=0))[2] == 1.0  # fmt: skip
+
+
+def test_ab_test_run(organizer_):
+    winner = run(
+        organizer_,
+        "ab-test",
+        {
+            "a": {"name": "A", "sends": 1000, "opens": 300},
+            "b": {"name": "B", "sends": 1000, "opens": 200},
+        },
+    )
+    tie = run(organizer_, "ab-test", {"a": {"name": "A", "sends": 100, "opens": 20},
+                                      "b": {"name": "B", "sends": 100, "opens": 21}})  # fmt: skip
+
+    assert winner.output["winner"] == "A"
+    assert winner.output["lift"] == pytest.approx(0.5)
+    assert tie.output["winner"] is None
+    assert tie.output["significant"] is False
+
+
+def test_send_campaign_waits_for_approval_then_sends_once(organizer_):
+    message = {"to": ["a@e.example", "b@e.example"], "subject": "Hi", "text": "Come"}
+    waiting = run(organizer_, "send-campaign", message)
+
+    assert waiting.status == "awaiting_approval"
+    assert fakes.deliveries("email") == 0
+    services.approval_decide(run_id=waiting.pk, approve=True, user=organizer_)
+    services.run_execute(run_id=waiting.pk)
+    waiting.refresh_from_db()
+
+    assert waiting.status == "succeeded"
+    assert waiting.output["accepted"] == 2
+    assert fakes.deliveries("email") == 1
+
+
+def test_allocate_budget_plans_from_measured_performance(organizer_):
+    request = {"channels": ["search", "social", "display"], "total_daily_budget": 300}
+    plan = run(organizer_, "allocate-budget", request)
+
+    assert plan.status == "succeeded", plan.error
+    budgets = [a["budget"] for a in plan.output["allocations"]]
+    assert sum(budgets) == pytest.approx(300)
+    assert plan.output["applied"] is False
+    assert plan.output["reasons"]
+
+
+def test_applying_a_budget_asks_for_each_change(organizer_):
+    request = {"channels": ["search", "social"], "total_daily_budget": 100, "apply": True}
+    plan = run(organizer_, "allocate-budget", request)
+
+    assert plan.status == "awaiting_approval"
+    for _ in range(2):
+        services.approval_decide(run_id=plan.pk, approve=True, user=organizer_)
+        services.run_execute(run_id=plan.pk)
+        plan.refresh_from_db()
+
+    assert plan.status == "succeeded"
+    assert plan.approvals.count() == 2
+    changed = {e["payload"]["channel"] for e in fakes.side_effects("ads")}
+    assert changed == {"search", "social"}
+
+
+def test_campaign_report_totals_and_recommendation(organizer_):
+    campaign = Campaign.objects.create(organizer=organizer_, name="Launch", budget=100)
+    now = timezone.now()
+    for channel, impressions, clicks, conversions, spend in [
+        ("search", 10_000, 500, 50, 250.0),
+        ("social", 20_000, 300, 6, 240.0),
+    ]:
+        for kind, value in [("impressions", impressions), ("clicks", clicks),
+                            ("conversions", conversions), ("spend", spend)]:  # fmt: skip
+            CampaignMetric.objects.create(
+                campaign=campaign, kind=kind, channel=channel, value=value, at=now
+            )
+
+    report = run(organizer_, "campaign-report", {"campaign_id": campaign.pk})
+
+    assert report.status == "succeeded", report.error
+    assert report.output["totals"]["clicks"] == 800
+    search = next(c for c in report.output["channels"] if c["channel"] == "search")
+    assert search["ctr"] == pytest.approx(0.05)
+    assert search["cost_per_conversion"] == pytest.approx(5.0)
+    shares = {a["channel"]: a["share"] for a in report.output["recommendation"]["allocations"]}
+    assert shares["search"] > shares["social"]
+
+
+def test_campaign_report_of_someone_elses_campaign_fails(organizer_):
+    theirs = Campaign.objects.create(organizer=OrganizerFactory(), name="Theirs")
+
+    report = run(organizer_, "campaign-report", {"campaign_id": theirs.pk})
+
+    assert report.status == "failed"
+    assert "not found" in report.error["message"]
+
+
+def test_social_helpers():
+    assert normalize_hashtags(["ai", "#AI", "Machine Learning", "", "#ml!"], 10) == [
+        "#ai",
+        "#MachineLearning",
+        "#ml",
+    ]
+    long_text = "word " * 100
+    assert len(fit(long_text, "x")) <= 280
+    assert fit(long_text, "x").endswith("…")
+    assert fit("short", "x") == "short"
