@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from agents import circuit
 from agents.models import AgentRun, AgentRunMetric, Approval, ToolExecution
 from conductor.redis_client import redis_client
+from connectors.base import Connector
 from connectors.errors import ConnectorError
 from connectors.factory import get_connector
 from telemetry import metrics
@@ -73,6 +76,22 @@ class ReplayMismatch(Exception):
     """The handler made a different call at a position where a recorded call exists."""
 
 
+# Threads that run connector calls with a hard deadline. A call past its deadline is abandoned,
+# not killed: connectors never touch the database, so a straggler only wastes its thread.
+_deadline_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="connector-deadline")
+
+
+def _call_with_deadline(
+    connector: Connector, action: str, arguments: dict[str, Any], key: str, timeout: float
+) -> dict[str, Any]:
+    future = _deadline_pool.submit(connector.call, action, arguments, idempotency_key=key)
+    try:
+        return future.result(timeout=timeout)
+    except FutureTimeout:
+        future.cancel()
+        raise ConnectorError(f"no answer within {timeout:g} s", retryable=True) from None
+
+
 def cancel_key(run_id: int) -> str:
     """Redis flag set when a run is cancelled, read before each of its tool calls."""
     return f"conductor:run:{run_id}:cancel"
@@ -104,8 +123,18 @@ class RunContext:
 
     # -- connectors ------------------------------------------------------------------------
 
-    def call(self, tool: str, action: str, payload: BaseModel | dict[str, Any]) -> dict[str, Any]:
+    def call(
+        self,
+        tool: str,
+        action: str,
+        payload: BaseModel | dict[str, Any],
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
         """Call `tool.action` once per run, whatever happens to the worker; return its output.
+
+        With `timeout`, the call is abandoned after that many seconds (a retryable failure),
+        whatever the connector's own timeouts do.
 
         Raises ToolCallFailed, circuit.CircuitOpenError, AwaitingApproval, ApprovalRejected,
         RunCancelled.
@@ -130,7 +159,7 @@ class RunContext:
         if f"{tool}.{action}" in self.agent.approval_required:
             self._require_approval(seq, tool, action, arguments)
         counting_failures = circuit.evaluate(tool, circuit_state)
-        return self._execute(seq, tool, action, arguments, counting_failures)
+        return self._execute(seq, tool, action, arguments, counting_failures, timeout)
 
     def llm(
         self,
@@ -210,16 +239,20 @@ class RunContext:
         action: str,
         arguments: dict[str, Any],
         counting_failures: bool,
+        timeout: float | None,
     ) -> dict[str, Any]:
         # The call is recorded once it has an outcome: one write per call. A worker killed
         # during the call leaves no record, and the call is made again with the same
         # idempotency key, which the service uses to drop the repeat.
         started_at = timezone.now()
         started = time.perf_counter()
+        connector = get_connector(tool)
+        key = f"run-{self.run.pk}-call-{seq}"
         try:
-            output = get_connector(tool).call(
-                action, arguments, idempotency_key=f"run-{self.run.pk}-call-{seq}"
-            )
+            if timeout is None:
+                output = connector.call(action, arguments, idempotency_key=key)
+            else:
+                output = _call_with_deadline(connector, action, arguments, key, timeout)
         except ConnectorError as error:
             if error.retryable:
                 circuit.record_failure(tool)

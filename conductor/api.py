@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 from django.contrib.auth.models import User
+from django.core.exceptions import RequestDataTooBig
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
 from pydantic import BaseModel, ValidationError
@@ -14,9 +15,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from conductor import selectors, services
+from conductor import ingest, interventions, selectors, services
+from conductor.errors import ApplicationError
 from conductor.event_settings import EventSettings
-from conductor.models import LiveSession
+from conductor.models import Intervention, LiveSession
 
 
 class StrictSerializer(serializers.Serializer):
@@ -88,6 +90,8 @@ class SampleOutputSerializer(serializers.Serializer):
     score = serializers.FloatField()
     band = serializers.CharField()
     components = serializers.JSONField()
+    present = serializers.IntegerField()
+    active = serializers.IntegerField()
 
 
 class EventOutputSerializer(serializers.Serializer):
@@ -108,6 +112,7 @@ class SessionOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     ended_at = serializers.DateTimeField(allow_null=True)
+    attendee_key = serializers.CharField(help_text="Key for /ws/sessions/{id}/attendees/?key=")
     engagement = serializers.SerializerMethodField()
 
     def get_engagement(self, session: LiveSession) -> dict[str, Any] | None:
@@ -235,3 +240,178 @@ class SessionDetailApi(APIView):
         serializer.is_valid(raise_exception=True)
         session = services.session_update(session_id=session.pk, **serializer.validated_data)
         return Response(SessionOutputSerializer(session).data)
+
+
+class SignalDocSerializer(serializers.Serializer):
+    """Documents one signal (validation is done by conductor.ingest.SignalIn)."""
+
+    id = serializers.CharField(required=False, max_length=100)
+    type = serializers.ChoiceField(choices=list(get_args(ingest.SignalType)))
+    attendee = serializers.CharField(max_length=128)
+    at = serializers.DateTimeField(required=False)
+    data = serializers.DictField(required=False)
+
+
+class SignalBatchDocSerializer(serializers.Serializer):
+    signals = SignalDocSerializer(many=True, max_length=ingest.MAX_BATCH)
+
+
+class InterventionOutputSerializer(serializers.Serializer):
+    """Documents `conductor.interventions.serialize`."""
+
+    id = serializers.IntegerField()
+    session = serializers.IntegerField()
+    type = serializers.CharField()
+    status = serializers.CharField()
+    confidence = serializers.FloatField(allow_null=True)
+    propensity = serializers.FloatField(allow_null=True)
+    reasoning = serializers.CharField()
+    content = serializers.DictField()
+    source = serializers.CharField()
+    anomaly = serializers.IntegerField(allow_null=True)
+    run = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+    decided_by = serializers.CharField(allow_null=True)
+    decided_at = serializers.DateTimeField(allow_null=True)
+    decision_reason = serializers.CharField()
+    executed_at = serializers.DateTimeField(allow_null=True)
+    outcome = serializers.DictField(allow_null=True)
+
+
+class SessionSignalsApi(APIView):
+    """Signals in batches of up to 5,000; all-or-nothing; repeats of an id are not stored."""
+
+    @extend_schema(
+        request=SignalBatchDocSerializer,
+        responses={202: inline_serializer("IngestResult", {
+            "accepted": serializers.IntegerField(), "duplicates": serializers.IntegerField()})},
+    )  # fmt: skip
+    def post(self, request: Request, session_id: int) -> Response:
+        session = selectors.session_get_for_user(request.user, session_id)
+        if not (request.content_type or "").startswith("application/json"):
+            raise ApplicationError(
+                "Send the batch as application/json.", code="unsupported_media_type",
+                status_code=415,
+            )  # fmt: skip
+        try:
+            body = request.body
+        except RequestDataTooBig:
+            raise ApplicationError(
+                "The request body is too large.", code="payload_too_large", status_code=413
+            ) from None
+        result = ingest.signals_ingest(session=session, batch=ingest.parse_batch(body))
+        return Response(
+            {"accepted": result.accepted, "duplicates": result.duplicates},
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class SessionEngagementApi(APIView):
+    class FilterSerializer(serializers.Serializer):
+        since = serializers.DateTimeField(required=False)
+        limit = serializers.IntegerField(required=False, min_value=1, max_value=5000, default=720)
+
+    @extend_schema(
+        parameters=[FilterSerializer],
+        responses=inline_serializer(
+            "EngagementSamples", {"samples": SampleOutputSerializer(many=True)}
+        ),
+    )
+    def get(self, request: Request, session_id: int) -> Response:
+        session = selectors.session_get_for_user(request.user, session_id)
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        samples = selectors.session_samples(
+            session,
+            since=filters.validated_data.get("since"),
+            limit=filters.validated_data["limit"],
+        )
+        return Response({"samples": SampleOutputSerializer(samples, many=True).data})
+
+
+class AnomalyOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    type = serializers.CharField()
+    severity = serializers.CharField()
+    score = serializers.FloatField()
+    baseline = serializers.FloatField()
+    deviation = serializers.FloatField()
+    message = serializers.CharField()
+    detected_at = serializers.DateTimeField()
+
+
+class SessionAnomaliesApi(APIView):
+    @extend_schema(responses=AnomalyOutputSerializer(many=True))
+    def get(self, request: Request, session_id: int) -> Response:
+        session = selectors.session_get_for_user(request.user, session_id)
+        return paginated(request, self, session.anomalies.all(), AnomalyOutputSerializer)
+
+
+class InterventionListCreateApi(APIView):
+    @extend_schema_serializer(component_name="ManualInterventionInput")
+    class InputSerializer(StrictSerializer):
+        type = serializers.ChoiceField(choices=Intervention.Type.values)
+        content = serializers.DictField(required=False)
+        reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+    @extend_schema(responses=InterventionOutputSerializer(many=True))
+    def get(self, request: Request, session_id: int) -> Response:
+        session = selectors.session_get_for_user(request.user, session_id)
+        queryset = session.interventions.select_related("decided_by").order_by("-created_at", "-id")
+        paginator = LimitOffsetPagination()
+        page: Any = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response([interventions.serialize(i) for i in page])
+
+    @extend_schema(request=InputSerializer, responses={201: InterventionOutputSerializer})
+    def post(self, request: Request, session_id: int) -> Response:
+        session = selectors.session_get_for_user(request.user, session_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        intervention = interventions.intervention_create_manual(
+            session=session,
+            type=data["type"],
+            user=cast(User, request.user),
+            content_in=data.get("content"),
+            reason=data.get("reason", ""),
+        )
+        return Response(interventions.serialize(intervention), status=status.HTTP_201_CREATED)
+
+
+class _InterventionDecisionApi(APIView):
+    approve: bool
+
+    @extend_schema_serializer(component_name="InterventionDecisionInput")
+    class InputSerializer(StrictSerializer):
+        reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+    def post(self, request: Request, intervention_id: int) -> Response:
+        intervention = selectors.intervention_get_for_user(request.user, intervention_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        decide = (
+            interventions.intervention_approve
+            if self.approve
+            else interventions.intervention_reject
+        )
+        decided = decide(
+            intervention_id=intervention.pk,
+            user=cast(User, request.user),
+            reason=serializer.validated_data.get("reason", ""),
+        )
+        return Response(interventions.serialize(decided))
+
+
+@extend_schema(
+    request=_InterventionDecisionApi.InputSerializer, responses=InterventionOutputSerializer
+)
+class InterventionApproveApi(_InterventionDecisionApi):
+    approve = True
+
+
+@extend_schema(
+    request=_InterventionDecisionApi.InputSerializer, responses=InterventionOutputSerializer
+)
+class InterventionRejectApi(_InterventionDecisionApi):
+    approve = False

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from conductor import realtime, selectors
 from conductor.errors import NotFoundError
+from conductor.interventions import attendee_group
+from conductor.models import LiveSession
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -23,23 +27,13 @@ def _may_watch(user: Any, session_id: int) -> bool:
     return True
 
 
-class SessionDashboardConsumer(AsyncJsonWebsocketConsumer):
-    """`/ws/sessions/{id}/`: one socket per open dashboard of a live session."""
-
+class _Consumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
 
-    async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self._refuse(CLOSE_UNAUTHENTICATED)
-            return
-        session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
-        if not await _may_watch(user, session_id):
-            await self._refuse(CLOSE_FORBIDDEN)
-            return
+    async def _join(self, group: str) -> None:
         # Join before accepting, so nothing sent after the client sees "open" can be missed.
-        self.group = realtime.session_group(session_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.group = group
+        await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
 
     async def _refuse(self, code: int) -> None:
@@ -51,8 +45,52 @@ class SessionDashboardConsumer(AsyncJsonWebsocketConsumer):
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
+
+class SessionDashboardConsumer(_Consumer):
+    """`/ws/sessions/{id}/`: one socket per open dashboard of a live session."""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self._refuse(CLOSE_UNAUTHENTICATED)
+            return
+        session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
+        if not await _may_watch(user, session_id):
+            await self._refuse(CLOSE_FORBIDDEN)
+            return
+        await self._join(realtime.session_group(session_id))
+
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """The dashboard only listens; what it sends is ignored (actions go through the API)."""
 
     async def dashboard_message(self, message: dict[str, Any]) -> None:
         await self.send_json({"type": message["event"], "data": message["data"]})
+
+
+@database_sync_to_async
+def _attendee_key_matches(session_id: int, key: str) -> bool:
+    stored = (
+        LiveSession.objects.filter(pk=session_id).values_list("attendee_key", flat=True).first()
+    )
+    return stored is not None and secrets.compare_digest(stored, key)
+
+
+class AttendeeConsumer(_Consumer):
+    """`/ws/sessions/{id}/attendees/?key=`: where attendee clients receive interventions."""
+
+    async def connect(self) -> None:
+        keys = parse_qs(self.scope.get("query_string", b"").decode()).get("key")
+        if not keys:
+            await self._refuse(CLOSE_UNAUTHENTICATED)
+            return
+        session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
+        if not await _attendee_key_matches(session_id, keys[0]):
+            await self._refuse(CLOSE_FORBIDDEN)
+            return
+        await self._join(attendee_group(session_id))
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        """Attendee clients only listen; their activity arrives as signals through the API."""
+
+    async def attendee_intervention(self, message: dict[str, Any]) -> None:
+        await self.send_json({"type": "intervention", **message["intervention"]})

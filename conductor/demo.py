@@ -7,7 +7,7 @@ from django.db import transaction
 
 from conductor import services
 from conductor.accounts import organizer_ensure
-from conductor.models import Event
+from conductor.models import Event, LiveSession
 
 DEMO_USERNAME = "demo"
 # Only used when DEBUG is on (see the serve command).
@@ -26,3 +26,19 @@ def demo_ensure() -> tuple[User, str]:
             event=event, title="Opening keynote", topic="The future of live events"
         )
     return user, token
+
+
+DEMO_LIVE_TITLE = "Live demo: simulated audience"
+
+
+def demo_live_session() -> LiveSession:
+    """The demo organizer's simulated live session (created, and started, if missing)."""
+    user, _ = demo_ensure()
+    event = Event.objects.filter(organizers=user).order_by("pk").first()
+    assert event is not None  # noqa: S101 - demo_ensure creates one
+    session = LiveSession.objects.filter(event=event, title=DEMO_LIVE_TITLE).first()
+    if session is None or session.status == LiveSession.Status.ENDED:
+        session = services.session_create(
+            event=event, title=DEMO_LIVE_TITLE, topic="Building with AI agents"
+        )
+    return session

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from django.conf import settings
@@ -12,6 +13,10 @@ from conductor.event_settings import EventSettings
 
 def default_event_settings() -> dict[str, Any]:
     return EventSettings().model_dump()
+
+
+def new_attendee_key() -> str:
+    return secrets.token_urlsafe(24)
 
 
 class Event(models.Model):
@@ -50,6 +55,10 @@ class LiveSession(models.Model):
     topic = models.CharField(max_length=500, blank=True)
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.SEMI_AUTO)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
+    # Attendee clients and event platforms join /ws/sessions/{id}/attendees/?key=<attendee_key>.
+    attendee_key = models.CharField(max_length=64, default=new_attendee_key)
+    # The drop detector's state between ticks (conductor.engine.anomaly.DetectorState).
+    detector_state = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
@@ -70,6 +79,8 @@ class EngagementSample(models.Model):
     score = models.FloatField()
     band = models.CharField(max_length=16)
     components = models.JSONField(default=dict)
+    present = models.PositiveIntegerField(default=0)
+    active = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["at"]
@@ -77,3 +88,167 @@ class EngagementSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session_id} {self.at:%H:%M:%S} {self.score:.2f}"
+
+
+class Signal(models.Model):
+    """One thing an attendee did in a live session, at event time."""
+
+    class Type(models.TextChoices):
+        JOIN = "join"
+        LEAVE = "leave"
+        CHAT_MESSAGE = "chat_message"
+        REACTION = "reaction"
+        POLL_VOTE = "poll_vote"
+        QUESTION = "question"
+
+    session = models.ForeignKey(LiveSession, on_delete=models.CASCADE, related_name="signals")
+    # The sender's id, for deduplication; NULL when the sender gave none.
+    signal_id = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001
+    type = models.CharField(max_length=16, choices=Type.choices)
+    attendee = models.CharField(max_length=128)
+    at = models.DateTimeField()
+    data = models.JSONField(default=dict, blank=True)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "signal_id"],
+                condition=models.Q(signal_id__isnull=False),
+                name="signal_unique_id_per_session",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["session", "at"], name="signal_session_at_idx"),
+            models.Index(fields=["session", "attendee", "at"], name="signal_attendee_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} by {self.attendee}"
+
+
+class Anomaly(models.Model):
+    class Type(models.TextChoices):
+        SUDDEN_DROP = "SUDDEN_DROP"
+        GRADUAL_DECLINE = "GRADUAL_DECLINE"
+        LOW_ENGAGEMENT = "LOW_ENGAGEMENT"
+        MASS_EXIT = "MASS_EXIT"
+
+    class Severity(models.TextChoices):
+        WARNING = "WARNING"
+        CRITICAL = "CRITICAL"
+
+    session = models.ForeignKey(LiveSession, on_delete=models.CASCADE, related_name="anomalies")
+    type = models.CharField(max_length=20, choices=Type.choices)
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    score = models.FloatField()
+    baseline = models.FloatField()
+    deviation = models.FloatField()
+    message = models.TextField()
+    detected_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-detected_at", "-id"]
+        indexes = [models.Index(fields=["session", "-detected_at"], name="anomaly_session_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.type} ({self.severity})"
+
+
+class Intervention(models.Model):
+    """Something the conductor (or the organizer) does to lift engagement, and its outcome."""
+
+    class Type(models.TextChoices):
+        POLL = "poll"
+        CHAT_PROMPT = "chat_prompt"
+        QNA_PROMPT = "qna_prompt"
+        BROADCAST = "broadcast"
+        NOTIFICATION = "notification"
+        GAMIFICATION = "gamification"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        EXECUTED = "executed"
+        REJECTED = "rejected"
+        EXPIRED = "expired"
+        FAILED = "failed"
+
+    class Source(models.TextChoices):
+        LLM = "llm"
+        TEMPLATE = "template"
+        MANUAL = "manual"
+
+    session = models.ForeignKey(LiveSession, on_delete=models.CASCADE, related_name="interventions")
+    anomaly = models.ForeignKey(
+        Anomaly, null=True, blank=True, on_delete=models.SET_NULL, related_name="interventions"
+    )
+    run = models.OneToOneField(
+        "agents.AgentRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="intervention",
+    )
+    type = models.CharField(max_length=16, choices=Type.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    content = models.JSONField(default=dict)
+    template = models.CharField(max_length=64, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    propensity = models.FloatField(null=True, blank=True)
+    posterior = models.JSONField(default=dict, blank=True)
+    context = models.CharField(max_length=100, blank=True)
+    reasoning = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    executed_at = models.DateTimeField(null=True, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    engagement_before = models.FloatField(null=True, blank=True)
+    engagement_after = models.FloatField(null=True, blank=True)
+    lift = models.FloatField(null=True, blank=True)
+    reward = models.FloatField(null=True, blank=True)
+    outcome_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["session", "status"], name="intervention_session_idx"),
+            models.Index(fields=["status", "executed_at"], name="intervention_outcome_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} ({self.status})"
+
+
+class PolicyArm(models.Model):
+    """Thompson Sampling posterior of one intervention type in one context.
+
+    `event` NULL holds the global experience, used to warm-start contexts new to an event.
+    """
+
+    event = models.ForeignKey(
+        Event, null=True, blank=True, on_delete=models.CASCADE, related_name="policy_arms"
+    )
+    context = models.CharField(max_length=100)
+    type = models.CharField(max_length=16, choices=Intervention.Type.choices)
+    alpha = models.FloatField(default=1.0)
+    beta = models.FloatField(default=1.0)
+    updates = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event", "context", "type"],
+                nulls_distinct=False,
+                name="policy_arm_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.context}/{self.type}: Beta({self.alpha:.2f}, {self.beta:.2f})"

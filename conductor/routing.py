@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from django.urls import path
 
-from conductor.consumers import SessionDashboardConsumer
+from conductor.consumers import AttendeeConsumer, SessionDashboardConsumer
 
 websocket_urlpatterns = [
     path("ws/sessions/<int:session_id>/", SessionDashboardConsumer.as_asgi()),
+    path("ws/sessions/<int:session_id>/attendees/", AttendeeConsumer.as_asgi()),
 ]

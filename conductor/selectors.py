@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING
 from django.db.models import QuerySet
 
 from conductor.errors import NotFoundError
-from conductor.models import EngagementSample, Event, LiveSession
+from conductor.models import EngagementSample, Event, Intervention, LiveSession
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from django.contrib.auth.models import AnonymousUser, User
 
 
@@ -47,3 +49,21 @@ def session_get_for_user(user: User | AnonymousUser, session_id: int) -> LiveSes
 
 def session_latest_sample(session: LiveSession) -> EngagementSample | None:
     return session.samples.order_by("-at").first()
+
+
+def session_samples(
+    session: LiveSession, *, since: datetime | None = None, limit: int = 720
+) -> list[EngagementSample]:
+    """The session's samples after `since` (or the latest ones), oldest first."""
+    samples = session.samples.all()
+    if since is not None:
+        return list(samples.filter(at__gt=since).order_by("at")[:limit])
+    return list(reversed(samples.order_by("-at")[:limit]))
+
+
+def intervention_get_for_user(user: User | AnonymousUser, intervention_id: int) -> Intervention:
+    """Raises NotFoundError when the intervention is not in one of the user's sessions."""
+    try:
+        return Intervention.objects.get(pk=intervention_id, session__in=sessions_for_user(user))
+    except Intervention.DoesNotExist:
+        raise NotFoundError("Intervention") from None

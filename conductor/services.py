@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 from pydantic import ValidationError
 
-from conductor import realtime
+from conductor import interventions, realtime
 from conductor.errors import ConflictError, validation_error_from_pydantic
 from conductor.event_settings import EventSettings
 from conductor.models import Event, LiveSession
@@ -92,6 +92,9 @@ def session_update(
             session.ended_at = now
             session.started_at = session.started_at or now
             fields += ["ended_at", "started_at"]
+            interventions.interventions_expire(
+                session_id=session.pk, now=now, reason="the session ended"
+            )
         session.status = status
         fields.append("status")
     if fields:

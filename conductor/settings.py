@@ -227,6 +227,11 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "telemetry.tasks.heartbeat", "schedule": 10.0},
     "expire-agent-approvals": {"task": "agents.expire_approvals", "schedule": 30.0},
+    "conductor-tick": {
+        "task": "conductor.tick",
+        "schedule": float(env("CONDUCTOR_TICK_SECONDS", "5")),
+        "options": {"expires": 10},  # a tick nobody ran in time is not worth running late
+    },
 }
 
 # -- Conductor ---------------------------------------------------------------------------------
@@ -257,7 +262,7 @@ ADS_API_KEY = env("ADS_API_KEY")
 CIRCUIT_BREAKER_THRESHOLD = int(env("CIRCUIT_BREAKER_THRESHOLD", "3"))
 CIRCUIT_BREAKER_COOLDOWN_SECONDS = float(env("CIRCUIT_BREAKER_COOLDOWN_SECONDS", "10"))
 # Modules whose import registers agents (see agents/registry.py).
-AGENT_MODULES = ["agents.builtin"]
+AGENT_MODULES = ["agents.builtin", "conductor.agent"]
 # Runs per organizer and agent per minute.
 AGENT_RATE_LIMIT_PER_MINUTE = int(env("AGENT_RATE_LIMIT_PER_MINUTE", "60"))
 CONDUCTOR_TICK_SECONDS = float(env("CONDUCTOR_TICK_SECONDS", "5"))

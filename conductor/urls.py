@@ -16,6 +16,32 @@ api_v1 = [
     path("events/<int:event_id>/", api.EventDetailApi.as_view(), name="event-detail"),
     path("sessions/", api.SessionListCreateApi.as_view(), name="session-list"),
     path("sessions/<int:session_id>/", api.SessionDetailApi.as_view(), name="session-detail"),
+    path("sessions/<int:session_id>/signals/", api.SessionSignalsApi.as_view(), name="signals"),
+    path(
+        "sessions/<int:session_id>/engagement/",
+        api.SessionEngagementApi.as_view(),
+        name="session-engagement",
+    ),
+    path(
+        "sessions/<int:session_id>/anomalies/",
+        api.SessionAnomaliesApi.as_view(),
+        name="session-anomalies",
+    ),
+    path(
+        "sessions/<int:session_id>/interventions/",
+        api.InterventionListCreateApi.as_view(),
+        name="session-interventions",
+    ),
+    path(
+        "interventions/<int:intervention_id>/approve/",
+        api.InterventionApproveApi.as_view(),
+        name="intervention-approve",
+    ),
+    path(
+        "interventions/<int:intervention_id>/reject/",
+        api.InterventionRejectApi.as_view(),
+        name="intervention-reject",
+    ),
     path("agents/", agents_api.AgentListApi.as_view(), name="agent-list"),
     path("runs/", agents_api.RunListCreateApi.as_view(), name="run-list"),
     path("runs/<int:run_id>/", agents_api.RunDetailApi.as_view(), name="run-detail"),

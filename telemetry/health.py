@@ -46,6 +46,11 @@ CHECKS: dict[str, Callable[[], str]] = {
 }
 
 
+def register_check(name: str, check: Callable[[], str]) -> None:
+    """Add a check to /healthz: it returns "ok" or raises with what is wrong."""
+    CHECKS[name] = check
+
+
 def run_checks() -> dict[str, str]:
     results: dict[str, str] = {}
     for name, check in CHECKS.items():

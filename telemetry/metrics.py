@@ -37,3 +37,52 @@ APPROVALS_PENDING = Gauge(
     "Agent actions waiting for a human decision.",
     multiprocess_mode="mostrecent",
 )
+
+# -- live engagement -----------------------------------------------------------------------------
+
+SIGNALS_INGESTED = Counter("conductor_signals_ingested_total", "Signals stored, by type.", ["type"])
+SIGNALS_REJECTED = Counter(
+    "conductor_signals_rejected_total", "Signals refused because their batch was invalid."
+)
+SIGNAL_DUPLICATES = Counter(
+    "conductor_signal_duplicates_total", "Signals not stored again because their id was seen."
+)
+SIGNAL_WRITE_ERRORS = Counter(
+    "conductor_signal_write_errors_total", "Signal batches that failed to be written."
+)
+COLLECTOR_HEALTHY = Gauge(
+    "conductor_collector_healthy",
+    "1 when signal collection is healthy, 0 when not.",
+    multiprocess_mode="mostrecent",
+)
+ENGAGEMENT_SCORE = Histogram(
+    "conductor_engagement_score",
+    "Engagement scores of live sessions, each tick.",
+    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+)
+TICK_DURATION = Histogram(
+    "conductor_tick_duration_seconds",
+    "Time to score every live session once.",
+    buckets=_DURATION_BUCKETS,
+)
+ANOMALIES = Counter("conductor_anomalies_total", "Engagement drops detected.", ["type", "severity"])
+INTERVENTIONS = Counter(
+    "conductor_interventions_total",
+    "Interventions by type, and the status and source they reached.",
+    ["type", "status", "source"],
+)
+DECISION_LATENCY = Histogram(
+    "conductor_decision_latency_seconds",
+    "From a detected drop to a decided intervention.",
+    buckets=_DURATION_BUCKETS,
+)
+LLM_FALLBACKS = Counter(
+    "conductor_llm_fallbacks_total",
+    "Interventions written from a template because the LLM failed or was too slow.",
+    ["reason"],
+)
+INTERVENTIONS_PENDING = Gauge(
+    "conductor_interventions_pending",
+    "Interventions waiting for the organizer.",
+    multiprocess_mode="mostrecent",
+)

@@ -7,6 +7,7 @@ import time_machine
 from django.core.cache import cache
 from django.db import OperationalError, connection
 
+from conductor import collector
 from telemetry.health import HEARTBEAT_KEY, record_worker_heartbeat
 
 pytestmark = pytest.mark.django_db
@@ -15,6 +16,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _no_heartbeat():
     cache.delete(HEARTBEAT_KEY)
+    collector.reset()
 
 
 def test_healthy(client):
@@ -25,7 +27,7 @@ def test_healthy(client):
     assert response.status_code == 200
     assert response.json() == {
         "status": "ok",
-        "checks": {"database": "ok", "redis": "ok", "worker": "ok"},
+        "checks": {"database": "ok", "redis": "ok", "worker": "ok", "collector": "ok"},
     }
 
 

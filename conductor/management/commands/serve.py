@@ -77,6 +77,9 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
+        parser.add_argument(
+            "--no-simulation", action="store_true", help="do not start the simulated demo session"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         listener = bind_listener(options["host"], options["port"])
@@ -106,6 +109,20 @@ class Command(BaseCommand):
                 [sys.executable, "-m", "celery", "-A", "conductor", "beat", "--loglevel", "INFO"],
             ),
         ]  # fmt: skip
+        if settings.DEBUG and not options["no_simulation"]:
+            children.append(
+                Child(
+                    "simulation",
+                    [
+                        sys.executable,
+                        "manage.py",
+                        "simulate_session",
+                        "--demo",
+                        "--tick-seconds",
+                        str(settings.CONDUCTOR_TICK_SECONDS),
+                    ],
+                )
+            )
         stop_requested: list[int] = []
 
         def request_stop(signum: int, frame: object) -> None:

@@ -1,0 +1,204 @@
+"""The engagement agent: decides an intervention for a drop, through the orchestrator.
+
+Each decision is an agent run, traced like any other: its LLM call is a tool execution, its
+choice (type, propensity, posterior, reasoning) is stored on the Intervention it creates.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db.models import Max
+from django.utils import timezone
+from pydantic import BaseModel, Field, ValidationError
+
+from agents.circuit import CircuitOpenError
+from agents.context import RunContext, ToolCallFailed
+from agents.registry import Agent, AgentInput, IntentSpec, RetryPolicy, registry
+from conductor import content, interventions, policy_store
+from conductor.engine.policy import PolicyContext, choose, eligible
+from conductor.models import Anomaly, EngagementSample, Intervention, LiveSession
+from telemetry import metrics
+
+
+class DecideInput(AgentInput):
+    session_id: int
+    anomaly_id: int | None = None
+
+
+class DecideOutput(BaseModel):
+    decided: bool
+    intervention_id: int | None = None
+    type: str | None = None
+    status: str | None = None
+    source: str | None = None
+    confidence: float | None = None
+    propensity: float | None = None
+    reasoning: str = Field(description="Why this intervention, or why none.")
+
+
+def _skip(reason: str) -> DecideOutput:
+    return DecideOutput(decided=False, reasoning=reason)
+
+
+@registry.register
+class EngagementAgent(Agent):
+    name = "engagement"
+    version = "1"
+    description = "Chooses, writes and (by the session's mode) runs or proposes interventions."
+    intents = (IntentSpec("decide", DecideInput, DecideOutput, "Respond to an engagement drop."),)
+    tools = frozenset({"llm"})
+    time_limit_seconds = 60.0
+    retry = RetryPolicy(max_attempts=2, backoff_seconds=1.0)
+
+    def decide(self, ctx: RunContext, data: DecideInput) -> DecideOutput:
+        existing = Intervention.objects.filter(run=ctx.run).first()
+        if existing is not None:  # decided in an earlier attempt of this run
+            return _output(existing)
+        session = LiveSession.objects.select_related("event").get(pk=data.session_id)
+        if session.status != LiveSession.Status.LIVE:
+            return _skip(f"The session is {session.status}.")
+        anomaly = (
+            Anomaly.objects.filter(pk=data.anomaly_id, session=session).first()
+            if data.anomaly_id is not None
+            else None
+        )
+        sample = session.samples.order_by("-at").first()
+        if sample is None:
+            return _skip("No engagement measured yet.")
+        config = session.event.config
+        now = timezone.now()
+
+        allowed, excluded = _eligible(session, config, now)
+        policy_context = PolicyContext.build(
+            anomaly.type if anomaly else "NONE", sample.score, sample.present
+        )
+        arms = policy_store.arms_for(event_id=session.event_id, context=policy_context.key())
+        decision = choose(arms, allowed, np.random.default_rng(ctx.run.pk))
+        if decision is None:
+            return _skip("Nothing can be sent now: " + "; ".join(excluded) + ".")
+        if decision.confidence < config.min_confidence:
+            ctx.metric("decision.below_min_confidence", decision.confidence)
+            return _skip(
+                f"{decision.type} is the best bet but its confidence {decision.confidence:.2f} "
+                f"is below the event's minimum {config.min_confidence:.2f}; nothing proposed."
+            )
+
+        written, source, template = _write(ctx, decision.type, session, sample, anomaly)
+        execute_now = session.mode == LiveSession.Mode.AUTO or (
+            session.mode == LiveSession.Mode.SEMI_AUTO
+            and decision.confidence >= config.auto_approve_threshold
+        )
+        intervention = interventions.intervention_record_decision(
+            intervention=Intervention(
+                session=session,
+                anomaly=anomaly,
+                run=ctx.run,
+                type=decision.type,
+                source=source,
+                content=written,
+                template=template,
+                confidence=decision.confidence,
+                propensity=decision.propensity,
+                posterior=decision.posterior,
+                context=policy_context.key(),
+                reasoning=decision.reasoning,
+            ),
+            session=session,
+            execute_now=execute_now,
+        )
+        if anomaly is not None:
+            metrics.DECISION_LATENCY.observe((timezone.now() - anomaly.detected_at).total_seconds())
+        return _output(intervention)
+
+
+def _output(intervention: Intervention) -> DecideOutput:
+    return DecideOutput(
+        decided=True,
+        intervention_id=intervention.pk,
+        type=intervention.type,
+        status=intervention.status,
+        source=intervention.source,
+        confidence=intervention.confidence,
+        propensity=intervention.propensity,
+        reasoning=intervention.reasoning,
+    )
+
+
+def _eligible(session: LiveSession, config: Any, now: Any) -> tuple[list[str], list[str]]:
+    executed = Intervention.objects.filter(session=session, status=Intervention.Status.EXECUTED)
+    last = dict(
+        executed.values("type").annotate(last=Max("executed_at")).values_list("type", "last")
+    )
+    return eligible(
+        allowed=config.allowed_interventions,
+        seconds_since_last={t: (now - at).total_seconds() for t, at in last.items() if at},
+        cooldowns=config.cooldowns.model_dump(),
+        executed_last_hour=executed.filter(executed_at__gte=now - timedelta(hours=1)).count(),
+        max_per_hour=config.max_interventions_per_hour,
+    )
+
+
+def _write(
+    ctx: RunContext,
+    intervention_type: str,
+    session: LiveSession,
+    sample: EngagementSample,
+    anomaly: Anomaly | None,
+) -> tuple[dict[str, Any], str, str]:
+    """The content from the LLM within LLM_TIMEOUT_SECONDS, else from a template.
+
+    Returns (content, source, template key).
+    """
+    prompt = (
+        f"Live session {session.title!r} about {session.topic or 'its subject'}: engagement is "
+        f"{sample.score:.2f} ({sample.band}) with {sample.present} attendees present"
+        + (f"; {anomaly.message}" if anomaly else "")
+        + f". Write {content.GUIDANCE[intervention_type]}."
+    )
+    model = content.CONTENT_MODELS[intervention_type]
+    started = time.monotonic()
+    reason = "invalid"
+    try:
+        answer = ctx.call(
+            "llm",
+            "complete",
+            {
+                "messages": [{"role": "user", "content": prompt}],
+                "temperature": 0.8,
+                "max_tokens": 300,
+                "json_schema": model.model_json_schema(),
+                "schema_name": model.__name__,
+            },
+            timeout=settings.LLM_TIMEOUT_SECONDS,
+        )
+        return content.validate(intervention_type, _json(answer["content"])), "llm", ""
+    except CircuitOpenError:
+        reason = "circuit_open"
+    except ToolCallFailed:
+        reason = (
+            "timeout" if time.monotonic() - started >= settings.LLM_TIMEOUT_SECONDS else "error"
+        )
+    except (ValidationError, ValueError):
+        reason = "invalid"
+    metrics.LLM_FALLBACKS.labels(reason=reason).inc()
+    ctx.metric("content.fallback", 1, reason=reason)
+    template, written = content.template_for(
+        intervention_type,
+        anomaly.type if anomaly else None,
+        session.topic,
+        interventions.recent_templates(session.pk),
+    )
+    return written, "template", template
+
+
+def _json(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("the answer is not an object")
+    return value

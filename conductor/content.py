@@ -1,0 +1,221 @@
+"""What an intervention says: validated models per type, and template families for fallback.
+
+The LLM writes from the session topic and live numbers; its answer must validate against the
+type's model. When it fails or is too slow, a template of the family chosen by the anomaly type
+is used instead, never one of the last 10 templates the session used.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+RECENT_TEMPLATES = 10
+_YES_NO_OPENERS = re.compile(
+    r"^(is|are|do|does|did|can|could|will|would|should|shall|have|has|was|were|am)\b", re.I
+)
+
+
+class _Content(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PollContent(_Content):
+    """A poll: a question under 100 characters that is not yes/no, and 3-4 options."""
+
+    question: str = Field(min_length=5, max_length=99)
+    options: list[str] = Field(min_length=3, max_length=4)
+
+    @field_validator("question")
+    @classmethod
+    def _not_yes_no(cls, question: str) -> str:
+        if _YES_NO_OPENERS.match(question.strip()):
+            raise ValueError("a poll question must not be answerable with yes or no")
+        return question.strip()
+
+    @field_validator("options")
+    @classmethod
+    def _distinct_options(cls, options: list[str]) -> list[str]:
+        cleaned = [option.strip() for option in options]
+        if any(not option or len(option) > 60 for option in cleaned):
+            raise ValueError("options must be 1-60 characters")
+        if len({option.lower() for option in cleaned}) != len(cleaned):
+            raise ValueError("options must differ")
+        if {option.lower() for option in cleaned} <= {"yes", "no", "maybe"}:
+            raise ValueError("a poll must offer more than yes and no")
+        return cleaned
+
+
+class PromptContent(_Content):
+    """A chat or Q&A prompt: one inviting sentence."""
+
+    text: str = Field(min_length=10, max_length=200)
+
+    @field_validator("text")
+    @classmethod
+    def _one_sentence(cls, text: str) -> str:
+        text = text.strip()
+        if len(re.findall(r"[.!?](\s|$)", text)) > 1:
+            raise ValueError("one sentence only")
+        return text
+
+
+class BroadcastContent(_Content):
+    """A short banner with a call to action."""
+
+    headline: str = Field(min_length=5, max_length=80)
+    call_to_action: str = Field(min_length=2, max_length=40)
+
+
+class NotificationContent(_Content):
+    title: str = Field(min_length=3, max_length=80)
+    body: str = Field(min_length=5, max_length=200)
+
+
+class GamificationContent(_Content):
+    challenge: str = Field(min_length=10, max_length=160)
+    points: int = Field(ge=1, le=1000)
+
+
+CONTENT_MODELS: dict[str, type[_Content]] = {
+    "poll": PollContent,
+    "chat_prompt": PromptContent,
+    "qna_prompt": PromptContent,
+    "broadcast": BroadcastContent,
+    "notification": NotificationContent,
+    "gamification": GamificationContent,
+}
+
+GUIDANCE = {
+    "poll": "a poll question under 100 characters that cannot be answered yes/no, with 3-4 "
+    "short distinct options",
+    "chat_prompt": "one inviting sentence that gets attendees typing in the chat",
+    "qna_prompt": "one inviting sentence that asks attendees for their questions",
+    "broadcast": "a short banner headline and a call to action of a few words",
+    "notification": "a short note to the organizer: a title and one or two sentences",
+    "gamification": "a quick challenge attendees can do now, and the points it earns",
+}
+
+# Template families by anomaly type; each has templates for every intervention type.
+# `{topic}` is filled with the session topic.
+FAMILIES: dict[str, str] = {
+    "SUDDEN_DROP": "quick_pulse",
+    "GRADUAL_DECLINE": "opinion",
+    "LOW_ENGAGEMENT": "engaging",
+    "MASS_EXIT": "crisis",
+}
+TEMPLATES: dict[str, dict[str, list[dict[str, Any]]]] = {
+    "quick_pulse": {
+        "poll": [
+            {"question": "How are you finding {topic} so far?",
+             "options": ["Loving it", "It's okay", "Lost me a bit", "Need a break"]},
+            {"question": "Which part of {topic} should we dig into next?",
+             "options": ["Real examples", "The basics", "Tools", "Q&A"]},
+            {"question": "What pace works best for you right now?",
+             "options": ["Faster", "Keep it", "Slower"]},
+        ],
+        "chat_prompt": [
+            {"text": "Drop one word in the chat that sums up {topic} for you so far!"},
+            {"text": "What is the one thing about {topic} you want to try after this session?"},
+        ],
+        "qna_prompt": [
+            {"text": "What question about {topic} is on your mind right now?"},
+            {"text": "Ask us anything about {topic} - we'll answer live in a moment!"},
+        ],
+        "broadcast": [{"headline": "Quick check-in on {topic}", "call_to_action": "Vote now"}],
+        "notification": [{"title": "Engagement just dropped",
+                          "body": "Attention fell suddenly during {topic}; consider a quick interaction."}],
+        "gamification": [{"challenge": "First five to share a {topic} tip in chat earn a badge",
+                          "points": 50}],
+    },
+    "opinion": {
+        "poll": [
+            {"question": "Which {topic} idea would change your work most?",
+             "options": ["The first one", "The second one", "The last one", "None yet"]},
+            {"question": "Where would you apply {topic} first?",
+             "options": ["At work", "Side project", "Learning", "Not sure yet"]},
+        ],
+        "chat_prompt": [{"text": "Agree or disagree with what you just heard about {topic}, and why?"}],
+        "qna_prompt": [{"text": "Which claim about {topic} would you challenge?"}],
+        "broadcast": [{"headline": "Your take on {topic} matters", "call_to_action": "Share it"}],
+        "notification": [{"title": "Attention is slowly fading",
+                          "body": "Engagement has declined for a few minutes; invite opinions."}],
+        "gamification": [{"challenge": "Best counter-argument on {topic} in chat wins the round",
+                          "points": 100}],
+    },
+    "engaging": {
+        "poll": [
+            {"question": "What would make this {topic} session more useful?",
+             "options": ["More demos", "More Q&A", "More depth", "A break"]},
+            {"question": "What's your experience level with {topic}?",
+             "options": ["New to it", "Some", "A lot", "I teach it"]},
+        ],
+        "chat_prompt": [{"text": "Say hi in the chat and tell us where you're joining from!"}],
+        "qna_prompt": [{"text": "What would you like to know about {topic} before we wrap up?"}],
+        "broadcast": [{"headline": "Join the conversation on {topic}", "call_to_action": "Open chat"}],
+        "notification": [{"title": "Engagement is low",
+                          "body": "Few attendees are active; try a poll or a question."}],
+        "gamification": [{"challenge": "React to this slide to unlock a bonus resource on {topic}",
+                          "points": 20}],
+    },
+    "crisis": {
+        "poll": [
+            {"question": "What would keep you here for the rest of {topic}?",
+             "options": ["Live demo", "Q&A now", "Summary", "Resources"]},
+        ],
+        "chat_prompt": [{"text": "Tell us what you'd like to see next and we'll switch to it!"}],
+        "qna_prompt": [{"text": "Ask your question about {topic} now and we will take it live!"}],
+        "broadcast": [{"headline": "Coming up next: the best part of {topic}",
+                       "call_to_action": "Stay tuned"}],
+        "notification": [{"title": "Attendees are leaving",
+                          "body": "Many attendees left in the last minute; act now."}],
+        "gamification": [{"challenge": "Stay to the end for a chance to win a {topic} prize",
+                          "points": 200}],
+    },
+}  # fmt: skip
+
+
+def validate(intervention_type: str, content: dict[str, Any]) -> dict[str, Any]:
+    """The content as its type's model dumps it. Raises pydantic.ValidationError."""
+    return CONTENT_MODELS[intervention_type].model_validate(content).model_dump()
+
+
+def template_for(
+    intervention_type: str, anomaly_type: str | None, topic: str, recent: Sequence[str]
+) -> tuple[str, dict[str, Any]]:
+    """Pick a template of the anomaly's family not among `recent` keys; return (key, content).
+
+    When every template of the family was used recently, the least recently used one is taken.
+    """
+    family = FAMILIES.get(anomaly_type or "", "engaging")
+    options = TEMPLATES[family][intervention_type]
+    keys = [f"{family}.{intervention_type}.{i}" for i in range(len(options))]
+    recent_window = list(recent)[:RECENT_TEMPLATES]
+    fresh = [key for key in keys if key not in recent_window]
+    # All used recently: take the one used longest ago.
+    key = fresh[0] if fresh else max(keys, key=recent_window.index)
+    raw = options[keys.index(key)]
+    return key, validate(intervention_type, fill(raw, short_topic(topic)))
+
+
+def short_topic(topic: str, limit: int = 30) -> str:
+    """The topic cut at a word boundary, so that every template stays within its limits."""
+    topic = " ".join(topic.split()) or "this session"
+    if len(topic) <= limit:
+        return topic
+    return topic[:limit].rsplit(" ", 1)[0] or topic[:limit]
+
+
+def fill(raw: dict[str, Any], topic: str) -> dict[str, Any]:
+    return {field: _fill(value, topic) for field, value in raw.items()}
+
+
+def _fill(value: Any, topic: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("{topic}", topic)
+    if isinstance(value, list):
+        return [_fill(item, topic) for item in value]
+    return value

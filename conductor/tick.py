@@ -1,0 +1,202 @@
+"""The tick: every CONDUCTOR_TICK_SECONDS, score every live session and react to drops.
+
+One query aggregates the signals of all live sessions; scoring and detection are pure; samples,
+anomalies and detector states are written in bulk; decisions start as agent runs after commit.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from agents import services as agent_services
+from conductor import interventions, realtime
+from conductor.engine.anomaly import DetectorState, Observation, detect
+from conductor.engine.score import WindowAggregates, score_engagement
+from conductor.models import Anomaly, EngagementSample, LiveSession, Signal
+from telemetry import metrics
+
+# Short windows: the score must follow a drop within a tick or two (5 s ticks), not a minute
+# later. Rates are still expressed per minute by the score, so the window length is free.
+RATE_WINDOW_SECONDS = 30
+ACTIVE_WINDOW_SECONDS = 90
+_SEVERITY: dict[str, int] = {Anomaly.Severity.WARNING: 1, Anomaly.Severity.CRITICAL: 2}
+
+_AGGREGATES_SQL = f"""
+WITH live AS (
+    SELECT id FROM conductor_livesession WHERE status = 'live'
+), last_presence AS (
+    SELECT DISTINCT ON (s.session_id, s.attendee) s.session_id, s.type
+    FROM {Signal._meta.db_table} s JOIN live ON live.id = s.session_id
+    WHERE s.type IN ('join', 'leave') AND s.at <= %(now)s
+    ORDER BY s.session_id, s.attendee, s.at DESC, s.id DESC
+), presence AS (
+    SELECT session_id, count(*) FILTER (WHERE type = 'join') AS present
+    FROM last_presence GROUP BY session_id
+), activity AS (
+    SELECT s.session_id,
+        count(DISTINCT s.attendee) FILTER (WHERE s.type <> 'join' AND s.type <> 'leave') AS active,
+        count(*) FILTER (WHERE s.type = 'chat_message' AND s.at > %(rate_since)s) AS chat,
+        count(*) FILTER (WHERE s.type = 'reaction' AND s.at > %(rate_since)s) AS reactions,
+        count(*) FILTER (WHERE s.type = 'poll_vote' AND s.at > %(rate_since)s) AS poll_votes,
+        count(*) FILTER (WHERE s.type = 'question' AND s.at > %(rate_since)s) AS questions,
+        count(*) FILTER (WHERE s.type = 'leave' AND s.at > %(rate_since)s) AS leaves
+    FROM {Signal._meta.db_table} s JOIN live ON live.id = s.session_id
+    WHERE s.at > %(active_since)s AND s.at <= %(now)s
+    GROUP BY s.session_id
+)
+SELECT live.id, coalesce(p.present, 0), coalesce(a.active, 0), coalesce(a.chat, 0),
+    coalesce(a.reactions, 0), coalesce(a.poll_votes, 0), coalesce(a.questions, 0),
+    coalesce(a.leaves, 0)
+FROM live LEFT JOIN presence p ON p.session_id = live.id
+LEFT JOIN activity a ON a.session_id = live.id
+"""  # noqa: S608 - table names are constants
+
+
+@dataclass(frozen=True)
+class TickResult:
+    sessions: int
+    anomalies: int
+    decisions: int
+    seconds: float
+
+
+def live_aggregates(now: datetime) -> dict[int, WindowAggregates]:
+    """Each live session's aggregates at `now`: presence, activity and rates in the window."""
+    params = {
+        "now": now,
+        "rate_since": now - timedelta(seconds=RATE_WINDOW_SECONDS),
+        "active_since": now - timedelta(seconds=ACTIVE_WINDOW_SECONDS),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_AGGREGATES_SQL, params)
+        rows = cursor.fetchall()
+    result = {}
+    for session_id, present, active, chat, reactions, votes, questions, leaves in rows:
+        result[session_id] = WindowAggregates(
+            present=present,
+            # An attendee who spoke and then left is active but no longer present.
+            active=min(active, present),
+            window_seconds=RATE_WINDOW_SECONDS,
+            chat_messages=chat,
+            reactions=reactions,
+            poll_votes=votes,
+            questions=questions,
+            leaves=leaves,
+        )
+    return result
+
+
+def sessions_tick(*, now: datetime | None = None) -> TickResult:
+    """Score every live session once; store samples and anomalies; start decisions."""
+    started = time.perf_counter()
+    now = now or timezone.now()
+    aggregates = live_aggregates(now)
+    sessions = {
+        s.pk: s for s in LiveSession.objects.filter(pk__in=aggregates).select_related("event")
+    }
+    samples: list[EngagementSample] = []
+    found: list[Anomaly] = []
+    recovered: list[int] = []
+    for session_id, data in aggregates.items():
+        session = sessions[session_id]
+        scored = score_engagement(data)
+        state = DetectorState.model_validate(session.detector_state or {})
+        state, anomalies = detect(
+            state,
+            Observation(at=now.timestamp(), score=scored.score, present=data.present,
+                        leaves=data.leaves),
+        )  # fmt: skip
+        if not state.active and session.detector_state.get("active"):
+            recovered.append(session_id)
+        session.detector_state = state.model_dump(mode="json")
+        samples.append(
+            EngagementSample(
+                session_id=session_id,
+                at=now,
+                score=scored.score,
+                band=scored.band,
+                components=scored.components_map(),
+                present=data.present,
+                active=data.active,
+            )
+        )
+        found += [
+            Anomaly(
+                session_id=session_id, type=a.type, severity=a.severity, score=a.score,
+                baseline=a.baseline, deviation=a.deviation, message=a.message, detected_at=now,
+            )
+            for a in anomalies
+        ]  # fmt: skip
+        metrics.ENGAGEMENT_SCORE.observe(scored.score)
+
+    with transaction.atomic():
+        EngagementSample.objects.bulk_create(samples)
+        Anomaly.objects.bulk_create(found)
+        LiveSession.objects.bulk_update(sessions.values(), ["detector_state"], batch_size=500)
+        for sample in samples:
+            realtime.publish_on_commit(sample.session_id, "engagement.sample", _sample(sample))
+        for anomaly in found:
+            metrics.ANOMALIES.labels(type=anomaly.type, severity=anomaly.severity).inc()
+            realtime.publish_on_commit(anomaly.session_id, "anomaly.detected", _anomaly(anomaly))
+
+    decisions = _start_decisions(found, sessions)
+    for session_id in recovered:
+        interventions.interventions_expire(
+            session_id=session_id, now=now, reason="engagement recovered"
+        )
+    for session_id in sessions:
+        interventions.interventions_expire(session_id=session_id, now=now)
+    seconds = time.perf_counter() - started
+    metrics.TICK_DURATION.observe(seconds)
+    return TickResult(len(samples), len(found), decisions, seconds)
+
+
+def _start_decisions(found: list[Anomaly], sessions: dict[int, LiveSession]) -> int:
+    """One decision per session and tick, for its most severe new anomaly."""
+    worst: dict[int, Anomaly] = {}
+    for anomaly in found:
+        current = worst.get(anomaly.session_id)
+        if current is None or _SEVERITY[anomaly.severity] > _SEVERITY[current.severity]:
+            worst[anomaly.session_id] = anomaly
+    for session_id, anomaly in worst.items():
+        organizer = sessions[session_id].event.organizers.order_by("pk").first()
+        if organizer is None:
+            continue
+        agent_services.run_create(
+            organizer=organizer,
+            agent="engagement",
+            intent="decide",
+            data={"session_id": session_id, "anomaly_id": anomaly.pk},
+            idempotency_key=f"anomaly-{anomaly.pk}",
+            rate_limited=False,
+        )
+    return len(worst)
+
+
+def _sample(sample: EngagementSample) -> dict[str, Any]:
+    return {
+        "at": sample.at,
+        "score": sample.score,
+        "band": sample.band,
+        "components": sample.components,
+        "present": sample.present,
+        "active": sample.active,
+    }
+
+
+def _anomaly(anomaly: Anomaly) -> dict[str, Any]:
+    return {
+        "id": anomaly.pk,
+        "type": anomaly.type,
+        "severity": anomaly.severity,
+        "score": anomaly.score,
+        "baseline": anomaly.baseline,
+        "message": anomaly.message,
+        "detected_at": anomaly.detected_at,
+    }

@@ -1,0 +1,369 @@
+"""The engagement agent's decisions, the interventions they make, approvals, expiry, rewards."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import httpx
+import pytest
+import respx
+import time_machine
+from django.utils import timezone
+
+from agents import services as agent_services
+from agents.models import AgentRun
+from conductor import content, interventions, services
+from conductor.models import Anomaly, EngagementSample, Intervention, LiveSession, PolicyArm
+from connectors import fakes
+from tests.factories import EventFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _clean():
+    fakes.reset()
+
+
+@pytest.fixture
+def live(live_session):
+    LiveSession.objects.filter(pk=live_session.pk).update(status="live")
+    live_session.refresh_from_db()
+    return live_session
+
+
+def dropped(session: LiveSession, *, score: float = 0.15, present: int = 40) -> Anomaly:
+    now = timezone.now()
+    EngagementSample.objects.create(session=session, at=now, score=score, band="very_low",
+                                    present=present)  # fmt: skip
+    return Anomaly.objects.create(
+        session=session, type="SUDDEN_DROP", severity="CRITICAL", score=score, baseline=0.6,
+        deviation=0.05, message="Engagement fell from 0.60 to 0.15.", detected_at=now,
+    )  # fmt: skip
+
+
+def decide(session: LiveSession, anomaly: Anomaly | None) -> AgentRun:
+    organizer = session.event.organizers.first()
+    run, _ = agent_services.run_create(
+        organizer=organizer, agent="engagement", intent="decide",
+        data={"session_id": session.pk, "anomaly_id": anomaly.pk if anomaly else None},
+        rate_limited=False,
+    )  # fmt: skip
+    agent_services.run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    return run
+
+
+def set_mode(session: LiveSession, mode: str) -> None:
+    services.session_update(session_id=session.pk, mode=mode)
+
+
+def test_semi_auto_below_the_threshold_waits_for_the_organizer(live):
+    run = decide(live, dropped(live))
+
+    assert run.status == "succeeded", run.error
+    intervention = Intervention.objects.get(run=run)
+    assert intervention.status == "pending"
+    assert intervention.confidence == pytest.approx(0.5)  # a new context: Beta(1, 1)
+    assert 0 < intervention.propensity <= 1
+    assert intervention.context == "SUDDEN_DROP|very_low|small"
+    assert set(intervention.posterior) == set(Intervention.Type.values)
+    assert intervention.type in intervention.reasoning
+    assert intervention.source in {"llm", "template"}
+    content.validate(intervention.type, intervention.content)
+    ttl = live.event.config.approval_ttl_seconds
+    assert intervention.expires_at == pytest.approx(
+        intervention.created_at + timedelta(seconds=ttl), abs=timedelta(seconds=2)
+    )
+    assert run.tool_executions.filter(tool="llm").count() == 1  # traced like any run
+
+
+def test_auto_mode_executes_and_dispatches_after_commit(live, django_capture_on_commit_callbacks):
+    set_mode(live, "auto")
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        run = decide(live, dropped(live))
+
+    intervention = Intervention.objects.get(run=run)
+    assert intervention.status == "executed"
+    assert intervention.executed_at is not None
+    assert callbacks  # the dispatch task is sent after commit
+
+
+def test_manual_mode_always_waits_even_when_confident(live):
+    set_mode(live, "manual")
+    for kind in Intervention.Type.values:
+        PolicyArm.objects.create(event=live.event, context="SUDDEN_DROP|very_low|small",
+                                 type=kind, alpha=50, beta=1)  # fmt: skip
+
+    intervention = Intervention.objects.get(run=decide(live, dropped(live)))
+
+    assert intervention.confidence > 0.9
+    assert intervention.status == "pending"
+
+
+def test_semi_auto_executes_when_confident(live):
+    for kind in Intervention.Type.values:
+        PolicyArm.objects.create(event=live.event, context="SUDDEN_DROP|very_low|small",
+                                 type=kind, alpha=50, beta=1)  # fmt: skip
+
+    intervention = Intervention.objects.get(run=decide(live, dropped(live)))
+
+    assert intervention.status == "executed"
+
+
+def test_below_min_confidence_nothing_is_proposed_and_the_reason_logged(live):
+    services.event_update_settings(event=live.event, settings={"min_confidence": 0.9})
+
+    run = decide(live, dropped(live))
+
+    assert run.status == "succeeded"
+    assert run.output["decided"] is False
+    assert "below the event's minimum 0.90" in run.output["reasoning"]
+    assert not Intervention.objects.exists()
+
+
+def test_cool_downs_allowed_types_and_the_hourly_cap(live):
+    services.event_update_settings(
+        event=live.event, settings={"allowed_interventions": ["poll", "broadcast"],
+                                    "max_interventions_per_hour": 2})  # fmt: skip
+    Intervention.objects.create(session=live, type="poll", status="executed", source="manual",
+                                executed_at=timezone.now() - timedelta(seconds=30))  # fmt: skip
+
+    first = Intervention.objects.get(run=decide(live, dropped(live)))
+    assert first.type == "broadcast"  # poll is cooling down; nothing else is allowed
+    Intervention.objects.filter(pk=first.pk).update(status="executed", executed_at=timezone.now())
+
+    capped = decide(live, dropped(live))
+    assert capped.output["decided"] is False
+    assert "hourly cap" in capped.output["reasoning"]
+
+
+def test_a_decision_is_made_once_per_run(live):
+    run = decide(live, dropped(live))
+    AgentRun.objects.filter(pk=run.pk).update(status="running")
+
+    agent_services.run_execute(run_id=run.pk)
+
+    assert Intervention.objects.filter(session=live).count() == 1
+
+
+def test_decisions_for_a_session_that_is_not_live_are_skipped(live):
+    anomaly = dropped(live)
+    LiveSession.objects.filter(pk=live.pk).update(status="ended")
+
+    assert decide(live, anomaly).output["decided"] is False
+
+
+def test_a_slow_llm_falls_back_to_a_template_within_the_timeout(live, settings):
+    settings.LLM_TIMEOUT_SECONDS = 0.5
+    fakes.set_behaviour("llm", latency_seconds=5)
+
+    started = time.monotonic()
+    run = decide(live, dropped(live))
+    elapsed = time.monotonic() - started
+
+    intervention = Intervention.objects.get(run=run)
+    assert intervention.source == "template"
+    assert intervention.template.startswith("quick_pulse.")  # SUDDEN_DROP's family
+    assert elapsed < settings.LLM_TIMEOUT_SECONDS + 1
+    call = run.tool_executions.get(tool="llm")
+    assert call.status == "failed"
+    assert "no answer within 0.5 s" in call.error["message"]
+
+
+@respx.mock
+def test_invalid_llm_output_falls_back_to_a_template(live, settings):
+    settings.USE_MOCK_CONNECTORS = "0"
+    settings.LLM_BASE_URL = "http://llm.test/v1"
+    settings.LLM_API_KEY = "key"
+    yes_no = '{"question": "Is this fun?", "options": ["yes", "no"]}'
+    respx.post("http://llm.test/v1/chat/completions").mock(
+        return_value=httpx.Response(200, json={
+            "choices": [{"message": {"content": yes_no}}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5},
+        })
+    )  # fmt: skip
+    services.event_update_settings(event=live.event, settings={"allowed_interventions": ["poll"]})
+
+    intervention = Intervention.objects.get(run=decide(live, dropped(live)))
+
+    assert intervention.type == "poll"
+    assert intervention.source == "template"
+    assert not intervention.content["question"].lower().startswith("is ")
+
+
+def test_templates_never_repeat_one_of_the_last_ten():
+    recent: list[str] = []
+    for _ in range(12):
+        key, written = content.template_for("chat_prompt", "GRADUAL_DECLINE", "Rust", recent)
+        assert key not in recent[:10] or len(set(recent[:10])) == len(
+            content.TEMPLATES["opinion"]["chat_prompt"]
+        )
+        recent.insert(0, key)
+        content.validate("chat_prompt", written)
+    polls = [content.template_for("poll", "SUDDEN_DROP", "x", [])[0]]
+    polls.append(content.template_for("poll", "SUDDEN_DROP", "x", polls)[0])
+    assert polls[0] != polls[1]
+
+
+@pytest.mark.parametrize("kind", Intervention.Type.values)
+@pytest.mark.parametrize("family", list(content.TEMPLATES))
+def test_every_template_fits_its_type(kind, family):
+    for raw in content.TEMPLATES[family][kind]:
+        content.validate(kind, content.fill(raw, content.short_topic("A very long topic " * 5)))
+
+
+@pytest.mark.parametrize(
+    ("kind", "bad"),
+    [
+        ("poll", {"question": "Do you like it?", "options": ["a", "b", "c"]}),
+        ("poll", {"question": "Which one?", "options": ["yes", "no", "maybe"]}),
+        ("poll", {"question": "Which one?", "options": ["a", "b"]}),
+        ("poll", {"question": "Which one?" + "x" * 100, "options": ["a", "b", "c"]}),
+        ("chat_prompt", {"text": "Hello there. Say something!"}),
+        ("broadcast", {"headline": "Hi", "call_to_action": "Go"}),
+    ],
+)
+def test_content_rules(kind, bad):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        content.validate(kind, bad)
+
+
+def test_approve_executes_once_and_records_who(api, organizer, live):
+    intervention = Intervention.objects.get(run=decide(live, dropped(live)))
+
+    body = api.post(f"/api/v1/interventions/{intervention.pk}/approve/",
+                    {"reason": "go"}, format="json").json()  # fmt: skip
+    again = api.post(f"/api/v1/interventions/{intervention.pk}/approve/", {}, format="json")
+
+    assert body["status"] == "executed"
+    assert body["decided_by"] == organizer.username
+    assert body["decision_reason"] == "go"
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "not_pending"
+
+
+def test_reject_and_isolation(api, client_for, other_organizer, live):
+    intervention = Intervention.objects.get(run=decide(live, dropped(live)))
+    stranger = client_for(other_organizer)
+
+    assert stranger.post(f"/api/v1/interventions/{intervention.pk}/reject/").status_code == 404
+    body = api.post(f"/api/v1/interventions/{intervention.pk}/reject/",
+                    {"reason": "not now"}, format="json").json()  # fmt: skip
+
+    assert body["status"] == "rejected"
+    assert api.get(f"/api/v1/sessions/{live.pk}/interventions/").json()["results"][0]["id"] == (
+        intervention.pk
+    )
+    assert stranger.get(f"/api/v1/sessions/{live.pk}/interventions/").status_code == 404
+
+
+def test_manual_intervention_is_executed_at_once(api, live):
+    written = api.post(f"/api/v1/sessions/{live.pk}/interventions/",
+                       {"type": "broadcast", "content": {"headline": "Break in 5 minutes",
+                                                         "call_to_action": "Stay"}},
+                       format="json")  # fmt: skip
+    templated = api.post(f"/api/v1/sessions/{live.pk}/interventions/", {"type": "poll"},
+                         format="json")  # fmt: skip
+    unknown = api.post(f"/api/v1/sessions/{live.pk}/interventions/", {"type": "confetti"},
+                       format="json")  # fmt: skip
+    bad = api.post(f"/api/v1/sessions/{live.pk}/interventions/",
+                   {"type": "poll", "content": {"question": "Is it?"}}, format="json")  # fmt: skip
+
+    assert written.status_code == 201
+    assert written.json()["status"] == "executed"
+    assert written.json()["source"] == "manual"
+    assert templated.json()["content"]["options"]
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["details"][0]["field"] == "type"
+    assert bad.status_code == 400
+    assert {d["field"] for d in bad.json()["error"]["details"]} >= {"content.question"}
+
+
+def test_manual_intervention_for_a_session_not_live_is_409(api, live_session):
+    response = api.post(f"/api/v1/sessions/{live_session.pk}/interventions/", {"type": "poll"},
+                        format="json")  # fmt: skip
+
+    assert response.status_code == 409
+
+
+def test_waiting_interventions_expire_by_ttl_recovery_end_and_cap(live):
+    services.event_update_settings(event=live.event, settings={"approval_ttl_seconds": 60})
+    first = Intervention.objects.get(run=decide(live, dropped(live)))
+
+    with time_machine.travel(timezone.now() + timedelta(seconds=61)):
+        assert interventions.interventions_expire(session_id=live.pk, now=timezone.now()) == 1
+    first.refresh_from_db()
+    assert first.status == "expired"
+
+    for _ in range(22):
+        Intervention.objects.create(session=live, type="poll", status="pending", source="template",
+                                    expires_at=timezone.now() + timedelta(hours=1))  # fmt: skip
+    interventions._enforce_cap(live.pk, timezone.now())
+    assert Intervention.objects.filter(session=live, status="pending").count() == 20
+
+    assert (
+        interventions.interventions_expire(
+            session_id=live.pk, now=timezone.now(), reason="engagement recovered"
+        )
+        == 20
+    )
+    Intervention.objects.create(session=live, type="poll", status="pending", source="template")
+    services.session_update(session_id=live.pk, status="ended")
+    assert not Intervention.objects.filter(session=live, status="pending").exists()
+    assert Intervention.objects.filter(decision_reason="the session ended").count() == 1
+
+
+def test_dispatch_happens_once(live):
+    intervention = Intervention.objects.create(
+        session=live, type="notification", status="executed", source="template",
+        content={"title": "T", "body": "Hello there"},
+    )  # fmt: skip
+
+    assert interventions.intervention_dispatch(intervention_id=intervention.pk) is True
+    assert interventions.intervention_dispatch(intervention_id=intervention.pk) is False
+    assert fakes.deliveries("slack") == 1  # the organizer got the notification, once
+
+
+def test_reward_updates_the_policy_once(live, settings):
+    settings.CONDUCTOR_REWARD_WINDOW_SECONDS = 60
+    executed_at = timezone.now() - timedelta(seconds=120)
+    for offset, score in [(-50, 0.2), (-20, 0.2), (20, 0.4), (50, 0.4)]:
+        EngagementSample.objects.create(session=live, at=executed_at + timedelta(seconds=offset),
+                                        score=score, band="low")  # fmt: skip
+    intervention = Intervention.objects.create(
+        session=live, type="poll", status="executed", source="llm", executed_at=executed_at,
+        context="SUDDEN_DROP|low|small",
+    )  # fmt: skip
+
+    assert interventions.interventions_measure(now=timezone.now()) == 1
+    assert interventions.interventions_measure(now=timezone.now()) == 0
+
+    intervention.refresh_from_db()
+    assert intervention.lift == pytest.approx(0.2)
+    assert intervention.reward == pytest.approx(1.0)
+    event_poll = PolicyArm.objects.get(event=live.event, context=intervention.context, type="poll")
+    global_poll = PolicyArm.objects.get(event=None, context=intervention.context, type="poll")
+    assert event_poll.alpha == pytest.approx(2.0)
+    assert global_poll.updates == 1
+    assert event_poll.updates == 1
+
+
+def test_a_new_context_starts_from_the_events_experience(live):
+    from conductor import policy_store
+
+    PolicyArm.objects.create(event=live.event, context="MASS_EXIT|low|small", type="poll",
+                             alpha=9, beta=1)  # fmt: skip
+    other = EventFactory()
+    PolicyArm.objects.create(event=None, context="SUDDEN_DROP|high|large", type="broadcast",
+                             alpha=1, beta=9)  # fmt: skip
+
+    mine = policy_store.arms_for(event_id=live.event_id, context="SUDDEN_DROP|very_low|small")
+    fresh = policy_store.arms_for(event_id=other.pk, context="SUDDEN_DROP|high|large")
+
+    assert mine["poll"].mean == pytest.approx(0.9)
+    assert fresh["broadcast"].mean == pytest.approx(0.1)

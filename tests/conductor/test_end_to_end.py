@@ -1,0 +1,105 @@
+"""The whole loop on the real stack: simulator -> ingestion -> tick -> anomaly -> decision on a
+real worker -> approval through the API -> the attendee websocket -> reward -> policy."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from conductor import interventions, services, tick
+from conductor.asgi import application
+from conductor.models import Anomaly, Intervention, LiveSession, PolicyArm
+from conductor.simulator import Simulation
+from connectors import fakes
+from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def setup_session() -> tuple[object, LiveSession]:
+    organizer = OrganizerFactory()
+    session = LiveSessionFactory(event=EventFactory(organizers=[organizer]), topic="Rust")
+    services.session_update(session_id=session.pk, status="live")
+    session.refresh_from_db()
+    return organizer, session
+
+
+def drive_until_pending(session: LiveSession, start) -> Intervention:
+    """Simulate ticks (5 s apart, in the recent past) until a decision waits for approval."""
+    simulation = Simulation(session=session, attendees=60, seed=3, drops=(10,), switch_at=None)
+    deadline = time.monotonic() + 120
+    for step in range(40):
+        now = start + timedelta(seconds=5 * step)
+        simulation.step(now=now)
+        tick.sessions_tick(now=now)
+        pending = Intervention.objects.filter(session=session, status="pending").first()
+        if pending is not None:
+            return pending
+        if Anomaly.objects.filter(session=session).exists():
+            # The decision runs on the worker: give it a moment before the next tick.
+            while time.monotonic() < deadline:
+                pending = Intervention.objects.filter(session=session, status="pending").first()
+                if pending is not None:
+                    return pending
+                time.sleep(0.1)
+    raise AssertionError("no decision waited for approval")
+
+
+async def test_a_drop_is_detected_decided_approved_delivered_once_and_rewarded(worker, settings):
+    settings.CONDUCTOR_REWARD_WINDOW_SECONDS = 20
+    await sync_to_async(fakes.reset)()
+    organizer, session = await sync_to_async(setup_session)()
+    attendee = WebsocketCommunicator(
+        application, f"/ws/sessions/{session.pk}/attendees/?key={session.attendee_key}"
+    )
+    assert (await attendee.connect())[0]
+
+    start = timezone.now() - timedelta(minutes=4)
+    pending = await sync_to_async(drive_until_pending)(session, start)
+
+    anomaly = await sync_to_async(lambda: pending.anomaly)()
+    assert anomaly is not None
+    assert pending.confidence < 0.75  # semi_auto: not confident enough to run on its own
+    run = await sync_to_async(lambda: pending.run)()
+    assert run.agent == "engagement"
+    assert run.status == "succeeded"
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {organizer.auth_token.key}")
+    response = await sync_to_async(api.post)(
+        f"/api/v1/interventions/{pending.pk}/approve/", {"reason": "try it"}, format="json"
+    )
+    assert response.status_code == 200, response.content
+
+    delivered = await attendee.receive_json_from(timeout=30)
+    assert delivered["type"] == "intervention"
+    assert delivered["id"] == pending.pk
+    assert delivered["content"] == pending.content
+    assert await attendee.receive_nothing(timeout=1.0)  # exactly once
+    await attendee.disconnect()
+
+    def measure() -> Intervention:
+        executed = Intervention.objects.get(pk=pending.pk)
+        simulation = Simulation(session=session, attendees=60, seed=4, drops=())
+        for step in range(-4, 5):
+            at = executed.executed_at + timedelta(seconds=5 * step)
+            simulation.step(now=at)
+            tick.sessions_tick(now=at)
+        window = timedelta(seconds=settings.CONDUCTOR_REWARD_WINDOW_SECONDS)
+        assert interventions.interventions_measure(now=executed.executed_at + window) == 1
+        executed.refresh_from_db()
+        return executed
+
+    measured = await sync_to_async(measure)()
+    assert measured.reward is not None
+    arm = await sync_to_async(PolicyArm.objects.get)(
+        event_id=session.event_id, context=measured.context, type=measured.type
+    )
+    assert arm.updates == 1
+    assert arm.alpha + arm.beta > 2  # the reward reached the policy

@@ -1,0 +1,168 @@
+"""Signal ingestion through the batch endpoint."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.db import DatabaseError
+from django.utils import timezone
+
+from conductor import collector
+from conductor.models import LiveSession, Signal
+from tests.factories import EventFactory, LiveSessionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_collector():
+    collector.reset()
+
+
+def post(api, session, signals, **extra):
+    return api.post(
+        f"/api/v1/sessions/{session.pk}/signals/",
+        json.dumps({"signals": signals, **extra}),
+        content_type="application/json",
+    )
+
+
+def test_a_batch_is_stored_and_starts_the_session(api, live_session):
+    at = (timezone.now() - timedelta(seconds=30)).isoformat()
+    response = post(api, live_session, [
+        {"id": "s1", "type": "join", "attendee": "ann", "at": at},
+        {"type": "chat_message", "attendee": "ann", "data": {"text": "hi"}},
+        {"id": "s3", "type": "reaction", "attendee": "bob"},
+    ])  # fmt: skip
+
+    assert response.status_code == 202, response.content
+    assert response.json() == {"accepted": 3, "duplicates": 0}
+    stored = {s.signal_id: s for s in Signal.objects.filter(session=live_session)}
+    assert stored["s1"].at.isoformat() == at
+    assert stored[None].data == {"text": "hi"}
+    live_session.refresh_from_db()
+    assert live_session.status == "live"
+    assert live_session.started_at is not None
+
+
+def test_repeated_ids_are_counted_not_stored(api, live_session):
+    post(api, live_session, [{"id": "a", "type": "join", "attendee": "x"}])
+
+    response = post(api, live_session, [
+        {"id": "a", "type": "join", "attendee": "x"},
+        {"id": "b", "type": "reaction", "attendee": "x"},
+        {"id": "b", "type": "reaction", "attendee": "x"},
+    ])  # fmt: skip
+
+    assert response.json() == {"accepted": 1, "duplicates": 2}
+    assert Signal.objects.filter(session=live_session).count() == 2
+    health = collector.health()
+    assert (health.processed, health.duplicates) == (4, 2)
+
+
+def test_the_same_id_in_another_session_is_not_a_duplicate(api, event, live_session):
+    other = LiveSessionFactory(event=event)
+
+    post(api, live_session, [{"id": "a", "type": "join", "attendee": "x"}])
+    response = post(api, other, [{"id": "a", "type": "join", "attendee": "x"}])
+
+    assert response.json()["accepted"] == 1
+
+
+def test_an_invalid_item_rejects_the_whole_batch_naming_each_item(api, live_session):
+    future = (timezone.now() + timedelta(hours=1)).isoformat()
+    response = post(api, live_session, [
+        {"type": "join", "attendee": "ok"},
+        {"type": "dance", "attendee": "x"},
+        {"type": "join"},
+        {"type": "join", "attendee": "y", "at": "yesterday"},
+        {"type": "join", "attendee": "z", "colour": "red"},
+    ])  # fmt: skip
+    far = post(api, live_session, [{"type": "join", "attendee": "a", "at": future}])
+
+    assert response.status_code == 400
+    details = {(d["index"], d["field"]) for d in response.json()["error"]["details"]}
+    assert details == {(1, "type"), (2, "attendee"), (3, "at"), (4, "colour")}
+    assert far.status_code == 400
+    assert far.json()["error"]["details"] == [
+        {"index": 0, "field": "at", "message": "More than 5 minutes in the future."}
+    ]
+    assert not Signal.objects.exists()
+    assert collector.health().rejected == 5
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"signals": []}, "signals"),
+        ({"signals": [{"type": "join", "attendee": "a"}] * 5001}, "signals"),
+        ({"events": []}, "events"),
+    ],
+)
+def test_batch_shape_errors(api, live_session, body, field):
+    response = api.post(f"/api/v1/sessions/{live_session.pk}/signals/", body, format="json")
+
+    assert response.status_code == 400
+    assert field in {d["field"] for d in response.json()["error"]["details"]}
+
+
+def test_malformed_json_and_wrong_content_type(api, live_session):
+    url = f"/api/v1/sessions/{live_session.pk}/signals/"
+
+    broken = api.generic("POST", url, '{"signals": [', content_type="application/json")
+    form = api.post(url, {"signals": "x"})
+
+    assert broken.status_code == 400
+    assert form.status_code == 415
+
+
+def test_an_ended_session_takes_no_signals(api, live_session):
+    LiveSession.objects.filter(pk=live_session.pk).update(status="ended")
+
+    response = post(api, live_session, [{"type": "join", "attendee": "a"}])
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "session_ended"
+    assert not Signal.objects.exists()
+
+
+def test_another_organizers_session_is_404(api, other_organizer):
+    theirs = LiveSessionFactory(event=EventFactory(organizers=[other_organizer]))
+
+    assert post(api, theirs, [{"type": "join", "attendee": "a"}]).status_code == 404
+    assert not Signal.objects.exists()
+
+
+def test_a_failed_write_is_503_counted_and_stores_nothing(api, live_session, monkeypatch):
+    def broken(*args, **kwargs):
+        raise DatabaseError("disk full")
+
+    monkeypatch.setattr("conductor.ingest._copy", broken)
+    for _ in range(10):
+        response = post(api, live_session, [{"type": "join", "attendee": "a"}])
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "write_failed"
+    health = collector.health()
+    assert health.write_errors == 10
+    assert not health.healthy
+    assert "10 consecutive write errors" in health.problem
+    assert api.get("/healthz").json()["checks"]["collector"].startswith("error")
+
+
+def test_collector_health_recovers_and_reports_ratio(api, live_session, monkeypatch):
+    real = __import__("conductor.ingest", fromlist=["_copy"])._copy
+    monkeypatch.setattr("conductor.ingest._copy", lambda *a, **k: (_ for _ in ()).throw(
+        DatabaseError("x")))  # fmt: skip
+    post(api, live_session, [{"type": "join", "attendee": "a"}])
+    monkeypatch.setattr("conductor.ingest._copy", real)
+    for _ in range(5):
+        post(api, live_session, [{"type": "join", "attendee": "a"}])
+
+    health = collector.health()
+    assert health.consecutive_errors == 0
+    assert health.error_ratio == pytest.approx(1 / 6)
+    assert not health.healthy  # over 10% of the recent batches failed
+    assert "17%" in health.problem

@@ -1,0 +1,84 @@
+"""The tick: aggregates, scores, samples, anomalies and the decisions they start."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from agents.models import AgentRun
+from conductor import tick
+from conductor.models import Anomaly, EngagementSample, LiveSession
+from tests.conductor.live import activity, audience
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def live(live_session):
+    LiveSession.objects.filter(pk=live_session.pk).update(status="live")
+    live_session.refresh_from_db()
+    return live_session
+
+
+def test_aggregates_count_presence_activity_and_rates(live):
+    now = timezone.now()
+    names = audience(live, 10, now - timedelta(minutes=5))
+    activity(live, names[:4], now - timedelta(seconds=10))
+    activity(live, names[4:6], now - timedelta(seconds=60), kind="reaction")  # active, not rate
+    activity(live, names[6:7], now - timedelta(seconds=10), kind="leave")
+
+    data = tick.live_aggregates(now)[live.pk]
+
+    assert data.present == 9
+    assert data.active == 6
+    assert data.chat_messages == 4
+    assert data.reactions == 0  # outside the 30 s rate window
+    assert data.leaves == 1
+
+
+def test_ended_and_scheduled_sessions_are_not_scored(live, event):
+    from tests.factories import LiveSessionFactory
+
+    LiveSessionFactory(event=event, status="ended")
+    LiveSessionFactory(event=event)
+
+    assert set(tick.live_aggregates(timezone.now())) == {live.pk}
+
+
+def test_a_tick_stores_a_sample_per_live_session(live):
+    now = timezone.now()
+    names = audience(live, 20, now - timedelta(minutes=2))
+    activity(live, names, now - timedelta(seconds=5), per_person=2)
+
+    result = tick.sessions_tick(now=now)
+
+    assert result.sessions == 1
+    sample = EngagementSample.objects.get(session=live)
+    assert sample.present == 20
+    assert sample.active == 20
+    assert 0 < sample.score <= 1
+    assert set(sample.components) >= {"active", "chat", "leaves"}
+    live.refresh_from_db()
+    assert live.detector_state["n"] == 1
+
+
+def test_a_drop_becomes_one_anomaly_and_one_decision(live):
+    start = timezone.now() - timedelta(minutes=10)
+    names = audience(live, 40, start)
+    for step in range(24):  # a lively room, then silence
+        now = start + timedelta(seconds=5 * step + 60)
+        if step < 8:
+            activity(live, names, now, per_person=1)
+        tick.sessions_tick(now=now)
+
+    anomalies = list(Anomaly.objects.filter(session=live))
+    runs = AgentRun.objects.filter(agent="engagement", intent="decide")
+
+    assert anomalies, "the silence was not detected"
+    assert anomalies[0].type in {"SUDDEN_DROP", "GRADUAL_DECLINE", "LOW_ENGAGEMENT"}
+    assert runs.count() == len({a.detected_at for a in anomalies})
+    run = runs.first()
+    assert run.input["session_id"] == live.pk
+    assert run.idempotency_key.startswith("anomaly-")
