@@ -245,38 +245,46 @@ class SessionDetailApi(APIView):
 class SignalDocSerializer(serializers.Serializer):
     """Documents one signal (validation is done by conductor.ingest.SignalIn)."""
 
-    id = serializers.CharField(required=False, max_length=100)
-    type = serializers.ChoiceField(choices=list(get_args(ingest.SignalType)))
-    attendee = serializers.CharField(max_length=128)
-    at = serializers.DateTimeField(required=False)
-    data = serializers.DictField(required=False)
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # Built here: a declared field named `data` would hide Serializer.data.
+        return {
+            "id": serializers.CharField(required=False, max_length=100),
+            "type": serializers.ChoiceField(choices=list(get_args(ingest.SignalType))),
+            "attendee": serializers.CharField(max_length=128),
+            "at": serializers.DateTimeField(required=False),
+            "data": serializers.DictField(required=False),
+        }
 
 
 class SignalBatchDocSerializer(serializers.Serializer):
-    signals = SignalDocSerializer(many=True, max_length=ingest.MAX_BATCH)
+    signals = SignalDocSerializer(many=True, help_text="1 to 5,000 signals")
 
 
 class InterventionOutputSerializer(serializers.Serializer):
     """Documents `conductor.interventions.serialize`."""
 
-    id = serializers.IntegerField()
-    session = serializers.IntegerField()
-    type = serializers.CharField()
-    status = serializers.CharField()
-    confidence = serializers.FloatField(allow_null=True)
-    propensity = serializers.FloatField(allow_null=True)
-    reasoning = serializers.CharField()
-    content = serializers.DictField()
-    source = serializers.CharField()
-    anomaly = serializers.IntegerField(allow_null=True)
-    run = serializers.IntegerField(allow_null=True)
-    created_at = serializers.DateTimeField()
-    expires_at = serializers.DateTimeField(allow_null=True)
-    decided_by = serializers.CharField(allow_null=True)
-    decided_at = serializers.DateTimeField(allow_null=True)
-    decision_reason = serializers.CharField()
-    executed_at = serializers.DateTimeField(allow_null=True)
-    outcome = serializers.DictField(allow_null=True)
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # Built here: a declared field named `source` would hide Field.source.
+        return {
+            "id": serializers.IntegerField(),
+            "session": serializers.IntegerField(),
+            "type": serializers.CharField(),
+            "status": serializers.CharField(),
+            "confidence": serializers.FloatField(allow_null=True),
+            "propensity": serializers.FloatField(allow_null=True),
+            "reasoning": serializers.CharField(),
+            "content": serializers.DictField(),
+            "source": serializers.ChoiceField(choices=Intervention.Source.values),
+            "anomaly": serializers.IntegerField(allow_null=True),
+            "run": serializers.IntegerField(allow_null=True),
+            "created_at": serializers.DateTimeField(),
+            "expires_at": serializers.DateTimeField(allow_null=True),
+            "decided_by": serializers.CharField(allow_null=True),
+            "decided_at": serializers.DateTimeField(allow_null=True),
+            "decision_reason": serializers.CharField(),
+            "executed_at": serializers.DateTimeField(allow_null=True),
+            "outcome": serializers.DictField(allow_null=True),
+        }
 
 
 class SessionSignalsApi(APIView):

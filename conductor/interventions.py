@@ -220,19 +220,31 @@ def recent_templates(session_id: int) -> list[str]:
     )
 
 
-def interventions_expire(*, session_id: int, now: datetime, reason: str | None = None) -> int:
-    """Expire the session's waiting interventions: past their TTL, or all of them with `reason`
-    (engagement recovered, the session ended). Returns how many."""
+def interventions_expire(*, session_id: int, now: datetime, reason: str) -> int:
+    """Expire all the session's waiting interventions early, saying why (engagement recovered,
+    the session ended). Returns how many."""
     with transaction.atomic():
-        waiting = Intervention.objects.select_for_update().filter(
-            session_id=session_id, status=Intervention.Status.PENDING
+        expired = list(
+            Intervention.objects.select_for_update().filter(
+                session_id=session_id, status=Intervention.Status.PENDING
+            )
         )
-        if reason is None:
-            waiting = waiting.filter(expires_at__lte=now)
-        expired = list(waiting)
         for intervention in expired:
-            _expire(intervention, now, reason or "not decided in time")
+            _expire(intervention, now, reason)
     return len(expired)
+
+
+def interventions_expire_due(*, now: datetime) -> int:
+    """Expire every waiting intervention past its TTL, in any session. Returns how many."""
+    with transaction.atomic():
+        due = list(
+            Intervention.objects.select_for_update(skip_locked=True).filter(
+                status=Intervention.Status.PENDING, expires_at__lte=now
+            )
+        )
+        for intervention in due:
+            _expire(intervention, now, "not decided in time")
+    return len(due)
 
 
 def intervention_dispatch(*, intervention_id: int) -> bool:

@@ -25,6 +25,11 @@ EFFECTS_BEFORE = {
     "broadcast": 0.04, "notification": 0.0,
 }  # fmt: skip
 EFFECTS_AFTER = {**EFFECTS_BEFORE, "poll": 0.05, "gamification": 0.32}
+# Chance per attendee and tick (5 s) of each act, times the attendee's drive; an engaged room of
+# 60 writes ~10 chat messages a minute.
+RATES: tuple[tuple[ingest.SignalType, float], ...] = (
+    ("chat_message", 0.04), ("reaction", 0.08), ("question", 0.006), ("poll_vote", 0.03),
+)  # fmt: skip
 # A disengaged room answers a good intervention more strongly than a lukewarm one.
 BAND_FACTOR = {"very_low": 1.3, "low": 1.2, "moderate": 1.0, "high": 0.7, "very_high": 0.5}
 
@@ -70,9 +75,11 @@ class Simulation:
         if dropped:
             self.level *= 0.35
         signals = self._signals(dropped, now)
-        result = ingest.signals_ingest(
-            session=self.session, batch=ingest.SignalBatch(signals=signals)
-        ) if signals else ingest.IngestResult(0, 0)  # fmt: skip
+        result = (
+            ingest.signals_ingest(session=self.session, batch={"signals": signals})
+            if signals
+            else ingest.IngestResult(0, 0)
+        )
         present = sum(person.present for person in self.people)
         self.tick += 1
         line = (
@@ -106,12 +113,15 @@ class Simulation:
     def _signals(self, dropped: bool, now: datetime) -> list[ingest.SignalIn]:
         signals: list[ingest.SignalIn] = []
 
-        def add(kind: str, person: Attendee) -> None:
+        def add(kind: ingest.SignalType, person: Attendee) -> None:
             self.counter += 1
             signals.append(
-                ingest.SignalIn(
-                    id=f"{person.name}-{self.counter}", type=kind, attendee=person.name, at=now
-                )
+                {
+                    "id": f"{person.name}-{self.counter}",
+                    "type": kind,
+                    "attendee": person.name,
+                    "at": now,
+                }
             )
 
         for person in self.people:
@@ -127,9 +137,7 @@ class Simulation:
                 add("leave", person)
                 continue
             drive = self.level * person.propensity
-            # Per attendee and tick (5 s); an engaged room of 60 writes ~10 messages a minute.
-            for kind, rate in (("chat_message", 0.04), ("reaction", 0.08), ("question", 0.006),
-                               ("poll_vote", 0.03)):  # fmt: skip
+            for kind, rate in RATES:
                 if self.rng.random() < drive * rate:
                     add(kind, person)
         return signals

@@ -139,19 +139,20 @@ def sessions_tick(*, now: datetime | None = None) -> TickResult:
         EngagementSample.objects.bulk_create(samples)
         Anomaly.objects.bulk_create(found)
         LiveSession.objects.bulk_update(sessions.values(), ["detector_state"], batch_size=500)
-        for sample in samples:
-            realtime.publish_on_commit(sample.session_id, "engagement.sample", _sample(sample))
+        messages: list[realtime.Message] = [
+            (sample.session_id, "engagement.sample", _sample(sample)) for sample in samples
+        ]
         for anomaly in found:
             metrics.ANOMALIES.labels(type=anomaly.type, severity=anomaly.severity).inc()
-            realtime.publish_on_commit(anomaly.session_id, "anomaly.detected", _anomaly(anomaly))
+            messages.append((anomaly.session_id, "anomaly.detected", _anomaly(anomaly)))
+        realtime.publish_many_on_commit(messages)
 
     decisions = _start_decisions(found, sessions)
     for session_id in recovered:
         interventions.interventions_expire(
             session_id=session_id, now=now, reason="engagement recovered"
         )
-    for session_id in sessions:
-        interventions.interventions_expire(session_id=session_id, now=now)
+    interventions.interventions_expire_due(now=now)
     seconds = time.perf_counter() - started
     metrics.TICK_DURATION.observe(seconds)
     return TickResult(len(samples), len(found), decisions, seconds)

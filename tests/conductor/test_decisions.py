@@ -296,7 +296,7 @@ def test_waiting_interventions_expire_by_ttl_recovery_end_and_cap(live):
     first = Intervention.objects.get(run=decide(live, dropped(live)))
 
     with time_machine.travel(timezone.now() + timedelta(seconds=61)):
-        assert interventions.interventions_expire(session_id=live.pk, now=timezone.now()) == 1
+        assert interventions.interventions_expire_due(now=timezone.now()) == 1
     first.refresh_from_db()
     assert first.status == "expired"
 

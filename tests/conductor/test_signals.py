@@ -166,3 +166,44 @@ def test_collector_health_recovers_and_reports_ratio(api, live_session, monkeypa
     assert health.error_ratio == pytest.approx(1 / 6)
     assert not health.healthy  # over 10% of the recent batches failed
     assert "17%" in health.problem
+
+
+def test_a_batch_racing_another_with_the_same_ids_is_deduplicated(api, live_session):
+    """The optimistic COPY is refused by the unique index; the staging path takes over."""
+    Signal.objects.create(session=live_session, signal_id="raced", type="join", attendee="a",
+                          at=timezone.now(), received_at=timezone.now())  # fmt: skip
+
+    response = post(api, live_session, [
+        {"id": "raced", "type": "join", "attendee": "a"},
+        {"id": "fresh", "type": "join", "attendee": "b"},
+    ])  # fmt: skip
+
+    assert response.json() == {"accepted": 1, "duplicates": 1}
+
+
+def test_engagement_and_anomalies_endpoints(api, client_for, other_organizer, live_session):
+    from conductor.models import Anomaly, EngagementSample
+
+    now = timezone.now()
+    for seconds in (20, 10, 0):
+        EngagementSample.objects.create(
+            session=live_session, at=now - timedelta(seconds=seconds), score=0.5,
+            band="moderate", present=10, active=5,
+        )  # fmt: skip
+    Anomaly.objects.create(session=live_session, type="SUDDEN_DROP", severity="WARNING",
+                           score=0.2, baseline=0.5, deviation=-0.3, message="fell",
+                           detected_at=now)  # fmt: skip
+    base = f"/api/v1/sessions/{live_session.pk}"
+
+    everything = api.get(f"{base}/engagement/").json()["samples"]
+    since = api.get(f"{base}/engagement/", {"since": (now - timedelta(seconds=15)).isoformat()})
+    anomalies = api.get(f"{base}/anomalies/").json()["results"]
+
+    assert [s["at"] for s in everything] == sorted(s["at"] for s in everything)
+    assert len(everything) == 3
+    assert len(since.json()["samples"]) == 2
+    assert anomalies[0]["type"] == "SUDDEN_DROP"
+    assert api.get(f"{base}/engagement/", {"since": "soon"}).status_code == 400
+    stranger = client_for(other_organizer)
+    assert stranger.get(f"{base}/engagement/").status_code == 404
+    assert stranger.get(f"{base}/anomalies/").status_code == 404

@@ -82,3 +82,15 @@ def test_a_drop_becomes_one_anomaly_and_one_decision(live):
     run = runs.first()
     assert run.input["session_id"] == live.pk
     assert run.idempotency_key.startswith("anomaly-")
+
+
+def test_the_tick_task_skips_while_another_runs(live):
+    from django.core.cache import cache
+
+    from conductor.tasks import TICK_LOCK, run_tick
+
+    cache.set(TICK_LOCK, "1", timeout=60)
+    assert run_tick() == 0
+    cache.delete(TICK_LOCK)
+    assert run_tick() == 1
+    assert cache.get(TICK_LOCK) is None

@@ -122,3 +122,84 @@ async def test_foreign_origin_is_refused_before_authentication():
 def test_unknown_message_type_is_refused():
     with pytest.raises(ValueError, match="unknown dashboard message type"):
         realtime.publish(1, "engagement.sampel", {})
+
+
+async def test_attendee_socket_needs_the_sessions_key():
+    _, _, session = await make_session()
+    other = await database_sync_to_async(LiveSessionFactory)()
+    base = f"/ws/sessions/{session.pk}/attendees/"
+
+    assert await closed_with(base) == 4401
+    assert await closed_with(f"{base}?key=wrong") == 4403
+    assert await closed_with(f"{base}?key={other.attendee_key}") == 4403
+    assert await closed_with(f"/ws/sessions/999999/attendees/?key={session.attendee_key}") == 4403
+
+    attendee = WebsocketCommunicator(application, f"{base}?key={session.attendee_key}")
+    assert (await attendee.connect())[0]
+    await attendee.disconnect()
+
+
+async def test_a_tick_sample_reaches_the_dashboard():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from conductor import tick
+    from tests.conductor.live import activity, audience
+
+    owner, _, session = await make_session()
+
+    def go_live() -> None:
+        services.session_update(session_id=session.pk, status="live")
+        now = timezone.now()
+        names = audience(session, 10, now - timedelta(minutes=1))
+        activity(session, names, now)
+
+    await database_sync_to_async(go_live)()
+    dashboard = WebsocketCommunicator(
+        application, f"/ws/sessions/{session.pk}/?token={owner.auth_token.key}"
+    )
+    assert (await dashboard.connect())[0]
+
+    await database_sync_to_async(tick.sessions_tick)()
+
+    message = await dashboard.receive_json_from(timeout=5)
+    assert message["type"] == "engagement.sample"
+    assert message["data"]["present"] == 10
+    assert 0 < message["data"]["score"] <= 1
+    await dashboard.disconnect()
+
+
+async def test_an_approval_through_the_api_reaches_the_dashboard():
+    from rest_framework.test import APIClient
+
+    from conductor.models import Intervention
+
+    owner, _, session = await make_session()
+
+    def pending() -> Intervention:
+        services.session_update(session_id=session.pk, status="live")
+        return Intervention.objects.create(
+            session=session, type="poll", status="pending", source="template",
+            content={"question": "Which?", "options": ["a", "b", "c"]},
+        )  # fmt: skip
+
+    intervention = await database_sync_to_async(pending)()
+    dashboard = WebsocketCommunicator(
+        application, f"/ws/sessions/{session.pk}/?token={owner.auth_token.key}"
+    )
+    assert (await dashboard.connect())[0]
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {owner.auth_token.key}")
+
+    response = await database_sync_to_async(api.post)(
+        f"/api/v1/interventions/{intervention.pk}/approve/", {}, format="json"
+    )
+
+    assert response.status_code == 200
+    message = await dashboard.receive_json_from(timeout=5)
+    assert message["type"] == "intervention.updated"
+    assert message["data"]["id"] == intervention.pk
+    assert message["data"]["status"] == "executed"
+    assert message["data"]["decided_by"] == owner.username
+    await dashboard.disconnect()
