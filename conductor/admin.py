@@ -1,8 +1,21 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
-from conductor.models import EngagementSample, Event, LiveSession
+from conductor import interventions
+from conductor.errors import ConflictError
+from conductor.models import (
+    Anomaly,
+    EngagementSample,
+    Event,
+    Intervention,
+    LiveSession,
+    PolicyArm,
+)
 
 
 class LiveSessionInline(admin.TabularInline):
@@ -37,3 +50,77 @@ class EngagementSampleAdmin(admin.ModelAdmin):
     list_filter = ("band",)
     list_select_related = ("session",)
     readonly_fields = ("session", "at", "score", "band", "components")
+
+
+@admin.register(Intervention)
+class InterventionAdmin(admin.ModelAdmin):
+    list_display = ("id", "session", "type", "status", "source", "confidence", "created_at",
+                    "decided_by", "run_link")  # fmt: skip
+    list_filter = (
+        "status",
+        "type",
+        "source",
+        "session__event",
+        ("created_at", admin.DateFieldListFilter),
+    )
+    list_select_related = ("session", "decided_by")
+    search_fields = ("session__title", "reasoning")
+    readonly_fields = [f.name for f in Intervention._meta.fields] + ["run_link"]
+    actions = ["approve", "reject"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # interventions come from decisions, or the organizer's API
+
+    @admin.display(description="decision run")
+    def run_link(self, intervention: Intervention) -> str:
+        if intervention.run_id is None:
+            return "-"
+        url = reverse("admin:agents_agentrun_change", args=[intervention.run_id])
+        return format_html('<a href="{}">run {} (tool calls)</a>', url, intervention.run_id)
+
+    @admin.action(description="Approve selected (pending) interventions")
+    def approve(self, request: HttpRequest, queryset: QuerySet[Intervention]) -> None:
+        self._decide(request, queryset, approve=True)
+
+    @admin.action(description="Reject selected (pending) interventions")
+    def reject(self, request: HttpRequest, queryset: QuerySet[Intervention]) -> None:
+        self._decide(request, queryset, approve=False)
+
+    def _decide(
+        self, request: HttpRequest, queryset: QuerySet[Intervention], *, approve: bool
+    ) -> None:
+        decide = (
+            interventions.intervention_approve if approve else interventions.intervention_reject
+        )
+        done, skipped = 0, 0
+        for intervention_id in queryset.values_list("pk", flat=True):
+            try:
+                decide(
+                    intervention_id=intervention_id,
+                    user=request.user,  # type: ignore[arg-type]
+                    reason=f"{'approved' if approve else 'rejected'} in the admin",
+                )
+                done += 1
+            except ConflictError:
+                skipped += 1
+        self.message_user(
+            request,
+            f"{'Approved' if approve else 'Rejected'} {done}; {skipped} were no longer pending.",
+            messages.SUCCESS if done else messages.WARNING,
+        )
+
+
+@admin.register(Anomaly)
+class AnomalyAdmin(admin.ModelAdmin):
+    list_display = ("session", "type", "severity", "score", "baseline", "detected_at")
+    list_filter = ("type", "severity")
+    list_select_related = ("session",)
+    readonly_fields = [f.name for f in Anomaly._meta.fields]
+
+
+@admin.register(PolicyArm)
+class PolicyArmAdmin(admin.ModelAdmin):
+    list_display = ("event", "context", "type", "alpha", "beta", "updates", "updated_at")
+    list_filter = ("type",)
+    search_fields = ("context",)
+    readonly_fields = [f.name for f in PolicyArm._meta.fields]

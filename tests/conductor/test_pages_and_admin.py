@@ -52,3 +52,34 @@ def test_model_strings(live_session):
     assert str(live_session.event) == live_session.event.name
     assert str(live_session) == live_session.title
     assert str(sample).endswith("0.50")
+
+
+def test_admin_bulk_approves_and_rejects_interventions(client, live_session):
+    from conductor.models import Intervention, LiveSession
+
+    LiveSession.objects.filter(pk=live_session.pk).update(status="live")
+    staff = get_user_model().objects.create_superuser("chief", password="x-admin-pass")
+    client.force_login(staff)
+    waiting = [
+        Intervention.objects.create(
+            session=live_session, type="poll", status="pending", source="template"
+        )
+        for _ in range(3)
+    ]
+    done = Intervention.objects.create(session=live_session, type="poll", status="executed",
+                                       source="template")  # fmt: skip
+
+    response = client.post("/admin/conductor/intervention/", {
+        "action": "approve", "_selected_action": [waiting[0].pk, waiting[1].pk, done.pk]},
+        follow=True)  # fmt: skip
+    client.post("/admin/conductor/intervention/",
+                {"action": "reject", "_selected_action": [waiting[2].pk]})  # fmt: skip
+
+    assert "Approved 2; 1 were no longer pending." in response.content.decode()
+    statuses = {i.pk: (i.status, i.decided_by_id) for i in Intervention.objects.all()}
+    assert statuses[waiting[0].pk] == ("executed", staff.pk)
+    assert statuses[waiting[2].pk] == ("rejected", staff.pk)
+    pages = ["/admin/conductor/intervention/", f"/admin/conductor/intervention/{done.pk}/change/",
+             "/admin/conductor/anomaly/", "/admin/conductor/policyarm/"]  # fmt: skip
+    for url in pages:
+        assert client.get(url).status_code == 200
