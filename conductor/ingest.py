@@ -155,7 +155,7 @@ def _copy(rows: list[tuple[Any, ...]]) -> int:
         cursor.execute("TRUNCATE signal_stage")
         _copy_into("signal_stage", rows)
         cursor.execute(
-            f"INSERT INTO {Signal._meta.db_table} ({columns}) "  # noqa: S608 - constant names
+            f"INSERT INTO {Signal._meta.db_table} ({columns}) "  # noqa: S608  # nosec B608
             f"SELECT {columns} FROM signal_stage "
             "ON CONFLICT (session_id, signal_id) WHERE signal_id IS NOT NULL DO NOTHING"
         )

@@ -18,7 +18,7 @@ from agents import services as agent_services
 from conductor import interventions, realtime
 from conductor.engine.anomaly import DetectorState, Observation, detect
 from conductor.engine.score import WindowAggregates, score_engagement
-from conductor.models import Anomaly, EngagementSample, LiveSession, Signal
+from conductor.models import Anomaly, EngagementSample, LiveSession
 from telemetry import metrics
 
 # Short windows: the score must follow a drop within a tick or two (5 s ticks), not a minute
@@ -27,12 +27,12 @@ RATE_WINDOW_SECONDS = 30
 ACTIVE_WINDOW_SECONDS = 90
 _SEVERITY: dict[str, int] = {Anomaly.Severity.WARNING: 1, Anomaly.Severity.CRITICAL: 2}
 
-_AGGREGATES_SQL = f"""
+_AGGREGATES_SQL = """
 WITH live AS (
     SELECT id FROM conductor_livesession WHERE status = 'live'
 ), last_presence AS (
     SELECT DISTINCT ON (s.session_id, s.attendee) s.session_id, s.type
-    FROM {Signal._meta.db_table} s JOIN live ON live.id = s.session_id
+    FROM conductor_signal s JOIN live ON live.id = s.session_id
     WHERE s.type IN ('join', 'leave') AND s.at <= %(now)s
     ORDER BY s.session_id, s.attendee, s.at DESC, s.id DESC
 ), presence AS (
@@ -46,7 +46,7 @@ WITH live AS (
         count(*) FILTER (WHERE s.type = 'poll_vote' AND s.at > %(rate_since)s) AS poll_votes,
         count(*) FILTER (WHERE s.type = 'question' AND s.at > %(rate_since)s) AS questions,
         count(*) FILTER (WHERE s.type = 'leave' AND s.at > %(rate_since)s) AS leaves
-    FROM {Signal._meta.db_table} s JOIN live ON live.id = s.session_id
+    FROM conductor_signal s JOIN live ON live.id = s.session_id
     WHERE s.at > %(active_since)s AND s.at <= %(now)s
     GROUP BY s.session_id
 )
@@ -55,7 +55,7 @@ SELECT live.id, coalesce(p.present, 0), coalesce(a.active, 0), coalesce(a.chat, 
     coalesce(a.leaves, 0)
 FROM live LEFT JOIN presence p ON p.session_id = live.id
 LEFT JOIN activity a ON a.session_id = live.id
-"""  # noqa: S608 - table names are constants
+"""
 
 
 @dataclass(frozen=True)
