@@ -24,6 +24,7 @@ run: $(STAMP)
 
 ## Run the whole suite against real embedded PostgreSQL and Redis (var/test, not the run data).
 test: $(STAMP)
+	@command -v chromium >/dev/null || echo "note: no chromium found; browser tests will be skipped (apt-get install chromium)"
 	$(PY) -m pytest $(COV) $(PYTEST_ARGS)
 
 ## ruff, formatting and mypy on our packages (no services needed).

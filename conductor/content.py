@@ -32,9 +32,12 @@ class PollContent(_Content):
     @field_validator("question")
     @classmethod
     def _not_yes_no(cls, question: str) -> str:
-        if _YES_NO_OPENERS.match(question.strip()):
+        question = question.strip()
+        if _YES_NO_OPENERS.match(question):
             raise ValueError("a poll question must not be answerable with yes or no")
-        return question.strip()
+        if not question.endswith("?"):
+            raise ValueError("a poll question ends with a question mark")
+        return question
 
     @field_validator("options")
     @classmethod
@@ -56,10 +59,12 @@ class PromptContent(_Content):
 
     @field_validator("text")
     @classmethod
-    def _one_sentence(cls, text: str) -> str:
+    def _one_inviting_sentence(cls, text: str) -> str:
         text = text.strip()
         if len(re.findall(r"[.!?](\s|$)", text)) > 1:
             raise ValueError("one sentence only")
+        if not text.endswith(("?", "!")):
+            raise ValueError("an invitation ends with a question or an exclamation mark")
         return text
 
 

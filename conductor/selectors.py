@@ -67,3 +67,15 @@ def intervention_get_for_user(user: User | AnonymousUser, intervention_id: int) 
         return Intervention.objects.get(pk=intervention_id, session__in=sessions_for_user(user))
     except Intervention.DoesNotExist:
         raise NotFoundError("Intervention") from None
+
+
+def latest_samples(session_ids: list[int]) -> dict[int, EngagementSample]:
+    """The latest sample of each session, in one query."""
+    if not session_ids:
+        return {}
+    latest = (
+        EngagementSample.objects.filter(session_id__in=session_ids)
+        .order_by("session_id", "-at")
+        .distinct("session_id")
+    )
+    return {sample.session_id: sample for sample in latest}

@@ -12,6 +12,7 @@ from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from agents.models import AgentRun
 from conductor import interventions, services, tick
 from conductor.asgi import application
 from conductor.models import Anomaly, Intervention, LiveSession, PolicyArm
@@ -66,7 +67,17 @@ async def test_a_drop_is_detected_decided_approved_delivered_once_and_rewarded(w
     anomaly = await sync_to_async(lambda: pending.anomaly)()
     assert anomaly is not None
     assert pending.confidence < 0.75  # semi_auto: not confident enough to run on its own
-    run = await sync_to_async(lambda: pending.run)()
+
+    def finished_run():
+        # The intervention is stored inside the run; the run finishes a moment later.
+        deadline = time.monotonic() + 30
+        while True:
+            run = AgentRun.objects.get(pk=pending.run_id)
+            if run.is_finished or time.monotonic() > deadline:
+                return run
+            time.sleep(0.05)
+
+    run = await sync_to_async(finished_run)()
     assert run.agent == "engagement"
     assert run.status == "succeeded"
 

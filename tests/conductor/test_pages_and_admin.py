@@ -4,19 +4,17 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from conductor.models import EngagementSample
-from tests.factories import LiveSessionFactory
 
 pytestmark = pytest.mark.django_db
 
 
-def test_home_lists_only_my_sessions(client, organizer, live_session, other_organizer):
-    LiveSessionFactory(title="Not yours")
+def test_home_sends_organizers_to_their_dashboard(client, organizer):
     client.force_login(organizer)
 
-    page = client.get("/").content.decode()
+    response = client.get("/")
 
-    assert live_session.title in page
-    assert "Not yours" not in page
+    assert response.status_code == 302
+    assert response["Location"] == "/dashboard/"
 
 
 def test_home_anonymous_invites_to_log_in(client, live_session):

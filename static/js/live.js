@@ -1,0 +1,331 @@
+// The live view of one session: one websocket, the API for actions and for catching up.
+(function () {
+  "use strict";
+
+  const root = document.getElementById("live");
+  const sessionId = root.dataset.session;
+  const csrf = root.dataset.csrf;
+  const api = "/api/v1";
+  const WINDOW_SECONDS = 600; // the chart shows the last 10 minutes
+  const BAND_LABELS = {
+    very_high: "very high", high: "high", moderate: "moderate", low: "low", very_low: "very low",
+  };
+  const TYPE_LABELS = {
+    poll: "Poll", chat_prompt: "Chat prompt", qna_prompt: "Q&A prompt", broadcast: "Broadcast",
+    notification: "Notification", gamification: "Gamification",
+  };
+  const COMPONENTS = ["active", "chat", "polls", "questions", "reactions", "leaves"];
+  const COLORS = ["#2457c5", "#2a9d8f", "#e9c46a", "#8e44ad", "#f4a261", "#c0392b", "#555"];
+
+  const state = { samples: [], interventions: new Map(), anomalies: new Map(), lastAt: null };
+  let socket = null;
+  let retries = 0;
+  let chart = null;
+
+  // -- formatting for people ------------------------------------------------------------------
+  const percent = (value) => (value == null ? "–" : `${Math.round(value * 100)}%`);
+  function relative(iso) {
+    if (!iso) return "never";
+    const seconds = Math.round((Date.now() - new Date(iso).getTime()) / 1000);
+    if (seconds < 5) return "just now";
+    if (seconds < 60) return `${seconds} s ago`;
+    if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+    return new Date(iso).toLocaleTimeString();
+  }
+  function countdown(iso) {
+    const left = Math.max(0, Math.round((new Date(iso).getTime() - Date.now()) / 1000));
+    return `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}`;
+  }
+  function text(tag, value, className) {
+    const node = document.createElement(tag);
+    node.textContent = value;
+    if (className) node.className = className;
+    return node;
+  }
+  function describe(content) {
+    if (!content) return "";
+    if (content.question) return `${content.question} (${(content.options || []).join(" / ")})`;
+    if (content.headline) return `${content.headline} — ${content.call_to_action}`;
+    if (content.challenge) return `${content.challenge} (+${content.points} points)`;
+    if (content.title) return `${content.title}: ${content.body}`;
+    return content.text || "";
+  }
+
+  // -- talking to the API ---------------------------------------------------------------------
+  function notice(message) {
+    const node = document.getElementById("notice");
+    node.textContent = message;
+    node.hidden = !message;
+  }
+  async function call(method, path, body) {
+    const response = await fetch(api + path, {
+      method,
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (response.status === 401 || response.status === 403) {
+      // The session cookie expired: log in again and come back here.
+      window.location.href = `/login/?next=${encodeURIComponent(window.location.pathname)}`;
+      throw new Error("not logged in");
+    }
+    const payload = response.status === 204 ? null : await response.json();
+    if (!response.ok) {
+      const error = new Error(payload && payload.error ? payload.error.message : response.statusText);
+      error.status = response.status;
+      throw error;
+    }
+    return payload;
+  }
+
+  // -- rendering ------------------------------------------------------------------------------
+  function addSamples(samples) {
+    for (const sample of samples) {
+      if (state.lastAt && sample.at <= state.lastAt) continue;
+      state.samples.push(sample);
+      state.lastAt = sample.at;
+    }
+    const cutoff = Date.now() / 1000 - WINDOW_SECONDS;
+    state.samples = state.samples.filter((s) => new Date(s.at).getTime() / 1000 >= cutoff);
+    root.dataset.points = String(state.samples.length); // for people reading the DOM, and tests
+    renderScore();
+    renderChart();
+  }
+
+  function renderScore() {
+    const latest = state.samples[state.samples.length - 1];
+    if (!latest) return;
+    document.getElementById("score").textContent = percent(latest.score);
+    const band = document.getElementById("band");
+    band.textContent = BAND_LABELS[latest.band] || latest.band;
+    band.className = `band band-${latest.band}`;
+    document.getElementById("present").textContent = latest.present;
+    document.getElementById("active").textContent = latest.active;
+    document.getElementById("updated").textContent = relative(latest.at);
+    const list = document.getElementById("components");
+    list.replaceChildren(
+      ...COMPONENTS.filter((name) => name in latest.components).map((name) => {
+        const value = latest.components[name];
+        const item = text("li", `${name} ${value >= 0 ? "+" : ""}${value.toFixed(2)}`);
+        item.className = value < 0 ? "negative" : "";
+        return item;
+      })
+    );
+  }
+
+  function chartData() {
+    const xs = state.samples.map((s) => new Date(s.at).getTime() / 1000);
+    const series = [xs, state.samples.map((s) => s.score)];
+    for (const name of COMPONENTS) {
+      series.push(state.samples.map((s) => (s.components || {})[name] ?? null));
+    }
+    return series;
+  }
+
+  function renderChart() {
+    const node = document.getElementById("chart");
+    const showComponents = document.getElementById("show-components").checked;
+    const width = Math.max(260, node.clientWidth || 600);
+    if (!chart) {
+      chart = new uPlot({
+        width, height: 220,
+        scales: { x: { time: true }, y: { range: [-0.25, 1] } },
+        axes: [{}, { values: (u, ticks) => ticks.map((t) => `${Math.round(t * 100)}%`) }],
+        series: [
+          {},
+          { label: "score", stroke: COLORS[0], width: 2 },
+          ...COMPONENTS.map((name, i) => ({ label: name, stroke: COLORS[i + 1], show: showComponents })),
+        ],
+      }, chartData(), node);
+      return;
+    }
+    COMPONENTS.forEach((_, i) => chart.setSeries(i + 2, { show: showComponents }));
+    chart.setSize({ width, height: 220 });
+    chart.setData(chartData());
+  }
+
+  function renderAnomalies() {
+    const list = document.getElementById("anomalies");
+    const items = [...state.anomalies.values()].sort((a, b) => (a.detected_at < b.detected_at ? 1 : -1));
+    if (!items.length) return;
+    list.replaceChildren(...items.slice(0, 30).map((a) => {
+      const item = document.createElement("li");
+      item.append(
+        text("span", a.severity === "CRITICAL" ? "Critical" : "Warning", `severity severity-${a.severity}`),
+        text("strong", ` ${a.type.replace("_", " ").toLowerCase()} `),
+        text("span", `${relative(a.detected_at)} — ${a.message}`),
+      );
+      return item;
+    }));
+  }
+
+  function interventionItem(i, withActions) {
+    const item = document.createElement("li");
+    item.dataset.id = i.id;
+    item.className = `intervention status-${i.status}`;
+    const head = document.createElement("div");
+    head.append(
+      text("strong", TYPE_LABELS[i.type] || i.type),
+      text("span", ` ${i.status}`, `status status-${i.status}`),
+      text("span", ` · confidence ${percent(i.confidence)} · ${i.source} · ${relative(i.created_at)}`, "muted"),
+    );
+    item.append(head, text("p", describe(i.content), "content"));
+    if (i.reasoning) item.append(text("p", i.reasoning, "muted reasoning"));
+    if (i.outcome) {
+      const lift = i.outcome.lift == null ? "not measured" : `${i.outcome.lift >= 0 ? "+" : ""}${percent(i.outcome.lift)}`;
+      item.append(text("p", `Outcome: engagement ${lift}, reward ${i.outcome.reward == null ? "–" : i.outcome.reward.toFixed(2)}`, "outcome"));
+    }
+    if (i.decided_by) item.append(text("p", `Decided by ${i.decided_by}${i.decision_reason ? ` (${i.decision_reason})` : ""}`, "muted"));
+    if (withActions) {
+      const actions = document.createElement("div");
+      actions.className = "actions";
+      const timer = text("span", `expires in ${countdown(i.expires_at)}`, "countdown");
+      timer.dataset.expires = i.expires_at;
+      const approve = text("button", "Approve", "primary");
+      approve.addEventListener("click", () => decide(i.id, "approve"));
+      const reject = text("button", "Reject", "secondary");
+      reject.addEventListener("click", () => decide(i.id, "reject"));
+      actions.append(approve, reject, timer);
+      item.append(actions);
+    }
+    return item;
+  }
+
+  function renderInterventions() {
+    const all = [...state.interventions.values()].sort((a, b) => b.id - a.id);
+    const pending = all.filter((i) => i.status === "pending");
+    const pendingList = document.getElementById("pending");
+    pendingList.replaceChildren(...(pending.length
+      ? pending.map((i) => interventionItem(i, true))
+      : [text("li", "Nothing is waiting.", "muted")]));
+    const decided = all.filter((i) => i.status !== "pending");
+    const decisionList = document.getElementById("decisions");
+    decisionList.replaceChildren(...(decided.length
+      ? decided.slice(0, 50).map((i) => interventionItem(i, false))
+      : [text("li", "No decisions yet.", "muted")]));
+  }
+
+  // -- actions --------------------------------------------------------------------------------
+  async function decide(id, action) {
+    try {
+      const updated = await call("POST", `/interventions/${id}/${action}/`, {});
+      state.interventions.set(updated.id, updated);
+      notice("");
+    } catch (error) {
+      // Decided elsewhere (another tab, expiry): say so and show its real state.
+      notice(`Could not ${action}: ${error.message}`);
+      await refreshInterventions();
+    }
+    renderInterventions();
+  }
+
+  document.getElementById("mode").addEventListener("change", async (event) => {
+    try {
+      await call("PATCH", `/sessions/${sessionId}/`, { mode: event.target.value });
+      notice("");
+    } catch (error) {
+      notice(`Could not change the mode: ${error.message}`);
+    }
+  });
+
+  document.getElementById("manual").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = event.target;
+    const type = form.elements.type.value;
+    const typed = form.elements.text.value.trim();
+    const body = { type };
+    if (typed && (type === "chat_prompt" || type === "qna_prompt")) body.content = { text: typed };
+    if (typed && type === "broadcast") body.content = { headline: typed, call_to_action: "Join in" };
+    try {
+      const created = await call("POST", `/sessions/${sessionId}/interventions/`, body);
+      state.interventions.set(created.id, created);
+      form.reset();
+      notice("");
+      renderInterventions();
+    } catch (error) {
+      notice(`Not sent: ${error.message}`);
+    }
+  });
+
+  document.getElementById("show-components").addEventListener("change", renderChart);
+  window.addEventListener("resize", renderChart);
+
+  // -- catching up through the API ------------------------------------------------------------
+  async function refreshInterventions() {
+    const page = await call("GET", `/sessions/${sessionId}/interventions/?limit=100`);
+    for (const i of page.results) state.interventions.set(i.id, i);
+  }
+  async function catchUp() {
+    const since = state.lastAt || new Date(Date.now() - WINDOW_SECONDS * 1000).toISOString();
+    const [engagement, anomalies] = await Promise.all([
+      call("GET", `/sessions/${sessionId}/engagement/?since=${encodeURIComponent(since)}`),
+      call("GET", `/sessions/${sessionId}/anomalies/?limit=50`),
+      refreshInterventions(),
+    ]);
+    addSamples(engagement.samples);
+    for (const a of anomalies.results) state.anomalies.set(a.id, a);
+    renderAnomalies();
+    renderInterventions();
+  }
+
+  // -- the websocket --------------------------------------------------------------------------
+  function setSocket(stateName, label) {
+    const node = document.getElementById("socket");
+    node.className = `socket socket-${stateName}`;
+    node.textContent = label;
+  }
+
+  function connect() {
+    const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+    socket = new WebSocket(`${scheme}://${window.location.host}/ws/sessions/${sessionId}/`);
+    socket.addEventListener("open", async () => {
+      retries = 0;
+      setSocket("live", "Live");
+      await catchUp().catch((error) => notice(`Could not catch up: ${error.message}`));
+    });
+    socket.addEventListener("message", (event) => {
+      const message = JSON.parse(event.data);
+      if (message.type === "engagement.sample") addSamples([message.data]);
+      if (message.type === "anomaly.detected") {
+        state.anomalies.set(message.data.id, message.data);
+        renderAnomalies();
+      }
+      if (message.type === "intervention.updated") {
+        state.interventions.set(message.data.id, message.data);
+        renderInterventions();
+      }
+      if (message.type === "session.updated") {
+        document.getElementById("mode").value = message.data.mode;
+        const status = document.getElementById("status");
+        status.textContent = message.data.status;
+        status.className = `status status-${message.data.status}`;
+      }
+    });
+    socket.addEventListener("close", (event) => {
+      if (event.code === 4401) {
+        window.location.href = `/login/?next=${encodeURIComponent(window.location.pathname)}`;
+        return;
+      }
+      if (event.code === 4403) {
+        setSocket("down", "No access");
+        return;
+      }
+      // Exponential backoff with a ceiling; what was missed is fetched on reconnect.
+      const delay = Math.min(30000, 500 * 2 ** retries) * (0.5 + Math.random() / 2);
+      retries += 1;
+      setSocket("down", `Disconnected — reconnecting in ${Math.ceil(delay / 1000)} s`);
+      setTimeout(connect, delay);
+    });
+  }
+
+  setInterval(() => {
+    for (const node of document.querySelectorAll(".countdown")) {
+      node.textContent = `expires in ${countdown(node.dataset.expires)}`;
+    }
+    const latest = state.samples[state.samples.length - 1];
+    if (latest) document.getElementById("updated").textContent = relative(latest.at);
+  }, 1000);
+
+  catchUp().catch((error) => notice(`Could not load the session: ${error.message}`));
+  connect();
+})();

@@ -1,0 +1,205 @@
+"""The live dashboard in a real headless Chromium against a live ASGI server.
+
+Needs Debian's chromium (`/usr/bin/chromium`, installed by .ci/run); Playwright drives it
+without downloading a browser. Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+from django.db import connections
+from django.utils import timezone
+
+from conductor import interventions, services, tick
+from conductor.models import Intervention, LiveSession
+from tests.conductor.live import activity, audience
+from tests.conftest import child_env
+from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="Chromium is not installed (apt-get install chromium; .ci/run does)",
+    ),
+]
+
+
+@pytest.fixture
+def asgi_server():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "conductor.asgi:application", "--host", "127.0.0.1",
+         "--port", str(port), "--lifespan", "off", "--log-level", "warning"],
+        cwd=settings.BASE_DIR, env=child_env(), start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base}/login/", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the live server did not start"
+        time.sleep(0.1)
+    yield base
+    server.terminate()
+    server.wait(15)
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop running in this thread, which Django's
+    # async-safety check mistakes for async code calling the ORM; nothing here is async.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def django_side():
+    """Run server-side work in a thread of its own: this one hosts Playwright's event loop,
+    where async_to_sync (used to publish to websockets) refuses to run."""
+    pool = ThreadPoolExecutor(max_workers=1)
+
+    def run(function, *args, **kwargs):
+        return pool.submit(function, *args, **kwargs).result(timeout=60)
+
+    yield run
+    pool.submit(connections.close_all).result()
+    pool.shutdown()
+
+
+def log_in(page, base: str, username: str, next_path: str = "") -> None:
+    page.goto(f"{base}/login/" + (f"?next={next_path}" if next_path else ""))
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", "correct horse battery")
+    page.click("button[type=submit]")
+
+
+def test_an_organizer_runs_a_live_session_from_the_dashboard(asgi_server, browser, django_side):
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    def setup() -> tuple:
+        owner = OrganizerFactory(username="owner")
+        stranger = OrganizerFactory(username="stranger")
+        session = LiveSessionFactory(event=EventFactory(organizers=[owner], name="DevConf"),
+                                     title="Keynote", topic="Rust")  # fmt: skip
+        services.session_update(session_id=session.pk, status="live")
+        names = audience(session, 30, timezone.now() - timedelta(minutes=2))
+        session = LiveSession.objects.select_related("event").get(pk=session.pk)
+        return owner, stranger, session, names
+
+    owner, stranger, session, names = django_side(setup)
+    session_with_event = session
+
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on(
+        "console", lambda message: errors.append(message.text) if message.type == "error" else None
+    )
+    page.on("pageerror", lambda error: errors.append(str(error)))
+
+    log_in(page, asgi_server, "owner")
+    page.wait_for_url("**/dashboard/")
+    assert page.get_by_text("DevConf").is_visible()
+    page.click("text=Keynote")
+    page.wait_for_selector("#socket.socket-live")
+
+    # The chart gains points as ticks score the session.
+    for step in range(3):
+        django_side(activity, session, names[: 10 + 5 * step], timezone.now())
+        django_side(tick.sessions_tick)
+        page.wait_for_function(f"document.getElementById('live').dataset.points >= {step + 1}")
+    assert page.text_content("#score").endswith("%")
+    assert page.text_content("#band") in {"very high", "high", "moderate", "low", "very low"}
+    page.screenshot(path=str(ARTIFACTS / "live-view.png"), full_page=True)
+
+    # A waiting intervention appears live; approving it executes it.
+    waiting = django_side(
+        interventions.intervention_record_decision,
+        intervention=Intervention(session=session, type="poll", source="template",
+                                  content={"question": "Which part next?",
+                                           "options": ["Demos", "Q&A", "Deep dive"]},
+                                  confidence=0.6, reasoning="Chose poll (posterior mean 0.60)."),
+        session=session_with_event,
+        execute_now=False,
+    )  # fmt: skip
+    item = page.locator(f"#pending li[data-id='{waiting.pk}']")
+    item.wait_for()
+    assert "expires in" in item.text_content()
+    item.get_by_role("button", name="Approve").click()
+    page.locator(f"#decisions li[data-id='{waiting.pk}'] .status-executed").wait_for()
+    decided = django_side(Intervention.objects.select_related("decided_by").get, pk=waiting.pk)
+    assert decided.status == "executed"
+    assert decided.decided_by == owner
+
+    # Approving from a stale page says why it failed and shows the real state.
+    stale = django_side(
+        interventions.intervention_record_decision,
+        intervention=Intervention(session=session, type="chat_prompt", source="template",
+                                  content={"text": "What would you like to try first?"},
+                                  confidence=0.55, reasoning="Chose chat_prompt."),
+        session=session_with_event,
+        execute_now=False,
+    )  # fmt: skip
+    stale_item = page.locator(f"#pending li[data-id='{stale.pk}']")
+    stale_item.wait_for()
+    # Decided elsewhere, and this page missed the update (as after a dropped message).
+    django_side(
+        Intervention.objects.filter(pk=stale.pk).update, status="rejected", decided_by=stranger
+    )
+    stale_item.get_by_role("button", name="Approve").click(timeout=5000)
+    page.locator("#notice").wait_for()
+    assert "no longer pending" in page.text_content("#notice")
+    page.locator(f"#decisions li[data-id='{stale.pk}']").wait_for()
+
+    # Phone width still works.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(ARTIFACTS / "live-view-phone.png"), full_page=True)
+
+    # An expired cookie sends the organizer to log in, and back.
+    context.clear_cookies()
+    page.reload()
+    page.wait_for_url(lambda url: "/login/?next=" in url)
+    log_in(page, asgi_server, "owner", next_path=f"/dashboard/sessions/{session.pk}/")
+    page.wait_for_url(f"**/dashboard/sessions/{session.pk}/")
+    # Chromium logs every non-2xx response; the stale approval's 409 is the one we expect.
+    assert [e for e in errors if "status of 409" not in e] == []
+
+    # Another organizer gets no access.
+    other = browser.new_context().new_page()
+    log_in(other, asgi_server, "stranger")
+    other.wait_for_url("**/dashboard/")
+    assert not other.get_by_text("Keynote").count()
+    response = other.goto(f"{asgi_server}/dashboard/sessions/{session.pk}/")
+    assert response.status == 404
+    assert stranger.pk

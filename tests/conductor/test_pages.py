@@ -1,0 +1,81 @@
+"""The server-rendered pages, through Django's test client (the browser test drives them live)."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from conductor.models import EngagementSample, LiveSession
+from tests.factories import EventFactory, LiveSessionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_login_page_and_login_lands_on_the_dashboard(client, organizer):
+    assert b'name="csrfmiddlewaretoken"' in client.get("/login/").content
+
+    response = client.post(
+        "/login/", {"username": organizer.username, "password": "correct horse battery"}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == "/dashboard/"
+    assert client.get("/").status_code == 302
+
+
+def test_wrong_password_says_so(client, organizer):
+    response = client.post("/login/", {"username": organizer.username, "password": "nope"})
+
+    assert b"do not match" in response.content
+
+
+def test_logout_is_a_post(client, organizer):
+    client.force_login(organizer)
+
+    response = client.post("/logout/")
+
+    assert response.status_code == 302
+    assert client.get("/dashboard/").status_code == 302
+
+
+def test_pages_need_a_login_and_come_back_after_it(client, live_session):
+    response = client.get(f"/dashboard/sessions/{live_session.pk}/")
+
+    assert response.status_code == 302
+    assert response["Location"] == f"/login/?next=/dashboard/sessions/{live_session.pk}/"
+    assert client.get("/dashboard/").status_code == 302
+
+
+def test_dashboard_lists_my_sessions_with_score_and_band_label(client, organizer, live_session):
+    LiveSession.objects.filter(pk=live_session.pk).update(status="live")
+    EngagementSample.objects.create(session=live_session, at=timezone.now(), score=0.42,
+                                    band="moderate", present=12)  # fmt: skip
+    LiveSessionFactory(title="Someone else's")
+    client.force_login(organizer)
+
+    page = client.get("/dashboard/").content.decode()
+    partial = client.get("/dashboard/sessions/").content.decode()
+
+    for html in (page, partial):
+        assert live_session.title in html
+        assert "42% · moderate" in html
+        assert "Someone else" not in html
+    assert "htmx.min.js" in page
+
+
+def test_dashboard_without_events_points_to_the_api(client, organizer):
+    client.force_login(organizer)
+
+    assert "Create one through the" in client.get("/dashboard/").content.decode()
+
+
+def test_live_view_is_only_for_the_sessions_organizers(client, organizer, other_organizer):
+    mine = LiveSessionFactory(event=EventFactory(organizers=[organizer]))
+    client.force_login(other_organizer)
+
+    assert client.get(f"/dashboard/sessions/{mine.pk}/").status_code == 404
+    client.force_login(organizer)
+    page = client.get(f"/dashboard/sessions/{mine.pk}/").content.decode()
+    assert "uPlot.iife.min.js" in page
+    assert 'data-session="' in page
+    assert "Semi-automatic" in page
