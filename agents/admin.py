@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from django.contrib import admin, messages
+from typing import cast
+
+from django.contrib import admin
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -16,6 +19,7 @@ from agents.models import (
     MemoryItem,
     ToolExecution,
 )
+from conductor.admin_actions import decide_each
 from conductor.errors import ConflictError
 
 
@@ -108,23 +112,16 @@ class ApprovalAdmin(admin.ModelAdmin):
         self._decide(request, queryset, approve=False)
 
     def _decide(self, request: HttpRequest, queryset: QuerySet[Approval], *, approve: bool) -> None:
-        decided, skipped = 0, 0
-        for approval in queryset.filter(status=Approval.Status.PENDING):
-            try:
-                services.approval_decide(
-                    run_id=approval.run_id,
-                    approve=approve,
-                    user=request.user,  # type: ignore[arg-type]
-                    reason=f"{'approved' if approve else 'rejected'} in the admin",
-                )
-                decided += 1
-            except ConflictError:
-                skipped += 1
-        level = messages.SUCCESS if decided else messages.WARNING
-        self.message_user(
+        pending = queryset.filter(status=Approval.Status.PENDING)
+        user = cast(User, request.user)  # the admin lets only logged-in staff in
+        decide_each(
+            self,
             request,
-            f"{'Approved' if approve else 'Rejected'} {decided}; {skipped} were no longer pending.",
-            level,
+            pending.values_list("run_id", flat=True),
+            lambda run_id, reason: services.approval_decide(
+                run_id=run_id, approve=approve, user=user, reason=reason
+            ),
+            approve=approve,
         )
 
 

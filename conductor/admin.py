@@ -1,13 +1,16 @@
 from __future__ import annotations
 
-from django.contrib import admin, messages
+from typing import cast
+
+from django.contrib import admin
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
 from conductor import interventions
-from conductor.errors import ConflictError
+from conductor.admin_actions import decide_each
 from conductor.models import (
     Anomaly,
     EngagementSample,
@@ -89,24 +92,16 @@ class InterventionAdmin(admin.ModelAdmin):
     def _decide(
         self, request: HttpRequest, queryset: QuerySet[Intervention], *, approve: bool
     ) -> None:
-        decide = (
-            interventions.intervention_approve if approve else interventions.intervention_reject
-        )
-        done, skipped = 0, 0
-        for intervention_id in queryset.values_list("pk", flat=True):
-            try:
-                decide(
-                    intervention_id=intervention_id,
-                    user=request.user,  # type: ignore[arg-type]
-                    reason=f"{'approved' if approve else 'rejected'} in the admin",
-                )
-                done += 1
-            except ConflictError:
-                skipped += 1
-        self.message_user(
+        decide = interventions.intervention_reject
+        if approve:
+            decide = interventions.intervention_approve
+        user = cast(User, request.user)  # the admin lets only logged-in staff in
+        decide_each(
+            self,
             request,
-            f"{'Approved' if approve else 'Rejected'} {done}; {skipped} were no longer pending.",
-            messages.SUCCESS if done else messages.WARNING,
+            queryset.values_list("pk", flat=True),
+            lambda pk, reason: decide(intervention_id=pk, user=user, reason=reason),
+            approve=approve,
         )
 
 

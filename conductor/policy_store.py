@@ -12,7 +12,8 @@ from collections import defaultdict
 from django.db import transaction
 from django.utils import timezone
 
-from conductor.engine.policy import INTERVENTION_TYPES, Arm, update, warm_start
+from conductor.engine.policy import Arm, update, warm_start
+from conductor.event_settings import INTERVENTION_TYPES
 from conductor.models import PolicyArm
 
 

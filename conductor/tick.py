@@ -25,6 +25,7 @@ from telemetry import metrics
 # later. Rates are still expressed per minute by the score, so the window length is free.
 RATE_WINDOW_SECONDS = 30
 ACTIVE_WINDOW_SECONDS = 90
+RECOVERY_MARGIN = 0.05
 _SEVERITY: dict[str, int] = {Anomaly.Severity.WARNING: 1, Anomaly.Severity.CRITICAL: 2}
 
 _AGGREGATES_SQL = """
@@ -112,7 +113,13 @@ def sessions_tick(*, now: datetime | None = None) -> TickResult:
             Observation(at=now.timestamp(), score=scored.score, present=data.present,
                         leaves=data.leaves),
         )  # fmt: skip
-        if not state.active and session.detector_state.get("active"):
+        # Recovered: the drop has cleared and the score is back near its baseline (a mass exit
+        # that stopped, with engagement still low, is not a recovery).
+        if (
+            session.detector_state.get("active")
+            and not state.active
+            and scored.score >= (state.ewma or 0.0) - RECOVERY_MARGIN
+        ):
             recovered.append(session_id)
         session.detector_state = state.model_dump(mode="json")
         samples.append(

@@ -75,26 +75,9 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
-InterventionType = Literal[
-    "poll", "chat_prompt", "qna_prompt", "broadcast", "notification", "gamification"
-]
-INTERVENTION_TYPES: tuple[InterventionType, ...] = (
-    "poll",
-    "chat_prompt",
-    "qna_prompt",
-    "broadcast",
-    "notification",
-    "gamification",
-)
-
-Band = Literal["very_high", "high", "moderate", "low", "very_low"]
-BANDS: tuple[Band, ...] = ("very_high", "high", "moderate", "low", "very_low")
-BAND_THRESHOLDS: tuple[tuple[float, Band], ...] = (
-    (0.8, "very_high"),
-    (0.6, "high"),
-    (0.4, "moderate"),
-    (0.2, "low"),
-)
+# One definition of the types and of the bands for the whole conductor (both modules are pure).
+from conductor.engine.score import BANDS, Band, band_for
+from conductor.event_settings import INTERVENTION_TYPES
 
 AudienceSize = Literal["small", "medium", "large"]
 AUDIENCE_SIZES: tuple[AudienceSize, ...] = ("small", "medium", "large")
@@ -118,10 +101,7 @@ def band_for_score(score: float) -> Band:
     """
     if not 0.0 <= score <= 1.0:
         raise ValueError(f"engagement score must be on the 0..1 scale, got {score!r}")
-    for lower_bound, band in BAND_THRESHOLDS:
-        if score >= lower_bound:
-            return band
-    return "very_low"
+    return band_for(score)
 
 
 def audience_bucket(present: int) -> AudienceSize:

@@ -94,3 +94,23 @@ def test_the_tick_task_skips_while_another_runs(live):
     cache.delete(TICK_LOCK)
     assert run_tick() == 1
     assert cache.get(TICK_LOCK) is None
+
+
+def test_waiting_interventions_expire_when_engagement_recovers(live):
+    from conductor.models import Intervention
+
+    start = timezone.now() - timedelta(minutes=10)
+    names = audience(live, 40, start)
+    pending = None
+    for step in range(40):
+        now = start + timedelta(seconds=5 * step + 60)
+        if step < 8 or step >= 24:  # lively, silent, lively again
+            activity(live, names, now, per_person=1)
+        tick.sessions_tick(now=now)
+        if step == 20:
+            pending = Intervention.objects.create(session=live, type="poll", status="pending",
+                                                  source="template")  # fmt: skip
+    pending.refresh_from_db()
+
+    assert pending.status == "expired"
+    assert pending.decision_reason == "engagement recovered"

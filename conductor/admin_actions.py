@@ -1,0 +1,35 @@
+"""Bulk approve / reject in the admin, shared by interventions and agent actions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.contrib import admin, messages
+from django.http import HttpRequest
+
+from conductor.errors import ConflictError
+
+
+def decide_each(
+    model_admin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    ids: Iterable[int],
+    decide: Callable[[int, str], object],
+    *,
+    approve: bool,
+) -> None:
+    """Call `decide(id, reason)` for each id, recording why; report what was no longer pending."""
+    verb = "approved" if approve else "rejected"
+    done, skipped = 0, 0
+    for pk in ids:
+        try:
+            decide(pk, f"{verb} in the admin")
+            done += 1
+        except ConflictError:
+            skipped += 1
+    model_admin.message_user(
+        request,
+        f"{verb.capitalize()} {done}; {skipped} were no longer pending.",
+        messages.SUCCESS if done else messages.WARNING,
+    )
