@@ -247,6 +247,30 @@ def interventions_expire_due(*, now: datetime) -> int:
     return len(due)
 
 
+# Engagement has recovered when it is back within this much of where it was before the drop.
+RECOVERY_MARGIN = 0.05
+
+
+def interventions_expire_recovered(*, scores: dict[int, float], now: datetime) -> int:
+    """Expire waiting interventions whose session is back to its level before the drop that
+    caused them (`scores`: each live session's score now). Returns how many."""
+    with transaction.atomic():
+        waiting = (
+            Intervention.objects.select_for_update(of=("self",), skip_locked=True)
+            .filter(status=Intervention.Status.PENDING, session_id__in=scores)
+            .exclude(anomaly=None)
+            .select_related("anomaly")
+        )
+        recovered = [
+            i for i in waiting
+            if i.anomaly is not None
+            and scores[i.session_id] >= i.anomaly.baseline - RECOVERY_MARGIN
+        ]  # fmt: skip
+        for intervention in recovered:
+            _expire(intervention, now, "engagement recovered")
+    return len(recovered)
+
+
 def intervention_dispatch(*, intervention_id: int) -> bool:
     """Send an executed intervention to the session's attendees, exactly once.
 

@@ -25,7 +25,6 @@ from telemetry import metrics
 # later. Rates are still expressed per minute by the score, so the window length is free.
 RATE_WINDOW_SECONDS = 30
 ACTIVE_WINDOW_SECONDS = 90
-RECOVERY_MARGIN = 0.05
 _SEVERITY: dict[str, int] = {Anomaly.Severity.WARNING: 1, Anomaly.Severity.CRITICAL: 2}
 
 _AGGREGATES_SQL = """
@@ -103,7 +102,7 @@ def sessions_tick(*, now: datetime | None = None) -> TickResult:
     }
     samples: list[EngagementSample] = []
     found: list[Anomaly] = []
-    recovered: list[int] = []
+    scores: dict[int, float] = {}
     for session_id, data in aggregates.items():
         session = sessions[session_id]
         scored = score_engagement(data)
@@ -113,14 +112,7 @@ def sessions_tick(*, now: datetime | None = None) -> TickResult:
             Observation(at=now.timestamp(), score=scored.score, present=data.present,
                         leaves=data.leaves),
         )  # fmt: skip
-        # Recovered: the drop has cleared and the score is back near its baseline (a mass exit
-        # that stopped, with engagement still low, is not a recovery).
-        if (
-            session.detector_state.get("active")
-            and not state.active
-            and scored.score >= (state.ewma or 0.0) - RECOVERY_MARGIN
-        ):
-            recovered.append(session_id)
+        scores[session_id] = scored.score
         session.detector_state = state.model_dump(mode="json")
         samples.append(
             EngagementSample(
@@ -155,10 +147,7 @@ def sessions_tick(*, now: datetime | None = None) -> TickResult:
         realtime.publish_many_on_commit(messages)
 
     decisions = _start_decisions(found, sessions)
-    for session_id in recovered:
-        interventions.interventions_expire(
-            session_id=session_id, now=now, reason="engagement recovered"
-        )
+    interventions.interventions_expire_recovered(scores=scores, now=now)
     interventions.interventions_expire_due(now=now)
     seconds = time.perf_counter() - started
     metrics.TICK_DURATION.observe(seconds)

@@ -96,21 +96,30 @@ def test_the_tick_task_skips_while_another_runs(live):
     assert cache.get(TICK_LOCK) is None
 
 
-def test_waiting_interventions_expire_when_engagement_recovers(live):
+def test_waiting_interventions_expire_when_engagement_is_back_to_before_the_drop(live):
     from conductor.models import Intervention
 
-    start = timezone.now() - timedelta(minutes=10)
-    names = audience(live, 40, start)
-    pending = None
-    for step in range(40):
-        now = start + timedelta(seconds=5 * step + 60)
-        if step < 8 or step >= 24:  # lively, silent, lively again
-            activity(live, names, now, per_person=1)
-        tick.sessions_tick(now=now)
-        if step == 20:
-            pending = Intervention.objects.create(session=live, type="poll", status="pending",
-                                                  source="template")  # fmt: skip
-    pending.refresh_from_db()
+    now = timezone.now()
+    names = audience(live, 40, now - timedelta(minutes=5))
+    activity(live, names[:10], now)
+    low = tick.sessions_tick(now=now)
+    assert low.sessions == 1
+    score = EngagementSample.objects.get(session=live).score
 
-    assert pending.status == "expired"
-    assert pending.decision_reason == "engagement recovered"
+    def waiting(baseline: float) -> Intervention:
+        anomaly = Anomaly.objects.create(
+            session=live, type="SUDDEN_DROP", severity="WARNING", score=0.1, baseline=baseline,
+            deviation=-0.3, message="fell", detected_at=now,
+        )  # fmt: skip
+        return Intervention.objects.create(session=live, anomaly=anomaly, type="poll",
+                                           status="pending", source="template")  # fmt: skip
+
+    back = waiting(baseline=score)  # the score is back where it was before this drop
+    still_low = waiting(baseline=score + 0.3)
+    tick.sessions_tick(now=now + timedelta(seconds=5))
+    back.refresh_from_db()
+    still_low.refresh_from_db()
+
+    assert back.status == "expired"
+    assert back.decision_reason == "engagement recovered"
+    assert still_low.status == "pending"
