@@ -180,6 +180,69 @@ TEMPLATES: dict[str, dict[str, list[dict[str, Any]]]] = {
         "gamification": [{"challenge": "Stay to the end for a chance to win a {topic} prize",
                           "points": 200}],
     },
+    # Any drop: taken after the anomaly's own family, so that no template repeats within ten.
+    "general": {
+        "poll": [
+            {"question": "Which {topic} topic should we go deeper on?", "options": ["Foundations", "Tools", "Case studies", "Pitfalls"]},
+            {"question": "How would you rate this part of {topic}?", "options": ["Eye-opening", "Useful", "Too basic", "Too advanced"]},
+            {"question": "What's your biggest {topic} challenge right now?", "options": ["Getting started", "Scaling", "Cost", "Skills"]},
+            {"question": "How do you use {topic} today?", "options": ["Daily", "Sometimes", "Exploring", "Not yet"]},
+            {"question": "What format helps you most right now?", "options": ["Slides", "Live demo", "Discussion", "Q&A"]},
+            {"question": "Which example should we show next?", "options": ["Beginner", "Intermediate", "Advanced"]},
+            {"question": "What would you share with your team from {topic}?", "options": ["The idea", "The tools", "The numbers", "Nothing yet"]},
+            {"question": "Where does {topic} save you the most time?", "options": ["Planning", "Building", "Reviewing", "Reporting"]},
+        ],
+        "chat_prompt": [
+            {"text": "What is your favourite {topic} tip so far?"},
+            {"text": "Which tool do you pair with {topic}?"},
+            {"text": "Share one question you'd ask an expert on {topic}!"},
+            {"text": "What surprised you most in the last few minutes?"},
+            {"text": "Tell us in one line how you'd use this tomorrow!"},
+            {"text": "What's one thing you'd do differently after hearing this?"},
+            {"text": "Drop an emoji that matches how you feel about {topic} right now!"},
+            {"text": "Who here has tried this already, and how did it go?"},
+        ],
+        "qna_prompt": [
+            {"text": "What should we clarify about {topic} before moving on?"},
+            {"text": "Which part of {topic} would you like explained again?"},
+            {"text": "What would you ask if you had the speaker for one minute?"},
+            {"text": "Send us the question you think everyone is wondering about!"},
+            {"text": "What's blocking you from trying {topic} - ask us now!"},
+            {"text": "Which example would help you most - tell us in the Q&A!"},
+            {"text": "What did we skip that you hoped to hear about?"},
+            {"text": "Post your toughest {topic} question and we'll tackle it live!"},
+        ],
+        "broadcast": [
+            {"headline": "Your questions on {topic} shape what's next", "call_to_action": "Ask now"},
+            {"headline": "Quick poll coming up on {topic}", "call_to_action": "Get ready"},
+            {"headline": "Share your {topic} experience in chat", "call_to_action": "Join in"},
+            {"headline": "Resources for {topic} after this session", "call_to_action": "Stay to the end"},
+            {"headline": "Live demo of {topic} starting soon", "call_to_action": "Watch now"},
+            {"headline": "Meet others working on {topic}", "call_to_action": "Say hi in chat"},
+            {"headline": "We want your feedback on {topic}", "call_to_action": "Tell us"},
+            {"headline": "Bonus material on {topic} for active attendees", "call_to_action": "Take part"},
+        ],
+        "notification": [
+            {"title": "Engagement needs attention", "body": "Participation has fallen; a question to the audience usually helps."},
+            {"title": "Time for interaction", "body": "The audience has been passive for a while; consider a poll."},
+            {"title": "Audience check", "body": "Activity is below this session's usual level."},
+            {"title": "Keep them with you", "body": "Fewer attendees are active than a few minutes ago."},
+            {"title": "Change of pace", "body": "A short demo or Q&A could bring attention back."},
+            {"title": "Drop in attention", "body": "The chat has gone quiet; invite questions."},
+            {"title": "Engagement dip", "body": "Engagement dipped below its recent baseline."},
+            {"title": "Nudge suggested", "body": "A quick interaction now could recover the room."},
+        ],
+        "gamification": [
+            {"challenge": "Answer the next poll to earn points on the leaderboard", "points": 30},
+            {"challenge": "Ask a question about {topic} to climb the leaderboard", "points": 40},
+            {"challenge": "Share a resource on {topic} in chat for bonus points", "points": 60},
+            {"challenge": "Be among the first ten to react to unlock a badge", "points": 25},
+            {"challenge": "Guess the next slide's key number in chat", "points": 50},
+            {"challenge": "Name a {topic} tool in chat for a quick point", "points": 10},
+            {"challenge": "Help another attendee in chat and earn helper points", "points": 80},
+            {"challenge": "Complete the {topic} quiz at the end for a prize draw", "points": 150},
+        ],
+    },
 }  # fmt: skip
 
 
@@ -196,14 +259,19 @@ def template_for(
     When every template of the family was used recently, the least recently used one is taken.
     """
     family = FAMILIES.get(anomaly_type or "", "engaging")
-    options = TEMPLATES[family][intervention_type]
-    keys = [f"{family}.{intervention_type}.{i}" for i in range(len(options))]
+    # The anomaly's own family first, then the general pool, then the other families.
+    order = [family, "general", *(f for f in TEMPLATES if f not in (family, "general"))]
+    candidates = {
+        f"{name}.{intervention_type}.{i}": raw
+        for name in order
+        for i, raw in enumerate(TEMPLATES[name][intervention_type])
+    }
     recent_window = list(recent)[:RECENT_TEMPLATES]
-    fresh = [key for key in keys if key not in recent_window]
-    # All used recently: take the one used longest ago.
-    key = fresh[0] if fresh else max(keys, key=recent_window.index)
-    raw = options[keys.index(key)]
-    return key, validate(intervention_type, fill(raw, short_topic(topic)))
+    fresh = [key for key in candidates if key not in recent_window]
+    # There are more than ten of each type, so a fresh one is always left; the fallback is the
+    # one used longest ago.
+    key = fresh[0] if fresh else max(candidates, key=recent_window.index)
+    return key, validate(intervention_type, fill(candidates[key], short_topic(topic)))
 
 
 def short_topic(topic: str, limit: int = 30) -> str:
