@@ -145,7 +145,7 @@ class RunContext:
         )
         recorded = self._recorded.get(seq)
         if recorded is not None:
-            self._check_replay(recorded, tool, action, arguments)
+            self._check_replay(recorded, tool, action)
             return dict(recorded.output or {})
         if tool not in self.agent.tools:
             raise PermissionError(f"agent {self.agent.name} may not use {tool}")
@@ -205,9 +205,7 @@ class RunContext:
         return seq
 
     @staticmethod
-    def _check_replay(
-        recorded: ToolExecution, tool: str, action: str, arguments: dict[str, Any]
-    ) -> None:
+    def _check_replay(recorded: ToolExecution, tool: str, action: str) -> None:
         if (recorded.tool, recorded.action) != (tool, action):
             raise ReplayMismatch(
                 f"call #{recorded.seq} was {recorded.tool}.{recorded.action}, now {tool}.{action}"
@@ -325,7 +323,7 @@ class RunContext:
         seq = self._next_seq()
         recorded = self._recorded.get(seq)
         if recorded is not None:
-            self._check_replay(recorded, ORCHESTRATOR_TOOL, "start_child", {})
+            self._check_replay(recorded, ORCHESTRATOR_TOOL, "start_child")
             return int((recorded.output or {})["run_id"])
         from agents import services  # services import this module
 

@@ -92,6 +92,7 @@ class SampleOutputSerializer(serializers.Serializer):
     components = serializers.JSONField()
     present = serializers.IntegerField()
     active = serializers.IntegerField()
+    rates = serializers.JSONField(help_text="Signals per minute by kind, in the rate window.")
 
 
 class EventOutputSerializer(serializers.Serializer):

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from conductor import content, policy_store, realtime
 from conductor.engine.policy import reward_from_lift
-from conductor.errors import ApplicationError, ConflictError
+from conductor.errors import ConflictError
 from conductor.models import EngagementSample, Intervention, LiveSession
 from connectors.errors import ConnectorError
 from connectors.factory import get_connector
@@ -363,15 +363,3 @@ def interventions_measure(*, now: datetime) -> int:
             _publish(intervention)
             measured += 1
     return measured
-
-
-def check_type(value: str) -> str:
-    if value not in Intervention.Type.values:
-        raise ApplicationError(
-            f"Unknown intervention type {value!r}.",
-            code="validation_error",
-            details=[
-                {"field": "type", "message": f"One of: {', '.join(Intervention.Type.values)}."}
-            ],
-        )
-    return value

@@ -81,6 +81,8 @@ class EngagementSample(models.Model):
     components = models.JSONField(default=dict)
     present = models.PositiveIntegerField(default=0)
     active = models.PositiveIntegerField(default=0)
+    # Signals per minute in the rate window, by kind (chat, reactions, questions, votes, leaves).
+    rates = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["at"]

@@ -123,6 +123,7 @@ def sessions_tick(*, now: datetime | None = None) -> TickResult:
                 components=scored.components_map(),
                 present=data.present,
                 active=data.active,
+                rates=_rates(data),
             )
         )
         found += [
@@ -176,6 +177,17 @@ def _start_decisions(found: list[Anomaly], sessions: dict[int, LiveSession]) -> 
     return len(worst)
 
 
+def _rates(data: WindowAggregates) -> dict[str, float]:
+    per_minute = 60 / data.window_seconds
+    return {
+        "chat": data.chat_messages * per_minute,
+        "reactions": data.reactions * per_minute,
+        "questions": data.questions * per_minute,
+        "poll_votes": data.poll_votes * per_minute,
+        "leaves": data.leaves * per_minute,
+    }
+
+
 def _sample(sample: EngagementSample) -> dict[str, Any]:
     return {
         "at": sample.at,
@@ -184,6 +196,7 @@ def _sample(sample: EngagementSample) -> dict[str, Any]:
         "components": sample.components,
         "present": sample.present,
         "active": sample.active,
+        "rates": sample.rates,
     }
 
 

@@ -102,6 +102,12 @@
     document.getElementById("present").textContent = latest.present;
     document.getElementById("active").textContent = latest.active;
     document.getElementById("updated").textContent = relative(latest.at);
+    const rates = latest.rates || {};
+    document.getElementById("rates").textContent = [
+      ["chat", "chat"], ["reactions", "reactions"], ["questions", "questions"],
+      ["poll_votes", "votes"], ["leaves", "leaves"],
+    ].filter(([key]) => key in rates)
+      .map(([key, label]) => `${label} ${Math.round(rates[key])}/min`).join(" · ");
     const list = document.getElementById("components");
     list.replaceChildren(
       ...COMPONENTS.filter((name) => name in latest.components).map((name) => {

@@ -141,6 +141,8 @@ def test_an_organizer_runs_a_live_session_from_the_dashboard(asgi_server, browse
         page.wait_for_function(f"document.getElementById('live').dataset.points >= {step + 1}")
     assert page.text_content("#score").endswith("%")
     assert page.text_content("#band") in {"very high", "high", "moderate", "low", "very low"}
+    assert "chat " in page.text_content("#rates")
+    assert "/min" in page.text_content("#rates")
     page.screenshot(path=str(ARTIFACTS / "live-view.png"), full_page=True)
 
     # A waiting intervention appears live; approving it executes it.

@@ -166,6 +166,7 @@ async def test_a_tick_sample_reaches_the_dashboard():
     message = await dashboard.receive_json_from(timeout=5)
     assert message["type"] == "engagement.sample"
     assert message["data"]["present"] == 10
+    assert message["data"]["rates"]["chat"] == 20  # 10 messages in the 30 s window
     assert 0 < message["data"]["score"] <= 1
     await dashboard.disconnect()
 
