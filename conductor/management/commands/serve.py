@@ -38,7 +38,11 @@ class Child:
 
     def start(self, env: dict[str, str]) -> None:
         self.process = subprocess.Popen(  # noqa: S603 - argv is ours
-            self.argv, env=env, start_new_session=True, pass_fds=self.pass_fds
+            self.argv,
+            env=env,
+            cwd=settings.BASE_DIR,  # the children import the project by module name
+            start_new_session=True,
+            pass_fds=self.pass_fds,
         )
 
     @property
@@ -115,7 +119,7 @@ class Command(BaseCommand):
                     "simulation",
                     [
                         sys.executable,
-                        "manage.py",
+                        str(settings.BASE_DIR / "manage.py"),
                         "simulate_session",
                         "--demo",
                         "--tick-seconds",
