@@ -18,7 +18,7 @@ from agents import services as agent_services
 from conductor import interventions, realtime
 from conductor.engine.anomaly import DetectorState, Observation, detect
 from conductor.engine.score import WindowAggregates, score_engagement
-from conductor.models import Anomaly, EngagementSample, LiveSession
+from conductor.models import Anomaly, EngagementSample, Intervention, LiveSession
 from telemetry import metrics
 
 # Short windows: the score must follow a drop within a tick or two (5 s ticks), not a minute
@@ -156,9 +156,20 @@ def sessions_tick(*, now: datetime | None = None) -> TickResult:
 
 
 def _start_decisions(found: list[Anomaly], sessions: dict[int, LiveSession]) -> int:
-    """One decision per session and tick, for its most severe new anomaly."""
+    """One decision per session and tick, for its most severe new anomaly.
+
+    A session that already has an intervention waiting for the organizer gets no new one: one
+    drop often opens several anomalies over a few ticks, and a pile of proposals is noise.
+    """
+    waiting = set(
+        Intervention.objects.filter(
+            session_id__in={a.session_id for a in found}, status=Intervention.Status.PENDING
+        ).values_list("session_id", flat=True)
+    )
     worst: dict[int, Anomaly] = {}
     for anomaly in found:
+        if anomaly.session_id in waiting:
+            continue
         current = worst.get(anomaly.session_id)
         if current is None or _SEVERITY[anomaly.severity] > _SEVERITY[current.severity]:
             worst[anomaly.session_id] = anomaly

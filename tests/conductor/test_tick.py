@@ -123,3 +123,20 @@ def test_waiting_interventions_expire_when_engagement_is_back_to_before_the_drop
     assert back.status == "expired"
     assert back.decision_reason == "engagement recovered"
     assert still_low.status == "pending"
+
+
+def test_no_new_decision_while_one_waits_for_the_organizer(live):
+    from conductor.models import Intervention
+
+    start = timezone.now() - timedelta(minutes=10)
+    names = audience(live, 40, start)
+    Intervention.objects.create(session=live, type="poll", status="pending", source="template",
+                                expires_at=timezone.now() + timedelta(hours=1))  # fmt: skip
+    for step in range(24):
+        now = start + timedelta(seconds=5 * step + 60)
+        if step < 8:
+            activity(live, names, now, per_person=1)
+        tick.sessions_tick(now=now)
+
+    assert Anomaly.objects.filter(session=live).exists()
+    assert not AgentRun.objects.filter(agent="engagement").exists()
