@@ -87,6 +87,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         listener = bind_listener(options["host"], options["port"])
+        # Every tick and heartbeat is a task: at INFO they would drown the simulation's lines.
+        celery_level = os.environ.get("CELERY_LOG_LEVEL", "WARNING")
         call_command("migrate", interactive=False, verbosity=0)
         self._print_demo_login(options["host"], options["port"])
 
@@ -104,13 +106,14 @@ class Command(BaseCommand):
                 "worker",
                 [
                     sys.executable, "-m", "celery", "-A", "conductor", "worker",
-                    "--loglevel", "INFO", "--concurrency", str(options["concurrency"]),
+                    "--loglevel", celery_level, "--concurrency", str(options["concurrency"]),
                     "--hostname", "worker@%h",
                 ],
             ),
             Child(
                 "beat",
-                [sys.executable, "-m", "celery", "-A", "conductor", "beat", "--loglevel", "INFO"],
+                [sys.executable, "-m", "celery", "-A", "conductor", "beat",
+                 "--loglevel", celery_level],
             ),
         ]  # fmt: skip
         if settings.DEBUG and not options["no_simulation"]:
