@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from agents import selectors, services
 from agents.models import AgentRun
 from agents.registry import describe, registry
-from conductor.api import StrictSerializer, paginated
+from conductor.api import DecisionInputSerializer, StrictSerializer, paginated
 
 
 class ToolExecutionOutputSerializer(serializers.Serializer):
@@ -145,10 +145,7 @@ class RunCancelApi(APIView):
 
 class _RunDecisionApi(APIView):
     approve: bool
-
-    @extend_schema_serializer(component_name="RunDecisionInput")
-    class InputSerializer(StrictSerializer):
-        reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    InputSerializer = DecisionInputSerializer
 
     def post(self, request: Request, run_id: int) -> Response:
         run = selectors.run_get_for_user(request.user, run_id)

@@ -55,13 +55,6 @@ def evaluate(tool: str, state: list[Any]) -> bool:
     return True
 
 
-def check(tool: str) -> bool:
-    """`evaluate` with its own round trip to Redis."""
-    pipe = redis_client().pipeline(transaction=False)
-    queue_state(pipe, tool)
-    return evaluate(tool, pipe.execute())
-
-
 def record_success(tool: str) -> None:
     redis_client().delete(_key(tool, "failures"), _key(tool, "open_until"), _key(tool, "probe"))
 
@@ -77,7 +70,3 @@ def record_failure(tool: str) -> None:
         )
         if was_open is None or probing:
             metrics.CIRCUIT_OPENED.labels(tool=tool).inc()
-
-
-def reset(tool: str) -> None:
-    record_success(tool)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-
 from django.contrib.auth.models import User
 from django.db import transaction
 from rest_framework.authtoken.models import Token
@@ -34,7 +32,3 @@ def organizer_ensure(*, username: str, password: str) -> tuple[User, str]:
         user.save(update_fields=["password"])
     token, _ = Token.objects.get_or_create(user=user)
     return user, token.key
-
-
-def random_password() -> str:
-    return secrets.token_urlsafe(12)

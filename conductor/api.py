@@ -117,7 +117,13 @@ class SessionOutputSerializer(serializers.Serializer):
     engagement = serializers.SerializerMethodField()
 
     def get_engagement(self, session: LiveSession) -> dict[str, Any] | None:
-        sample = selectors.session_latest_sample(session)
+        # A list passes the page's latest samples (one query); a single session asks for its own.
+        latest = self.context.get("latest_samples")
+        sample = (
+            latest.get(session.pk)
+            if latest is not None
+            else selectors.session_latest_sample(session)
+        )
         return None if sample is None else dict(SampleOutputSerializer(sample).data)
 
 
@@ -200,7 +206,11 @@ class SessionListCreateApi(APIView):
             sessions = sessions.filter(event_id=filters.validated_data["event"])
         if "status" in filters.validated_data:
             sessions = sessions.filter(status=filters.validated_data["status"])
-        return paginated(request, self, sessions, SessionOutputSerializer)
+        paginator = LimitOffsetPagination()
+        page: Any = paginator.paginate_queryset(sessions, request, view=self)
+        latest = selectors.latest_samples([session.pk for session in page])
+        serializer = SessionOutputSerializer(page, many=True, context={"latest_samples": latest})
+        return paginator.get_paginated_response(serializer.data)
 
     @extend_schema(request=InputSerializer, responses={201: SessionOutputSerializer})
     def post(self, request: Request) -> Response:
@@ -388,12 +398,16 @@ class InterventionListCreateApi(APIView):
         return Response(interventions.serialize(intervention), status=status.HTTP_201_CREATED)
 
 
+@extend_schema_serializer(component_name="DecisionInput")
+class DecisionInputSerializer(StrictSerializer):
+    """Approve or reject, saying why (optional)."""
+
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
 class _InterventionDecisionApi(APIView):
     approve: bool
-
-    @extend_schema_serializer(component_name="InterventionDecisionInput")
-    class InputSerializer(StrictSerializer):
-        reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    InputSerializer = DecisionInputSerializer
 
     def post(self, request: Request, intervention_id: int) -> Response:
         intervention = selectors.intervention_get_for_user(request.user, intervention_id)

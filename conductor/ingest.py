@@ -7,6 +7,7 @@ concurrent batches cannot both store it).
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,7 +19,7 @@ from psycopg.types.json import Jsonb
 from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict
 
-from conductor import collector
+from conductor import collector, services
 from conductor.errors import ApplicationError, ConflictError
 from conductor.models import LiveSession, Signal
 from telemetry import metrics
@@ -104,9 +105,8 @@ def signals_ingest(*, session: LiveSession, batch: SignalBatch) -> IngestResult:
     try:
         accepted = _copy(rows)
         if session.status == LiveSession.Status.SCHEDULED:  # the first signals start it
-            LiveSession.objects.filter(pk=session.pk, status=LiveSession.Status.SCHEDULED).update(
-                status=LiveSession.Status.LIVE, started_at=now
-            )
+            with contextlib.suppress(ConflictError):  # ended meanwhile: the signals are kept
+                services.session_update(session_id=session.pk, status=LiveSession.Status.LIVE)
     except DatabaseError as error:
         collector.record_write_error()
         raise ApplicationError(

@@ -12,10 +12,11 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Avg
 from django.utils import timezone
+from pydantic import ValidationError
 
 from conductor import content, policy_store, realtime
 from conductor.engine.policy import reward_from_lift
-from conductor.errors import ConflictError
+from conductor.errors import ConflictError, validation_error_from_pydantic
 from conductor.models import EngagementSample, Intervention, LiveSession
 from connectors.errors import ConnectorError
 from connectors.factory import get_connector
@@ -186,10 +187,6 @@ def intervention_create_manual(
         raise ConflictError("Interventions go to live sessions only.", code="session_not_live")
     template = ""
     if content_in:
-        from pydantic import ValidationError
-
-        from conductor.errors import validation_error_from_pydantic
-
         try:
             validated = content.validate(type, content_in)
         except ValidationError as error:

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.django_db
 def _clean_fakes_and_circuits():
     fakes.reset()
     for tool in ("webhook", "slack", "llm", "ads", "email"):
-        circuit.reset(tool)
+        circuit.record_success(tool)  # closes the circuit, clears its counts
     yield
     fakes.reset()
 

@@ -22,7 +22,7 @@ def _clean():
     fakes.reset()
     cache.clear()
     for tool in ("webhook", "llm"):
-        circuit.reset(tool)
+        circuit.record_success(tool)  # closes the circuit, clears its counts
 
 
 def wait_for_run(run_id: int, statuses: set[str], timeout: float = 60.0) -> AgentRun:

@@ -182,3 +182,24 @@ def test_schema_and_docs(api):
     assert docs.status_code == 200
     assert b"/static/drf_spectacular_sidecar/" in docs.content  # served by us: works offline
     assert b"cdn." not in docs.content
+
+
+def test_session_list_queries_do_not_grow_with_the_page(api, event):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert api.get("/api/v1/sessions/").status_code == 200
+        return len(captured)
+
+    session = LiveSessionFactory(event=event)
+    EngagementSample.objects.create(session=session, at=timezone.now(), score=0.5, band="moderate")
+    one = queries()
+    for _ in range(5):
+        more = LiveSessionFactory(event=event)
+        EngagementSample.objects.create(session=more, at=timezone.now(), score=0.4, band="moderate")
+
+    body = api.get("/api/v1/sessions/").json()
+    assert queries() == one
+    assert all(item["engagement"]["score"] in (0.4, 0.5) for item in body["results"])
