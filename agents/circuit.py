@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import redis
 from django.conf import settings
 
 from conductor.redis_client import redis_client
@@ -30,16 +29,15 @@ def _key(tool: str, part: str) -> str:
     return f"conductor:circuit:{tool}:{part}"
 
 
-def queue_state(pipe: redis.client.Pipeline, tool: str) -> None:
-    """Add the reads `evaluate` needs to a pipeline (one round trip with the caller's reads)."""
-    pipe.get(_key(tool, "open_until"))
-    pipe.get(_key(tool, "failures"))
+def state_keys(tool: str) -> list[str]:
+    """The keys `evaluate` reads, for the caller to fetch with its own (one MGET)."""
+    return [_key(tool, "open_until"), _key(tool, "failures")]
 
 
 def evaluate(tool: str, state: list[Any]) -> bool:
     """Raise CircuitOpenError unless a call to `tool` may go ahead now.
 
-    `state` holds the results of `queue_state`. Returns whether failures are being counted, so
+    `state` holds the values of `state_keys`. Returns whether failures are being counted, so
     that only then a success needs to reset them.
     """
     open_until, failures = state

@@ -11,9 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.core.cache import cache
-from django.db import IntegrityError, connection, transaction
-from django.db.models import BooleanField, F, Func
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -31,7 +29,7 @@ from agents.context import (
 from agents.models import AgentRun, AgentRunMetric, Approval
 from agents.registry import Agent, registry
 from conductor.errors import ApplicationError, ConflictError, validation_error_from_pydantic
-from conductor.redis_client import redis_client
+from conductor.redis_client import redis_client, redis_script
 from telemetry import metrics
 
 if TYPE_CHECKING:
@@ -49,12 +47,19 @@ REDELIVERY_ALLOWANCE = 2
 # -- creating runs -------------------------------------------------------------------------
 
 
+# Count a run in the current minute's window, and let the window expire: one round trip.
+_COUNT_RUN = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], 120) end
+return count
+"""
+
+
 def _check_rate(organizer_id: int, agent: str) -> None:
     limit = settings.AGENT_RATE_LIMIT_PER_MINUTE
     window = int(time.time() // 60)
-    key = f"ratelimit:runs:{organizer_id}:{agent}:{window}"
-    cache.add(key, 0, timeout=120)
-    if cache.incr(key) > limit:
+    key = f"conductor:ratelimit:runs:{organizer_id}:{agent}:{window}"
+    if int(redis_script(_COUNT_RUN)(keys=[key])) > limit:
         raise ApplicationError(
             f"More than {limit} runs of {agent!r} in a minute; try again shortly.",
             code="rate_limited",
@@ -172,46 +177,75 @@ class _RunLock:
 
 
 def _unlock(run_id: int) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_unlock(%s)", [run_id])
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [run_id])
+    except DatabaseError:
+        # Workers keep their connections between tasks: one that may still hold the lock must
+        # not be kept. Closing it lets go of the lock.
+        connection.close()
+        raise
+
+
+# Lock, load and claim a run in one statement. The advisory lock is taken once (a materialized
+# CTE), whatever happens to the claim; the claim (one more attempt, running) only applies to a
+# run that may execute now, and is committed without waiting for the WAL flush: losing it in a
+# crash of PostgreSQL itself costs one attempt of the count, while the tool call records, which
+# exactly-once rests on, stay synchronous (and flush it along).
+_CLAIM = """
+WITH run_lock AS MATERIALIZED (SELECT pg_try_advisory_lock(%(id)s) AS held),
+claimed AS (
+    UPDATE agents_agentrun AS run
+    SET attempts = run.attempts + 1,
+        status = 'running',
+        started_at = COALESCE(run.started_at, %(now)s)
+    FROM run_lock
+    WHERE run.id = %(id)s AND run_lock.held AND run.status IN ('queued', 'running')
+        AND NOT run.cancel_requested
+    RETURNING run.*
+)
+SELECT claimed.*, run_lock.held, set_config('synchronous_commit', 'off', true) AS commit_mode
+FROM run_lock LEFT JOIN claimed ON true
+"""
 
 
 def run_execute(*, run_id: int) -> Outcome:
     """Execute one attempt of a run; safe to call again for the same run at any time."""
-    # Take the run's lock in the query that loads it: one round trip.
-    run = (
-        AgentRun.objects.select_related("organizer")
-        .annotate(
-            locked=Func(F("id"), function="pg_try_advisory_lock", output_field=BooleanField())
-        )
-        .get(pk=run_id)
-    )  # fmt: skip
-    if not run.locked:
+    run, held = _claim(run_id)
+    if not held:
         return Outcome("busy", retry_in=2.0)
     try:
-        return _execute_locked(run)
+        if run is None:
+            return _not_claimed(run_id)
+        return _execute_claimed(run)
     finally:
         _unlock(run_id)
 
 
-def _execute_locked(run: AgentRun) -> Outcome:
-    if run.is_finished or run.status == AgentRun.Status.AWAITING_APPROVAL:
+def _claim(run_id: int) -> tuple[AgentRun | None, bool]:
+    """Return the claimed run (None if it may not execute now) and whether its lock is held."""
+    row = next(iter(AgentRun.objects.raw(_CLAIM, {"id": run_id, "now": timezone.now()})))
+    held = bool(row.held)  # type: ignore[attr-defined]  # a column of _CLAIM, not a field
+    return (row if row.pk is not None else None), held
+
+
+def _not_claimed(run_id: int) -> Outcome:
+    """Settle a run that may not execute now: finished, awaiting approval, cancel requested."""
+    run = AgentRun.objects.filter(pk=run_id).first()
+    if run is None or run.is_finished or run.status == AgentRun.Status.AWAITING_APPROVAL:
         return Outcome("skipped")
+    _finish(run, AgentRun.Status.CANCELLED, error=_error("cancelled", "cancelled by request"))
+    return Outcome(run.status)
+
+
+def _execute_claimed(run: AgentRun) -> Outcome:
     agent = registry.get(run.agent)
     if agent is None:
         _finish(run, AgentRun.Status.FAILED, error=_error("agent_not_registered", run.agent))
         return Outcome(run.status)
-    if run.cancel_requested:
-        _finish(run, AgentRun.Status.CANCELLED, error=_error("cancelled", "cancelled by request"))
-        return Outcome(run.status)
-    if run.attempts >= agent.retry.max_attempts + REDELIVERY_ALLOWANCE:
+    if run.attempts > agent.retry.max_attempts + REDELIVERY_ALLOWANCE:
         _finish(run, AgentRun.Status.FAILED, error=_error("too_many_deliveries", "gave up"))
         return Outcome(run.status)
-
-    run.attempts += 1
-    run.status = AgentRun.Status.RUNNING
-    run.started_at = run.started_at or timezone.now()
-    run.save(update_fields=["attempts", "status", "started_at"])
     spec = agent.intent(run.intent)
     context = RunContext(run, agent)
     metrics_of_attempt = context.pending_metrics
@@ -285,6 +319,23 @@ def _retry_or_fail(
     return Outcome(run.status, retry_in=wait)
 
 
+# The final status and the attempt's metrics in one statement: atomic without a transaction
+# block, one round trip instead of four (BEGIN, UPDATE, INSERT, COMMIT).
+_FINISH = """
+WITH finished AS (
+    UPDATE agents_agentrun
+    SET status = %(status)s, output = %(output)s::jsonb, error = %(error)s::jsonb,
+        started_at = %(started_at)s, finished_at = %(finished_at)s
+    WHERE id = %(id)s
+    RETURNING id
+)
+INSERT INTO agents_agentrunmetric (run_id, name, value, metadata, created_at)
+SELECT finished.id, metric.name, metric.value, metric.metadata, %(finished_at)s
+FROM finished, jsonb_to_recordset(%(metrics)s::jsonb)
+    AS metric(name varchar, value double precision, metadata jsonb)
+"""
+
+
 def _finish(
     run: AgentRun,
     status: str,
@@ -293,19 +344,31 @@ def _finish(
     error: dict[str, Any] | None = None,
     run_metrics: Sequence[AgentRunMetric] = (),
 ) -> None:
-    with transaction.atomic():
-        run.status = status
-        run.output = output
-        run.error = error
-        run.finished_at = timezone.now()
-        run.started_at = run.started_at or run.finished_at
-        run.save(update_fields=["status", "output", "error", "finished_at", "started_at"])
-        AgentRunMetric.objects.bulk_create(
-            [*run_metrics, AgentRunMetric(run=run, name="duration_ms", value=run.duration_ms or 0)]
+    run.status = status
+    run.output = output
+    run.error = error
+    run.finished_at = timezone.now()
+    run.started_at = run.started_at or run.finished_at
+    recorded = [
+        *({"name": m.name, "value": m.value, "metadata": m.metadata} for m in run_metrics),
+        {"name": "duration_ms", "value": run.duration_ms or 0, "metadata": {}},
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _FINISH,
+            {
+                "id": run.pk,
+                "status": status,
+                "output": None if output is None else json.dumps(output),
+                "error": None if error is None else json.dumps(error),
+                "started_at": run.started_at,
+                "finished_at": run.finished_at,
+                "metrics": json.dumps(recorded),
+            },
         )
-        parent_id = run.parent_id
-        if parent_id is not None:
-            transaction.on_commit(lambda: _wake_parent(parent_id))
+    parent_id = run.parent_id
+    if parent_id is not None:
+        transaction.on_commit(lambda: _wake_parent(parent_id))
     metrics.AGENT_RUNS.labels(agent=run.agent, status=status).inc()
     metrics.AGENT_RUN_DURATION.labels(agent=run.agent).observe((run.duration_ms or 0) / 1000)
 

@@ -6,9 +6,16 @@ from functools import cache
 
 import redis
 from django.conf import settings
+from redis.commands.core import Script
 
 
 @cache
 def redis_client() -> redis.Redis:
     # redis-py notices a fork and opens new connections in the child (Celery's prefork pool).
     return redis.Redis.from_url(settings.REDIS_URL)
+
+
+@cache
+def redis_script(source: str) -> Script:
+    """A Lua script on the process's client, sent by its hash (EVALSHA) after the first call."""
+    return redis_client().register_script(source)

@@ -225,6 +225,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_throttle": 1 if CELERY_VISIBILITY_TIMEOUT_SECONDS < 60 else 10,
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fixup would close database connections around every task; conductor.celery
+# keeps them by CONN_MAX_AGE instead and closes unsound ones. The fixup still recycles a
+# process's connections after this many tasks.
+CELERY_DB_REUSE_MAX = 1000
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "telemetry.tasks.heartbeat", "schedule": 10.0},

@@ -17,22 +17,30 @@ from typing import Any, cast
 
 import redis
 from django.conf import settings
+from redis.commands.core import Script
 
 from connectors.errors import ConnectorError
 
 PREFIX = "conductor:fakes:"
 
 # The behaviour and a check-and-decrement of pending failures in one round trip: two
-# processes can never consume the same injected failure.
+# processes can never consume the same injected failure. With ARGV (a side effect to record)
+# and no latency injected, the effect is recorded in the same round trip; with latency, the
+# caller sleeps first and records afterwards, like a service that answers late.
 _BEFORE_CALL = """
 local behaviour = redis.call('HMGET', KEYS[1], 'latency_seconds', 'retryable')
+local latency = behaviour[1] or '0'
 local left = tonumber(redis.call('GET', KEYS[2]) or '0')
-local fail = 0
 if left > 0 then
   redis.call('DECR', KEYS[2])
-  fail = 1
+  return {latency, behaviour[2] or '1', 1, 0}
 end
-return {behaviour[1] or '0', behaviour[2] or '1', fail}
+local recorded = 0
+if ARGV[1] and tonumber(latency) <= 0 then
+  recorded = 1 + redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[2])
+  redis.call('RPUSH', KEYS[4], ARGV[1])
+end
+return {latency, behaviour[2] or '1', 0, recorded}
 """
 
 # The effect and the delivery are written together so a count never runs ahead of the ledger.
@@ -42,15 +50,25 @@ redis.call('RPUSH', KEYS[2], ARGV[1])
 return new
 """
 
-_clients: dict[str, redis.Redis] = {}
+_clients: dict[str, tuple[redis.Redis, Script, Script]] = {}
 
 
 def _redis() -> redis.Redis:
+    return _client()[0]
+
+
+def _client() -> tuple[redis.Redis, Script, Script]:
+    """The fakes' Redis client and their scripts (sent by hash: EVALSHA)."""
     url = settings.REDIS_URL
-    client = _clients.get(url)
-    if client is None:
-        client = _clients[url] = redis.Redis.from_url(url, decode_responses=True)
-    return client
+    found = _clients.get(url)
+    if found is None:
+        client = redis.Redis.from_url(url, decode_responses=True)
+        found = _clients[url] = (
+            client,
+            client.register_script(_BEFORE_CALL),
+            client.register_script(_RECORD),
+        )
+    return found
 
 
 def _key(connector: str, part: str) -> str:
@@ -90,14 +108,41 @@ def before_call(connector: str) -> None:
 
     Sleeps the configured latency, then raises ConnectorError if a failure is pending.
     """
-    latency, retryable, fail = cast(
+    _apply_behaviour(connector, effect_keys=[], effect_args=[])
+
+
+def deliver(connector: str, action: str, idempotency_key: str, payload: dict[str, Any]) -> bool:
+    """Apply the injected behaviour, then record the side effect of a successful call.
+
+    The fake of a service with side effects calls this once per call. Returns True if the effect
+    is new, False if `idempotency_key` had already been used. Raises ConnectorError (injected).
+    """
+    effect = _effect(action, idempotency_key, payload)
+    recorded = _apply_behaviour(
+        connector,
+        effect_keys=[_key(connector, "effects"), _key(connector, "deliveries")],
+        effect_args=[idempotency_key, effect],
+    )
+    if recorded:
+        return recorded == 2
+    return record_side_effect(connector, action, idempotency_key, payload)
+
+
+def _apply_behaviour(connector: str, *, effect_keys: list[str], effect_args: list[str]) -> int:
+    """Run the behaviour script; return 0 (no effect recorded), 1 (a repeat) or 2 (a new one)."""
+    before_call_script = _client()[1]
+    latency, retryable, fail, recorded = cast(
         "list[Any]",
-        _redis().eval(_BEFORE_CALL, 2, _key(connector, "behaviour"), _key(connector, "fail_next")),
+        before_call_script(
+            keys=[_key(connector, "behaviour"), _key(connector, "fail_next"), *effect_keys],
+            args=effect_args,
+        ),
     )
     if float(latency) > 0:
         time.sleep(float(latency))
     if fail == 1:
         raise ConnectorError(f"fake {connector} failure (injected)", retryable=retryable == "1")
+    return int(recorded)
 
 
 def record_side_effect(
@@ -107,16 +152,16 @@ def record_side_effect(
 
     Returns True if the effect is new, False if the key had already been used.
     """
-    effect = json.dumps({"action": action, "idempotency_key": idempotency_key, "payload": payload})
-    new = _redis().eval(
-        _RECORD,
-        2,
-        _key(connector, "effects"),
-        _key(connector, "deliveries"),
-        idempotency_key,
-        effect,
+    record_script = _client()[2]
+    new = record_script(
+        keys=[_key(connector, "effects"), _key(connector, "deliveries")],
+        args=[idempotency_key, _effect(action, idempotency_key, payload)],
     )
     return int(new) == 1
+
+
+def _effect(action: str, idempotency_key: str, payload: dict[str, Any]) -> str:
+    return json.dumps({"action": action, "idempotency_key": idempotency_key, "payload": payload})
 
 
 def side_effects(connector: str) -> list[dict[str, Any]]:

@@ -15,6 +15,5 @@ class FakeEmail(BaseConnector):
 
     def handle(self, action: str, request: EmailRequest, *, idempotency_key: str) -> EmailResponse:
         """Apply injected behaviour, record the side effect, answer like a server that took it."""
-        fakes.before_call(NAME)
-        fakes.record_side_effect(NAME, action, idempotency_key, request.model_dump(mode="json"))
+        fakes.deliver(NAME, action, idempotency_key, request.model_dump(mode="json"))
         return EmailResponse(accepted=list(request.to), message_id=message_id_for(idempotency_key))

@@ -15,6 +15,5 @@ class FakeSlack(BaseConnector):
 
     def handle(self, action: str, request: SlackRequest, *, idempotency_key: str) -> SlackResponse:
         """Apply injected behaviour, record the side effect, answer ok."""
-        fakes.before_call(NAME)
-        fakes.record_side_effect(NAME, action, idempotency_key, request.model_dump(mode="json"))
+        fakes.deliver(NAME, action, idempotency_key, request.model_dump(mode="json"))
         return SlackResponse(ok=True)

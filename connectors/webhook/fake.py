@@ -17,6 +17,5 @@ class FakeWebhook(BaseConnector):
         self, action: str, request: WebhookRequest, *, idempotency_key: str
     ) -> WebhookResponse:
         """Apply injected behaviour, record the side effect, answer 200."""
-        fakes.before_call(NAME)
-        fakes.record_side_effect(NAME, action, idempotency_key, request.model_dump(mode="json"))
+        fakes.deliver(NAME, action, idempotency_key, request.model_dump(mode="json"))
         return WebhookResponse(status_code=200)

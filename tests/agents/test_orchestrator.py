@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from agents import circuit, services
@@ -67,6 +67,72 @@ def test_a_run_succeeds_with_every_call_and_metric_recorded():
     assert "duration_ms" in metrics
     assert run.finished_at >= run.started_at
     assert fakes.deliveries("webhook") == 3
+
+
+def test_an_attempt_costs_one_statement_per_call_plus_three(django_assert_num_queries):
+    # The orchestrator's hot path: claim (lock, load, mark running), one record per call, the
+    # final status with the metrics, unlock. A new query here is a cost on every run.
+    run = start("steps", {"steps": 3, "label": "q"})
+
+    with django_assert_num_queries(3 + 3):
+        services.run_execute(run_id=run.pk)
+
+    run.refresh_from_db()
+    assert run.status == "succeeded"
+    assert run.metrics.count() == 2
+
+
+def test_the_metadata_of_metrics_and_json_columns_are_stored_as_json():
+    run = start("steps", {"steps": 1, "label": "meta"})
+
+    execute(run)
+
+    metric = run.metrics.get(name="probe.steps")
+    assert metric.metadata == {"label": "meta"}
+    record = run.tool_executions.get()
+    assert record.error is None
+    assert ToolExecution.objects.filter(pk=record.pk, error__isnull=True).exists()
+    assert AgentRun.objects.filter(pk=run.pk, error__isnull=True, output__calls=1).exists()
+
+
+def test_a_run_that_does_not_exist_is_skipped():
+    assert services.run_execute(run_id=987_654_321) == services.Outcome("skipped")
+
+
+def test_a_queued_run_with_cancel_requested_is_cancelled_without_running():
+    run = start("steps", {"steps": 2})
+    AgentRun.objects.filter(pk=run.pk).update(cancel_requested=True)
+
+    outcome = execute(run)
+
+    assert outcome == services.Outcome("cancelled")
+    assert run.error["code"] == "cancelled"
+    assert run.attempts == 0
+    assert fakes.deliveries("webhook") == 0
+
+
+def test_a_run_delivered_too_often_gives_up_without_running():
+    run = start("steps", {"steps": 2})
+    limit = 3 + services.REDELIVERY_ALLOWANCE  # probe: max_attempts 3
+    AgentRun.objects.filter(pk=run.pk).update(status="running", attempts=limit)
+
+    outcome = execute(run)
+
+    assert outcome == services.Outcome("failed")
+    assert run.error["code"] == "too_many_deliveries"
+    assert fakes.deliveries("webhook") == 0
+
+
+@pytest.mark.django_db(transaction=True)  # outside a test transaction, as on a worker
+def test_a_failed_unlock_closes_the_connection_so_the_lock_goes_with_it():
+    connection = connections["default"]
+    connection.ensure_connection()
+    connection.connection.close()  # broken under Django's feet
+
+    with pytest.raises(DatabaseError):
+        services._unlock(1)
+
+    assert connection.connection is None
 
 
 def test_llm_usage_becomes_metrics():

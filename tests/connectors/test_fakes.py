@@ -151,3 +151,35 @@ def test_reset_one_connector_or_all() -> None:
     fakes.reset()
     assert fakes.deliveries("slack") == 0
     fakes.before_call("slack")  # the pending failures are gone too
+
+
+def test_deliver_records_a_successful_call_once_per_key() -> None:
+    assert fakes.deliver("webhook", "post", "k1", {"n": 1}) is True
+    assert fakes.deliver("webhook", "post", "k1", {"n": 2}) is False
+
+    assert fakes.side_effects("webhook") == [
+        {"action": "post", "idempotency_key": "k1", "payload": {"n": 1}}
+    ]
+    assert fakes.deliveries("webhook") == 2
+
+
+def test_deliver_records_nothing_for_an_injected_failure() -> None:
+    fakes.set_behaviour("webhook", fail_next=1, retryable=False)
+
+    with pytest.raises(ConnectorError) as failure:
+        fakes.deliver("webhook", "post", "k1", {})
+
+    assert failure.value.retryable is False
+    assert fakes.deliveries("webhook") == 0
+    assert fakes.deliver("webhook", "post", "k1", {}) is True
+
+
+def test_deliver_with_latency_records_the_effect_after_the_wait() -> None:
+    fakes.set_behaviour("webhook", latency_seconds=0.05)
+    started = time.monotonic()
+
+    assert fakes.deliver("webhook", "post", "k1", {"n": 1}) is True
+    assert fakes.deliver("webhook", "post", "k1", {"n": 1}) is False
+
+    assert time.monotonic() - started >= 0.1
+    assert fakes.deliveries("webhook") == 2

@@ -1,0 +1,67 @@
+"""conductor.celery: a worker keeps sound database connections between tasks, and only those."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from celery import signals
+from django.db import connection
+
+from conductor.celery import release_db_connections
+
+# Outside a test transaction, as on a worker between two tasks.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
+def test_a_sound_connection_is_kept_for_the_next_task():
+    before = _backend_pid()
+
+    release_db_connections()
+
+    assert connection.connection is not None
+    assert _backend_pid() == before
+
+
+def test_a_connection_left_in_a_transaction_is_closed():
+    _backend_pid()
+    connection.connection.execute("BEGIN")
+
+    release_db_connections()
+
+    assert connection.connection is None
+
+
+def test_a_connection_with_a_query_in_flight_is_closed():
+    # What a time limit leaves behind when it interrupts a task in the middle of a query.
+    _backend_pid()
+    connection.connection.pgconn.send_query(b"SELECT pg_sleep(0.2)")
+
+    release_db_connections()
+
+    assert connection.connection is None
+
+
+def test_a_connection_past_its_max_age_is_closed():
+    _backend_pid()
+    connection.close_at = time.monotonic() - 1
+
+    release_db_connections()
+
+    assert connection.connection is None
+
+
+@pytest.mark.parametrize("signal", [signals.task_prerun, signals.task_postrun])
+def test_it_runs_before_and_after_every_task(signal):
+    _backend_pid()
+    connection.connection.execute("BEGIN")
+
+    signal.send(sender=None)
+
+    assert connection.connection is None
