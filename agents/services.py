@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -103,8 +104,11 @@ def run_create(
             return _replayed(existing, found.name, intent, validated), False
     if rate_limited:
         _check_rate(organizer.pk, found.name)
+    # One INSERT needs no transaction block of its own (BEGIN and COMMIT are two more round
+    # trips); inside a caller's transaction, a savepoint keeps an idempotency race from
+    # breaking it.
     try:
-        with transaction.atomic():
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
             run = AgentRun.objects.create(
                 organizer=organizer,
                 agent=found.name,
@@ -114,7 +118,7 @@ def run_create(
                 idempotency_key=idempotency_key,
                 parent=parent,
             )
-            transaction.on_commit(lambda: enqueue(run.pk, found))
+        transaction.on_commit(lambda: enqueue(run.pk, found))
     except IntegrityError:
         # Two requests with one key raced; the first one won.
         existing = AgentRun.objects.get(organizer=organizer, idempotency_key=idempotency_key)
@@ -187,11 +191,10 @@ def _unlock(run_id: int) -> None:
         raise
 
 
-# Lock, load and claim a run in one statement. The advisory lock is taken once (a materialized
+# Lock, load and claim a run in one round trip. The advisory lock is taken once (a materialized
 # CTE), whatever happens to the claim; the claim (one more attempt, running) only applies to a
-# run that may execute now, and is committed without waiting for the WAL flush: losing it in a
-# crash of PostgreSQL itself costs one attempt of the count, while the tool call records, which
-# exactly-once rests on, stay synchronous (and flush it along).
+# run that may execute now. The attempt is committed before the handler runs, so a run whose
+# handler kills its worker every time gives up after its allowance of deliveries.
 _CLAIM = """
 WITH run_lock AS MATERIALIZED (SELECT pg_try_advisory_lock(%(id)s) AS held),
 claimed AS (
@@ -204,8 +207,7 @@ claimed AS (
         AND NOT run.cancel_requested
     RETURNING run.*
 )
-SELECT claimed.*, run_lock.held, set_config('synchronous_commit', 'off', true) AS commit_mode
-FROM run_lock LEFT JOIN claimed ON true
+SELECT claimed.*, run_lock.held FROM run_lock LEFT JOIN claimed ON true
 """
 
 

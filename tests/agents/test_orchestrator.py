@@ -6,12 +6,13 @@ redelivery after SIGKILL, cancel while running, a campaign end to end).
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
 import pytest
 import time_machine
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
 from agents import circuit, services
@@ -419,3 +420,32 @@ def test_runs_and_tool_calls_reach_prometheus(client):
     assert 'conductor_tool_calls_total{status="failed",tool="webhook"}' in text
     assert "conductor_tool_call_duration_seconds_bucket" in text
     assert "run_id" not in text  # no unbounded labels
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_creates_racing_with_one_idempotency_key_make_one_run():
+    organizer = OrganizerFactory()
+    data = {"steps": 1, "label": "race"}
+    inserted = threading.Event()
+
+    def first_request() -> None:
+        # Holds its uncommitted row until the second request is past its look-up.
+        with transaction.atomic():
+            services.run_create(
+                organizer=organizer, agent="probe", intent="steps", data=data,
+                idempotency_key="same",
+            )  # fmt: skip
+            inserted.set()
+            time.sleep(0.3)
+        connections.close_all()
+
+    thread = threading.Thread(target=first_request)
+    thread.start()
+    inserted.wait(5)
+    run, created = services.run_create(
+        organizer=organizer, agent="probe", intent="steps", data=data, idempotency_key="same"
+    )
+    thread.join()
+
+    assert created is False
+    assert AgentRun.objects.filter(idempotency_key="same").get().pk == run.pk
