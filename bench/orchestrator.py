@@ -8,7 +8,9 @@ execute on the worker with 3 connector calls (fake webhook) each recorded as a T
 a custom metric and the final status. Goal: runs/s >= 0.5 x no-op tasks/s.
 
 Both are produced by one thread of this process and measured in alternating rounds; the figures
-are the medians (shared machines are noisy).
+are the medians (shared machines are noisy). It also prints the CPU time each part of the system
+spent per task and per run (this process, the worker's main process and its pool, PostgreSQL,
+Redis): where a run's cost goes beyond a bare task's.
 
 Run with `make bench` (uses its own data directory, var/bench).
 """
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,12 +37,14 @@ os.environ["DEBUG"] = "false"
 os.environ.setdefault("SECRET_KEY", uuid.uuid4().hex * 2)
 
 import django  # noqa: E402
+import psutil  # noqa: E402
 
 django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
 
 from agents import services  # noqa: E402
 from agents.models import AgentRun  # noqa: E402
@@ -74,7 +79,50 @@ def start_worker() -> subprocess.Popen[bytes]:
     return worker
 
 
-def wait_until(done: callable, timeout: float = 300) -> None:
+PARTS = ("producer", "worker main", "worker pool", "postgres", "redis")
+
+
+def processes(worker: subprocess.Popen[bytes]) -> dict[str, list[psutil.Process]]:
+    """The processes of each part of the system, as they are now."""
+    main = psutil.Process(worker.pid)
+    servers = list(psutil.process_iter(["name"]))
+    return {
+        "producer": [psutil.Process()],
+        "worker main": [main],
+        "worker pool": main.children(recursive=True),
+        "postgres": [p for p in servers if "postgres" in (p.info["name"] or "")],
+        "redis": [p for p in servers if "redis" in (p.info["name"] or "")],
+    }
+
+
+def cpu_seconds(parts: dict[str, list[psutil.Process]]) -> dict[str, dict[int, float]]:
+    seconds: dict[str, dict[int, float]] = {}
+    for part, procs in parts.items():
+        seconds[part] = {}
+        for process in procs:
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue  # gone before the second reading: not counted
+            seconds[part][process.pid] = times.user + times.system
+    return seconds
+
+
+def measured(
+    worker: subprocess.Popen[bytes], items: int, work: Callable[[], float]
+) -> tuple[float, dict[str, float]]:
+    """Run `work`; return its rate and the CPU ms per item of each part of the system."""
+    before = cpu_seconds(processes(worker))
+    rate = work()
+    after = cpu_seconds(processes(worker))  # with processes started meanwhile (connections)
+    per_item = {}
+    for part in PARTS:
+        spent = sum(t - before[part].get(pid, 0.0) for pid, t in after[part].items())
+        per_item[part] = spent * 1000 / items
+    return rate, per_item
+
+
+def wait_until(done: Callable[[], bool], timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while not done():
         if time.monotonic() > deadline:
@@ -112,6 +160,9 @@ def orchestrated_runs(organizer: object) -> float:
 
 def main() -> None:
     call_command("migrate", verbosity=0)
+    with connection.cursor() as cursor:
+        # From empty tables every time (the benchmark's own database): comparable figures.
+        cursor.execute("TRUNCATE agents_agentrun CASCADE")
     organizer, _ = get_user_model().objects.get_or_create(username="bench")
     app.control.purge()
     fakes.reset()
@@ -120,16 +171,25 @@ def main() -> None:
         bare_celery()  # warm-up: imports, connections
         orchestrated_runs(organizer)
         baselines, runs, ratios = [], [], []
+        cpu: dict[str, list[dict[str, float]]] = {"task": [], "run": []}
         for _ in range(ROUNDS):
-            baselines.append(bare_celery())
-            runs.append(orchestrated_runs(organizer))
-            ratios.append(runs[-1] / baselines[-1])
+            baseline, task_cpu = measured(worker, NOOP_TASKS, bare_celery)
+            run_rate, run_cpu = measured(worker, RUNS, lambda: orchestrated_runs(organizer))
+            baselines.append(baseline)
+            runs.append(run_rate)
+            ratios.append(run_rate / baseline)
+            cpu["task"].append(task_cpu)
+            cpu["run"].append(run_cpu)
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(30)
     baseline, run_rate, ratio = (statistics.median(x) for x in (baselines, runs, ratios))
     print(f"bare Celery no-op tasks: {baseline:8.1f} /s  ({NOOP_TASKS} tasks, {CONCURRENCY} procs)")
     print(f"orchestrated agent runs: {run_rate:8.1f} /s  ({RUNS} runs x 3 tool calls + metrics)")
+    print("CPU ms per item (median): " + " | ".join(PARTS) + " | total")
+    for kind, label in (("task", "  no-op task"), ("run", "  agent run ")):
+        medians = [statistics.median(round_[part] for round_ in cpu[kind]) for part in PARTS]
+        print(f"{label}: " + " | ".join(f"{m:.2f}" for m in medians) + f" | {sum(medians):.2f}")
     print(f"ratio per round: {', '.join(f'{r:.2f}' for r in ratios)}  (median of {ROUNDS})")
     verdict = "met" if ratio >= 0.5 else "NOT met"
     print(f"ratio runs / bare tasks: {ratio:8.2f}    (goal >= 0.50: {verdict})")
