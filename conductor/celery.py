@@ -14,7 +14,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-def release_db_connections(**kwargs: Any) -> None:
+def release_db_connections(sender: Any = None, **kwargs: Any) -> None:
     """Keep a worker's database connections between tasks, as Django keeps them between requests.
 
     Celery's Django fixup closes them around every task (unless CELERY_DB_REUSE_MAX), which
@@ -22,6 +22,8 @@ def release_db_connections(**kwargs: Any) -> None:
     by CONN_MAX_AGE and health checks, and one a task left unsound is closed: a query interrupted
     by a time limit or a transaction left open (the case behind celery/celery#9824).
     """
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return  # run in the caller's process: its connection and transaction are the caller's
     from django.db import connections
     from psycopg.pq import TransactionStatus
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 from celery import signals
-from django.db import connection
+from django.db import connection, transaction
 
 from conductor.celery import release_db_connections
+from telemetry.tasks import noop
 
 # Outside a test transaction, as on a worker between two tasks.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -65,3 +67,13 @@ def test_it_runs_before_and_after_every_task(signal):
     signal.send(sender=None)
 
     assert connection.connection is None
+
+
+def test_a_task_run_eagerly_leaves_the_callers_transaction_alone():
+    with transaction.atomic():
+        before = _backend_pid()
+
+        noop.apply(args=(f"test:eager:{uuid.uuid4().hex}",))
+
+        assert connection.in_atomic_block
+        assert _backend_pid() == before
