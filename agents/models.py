@@ -62,6 +62,11 @@ class AgentRun(models.Model):
     output = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)  # {"code", "message", "retryable"?}
     attempts = models.PositiveIntegerField(default=0)
+    resumes = models.PositiveIntegerField(
+        default=0,
+        help_text="Executions that continued the run after an approval or its child runs: "
+        "counted in attempts, not against its retries.",
+    )
     # NULL, not "": runs without a key must not collide in the unique constraint.
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     parent = models.ForeignKey(

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -108,7 +109,7 @@ def run_create(
     # trips); inside a caller's transaction, a savepoint keeps an idempotency race from
     # breaking it.
     try:
-        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+        with transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext():
             run = AgentRun.objects.create(
                 organizer=organizer,
                 agent=found.name,
@@ -245,8 +246,12 @@ def _execute_claimed(run: AgentRun) -> Outcome:
     if agent is None:
         _finish(run, AgentRun.Status.FAILED, error=_error("agent_not_registered", run.agent))
         return Outcome(run.status)
-    if run.attempts > agent.retry.max_attempts + REDELIVERY_ALLOWANCE:
+    if _tries(run) > agent.retry.max_attempts + REDELIVERY_ALLOWANCE:
         _finish(run, AgentRun.Status.FAILED, error=_error("too_many_deliveries", "gave up"))
+        return Outcome(run.status)
+    if not agent.serves(run.intent):
+        # Queued before a new version of the agent dropped the intent.
+        _finish(run, AgentRun.Status.FAILED, error=_error("intent_not_served", run.intent))
         return Outcome(run.status)
     spec = agent.intent(run.intent)
     context = RunContext(run, agent)
@@ -307,8 +312,8 @@ def _retry_or_fail(
     *,
     delay: float | None = None,
 ) -> Outcome:
-    if run.attempts >= agent.retry.max_attempts:
-        error["message"] = f"{error['message']} (after {run.attempts} attempts)"
+    if _tries(run) >= agent.retry.max_attempts:
+        error["message"] = f"{error['message']} (after {_tries(run)} attempts)"
         _finish(run, AgentRun.Status.FAILED, error=error, run_metrics=metrics_of_attempt)
         return Outcome(run.status)
     run.status = AgentRun.Status.QUEUED
@@ -317,8 +322,13 @@ def _retry_or_fail(
         run.save(update_fields=["status", "error"])
         AgentRunMetric.objects.bulk_create(metrics_of_attempt)
     metrics.AGENT_RUN_RETRIES.labels(agent=agent.name).inc()
-    wait = max(delay or 0.0, agent.retry.delay(run.attempts))
+    wait = max(delay or 0.0, agent.retry.delay(_tries(run)))
     return Outcome(run.status, retry_in=wait)
+
+
+def _tries(run: AgentRun) -> int:
+    """Executions that count against the retry policy: resumes are progress, not retries."""
+    return run.attempts - run.resumes
 
 
 # The final status and the attempt's metrics in one statement: atomic without a transaction
@@ -381,6 +391,7 @@ def _wake_parent(parent_id: int) -> None:
         return
     agent = registry.get(parent.agent)
     if agent is not None:
+        AgentRun.objects.filter(pk=parent.pk).update(resumes=F("resumes") + 1)
         enqueue(parent.pk, agent)
 
 
@@ -411,7 +422,8 @@ def run_cancel(*, run_id: int) -> AgentRun:
         for child_id in run.children.exclude(status__in=AgentRun.TERMINAL).values_list(
             "pk", flat=True
         ):
-            run_cancel(run_id=child_id)
+            with contextlib.suppress(ConflictError):
+                run_cancel(run_id=child_id)  # unless it finished in the meantime
     return run
 
 
@@ -439,7 +451,8 @@ def approval_decide(
         approval.save(update_fields=["status", "decided_by", "decided_at", "reason", "expired"])
         if approve:
             run.status = AgentRun.Status.QUEUED
-            run.save(update_fields=["status"])
+            run.resumes += 1
+            run.save(update_fields=["status", "resumes"])
             agent = registry.get(run.agent)
             if agent is not None:
                 transaction.on_commit(lambda: enqueue(run.pk, agent))

@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "conductor.settings_test")
 os.environ["CONDUCTOR_DATA_DIR"] = str(ROOT / "var" / "bench")
+# Measured as deployed: without DEBUG's query log, which the raw COPY would not pay.
+os.environ["DEBUG"] = "false"
+os.environ.setdefault("SECRET_KEY", uuid.uuid4().hex * 2)
 
 import django  # noqa: E402
 

@@ -68,7 +68,7 @@ def _invalid(details: list[dict[str, Any]]) -> ApplicationError:
 def parse_batch(body: bytes) -> SignalBatch:
     """Validate a request body. Raises ApplicationError naming each bad item's index and field."""
     try:
-        return _BATCH.validate_json(body)
+        batch = _BATCH.validate_json(body)
     except ValidationError as error:
         details = []
         for item in error.errors(include_url=False):
@@ -79,6 +79,31 @@ def parse_batch(body: bytes) -> SignalBatch:
             else:
                 details.append({"field": ".".join(map(str, loc)), "message": item["msg"]})
         raise _invalid(details) from None
+    # PostgreSQL text and jsonb cannot hold NUL: refuse it here with its item, not at the COPY.
+    if b"\\u0000" in body:
+        details = _nul_details(batch)
+        if details:
+            raise _invalid(details)
+    return batch
+
+
+def _nul_details(batch: SignalBatch) -> list[dict[str, Any]]:
+    return [
+        {"index": index, "field": field, "message": "Contains a NUL character."}
+        for index, item in enumerate(batch["signals"])
+        for field in ("id", "attendee", "data")
+        if _has_nul(item.get(field))
+    ]
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 _COLUMNS = ("session_id", "signal_id", "type", "attendee", "at", "data", "received_at")

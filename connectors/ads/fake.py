@@ -37,12 +37,12 @@ class FakeAds(BaseConnector):
         idempotency_key: str,
     ) -> BaseModel:
         """Apply injected behaviour, then answer (recording a budget change)."""
-        fakes.before_call(NAME)
         if isinstance(request, AdPerformanceRequest):
+            fakes.before_call(NAME)
             return AdPerformanceResponse(
                 channels=[channel_stats(channel, request.days) for channel in request.channels]
             )
-        fakes.record_side_effect(NAME, action, idempotency_key, request.model_dump(mode="json"))
+        fakes.deliver(NAME, action, idempotency_key, request.model_dump(mode="json"))
         previous = _rng("budget", request.channel).uniform(10, 1000)
         return BudgetChangeResponse(
             channel=request.channel,

@@ -449,3 +449,30 @@ def test_two_creates_racing_with_one_idempotency_key_make_one_run():
 
     assert created is False
     assert AgentRun.objects.filter(idempotency_key="same").get().pk == run.pk
+
+
+def test_resumes_after_approvals_do_not_use_up_the_retries():
+    # One approval per channel: more resumes than the retry policy has attempts.
+    channels = ["search", "social", "video", "display", "email", "native"]
+    run = start(
+        "allocate-budget",
+        {"channels": channels, "total_daily_budget": 600, "apply": True},
+        agent="ad",
+    )
+    for _ in channels:
+        assert execute(run) == services.Outcome("awaiting_approval"), run.error
+        services.approval_decide(run_id=run.pk, approve=True, user=None)
+
+    assert execute(run) == services.Outcome("succeeded"), run.error
+    assert run.resumes == len(channels)
+    assert fakes.deliveries("ads") == len(channels)
+
+
+def test_a_run_of_an_intent_the_agent_no_longer_serves_fails():
+    run = start("steps", {"steps": 1})
+    AgentRun.objects.filter(pk=run.pk).update(intent="retired")
+
+    outcome = execute(run)
+
+    assert outcome == services.Outcome("failed")
+    assert run.error["code"] == "intent_not_served"

@@ -119,7 +119,9 @@ def test_rate_limit_per_organizer_and_agent(api, client_for, other_organizer, se
 
 def test_list_filters_and_isolation(api, organizer, other_organizer, client_for):
     draft = AgentRunFactory(organizer=organizer, agent="content", intent="generate-draft")
-    AgentRunFactory(organizer=organizer, agent="social", intent="hashtag-pack", status="failed")
+    failed = AgentRunFactory(
+        organizer=organizer, agent="social", intent="hashtag-pack", status="failed"
+    )
     theirs = AgentRunFactory(organizer=other_organizer)
 
     def ids(query: str) -> set[int]:
@@ -128,7 +130,7 @@ def test_list_filters_and_isolation(api, organizer, other_organizer, client_for)
     assert len(ids("")) == 2
     assert ids("?agent=content") == {draft.pk}
     assert ids("?intent=generate-draft&status=queued") == {draft.pk}
-    assert ids("?status=failed") != {draft.pk}
+    assert ids("?status=failed") == {failed.pk}
     assert api.get("/api/v1/runs/?status=lost").status_code == 400
     assert api.get(f"/api/v1/runs/{theirs.pk}/").status_code == 404
     for action in ("cancel", "approve", "reject"):

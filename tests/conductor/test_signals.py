@@ -207,3 +207,31 @@ def test_engagement_and_anomalies_endpoints(api, client_for, other_organizer, li
     stranger = client_for(other_organizer)
     assert stranger.get(f"{base}/engagement/").status_code == 404
     assert stranger.get(f"{base}/anomalies/").status_code == 404
+
+
+def test_a_nul_character_is_refused_with_its_item_not_at_the_write(api, live_session):
+    response = post(api, live_session, [
+        {"type": "join", "attendee": "ok"},
+        {"type": "join", "attendee": "a\u0000b"},
+        {"type": "chat_message", "attendee": "c", "data": {"text": ["hi", "x\u0000"]}},
+        {"type": "chat_message", "attendee": "d", "data": {"text": "a literal \\u0000 is fine"}},
+    ])  # fmt: skip
+
+    assert response.status_code == 400
+    details = {(d["index"], d["field"]) for d in response.json()["error"]["details"]}
+    assert details == {(1, "attendee"), (2, "data")}
+    assert collector.health().write_errors == 0
+    assert (
+        post(
+            api,
+            live_session,
+            [
+                {
+                    "type": "chat_message",
+                    "attendee": "d",
+                    "data": {"text": "a literal \\u0000 is fine"},
+                }
+            ],
+        ).status_code
+        == 202
+    )

@@ -85,15 +85,33 @@ def test_a_drop_becomes_one_anomaly_and_one_decision(live):
 
 
 def test_the_tick_task_skips_while_another_runs(live):
-    from django.core.cache import cache
-
+    from conductor.redis_client import redis_client
     from conductor.tasks import TICK_LOCK, run_tick
 
-    cache.set(TICK_LOCK, "1", timeout=60)
+    redis_client().set(TICK_LOCK, "another tick", ex=60)
     assert run_tick() == 0
-    cache.delete(TICK_LOCK)
+    assert redis_client().get(TICK_LOCK) == b"another tick"  # not released by the skipper
+    redis_client().delete(TICK_LOCK)
     assert run_tick() == 1
-    assert cache.get(TICK_LOCK) is None
+    assert redis_client().get(TICK_LOCK) is None
+
+
+def test_a_tick_past_its_lock_leaves_the_next_ticks_lock_alone(live, monkeypatch):
+    from conductor import tick
+    from conductor.redis_client import redis_client
+    from conductor.tasks import TICK_LOCK, run_tick
+
+    sessions_tick = tick.sessions_tick
+
+    def slow_tick():
+        # The lock expired during this tick and the next tick took it.
+        redis_client().set(TICK_LOCK, "next tick", ex=60)
+        return sessions_tick()
+
+    monkeypatch.setattr(tick, "sessions_tick", slow_tick)
+    run_tick()
+
+    assert redis_client().get(TICK_LOCK) == b"next tick"
 
 
 def test_waiting_interventions_expire_when_engagement_is_back_to_before_the_drop(live):
