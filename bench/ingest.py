@@ -26,6 +26,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "conductor.settings_test")
 os.environ["CONDUCTOR_DATA_DIR"] = str(ROOT / "var" / "bench")
 # Measured as deployed: without DEBUG's query log, which the raw COPY would not pay.
 os.environ["DEBUG"] = "false"
+os.environ["SECURE_SSL_REDIRECT"] = "false"  # the in-process client speaks plain HTTP
 os.environ.setdefault("SECRET_KEY", uuid.uuid4().hex * 2)
 
 import django  # noqa: E402
