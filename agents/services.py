@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    transaction,
+)
 from django.db.models import F
 from django.utils import timezone
 from pydantic import ValidationError
@@ -290,6 +297,8 @@ def _execute_claimed(run: AgentRun) -> Outcome:
     except (ValidationError, ReplayMismatch, PermissionError) as error:
         _finish(run, AgentRun.Status.FAILED, error=_error("agent_error", str(error)),
                 run_metrics=metrics_of_attempt)  # fmt: skip
+    except (OperationalError, InterfaceError):
+        raise  # the database, not the agent: the task executes the run again (agents.tasks)
     except Exception as error:
         logger.exception("agent %s failed on run %s", agent.name, run.pk)
         _finish(run, AgentRun.Status.FAILED, error=_error("agent_error", repr(error)),

@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import random
+
 from celery import shared_task
+from django.db import InterfaceError, OperationalError, connection
 
 from agents import services
 from agents.models import AgentRun
 from agents.registry import registry
 
+# Executions of a run the database was unreachable for are sent again, up to this many times,
+# at most a minute apart: about an hour and a half of outage before a run is left as it was.
+DATABASE_RETRIES = 100
 
-@shared_task(name="agents.execute_run", ignore_result=True)
-def execute_run(run_id: int) -> str:
+
+@shared_task(name="agents.execute_run", ignore_result=True, bind=True)
+def execute_run(self, run_id: int) -> str:  # type: ignore[no-untyped-def]
     """Execute one attempt of a run; schedule the next one if the run is to be retried.
 
     The broker may deliver this twice (acks_late): `run_execute` stands back when another
-    execution holds the run, and replays recorded tool calls instead of repeating them.
+    execution holds the run, and replays recorded tool calls instead of repeating them. That is
+    also what makes it safe to send again when the database connection failed (a restart, a
+    network cut): whatever the attempt had recorded is kept, the rest is done once.
     """
-    outcome = services.run_execute(run_id=run_id)
+    try:
+        outcome = services.run_execute(run_id=run_id)
+    except (OperationalError, InterfaceError) as error:
+        connection.close()  # the next execution connects afresh
+        tries = self.request.retries
+        countdown = min(60.0, 0.5 * 2**tries) * random.uniform(0.5, 1.0)  # noqa: S311
+        raise self.retry(exc=error, countdown=countdown, max_retries=DATABASE_RETRIES) from error
     if outcome.retry_in is not None:
         agent = registry.get(AgentRun.objects.values_list("agent", flat=True).get(pk=run_id))
         if agent is not None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
+import time
+import weakref
 from typing import Any
 
 from celery import Celery, signals
@@ -14,7 +17,17 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-def release_db_connections(sender: Any = None, **kwargs: Any) -> None:
+# A connection that finished a task this recently is not pinged (SELECT 1) before the next one:
+# under load that ping was one round trip in eight of an agent run. One idle for longer is
+# checked as Django checks it between requests. A connection that broke in between fails the
+# task's first statement instead, and agent runs retry on that (agents.tasks.execute_run).
+PING_AFTER_IDLE_SECONDS = 1.0
+
+# When each kept connection last finished a task sound, per connection object (thread's own).
+_finished_sound: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+
+def release_db_connections(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
     """Keep a worker's database connections between tasks, as Django keeps them between requests.
 
     Celery's Django fixup closes them around every task (unless CELERY_DB_REUSE_MAX), which
@@ -27,12 +40,20 @@ def release_db_connections(sender: Any = None, **kwargs: Any) -> None:
     from django.db import connections
     from psycopg.pq import TransactionStatus
 
+    now = time.monotonic()
     for connection in connections.all(initialized_only=True):
         raw = connection.connection
         if raw is not None and raw.info.transaction_status != TransactionStatus.IDLE:
             connection.close()
-        else:
-            connection.close_if_unusable_or_obsolete()
+            continue
+        connection.close_if_unusable_or_obsolete()
+        if connection.connection is None:
+            continue
+        if signal is signals.task_postrun:
+            _finished_sound[connection] = now
+        elif now - _finished_sound.get(connection, -math.inf) < PING_AFTER_IDLE_SECONDS:
+            # Django's own flag (not in the stubs): no SELECT 1 before the first query.
+            connection.health_check_done = True  # type: ignore[attr-defined]
 
 
 signals.task_prerun.connect(release_db_connections)

@@ -8,6 +8,7 @@ import time
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
 
 from agents import circuit
 from agents.models import AgentRun, ToolExecution
@@ -122,6 +123,34 @@ def test_a_worker_killed_mid_run_leaves_each_call_made_once(api, transactional_d
     effects = fakes.side_effects("webhook")
     assert [e["payload"]["payload"]["step"] for e in effects] == [0, 1, 2]
     assert fakes.deliveries("webhook") == 3  # call 0 was replayed, not sent again
+    calls = list(run.tool_executions.values_list("seq", "attempt", "status"))
+    assert calls == [(0, 1, "succeeded"), (1, 2, "succeeded"), (2, 2, "succeeded")]
+
+
+def test_a_database_connection_lost_mid_run_is_retried_and_each_effect_happens_once(worker, api):
+    """PostgreSQL drops the worker's connection (a restart, a network cut) between two calls."""
+    run_id = post_run(
+        api, agent="probe", intent="steps", input={"steps": 3, "pause_after_first": 1.5}
+    )
+    deadline = time.monotonic() + 30
+    while not ToolExecution.objects.filter(run_id=run_id, seq=0).exists():
+        assert time.monotonic() < deadline, "the first call never happened"
+        time.sleep(0.02)
+    with connection.cursor() as cursor:  # every backend of the test database but this one
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchone()[0] >= 1
+
+    run = wait_for_run(run_id, {"succeeded", "failed", "timed_out"})
+
+    assert run.status == "succeeded", run.error
+    assert run.attempts == 2
+    # Call 1 reached the service, but its record was lost with the connection: the next attempt
+    # sent it again with the same idempotency key, and the service kept one effect.
+    effects = fakes.side_effects("webhook")
+    assert [e["payload"]["payload"]["step"] for e in effects] == [0, 1, 2]
     calls = list(run.tool_executions.values_list("seq", "attempt", "status"))
     assert calls == [(0, 1, "succeeded"), (1, 2, "succeeded"), (2, 2, "succeeded")]
 

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 from celery import signals
-from django.db import connection, transaction
+from django.db import OperationalError, connection, connections, transaction
 
-from conductor.celery import release_db_connections
+from conductor.celery import PING_AFTER_IDLE_SECONDS, release_db_connections
 from telemetry.tasks import noop
 
 # Outside a test transaction, as on a worker between two tasks.
@@ -29,6 +29,43 @@ def test_a_sound_connection_is_kept_for_the_next_task():
 
     assert connection.connection is not None
     assert _backend_pid() == before
+
+
+def _terminate(pid: int) -> None:
+    """End a backend from another session, as a PostgreSQL restart would."""
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        other.close()
+
+
+def _between_tasks(idle: float = 0.0) -> None:
+    release_db_connections(signal=signals.task_postrun)
+    time.sleep(idle)
+    release_db_connections(signal=signals.task_prerun)
+
+
+def test_a_connection_just_back_from_a_task_is_trusted_without_a_ping():
+    _terminate(_backend_pid())  # broken while the worker was between two busy tasks
+
+    _between_tasks()
+
+    # No SELECT 1 went first: the task's own first statement meets the broken connection
+    # (agent runs retry on that: tests/agents/test_worker_runs.py).
+    with pytest.raises(OperationalError):
+        _backend_pid()
+    connection.close()
+
+
+def test_a_connection_idle_for_a_while_is_pinged_and_replaced_when_broken():
+    before = _backend_pid()
+    _terminate(before)
+
+    _between_tasks(idle=PING_AFTER_IDLE_SECONDS + 0.1)
+
+    assert _backend_pid() != before
 
 
 def test_a_connection_left_in_a_transaction_is_closed():
