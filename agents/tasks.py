@@ -12,7 +12,7 @@ from agents.models import AgentRun
 from agents.registry import registry
 
 # Executions of a run the database was unreachable for are sent again, up to this many times,
-# at most a minute apart: about an hour and a half of outage before a run is left as it was.
+# at most a minute apart: over an hour of outage (about 70 min) before a run is left as it was.
 DATABASE_RETRIES = 100
 
 
