@@ -10,10 +10,16 @@ EMBEDDING_DIMENSIONS = 256
 
 
 class MemoryItem(models.Model):
-    """One remembered outcome: text, its embedding and the reward it earned."""
+    """One remembered outcome of an organizer's: text, its embedding and the reward it earned.
 
+    Memory is the organizer's own: recall never crosses organizers (agents.memory).
+    """
+
+    organizer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memories"
+    )
     agent = models.CharField(max_length=64)
-    key = models.CharField(max_length=200)
+    key = models.CharField(max_length=200, help_text="What was learned, unique per agent.")
     content = models.TextField()
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
     reward = models.FloatField(null=True, blank=True)
@@ -21,6 +27,12 @@ class MemoryItem(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        constraints = [
+            # Learning the same outcome twice (a task delivered twice) keeps one memory.
+            models.UniqueConstraint(
+                fields=["organizer", "agent", "key"], name="memory_organizer_agent_key"
+            ),
+        ]
         indexes = [
             # The opclass must match the operator we order by (<=>), or PostgreSQL scans.
             HnswIndex(
@@ -30,7 +42,6 @@ class MemoryItem(models.Model):
                 ef_construction=64,
                 opclasses=["vector_cosine_ops"],
             ),
-            models.Index(fields=["agent", "key"], name="memory_agent_key_idx"),
         ]
 
     def __str__(self) -> str:

@@ -19,12 +19,20 @@ def unit(*hot: int) -> np.ndarray:
     return vector
 
 
-def test_nearest_by_cosine_distance():
-    MemoryItem.objects.create(agent="content", key="a", content="axis 0", embedding=unit(0))
-    MemoryItem.objects.create(agent="content", key="b", content="axis 0+1", embedding=unit(0, 1))
-    MemoryItem.objects.create(agent="content", key="c", content="axis 2", embedding=unit(2))
+def test_nearest_by_cosine_distance(organizer):
+    MemoryItem.objects.create(
+        organizer=organizer, agent="content", key="a", content="axis 0", embedding=unit(0)
+    )
+    MemoryItem.objects.create(
+        organizer=organizer, agent="content", key="b", content="axis 0+1", embedding=unit(0, 1)
+    )
+    MemoryItem.objects.create(
+        organizer=organizer, agent="content", key="c", content="axis 2", embedding=unit(2)
+    )
     # Cosine ignores length: a long vector along axis 0 is as near as a unit one.
-    MemoryItem.objects.create(agent="content", key="d", content="long", embedding=unit(0) * 9)
+    MemoryItem.objects.create(
+        organizer=organizer, agent="content", key="d", content="long", embedding=unit(0) * 9
+    )
 
     nearest = list(
         MemoryItem.objects.annotate(distance=CosineDistance("embedding", unit(0)))
@@ -40,8 +48,10 @@ def test_nearest_by_cosine_distance():
     assert np.allclose(stored, unit(0, 1))
 
 
-def test_cosine_query_can_use_the_hnsw_index():
-    MemoryItem.objects.create(agent="content", key="a", content="x", embedding=unit(0))
+def test_cosine_query_can_use_the_hnsw_index(organizer):
+    MemoryItem.objects.create(
+        organizer=organizer, agent="content", key="a", content="x", embedding=unit(0)
+    )
     query = MemoryItem.objects.order_by(CosineDistance("embedding", unit(1)))[:5]
     sql, params = query.query.sql_with_params()
 

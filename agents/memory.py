@@ -1,0 +1,117 @@
+"""Vector memory: agents learn outcomes and recall the nearest ones (pgvector, cosine).
+
+Texts become vectors by feature hashing of their words and word pairs: no model to download,
+deterministic across processes and machines (blake2b, not Python's salted `hash`), and cheap
+enough to run inside a decision. It is lexical, not semantic - two texts are near when they share
+words - which suits what is remembered here: situations described in a fixed vocabulary
+(`anomaly:drop band:low chat:quiet ...`) and event titles. An embedding model could replace
+`embed` (same dimensions) without changing the callers.
+
+Memory is the organizer's own: `recall` never returns another organizer's outcomes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pgvector.django import CosineDistance
+
+from agents.models import EMBEDDING_DIMENSIONS, MemoryItem
+
+# Farther than this (cosine distance, 0 = same direction, 1 = nothing shared) is not "similar".
+MAX_DISTANCE = 0.5
+
+_TOKEN = re.compile(r"\w[\w:.+-]*")
+
+
+def embed(text: str) -> list[float]:
+    """A unit vector of EMBEDDING_DIMENSIONS for `text`. Raises ValueError if it has no words."""
+    tokens = _TOKEN.findall(text.lower())
+    if not tokens:
+        raise ValueError("nothing to embed: the text has no words")
+    vector = np.zeros(EMBEDDING_DIMENSIONS)
+    for feature in (*tokens, *(f"{a} {b}" for a, b in itertools.pairwise(tokens))):
+        digest = int.from_bytes(hashlib.blake2b(feature.encode(), digest_size=8).digest(), "big")
+        # The sign bit spreads collisions around zero instead of piling them up.
+        vector[digest % EMBEDDING_DIMENSIONS] += 1.0 if digest >> 63 else -1.0
+    # n words give 2n - 1 features, an odd number of +-1s: some bucket is odd, so never zero.
+    return [float(value) for value in vector / np.linalg.norm(vector)]
+
+
+def learn(
+    *,
+    organizer_ids: Sequence[int],
+    agent: str,
+    key: str,
+    situation: str,
+    content: str,
+    reward: float | None,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """Remember an outcome for each of its organizers, once: learning a `key` again changes nothing.
+
+    `situation` is what recall matches on; `content` is what was done in it.
+    """
+    embedding = embed(situation)
+    MemoryItem.objects.bulk_create(
+        [
+            MemoryItem(
+                organizer_id=organizer_id,
+                agent=agent,
+                key=key,
+                content=content,
+                embedding=embedding,
+                reward=reward,
+                metadata={"situation": situation, **(metadata or {})},
+            )
+            for organizer_id in organizer_ids
+        ],
+        ignore_conflicts=True,  # a task delivered twice learns once
+    )
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """A remembered outcome and how near its situation is to the one asked about."""
+
+    item: MemoryItem
+    distance: float
+
+    @property
+    def similarity(self) -> float:
+        return 1.0 - self.distance
+
+
+def recall(
+    *,
+    organizer_ids: Sequence[int],
+    agent: str,
+    situation: str,
+    limit: int = 5,
+    max_distance: float = MAX_DISTANCE,
+) -> list[Recalled]:
+    """The `limit` memories of `agent` nearest to `situation`, nearest first.
+
+    Only what every one of `organizer_ids` remembers: for an event with several organizers, what
+    they learned together, never what one of them learned elsewhere.
+    """
+    if not organizer_ids:
+        return []
+    first, *others = organizer_ids
+    shared = MemoryItem.objects.filter(organizer_id=first, agent=agent)
+    for other in others:
+        shared = shared.filter(
+            key__in=MemoryItem.objects.filter(organizer_id=other, agent=agent).values("key")
+        )
+    nearest = (
+        shared.annotate(distance=CosineDistance("embedding", embed(situation)))
+        .filter(distance__lte=max_distance)
+        .order_by("distance", "-created_at")[:limit]
+    )
+    return [Recalled(item, float(item.distance)) for item in nearest]

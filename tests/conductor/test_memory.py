@@ -1,0 +1,148 @@
+"""The conductor's memory: measured interventions are learned; decisions recall them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from agents.memory import Recalled
+from agents.models import MemoryItem
+from conductor import memory
+from conductor.models import EngagementSample, Intervention, LiveSession
+from tests.factories import EventFactory, LiveSessionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def sample(session: LiveSession, *, minutes: float = 20, present: int = 40, **rates: float):
+    start = session.started_at or timezone.now()
+    return EngagementSample.objects.create(
+        session=session, at=start + timedelta(minutes=minutes), score=0.2, band="low",
+        present=present, rates=rates,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def started(live_session):
+    live_session.started_at = timezone.now() - timedelta(hours=1)
+    live_session.save()
+    return live_session
+
+
+def test_a_situation_names_the_moment_in_fixed_words(started):
+    started.event.name = "PyCon Berlin"
+    started.title = "Packaging Python"
+    started.topic = "wheels and PyPI"
+    moment = sample(started, minutes=20, present=40, chat=2.0, questions=8.0, leaves=0.0)
+
+    text = memory.situation(
+        session=started, event=started.event, sample=moment, anomaly_type="SUDDEN_DROP"
+    )
+
+    assert text == (
+        "anomaly:sudden_drop band:low audience:small phase:middle"
+        " chat:quiet leaves:none questions:busy"
+        " topic:pycon topic:berlin topic:packaging topic:python topic:wheels topic:pypi"
+    )
+
+
+@pytest.mark.parametrize(
+    ("minutes", "phase"),
+    [(0, "start"), (9.9, "start"), (10, "middle"), (44, "middle"), (45, "late")],
+)
+def test_the_phase_of_a_session(started, minutes, phase):
+    moment = sample(started, minutes=minutes)
+
+    text = memory.situation(session=started, event=started.event, sample=moment, anomaly_type="X")
+
+    assert f"phase:{phase}" in text.split()
+
+
+def test_a_session_not_started_is_at_its_start(live_session):
+    moment = sample(live_session)
+
+    text = memory.situation(
+        session=live_session, event=live_session.event, sample=moment, anomaly_type="X"
+    )
+
+    assert "phase:start" in text.split()
+
+
+def test_content_text_keeps_the_strings_in_order():
+    content = {"question": "Which talk next?", "options": ["Rust", " ", "Go"], "seconds": 60}
+
+    assert memory.content_text(content) == "Which talk next? / Rust / Go"
+
+
+def measured(session: LiveSession, *, reward: float | None, kind: str = "poll") -> Intervention:
+    return Intervention.objects.create(
+        session=session, type=kind, status="executed", source="llm",
+        content={"question": "Which demo should we do next?", "options": ["A", "B"]},
+        context="SUDDEN_DROP|low|small", reward=reward, lift=None if reward is None else 0.1,
+    )  # fmt: skip
+
+
+def test_a_measured_intervention_is_learned_for_each_organizer_of_its_event(
+    organizer, other_organizer
+):
+    event = EventFactory(organizers=[organizer, other_organizer])
+    session = LiveSessionFactory(event=event)
+    before = sample(session, chat=0.0)
+    intervention = measured(session, reward=0.9)
+    sample(session, minutes=90, chat=100.0)  # after the decision: not what it saw
+
+    assert memory.remember(intervention) is True
+    assert memory.remember(intervention) is True  # a second delivery learns nothing new
+
+    items = MemoryItem.objects.order_by("organizer_id")
+    assert [item.organizer_id for item in items] == sorted([organizer.pk, other_organizer.pk])
+    item = items[0]
+    assert item.key == f"intervention:{intervention.pk}"
+    assert item.content == "Which demo should we do next? / A / B"
+    assert item.reward == pytest.approx(0.9)
+    assert item.metadata["type"] == "poll"
+    assert item.metadata["lift"] == pytest.approx(0.1)
+    assert item.metadata["situation"] == memory.situation(
+        session=session, event=event, sample=before, anomaly_type="SUDDEN_DROP"
+    )
+
+
+def test_nothing_is_learned_without_a_reward_or_a_sample(live_session):
+    assert memory.remember(measured(live_session, reward=None)) is False
+    assert memory.remember(measured(live_session, reward=0.5)) is False  # no sample at all
+    assert MemoryItem.objects.count() == 0
+
+
+def recalled(kind: str, lift: float | None, reward: float, content: str = "x") -> Recalled:
+    item = MemoryItem(content=content, reward=reward, metadata={"type": kind, "lift": lift})
+    return Recalled(item, 0.1)
+
+
+def test_the_summary_ranks_what_worked_by_mean_lift():
+    found = [
+        recalled("chat_prompt", 0.02, 0.55),
+        recalled("poll", 0.10, 0.75),
+        recalled("poll", 0.20, 1.0),
+        recalled("broadcast", None, 0.5),  # measured without a lift: counted, not ranked
+    ]
+
+    assert memory.summary(found) == (
+        "Memory: 4 similar moments in your events"
+        " (poll +0.15 lift over 2, chat_prompt +0.02 lift over 1)."
+    )
+    assert memory.summary([]) == "Memory: no similar moment measured yet in your events."
+
+
+def test_the_example_is_the_best_rewarded_text_of_the_chosen_type():
+    found = [
+        recalled("poll", 0.1, 0.7, "good poll"),
+        recalled("poll", 0.2, 0.9, "best poll"),
+        recalled("broadcast", 0.3, 1.0, "a broadcast"),
+        recalled("poll", -0.1, 0.3, "a poll that did harm"),
+    ]
+
+    assert memory.example(found, "poll") == "best poll"
+    assert memory.example(found, "quiz") is None
+    assert memory.example([recalled("poll", -0.1, 0.3)], "poll") is None  # below the bar
