@@ -345,6 +345,22 @@ def test_a_rejected_approval_is_never_sent():
     assert fakes.deliveries("slack") == 0
 
 
+def test_a_rejected_action_is_not_made_even_if_its_run_is_queued_again():
+    # Rejecting finishes the run; should anything put it back in the queue (a hand edit in the
+    # admin, a restored backup), the rejected call still is not made.
+    run = start("gated", {})
+    execute(run)
+    services.approval_decide(run_id=run.pk, approve=False, user=None, reason="off-brand")
+    AgentRun.objects.filter(pk=run.pk).update(status="queued", error=None, finished_at=None)
+
+    execute(run)
+
+    assert run.status == "failed"
+    assert run.error["code"] == "approval_rejected"
+    assert run.error["message"] == "off-brand"
+    assert fakes.deliveries("slack") == 0
+
+
 def test_cancel_while_waiting_for_approval_rejects_it():
     run = start("gated", {})
     execute(run)
