@@ -17,14 +17,14 @@ from django.utils import timezone
 from agents import services as agent_services
 from conductor import interventions, realtime
 from conductor.engine.anomaly import DetectorState, Observation, detect
-from conductor.engine.score import WindowAggregates, score_engagement
+from conductor.engine.score import ACTIVE_WINDOW_SECONDS, WindowAggregates, score_engagement
 from conductor.models import Anomaly, EngagementSample, Intervention, LiveSession
 from telemetry import metrics
 
-# Short windows: the score must follow a drop within a tick or two (5 s ticks), not a minute
-# later. Rates are still expressed per minute by the score, so the window length is free.
+# A short rate window: the score must follow a drop within a tick or two (5 s ticks), not a
+# minute later. Rates are still expressed per minute by the score, so the window length is free.
+# Who counts as active is the score's definition (ACTIVE_WINDOW_SECONDS), not the tick's.
 RATE_WINDOW_SECONDS = 30
-ACTIVE_WINDOW_SECONDS = 90
 _SEVERITY: dict[str, int] = {Anomaly.Severity.WARNING: 1, Anomaly.Severity.CRITICAL: 2}
 
 _AGGREGATES_SQL = """

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from agents.models import AgentRun
 from conductor import tick
+from conductor.engine.score import ACTIVE_WINDOW_SECONDS
 from conductor.models import Anomaly, EngagementSample, LiveSession
 from tests.conductor.live import activity, audience
 
@@ -36,6 +37,19 @@ def test_aggregates_count_presence_activity_and_rates(live):
     assert data.chat_messages == 4
     assert data.reactions == 0  # outside the 30 s rate window
     assert data.leaves == 1
+
+
+def test_active_means_any_activity_within_the_scores_active_window(live):
+    now = timezone.now()
+    names = audience(live, 3, now - timedelta(minutes=10))
+    activity(live, names[:1], now - timedelta(seconds=ACTIVE_WINDOW_SECONDS - 20))
+    activity(live, names[1:2], now - timedelta(seconds=ACTIVE_WINDOW_SECONDS + 20), kind="reaction")
+
+    data = tick.live_aggregates(now)[live.pk]
+
+    assert ACTIVE_WINDOW_SECONDS == 180  # the score's documented window (conductor.engine.score)
+    assert data.active == 1  # spoke 160 s ago: active; reacted 200 s ago: no longer
+    assert data.chat_messages == 0  # both outside the rate window
 
 
 def test_ended_and_scheduled_sessions_are_not_scored(live, event):
