@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from agents import services as agent_services
@@ -173,8 +175,9 @@ def _start_decisions(found: list[Anomaly], sessions: dict[int, LiveSession]) -> 
         current = worst.get(anomaly.session_id)
         if current is None or _SEVERITY[anomaly.severity] > _SEVERITY[current.severity]:
             worst[anomaly.session_id] = anomaly
+    organizers = _first_organizers({sessions[session_id].event_id for session_id in worst})
     for session_id, anomaly in worst.items():
-        organizer = sessions[session_id].event.organizers.order_by("pk").first()
+        organizer = organizers.get(sessions[session_id].event_id)
         if organizer is None:
             continue
         agent_services.run_create(
@@ -186,6 +189,17 @@ def _start_decisions(found: list[Anomaly], sessions: dict[int, LiveSession]) -> 
             rate_limited=False,
         )
     return len(worst)
+
+
+def _first_organizers(event_ids: set[int]) -> dict[int, User]:
+    """Each event's first organizer (lowest id), who owns the runs its drops start; one query."""
+    if not event_ids:
+        return {}
+    organizers: dict[int, User] = {}
+    users = User.objects.filter(events__in=event_ids).annotate(event_pk=F("events")).order_by("pk")
+    for user in users:
+        organizers.setdefault(user.event_pk, user)
+    return organizers
 
 
 def _rates(data: WindowAggregates) -> dict[str, float]:

@@ -172,3 +172,29 @@ def test_no_new_decision_while_one_waits_for_the_organizer(live):
 
     assert Anomaly.objects.filter(session=live).exists()
     assert not AgentRun.objects.filter(agent="engagement").exists()
+
+
+def test_decisions_find_their_organizers_in_one_query(organizer, other_organizer):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.factories import EventFactory, LiveSessionFactory
+
+    sessions = [
+        LiveSessionFactory(event=EventFactory(organizers=owners), status="live")
+        for owners in ([organizer], [other_organizer, organizer], [other_organizer])
+    ]
+    start = timezone.now() - timedelta(minutes=5)
+    for session in sessions:
+        audience(session, 10, start)  # present and silent: engagement 0
+    for step in range(5):  # the detector's warm-up
+        tick.sessions_tick(now=start + timedelta(seconds=5 * step + 5))
+
+    with CaptureQueriesContext(connection) as queries:
+        result = tick.sessions_tick(now=start + timedelta(seconds=30))
+
+    assert result.decisions == 3  # one low-engagement decision per session
+    organizer_reads = [q for q in queries if "conductor_event_organizers" in q["sql"]]
+    assert len(organizer_reads) == 1
+    runs = AgentRun.objects.filter(agent="engagement").order_by("input__session_id")
+    assert [run.organizer for run in runs] == [organizer, organizer, other_organizer]
