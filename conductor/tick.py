@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import connection, transaction
@@ -21,6 +20,7 @@ from conductor import interventions, realtime
 from conductor.engine.anomaly import DetectorState, Observation, detect
 from conductor.engine.score import ACTIVE_WINDOW_SECONDS, WindowAggregates, score_engagement
 from conductor.models import Anomaly, EngagementSample, Intervention, LiveSession
+from conductor.serializers import AnomalyOutputSerializer, SampleOutputSerializer
 from telemetry import metrics
 
 # A short rate window: the score must follow a drop within a tick or two (5 s ticks), not a
@@ -141,12 +141,18 @@ def sessions_tick(*, now: datetime | None = None) -> TickResult:
         EngagementSample.objects.bulk_create(samples)
         Anomaly.objects.bulk_create(found)
         LiveSession.objects.bulk_update(sessions.values(), ["detector_state"], batch_size=500)
+        # The API's own representations (one serializer call for all: a tick has thousands).
         messages: list[realtime.Message] = [
-            (sample.session_id, "engagement.sample", _sample(sample)) for sample in samples
+            (sample.session_id, "engagement.sample", data)
+            for sample, data in zip(
+                samples, SampleOutputSerializer(samples, many=True).data, strict=True
+            )
         ]
-        for anomaly in found:
+        for anomaly, data in zip(
+            found, AnomalyOutputSerializer(found, many=True).data, strict=True
+        ):
             metrics.ANOMALIES.labels(type=anomaly.type, severity=anomaly.severity).inc()
-            messages.append((anomaly.session_id, "anomaly.detected", _anomaly(anomaly)))
+            messages.append((anomaly.session_id, "anomaly.detected", data))
         realtime.publish_many_on_commit(messages)
 
     decisions = _start_decisions(found, sessions)
@@ -210,28 +216,4 @@ def _rates(data: WindowAggregates) -> dict[str, float]:
         "questions": data.questions * per_minute,
         "poll_votes": data.poll_votes * per_minute,
         "leaves": data.leaves * per_minute,
-    }
-
-
-def _sample(sample: EngagementSample) -> dict[str, Any]:
-    return {
-        "at": sample.at,
-        "score": sample.score,
-        "band": sample.band,
-        "components": sample.components,
-        "present": sample.present,
-        "active": sample.active,
-        "rates": sample.rates,
-    }
-
-
-def _anomaly(anomaly: Anomaly) -> dict[str, Any]:
-    return {
-        "id": anomaly.pk,
-        "type": anomaly.type,
-        "severity": anomaly.severity,
-        "score": anomaly.score,
-        "baseline": anomaly.baseline,
-        "message": anomaly.message,
-        "detected_at": anomaly.detected_at,
     }
