@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.db import connection
@@ -13,28 +11,12 @@ from django.utils import timezone
 
 from conductor import selectors
 from conductor.models import EngagementSample
+from tests.conductor.plans import rows_read
 from tests.factories import LiveSessionFactory
 
 pytestmark = pytest.mark.django_db
 
 SAMPLES_PER_SESSION = 2_000
-
-
-def rows_read(sql: str, table: str) -> int:
-    """Rows PostgreSQL read from `table` running `sql` (returned or filtered out, every loop)."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
-        plan = cursor.fetchone()[0]
-    plan = json.loads(plan) if isinstance(plan, str) else plan
-
-    def walk(node: dict[str, Any]) -> int:
-        own = 0
-        if node.get("Relation Name") == table:
-            read = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
-            own = read * node["Actual Loops"]
-        return own + sum(walk(child) for child in node.get("Plans", []))
-
-    return walk(plan[0]["Plan"])
 
 
 @pytest.fixture
