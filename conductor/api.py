@@ -393,14 +393,10 @@ class _InterventionDecisionApi(APIView):
         intervention = selectors.intervention_get_for_user(request.user, intervention_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        decide = (
-            interventions.intervention_approve
-            if self.approve
-            else interventions.intervention_reject
-        )
-        decided = decide(
+        decided = interventions.intervention_decide(
             intervention_id=intervention.pk,
             user=cast(User, request.user),
+            approve=self.approve,
             reason=serializer.validated_data.get("reason", ""),
         )
         return Response(interventions.serialize(decided))
