@@ -182,7 +182,7 @@ def test_decisions_find_their_organizers_in_one_query(organizer, other_organizer
 
     sessions = [
         LiveSessionFactory(event=EventFactory(organizers=owners), status="live")
-        for owners in ([organizer], [other_organizer, organizer], [other_organizer])
+        for owners in ([organizer], [other_organizer, organizer], [other_organizer], [])
     ]
     start = timezone.now() - timedelta(minutes=5)
     for session in sessions:
@@ -193,9 +193,10 @@ def test_decisions_find_their_organizers_in_one_query(organizer, other_organizer
     with CaptureQueriesContext(connection) as queries:
         result = tick.sessions_tick(now=start + timedelta(seconds=30))
 
-    assert result.decisions == 3  # one low-engagement decision per session
+    assert result.anomalies >= 4  # low engagement in every session
     organizer_reads = [q for q in queries if "conductor_event_organizers" in q["sql"]]
     assert len(organizer_reads) == 1
+    # One decision per session whose event has an organizer to own its run.
     runs = AgentRun.objects.filter(agent="engagement").order_by("input__session_id")
     assert [run.organizer for run in runs] == [organizer, organizer, other_organizer]
 
