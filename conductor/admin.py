@@ -92,15 +92,14 @@ class InterventionAdmin(admin.ModelAdmin):
     def _decide(
         self, request: HttpRequest, queryset: QuerySet[Intervention], *, approve: bool
     ) -> None:
-        decide = interventions.intervention_reject
-        if approve:
-            decide = interventions.intervention_approve
         user = cast(User, request.user)  # the admin lets only logged-in staff in
         decide_each(
             self,
             request,
             queryset.values_list("pk", flat=True),
-            lambda pk, reason: decide(intervention_id=pk, user=user, reason=reason),
+            lambda pk, reason: interventions.intervention_decide(
+                intervention_id=pk, user=user, approve=approve, reason=reason
+            ),
             approve=approve,
         )
 

@@ -165,6 +165,9 @@ def _write(
     started = time.monotonic()
     reason = "invalid"
     try:
+        # Not ctx.llm: it takes no deadline, and the content must come within
+        # LLM_TIMEOUT_SECONDS or from a template; it also reports an invalid answer as a failed
+        # call, which would hide the "invalid" fallback reason.
         answer = ctx.call(
             "llm",
             "complete",

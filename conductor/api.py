@@ -19,6 +19,7 @@ from conductor import ingest, interventions, selectors, services
 from conductor.errors import ApplicationError
 from conductor.event_settings import EventSettings
 from conductor.models import Intervention, LiveSession
+from conductor.serializers import AnomalyOutputSerializer, SampleOutputSerializer
 
 
 class StrictSerializer(serializers.Serializer):
@@ -83,16 +84,6 @@ def _nest(error: ValidationError) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node.setdefault(leaf, []).append(item["msg"])
     return nested
-
-
-class SampleOutputSerializer(serializers.Serializer):
-    at = serializers.DateTimeField()
-    score = serializers.FloatField()
-    band = serializers.CharField()
-    components = serializers.JSONField()
-    present = serializers.IntegerField()
-    active = serializers.IntegerField()
-    rates = serializers.JSONField(help_text="Signals per minute by kind, in the rate window.")
 
 
 class EventOutputSerializer(serializers.Serializer):
@@ -349,17 +340,6 @@ class SessionEngagementApi(APIView):
         return Response({"samples": SampleOutputSerializer(samples, many=True).data})
 
 
-class AnomalyOutputSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    type = serializers.CharField()
-    severity = serializers.CharField()
-    score = serializers.FloatField()
-    baseline = serializers.FloatField()
-    deviation = serializers.FloatField()
-    message = serializers.CharField()
-    detected_at = serializers.DateTimeField()
-
-
 class SessionAnomaliesApi(APIView):
     @extend_schema(responses=AnomalyOutputSerializer(many=True))
     def get(self, request: Request, session_id: int) -> Response:
@@ -413,14 +393,10 @@ class _InterventionDecisionApi(APIView):
         intervention = selectors.intervention_get_for_user(request.user, intervention_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        decide = (
-            interventions.intervention_approve
-            if self.approve
-            else interventions.intervention_reject
-        )
-        decided = decide(
+        decided = interventions.intervention_decide(
             intervention_id=intervention.pk,
             user=cast(User, request.user),
+            approve=self.approve,
             reason=serializer.validated_data.get("reason", ""),
         )
         return Response(interventions.serialize(decided))

@@ -3,12 +3,21 @@
 Counts processed, rejected and duplicate signals, write errors and consecutive write errors.
 Collection is unhealthy at 10 consecutive write errors, or when more than 10% of the batches of
 the current and previous minute failed to be written (a window of one to two minutes).
+
+The counters describe collection; they are not part of it. When Redis fails while they are
+updated, the update is lost, logged and counted (`conductor_collector_counter_errors_total`), and
+the request that did its work still gets its answer.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+
+import redis
 
 from conductor.redis_client import redis_client
 from telemetry import metrics
@@ -19,37 +28,57 @@ _PREFIX = "conductor:collector:"
 _COUNTERS = ("processed", "rejected", "duplicates", "write_errors", "consecutive_errors")
 
 
+logger = logging.getLogger(__name__)
+
+
 def _minute_key(minute: int, part: str) -> str:
     return f"{_PREFIX}minute:{minute}:{part}"
 
 
+@contextmanager
+def _counting(operation: str) -> Iterator[None]:
+    """Swallow a Redis failure of a counter update: log it and count it under `operation`."""
+    try:
+        yield
+    except redis.RedisError:
+        logger.warning("collector counters not updated (%s): Redis failed", operation,
+                       exc_info=True)  # fmt: skip
+        metrics.COLLECTOR_COUNTER_ERRORS.labels(operation=operation).inc()
+
+
 def record_batch(*, processed: int, duplicates: int) -> None:
-    minute = int(time.time() // 60)
-    pipe = redis_client().pipeline(transaction=False)
-    pipe.incrby(f"{_PREFIX}processed", processed)
-    pipe.incrby(f"{_PREFIX}duplicates", duplicates)
-    pipe.set(f"{_PREFIX}consecutive_errors", 0)
-    pipe.incr(_minute_key(minute, "batches"))
-    pipe.expire(_minute_key(minute, "batches"), 180)
-    pipe.execute()
+    """Count a stored batch. Never raises for a Redis failure (see the module docstring)."""
     metrics.SIGNAL_DUPLICATES.inc(duplicates)
+    minute = int(time.time() // 60)
+    with _counting("batch"):
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.incrby(f"{_PREFIX}processed", processed)
+        pipe.incrby(f"{_PREFIX}duplicates", duplicates)
+        pipe.set(f"{_PREFIX}consecutive_errors", 0)
+        pipe.incr(_minute_key(minute, "batches"))
+        pipe.expire(_minute_key(minute, "batches"), 180)
+        pipe.execute()
 
 
 def record_rejected(count: int) -> None:
-    redis_client().incrby(f"{_PREFIX}rejected", count)
+    """Count refused signals. Never raises for a Redis failure."""
     metrics.SIGNALS_REJECTED.inc(count)
+    with _counting("rejected"):
+        redis_client().incrby(f"{_PREFIX}rejected", count)
 
 
 def record_write_error() -> None:
-    minute = int(time.time() // 60)
-    pipe = redis_client().pipeline(transaction=False)
-    pipe.incr(f"{_PREFIX}write_errors")
-    pipe.incr(f"{_PREFIX}consecutive_errors")
-    for part in ("batches", "errors"):
-        pipe.incr(_minute_key(minute, part))
-        pipe.expire(_minute_key(minute, part), 180)
-    pipe.execute()
+    """Count a batch that failed to be written. Never raises for a Redis failure."""
     metrics.SIGNAL_WRITE_ERRORS.inc()
+    minute = int(time.time() // 60)
+    with _counting("write_error"):
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.incr(f"{_PREFIX}write_errors")
+        pipe.incr(f"{_PREFIX}consecutive_errors")
+        for part in ("batches", "errors"):
+            pipe.incr(_minute_key(minute, part))
+            pipe.expire(_minute_key(minute, part), 180)
+        pipe.execute()
 
 
 @dataclass(frozen=True)

@@ -145,29 +145,24 @@ def _pending_for_update(intervention_id: int) -> Intervention:
 
 
 @transaction.atomic
-def intervention_approve(*, intervention_id: int, user: User, reason: str = "") -> Intervention:
-    """Approve a pending intervention: it is executed now. Raises ConflictError (409)."""
+def intervention_decide(
+    *, intervention_id: int, user: User, approve: bool, reason: str = ""
+) -> Intervention:
+    """The organizer's decision on a pending intervention: approved, it is executed now;
+    otherwise rejected. Records who, when and why. Raises ConflictError (409) when it is no
+    longer pending."""
     intervention = _pending_for_update(intervention_id)
     now = timezone.now()
     intervention.decided_by = user
     intervention.decided_at = now
     intervention.decision_reason = reason
-    _execute(intervention, now)
-    intervention.save()
-    _count(intervention)
-    _publish(intervention)
-    return intervention
-
-
-@transaction.atomic
-def intervention_reject(*, intervention_id: int, user: User, reason: str = "") -> Intervention:
-    """Reject a pending intervention. Raises ConflictError (409) when it is not pending."""
-    intervention = _pending_for_update(intervention_id)
-    intervention.status = Intervention.Status.REJECTED
-    intervention.decided_by = user
-    intervention.decided_at = timezone.now()
-    intervention.decision_reason = reason
-    intervention.save()
+    if approve:
+        _execute(intervention, now)
+    else:
+        intervention.status = Intervention.Status.REJECTED
+    intervention.save(
+        update_fields=["status", "decided_by", "decided_at", "decision_reason", "executed_at"]
+    )
     _count(intervention)
     _publish(intervention)
     return intervention

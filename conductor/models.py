@@ -83,6 +83,9 @@ class EngagementSample(models.Model):
     active = models.PositiveIntegerField(default=0)
     # Signals per minute in the rate window, by kind (chat, reactions, questions, votes, leaves).
     rates = models.JSONField(default=dict, blank=True)
+    # Presence counted from the signals received before `at` - SETTLE_SECONDS only: the next
+    # tick starts from it and reads only the attendees with newer signals (conductor.tick).
+    present_settled = models.IntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["at"]
@@ -122,7 +125,19 @@ class Signal(models.Model):
         ]
         indexes = [
             models.Index(fields=["session", "at"], name="signal_session_at_idx"),
-            models.Index(fields=["session", "attendee", "at"], name="signal_attendee_idx"),
+            # Presence (joins and leaves) only, for the tick: each attendee's history, and the
+            # attendees with signals received since the last tick.
+            models.Index(
+                fields=["session", "attendee", "at"],
+                include=["id", "type", "received_at"],
+                condition=models.Q(type__in=["join", "leave"]),
+                name="signal_presence_idx",
+            ),
+            models.Index(
+                fields=["session", "received_at"],
+                condition=models.Q(type__in=["join", "leave"]),
+                name="signal_presence_received_idx",
+            ),
         ]
 
     def __str__(self) -> str:

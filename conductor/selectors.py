@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from conductor.errors import NotFoundError
 from conductor.models import EngagementSample, Event, Intervention, LiveSession
@@ -70,12 +70,19 @@ def intervention_get_for_user(user: User | AnonymousUser, intervention_id: int) 
 
 
 def latest_samples(session_ids: list[int]) -> dict[int, EngagementSample]:
-    """The latest sample of each session, in one query."""
+    """The latest sample of each session, in one query; sessions without samples are absent.
+
+    Each session's newest sample id comes from its own `LIMIT 1` on `sample_session_at_idx`, so
+    the query reads one index entry per session however long the sessions have run (DISTINCT ON
+    read every sample of every session).
+    """
     if not session_ids:
         return {}
-    latest = (
-        EngagementSample.objects.filter(session_id__in=session_ids)
-        .order_by("session_id", "-at")
-        .distinct("session_id")
+    newest = (
+        EngagementSample.objects.filter(session_id=OuterRef("pk")).order_by("-at").values("pk")[:1]
     )
+    latest_ids = (
+        LiveSession.objects.filter(pk__in=session_ids).annotate(latest=Subquery(newest))
+    ).values("latest")
+    latest = EngagementSample.objects.filter(pk__in=latest_ids).order_by()
     return {sample.session_id: sample for sample in latest}

@@ -9,35 +9,91 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from agents import services as agent_services
 from conductor import interventions, realtime
 from conductor.engine.anomaly import DetectorState, Observation, detect
-from conductor.engine.score import WindowAggregates, score_engagement
+from conductor.engine.score import ACTIVE_WINDOW_SECONDS, WindowAggregates, score_engagement
 from conductor.models import Anomaly, EngagementSample, Intervention, LiveSession
+from conductor.serializers import AnomalyOutputSerializer, SampleOutputSerializer
 from telemetry import metrics
 
-# Short windows: the score must follow a drop within a tick or two (5 s ticks), not a minute
-# later. Rates are still expressed per minute by the score, so the window length is free.
+# A short rate window: the score must follow a drop within a tick or two (5 s ticks), not a
+# minute later. Rates are still expressed per minute by the score, so the window length is free.
+# Who counts as active is the score's definition (ACTIVE_WINDOW_SECONDS), not the tick's.
 RATE_WINDOW_SECONDS = 30
-ACTIVE_WINDOW_SECONDS = 90
 _SEVERITY: dict[str, int] = {Anomaly.Severity.WARNING: 1, Anomaly.Severity.CRITICAL: 2}
+
+# Presence is carried from tick to tick instead of re-read from every join and leave of the
+# session: the previous sample holds the presence settled by the signals received up to
+# SETTLE_SECONDS before it, and this tick re-evaluates only the attendees with a presence signal
+# received after that cut, or timed after the previous tick. The margin covers the time between
+# a batch's `received_at` and its commit (one COPY) and clock skew between processes. Once per
+# RECONCILE_SECONDS (at a different moment for each session) a session's presence is counted
+# from all its signals again, so a batch that ever took longer to commit is counted within that
+# period. The result equals counting every attendee's last join or leave at each tick.
+SETTLE_SECONDS = 30
+RECONCILE_SECONDS = 300
 
 _AGGREGATES_SQL = """
 WITH live AS (
     SELECT id FROM conductor_livesession WHERE status = 'live'
-), last_presence AS (
-    SELECT DISTINCT ON (s.session_id, s.attendee) s.session_id, s.type
-    FROM conductor_signal s JOIN live ON live.id = s.session_id
-    WHERE s.type IN ('join', 'leave') AND s.at <= %(now)s
-    ORDER BY s.session_id, s.attendee, s.at DESC, s.id DESC
+), checkpoint AS (
+    SELECT live.id AS session_id, prev.present_settled AS settled, prev.at AS since,
+        prev.at - make_interval(secs => %(settle)s) AS since_settled
+    FROM live CROSS JOIN LATERAL (
+        SELECT at, present_settled FROM conductor_engagementsample
+        WHERE session_id = live.id ORDER BY at DESC LIMIT 1
+    ) prev
+    WHERE prev.present_settled IS NOT NULL AND prev.at <= %(now)s
+        AND floor((extract(epoch FROM prev.at) + live.id) / %(reconcile)s)
+            = floor((extract(epoch FROM %(now)s) + live.id) / %(reconcile)s)
+), base AS (
+    SELECT live.id AS session_id, c.since, c.since_settled, c.settled
+    FROM live LEFT JOIN checkpoint c ON c.session_id = live.id
+), changed AS (
+    -- Whose presence may differ from the checkpoint's: everyone's, without a checkpoint.
+    SELECT b.session_id, b.since, b.since_settled, a.attendee
+    FROM base b CROSS JOIN LATERAL (
+        SELECT s.attendee FROM conductor_signal s
+        WHERE b.since IS NULL AND s.session_id = b.session_id AND s.type IN ('join', 'leave')
+        UNION
+        SELECT s.attendee FROM conductor_signal s
+        WHERE s.session_id = b.session_id AND s.type IN ('join', 'leave')
+            AND s.received_at > b.since_settled
+        UNION
+        SELECT s.attendee FROM conductor_signal s
+        WHERE s.session_id = b.session_id AND s.type IN ('join', 'leave')
+            AND s.at > b.since AND s.at <= %(now)s
+    ) a
+), states AS (
+    -- Is the attendee's last join or leave a join: now; now among the settled signals; and
+    -- as the checkpoint counted it.
+    SELECT c.session_id, st.*
+    FROM changed c CROSS JOIN LATERAL (
+        SELECT
+            (array_agg(s.type ORDER BY s.at DESC, s.id DESC)
+                FILTER (WHERE s.at <= %(now)s))[1] = 'join' AS present,
+            (array_agg(s.type ORDER BY s.at DESC, s.id DESC)
+                FILTER (WHERE s.at <= %(now)s AND s.received_at <= %(settled_until)s))[1]
+                = 'join' AS settled,
+            (array_agg(s.type ORDER BY s.at DESC, s.id DESC)
+                FILTER (WHERE s.at <= c.since AND s.received_at <= c.since_settled))[1]
+                = 'join' AS counted
+        FROM conductor_signal s
+        WHERE s.session_id = c.session_id AND s.attendee = c.attendee
+            AND s.type IN ('join', 'leave')
+    ) st
 ), presence AS (
-    SELECT session_id, count(*) FILTER (WHERE type = 'join') AS present
-    FROM last_presence GROUP BY session_id
+    SELECT session_id,
+        count(*) FILTER (WHERE present) - count(*) FILTER (WHERE counted) AS present,
+        count(*) FILTER (WHERE settled) - count(*) FILTER (WHERE counted) AS settled
+    FROM states GROUP BY session_id
 ), activity AS (
     SELECT s.session_id,
         count(DISTINCT s.attendee) FILTER (WHERE s.type <> 'join' AND s.type <> 'leave') AS active,
@@ -50,11 +106,12 @@ WITH live AS (
     WHERE s.at > %(active_since)s AND s.at <= %(now)s
     GROUP BY s.session_id
 )
-SELECT live.id, coalesce(p.present, 0), coalesce(a.active, 0), coalesce(a.chat, 0),
+SELECT b.session_id, coalesce(b.settled, 0) + coalesce(p.present, 0),
+    coalesce(b.settled, 0) + coalesce(p.settled, 0), coalesce(a.active, 0), coalesce(a.chat, 0),
     coalesce(a.reactions, 0), coalesce(a.poll_votes, 0), coalesce(a.questions, 0),
     coalesce(a.leaves, 0)
-FROM live LEFT JOIN presence p ON p.session_id = live.id
-LEFT JOIN activity a ON a.session_id = live.id
+FROM base b LEFT JOIN presence p ON p.session_id = b.session_id
+LEFT JOIN activity a ON a.session_id = b.session_id
 """
 
 
@@ -66,10 +123,23 @@ class TickResult:
     seconds: float
 
 
+@dataclass(frozen=True)
+class SessionWindow:
+    aggregates: WindowAggregates
+    present_settled: int  # stored on the sample: the next tick's starting point
+
+
 def live_aggregates(now: datetime) -> dict[int, WindowAggregates]:
     """Each live session's aggregates at `now`: presence, activity and rates in the window."""
-    params = {
+    return {session_id: window.aggregates for session_id, window in _live_windows(now).items()}
+
+
+def _live_windows(now: datetime) -> dict[int, SessionWindow]:
+    params: dict[str, datetime | int] = {
         "now": now,
+        "settle": SETTLE_SECONDS,
+        "settled_until": now - timedelta(seconds=SETTLE_SECONDS),
+        "reconcile": RECONCILE_SECONDS,
         "rate_since": now - timedelta(seconds=RATE_WINDOW_SECONDS),
         "active_since": now - timedelta(seconds=ACTIVE_WINDOW_SECONDS),
     }
@@ -77,8 +147,10 @@ def live_aggregates(now: datetime) -> dict[int, WindowAggregates]:
         cursor.execute(_AGGREGATES_SQL, params)
         rows = cursor.fetchall()
     result = {}
-    for session_id, present, active, chat, reactions, votes, questions, leaves in rows:
-        result[session_id] = WindowAggregates(
+    for session_id, present, settled, active, chat, reactions, votes, questions, leaves in rows:
+        # Never below 0, even counted from a checkpoint that missed a late batch (see above).
+        present = max(0, present)
+        aggregates = WindowAggregates(
             present=present,
             # An attendee who spoke and then left is active but no longer present.
             active=min(active, present),
@@ -89,6 +161,7 @@ def live_aggregates(now: datetime) -> dict[int, WindowAggregates]:
             questions=questions,
             leaves=leaves,
         )
+        result[session_id] = SessionWindow(aggregates, settled)
     return result
 
 
@@ -96,15 +169,14 @@ def sessions_tick(*, now: datetime | None = None) -> TickResult:
     """Score every live session once; store samples and anomalies; start decisions."""
     started = time.perf_counter()
     now = now or timezone.now()
-    aggregates = live_aggregates(now)
-    sessions = {
-        s.pk: s for s in LiveSession.objects.filter(pk__in=aggregates).select_related("event")
-    }
+    windows = _live_windows(now)
+    sessions = {s.pk: s for s in LiveSession.objects.filter(pk__in=windows).select_related("event")}
     samples: list[EngagementSample] = []
     found: list[Anomaly] = []
     scores: dict[int, float] = {}
-    for session_id, data in aggregates.items():
+    for session_id, window in windows.items():
         session = sessions[session_id]
+        data = window.aggregates
         scored = score_engagement(data)
         state = DetectorState.model_validate(session.detector_state or {})
         state, anomalies = detect(
@@ -124,6 +196,7 @@ def sessions_tick(*, now: datetime | None = None) -> TickResult:
                 present=data.present,
                 active=data.active,
                 rates=_rates(data),
+                present_settled=window.present_settled,
             )
         )
         found += [
@@ -139,12 +212,18 @@ def sessions_tick(*, now: datetime | None = None) -> TickResult:
         EngagementSample.objects.bulk_create(samples)
         Anomaly.objects.bulk_create(found)
         LiveSession.objects.bulk_update(sessions.values(), ["detector_state"], batch_size=500)
+        # The API's own representations (one serializer call for all: a tick has thousands).
         messages: list[realtime.Message] = [
-            (sample.session_id, "engagement.sample", _sample(sample)) for sample in samples
+            (sample.session_id, "engagement.sample", data)
+            for sample, data in zip(
+                samples, SampleOutputSerializer(samples, many=True).data, strict=True
+            )
         ]
-        for anomaly in found:
+        for anomaly, data in zip(
+            found, AnomalyOutputSerializer(found, many=True).data, strict=True
+        ):
             metrics.ANOMALIES.labels(type=anomaly.type, severity=anomaly.severity).inc()
-            messages.append((anomaly.session_id, "anomaly.detected", _anomaly(anomaly)))
+            messages.append((anomaly.session_id, "anomaly.detected", data))
         realtime.publish_many_on_commit(messages)
 
     decisions = _start_decisions(found, sessions)
@@ -173,8 +252,9 @@ def _start_decisions(found: list[Anomaly], sessions: dict[int, LiveSession]) -> 
         current = worst.get(anomaly.session_id)
         if current is None or _SEVERITY[anomaly.severity] > _SEVERITY[current.severity]:
             worst[anomaly.session_id] = anomaly
+    organizers = _first_organizers({sessions[session_id].event_id for session_id in worst})
     for session_id, anomaly in worst.items():
-        organizer = sessions[session_id].event.organizers.order_by("pk").first()
+        organizer = organizers.get(sessions[session_id].event_id)
         if organizer is None:
             continue
         agent_services.run_create(
@@ -188,6 +268,17 @@ def _start_decisions(found: list[Anomaly], sessions: dict[int, LiveSession]) -> 
     return len(worst)
 
 
+def _first_organizers(event_ids: set[int]) -> dict[int, User]:
+    """Each event's first organizer (lowest id), who owns the runs its drops start; one query."""
+    if not event_ids:
+        return {}
+    organizers: dict[int, User] = {}
+    users = User.objects.filter(events__in=event_ids).annotate(event_pk=F("events")).order_by("pk")
+    for user in users:
+        organizers.setdefault(user.event_pk, user)
+    return organizers
+
+
 def _rates(data: WindowAggregates) -> dict[str, float]:
     per_minute = 60 / data.window_seconds
     return {
@@ -196,28 +287,4 @@ def _rates(data: WindowAggregates) -> dict[str, float]:
         "questions": data.questions * per_minute,
         "poll_votes": data.poll_votes * per_minute,
         "leaves": data.leaves * per_minute,
-    }
-
-
-def _sample(sample: EngagementSample) -> dict[str, Any]:
-    return {
-        "at": sample.at,
-        "score": sample.score,
-        "band": sample.band,
-        "components": sample.components,
-        "present": sample.present,
-        "active": sample.active,
-        "rates": sample.rates,
-    }
-
-
-def _anomaly(anomaly: Anomaly) -> dict[str, Any]:
-    return {
-        "id": anomaly.pk,
-        "type": anomaly.type,
-        "severity": anomaly.severity,
-        "score": anomaly.score,
-        "baseline": anomaly.baseline,
-        "message": anomaly.message,
-        "detected_at": anomaly.detected_at,
     }

@@ -50,6 +50,12 @@ SIGNAL_DUPLICATES = Counter(
 SIGNAL_WRITE_ERRORS = Counter(
     "conductor_signal_write_errors_total", "Signal batches that failed to be written."
 )
+COLLECTOR_COUNTER_ERRORS = Counter(
+    "conductor_collector_counter_errors_total",
+    "Updates of the collection health counters lost because Redis failed (batch, rejected, "
+    "write_error); the requests themselves were answered.",
+    ["operation"],
+)
 COLLECTOR_HEALTHY = Gauge(
     "conductor_collector_healthy",
     "1 when signal collection is healthy, 0 when not.",

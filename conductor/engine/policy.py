@@ -418,7 +418,8 @@ def reward_from_lift(before: float, after: float) -> float:
 
     clip(0.5 + (after - before) / (2 * REWARD_LIFT_SPAN), 0, 1): 0.5 for no change, 1 for a lift
     of +0.2 or more, 0 for a drop of 0.2 or more, linear in between. Continuous and monotone, so
-    a better outcome never earns less, unlike legacy_reward_from_lift. Raises ValueError for a
+    a better outcome never earns less (the earlier system's mapping gave a lift of +0.001 less
+    than one of -0.01; tests/conductor/test_policy.py shows it). Raises ValueError for a
     score outside 0..1, which would mean a 0..100 score slipped in again.
     """
     for name, score in (("before", before), ("after", after)):
@@ -426,17 +427,3 @@ def reward_from_lift(before: float, after: float) -> float:
             raise ValueError(f"{name} score must be on the 0..1 scale, got {score!r}")
     lift = after - before
     return min(1.0, max(0.0, 0.5 + lift / (2.0 * REWARD_LIFT_SPAN)))
-
-
-def legacy_reward_from_lift(before: float, after: float) -> float:
-    """The earlier bandit's reward mapping, kept only to show its defect in tests.
-
-    lift > 0 earns min(lift / 0.2, 1), a lift in [-0.05, 0] earns 0.5, anything worse 0. Not
-    monotone: a lift of +0.001 earns 0.005 while -0.01 earns 0.5.
-    """
-    lift = after - before
-    if lift > 0:
-        return min(lift / 0.2, 1.0)
-    if lift >= -0.05:
-        return 0.5
-    return 0.0

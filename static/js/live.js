@@ -332,6 +332,7 @@
     if (latest) document.getElementById("updated").textContent = relative(latest.at);
   }, 1000);
 
-  catchUp().catch((error) => notice(`Could not load the session: ${error.message}`));
+  // The first load is the socket's first catch-up: subscribed first, then fetched, so nothing
+  // published in between is missed (and nothing is fetched twice).
   connect();
 })();

@@ -127,12 +127,17 @@ def test_an_organizer_runs_a_live_session_from_the_dashboard(asgi_server, browse
         "console", lambda message: errors.append(message.text) if message.type == "error" else None
     )
     page.on("pageerror", lambda error: errors.append(str(error)))
+    loads: list[str] = []
+    page.on("request", lambda request: loads.append(request.url) if "/engagement/" in request.url
+            else None)  # fmt: skip
 
     log_in(page, asgi_server, "owner")
     page.wait_for_url("**/dashboard/")
     assert page.get_by_text("DevConf").is_visible()
     page.click("text=Keynote")
     page.wait_for_selector("#socket.socket-live")
+    page.wait_for_load_state("networkidle")
+    assert len(loads) == 1, loads  # the page loads the session's history once
 
     # The chart gains points as ticks score the session.
     for step in range(3):

@@ -242,6 +242,12 @@ def test_reject_and_isolation(api, client_for, other_organizer, live):
                     {"reason": "not now"}, format="json").json()  # fmt: skip
 
     assert body["status"] == "rejected"
+    assert body["decided_by"] == live.event.organizers.get().username
+    assert body["decided_at"] is not None
+    assert body["decision_reason"] == "not now"
+    assert body["executed_at"] is None
+    again = api.post(f"/api/v1/interventions/{intervention.pk}/reject/", {}, format="json")
+    assert again.json()["error"]["code"] == "not_pending"
     assert api.get(f"/api/v1/sessions/{live.pk}/interventions/").json()["results"][0]["id"] == (
         intervention.pk
     )

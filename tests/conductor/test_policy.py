@@ -29,7 +29,6 @@ from conductor.engine.policy import (
     band_for_score,
     choose,
     eligible,
-    legacy_reward_from_lift,
     reward_from_lift,
     selection_probabilities,
     update,
@@ -555,6 +554,19 @@ def test_reward_values(before: float, after: float, reward: float) -> None:
 def test_reward_rejects_scores_off_the_unit_scale(before: float, after: float) -> None:
     with pytest.raises(ValueError, match=OFF_SCALE):
         reward_from_lift(before, after)
+
+
+def legacy_reward_from_lift(before: float, after: float) -> float:
+    """The earlier bandit's reward mapping (reference/prior-art.md), to show its defect.
+
+    lift > 0 earns min(lift / 0.2, 1), a lift in [-0.05, 0] earns 0.5, anything worse 0.
+    """
+    lift = after - before
+    if lift > 0:
+        return min(lift / 0.2, 1.0)
+    if lift >= -0.05:
+        return 0.5
+    return 0.0
 
 
 def test_legacy_reward_was_not_monotone() -> None:

@@ -6,7 +6,6 @@ import pytest
 from pydantic import ValidationError
 
 from conductor.engine.score import (
-    ACTIVE_WINDOW_SECONDS,
     BANDS,
     CHAT_SATURATION,
     WEIGHTS,
@@ -52,7 +51,6 @@ def test_bands_run_from_best_to_worst():
 def test_positive_weights_sum_to_one_and_leaves_subtract():
     assert math.isclose(sum(w for w in WEIGHTS.values() if w > 0), 1.0)
     assert WEIGHTS["leaves"] < 0
-    assert ACTIVE_WINDOW_SECONDS == 180
 
 
 @pytest.mark.parametrize(

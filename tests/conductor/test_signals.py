@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from django.db import DatabaseError
+from django.db import connection
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
 from conductor import collector
 from conductor.models import LiveSession, Signal
+from conductor.redis_client import redis_client
 from tests.factories import EventFactory, LiveSessionFactory
 
 pytestmark = pytest.mark.django_db
@@ -135,16 +140,32 @@ def test_another_organizers_session_is_404(api, other_organizer):
     assert not Signal.objects.exists()
 
 
-def test_a_failed_write_is_503_counted_and_stores_nothing(api, live_session, monkeypatch):
-    def broken(*args, **kwargs):
-        raise DatabaseError("disk full")
+@contextmanager
+def writes_fail() -> Iterator[None]:
+    """Every insert into the signal table fails in PostgreSQL itself, as on a full disk."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION test_refuse_signal() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'disk full' USING ERRCODE = 'disk_full'; END $$"
+        )
+        cursor.execute(
+            "CREATE TRIGGER test_refuse_signal BEFORE INSERT ON conductor_signal "
+            "FOR EACH ROW EXECUTE FUNCTION test_refuse_signal()"
+        )
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER test_refuse_signal ON conductor_signal")
+        cursor.execute("DROP FUNCTION test_refuse_signal()")
 
-    monkeypatch.setattr("conductor.ingest._copy", broken)
-    for _ in range(10):
-        response = post(api, live_session, [{"type": "join", "attendee": "a"}])
+
+def test_a_failed_write_is_503_counted_and_stores_nothing(api, live_session):
+    with writes_fail():
+        for _ in range(10):
+            response = post(api, live_session, [{"type": "join", "attendee": "a"}])
 
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "write_failed"
+    assert not Signal.objects.exists()
     health = collector.health()
     assert health.write_errors == 10
     assert not health.healthy
@@ -152,12 +173,9 @@ def test_a_failed_write_is_503_counted_and_stores_nothing(api, live_session, mon
     assert api.get("/healthz").json()["checks"]["collector"].startswith("error")
 
 
-def test_collector_health_recovers_and_reports_ratio(api, live_session, monkeypatch):
-    real = __import__("conductor.ingest", fromlist=["_copy"])._copy
-    monkeypatch.setattr("conductor.ingest._copy", lambda *a, **k: (_ for _ in ()).throw(
-        DatabaseError("x")))  # fmt: skip
-    post(api, live_session, [{"type": "join", "attendee": "a"}])
-    monkeypatch.setattr("conductor.ingest._copy", real)
+def test_collector_health_recovers_and_reports_ratio(api, live_session):
+    with writes_fail():
+        post(api, live_session, [{"type": "join", "attendee": "a"}])
     for _ in range(5):
         post(api, live_session, [{"type": "join", "attendee": "a"}])
 
@@ -166,6 +184,61 @@ def test_collector_health_recovers_and_reports_ratio(api, live_session, monkeypa
     assert health.error_ratio == pytest.approx(1 / 6)
     assert not health.healthy  # over 10% of the recent batches failed
     assert "17%" in health.problem
+
+
+@pytest.fixture
+def redis_down(settings) -> Iterator[None]:
+    """Our Redis client points at a port nobody listens on: every command is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+    redis_client.cache_clear()  # the process's client was built from the real URL
+    yield
+    redis_client.cache_clear()
+
+
+def counter_errors(operation: str) -> float:
+    sample = REGISTRY.get_sample_value(
+        "conductor_collector_counter_errors_total", {"operation": operation}
+    )
+    return sample or 0.0
+
+
+def test_a_redis_outage_loses_the_counters_not_the_answer(api, live_session, redis_down, caplog):
+    before = counter_errors("batch")
+
+    response = post(api, live_session, [
+        {"id": "r1", "type": "join", "attendee": "ann"},
+        {"type": "chat_message", "attendee": "ann"},
+    ])  # fmt: skip
+
+    assert response.status_code == 202, response.content
+    assert response.json() == {"accepted": 2, "duplicates": 0}
+    assert Signal.objects.filter(session=live_session).count() == 2
+    assert counter_errors("batch") == before + 1
+    assert "collector counters not updated (batch)" in caplog.text
+
+
+def test_a_redis_outage_keeps_a_bad_batch_a_400(api, live_session, redis_down):
+    before = counter_errors("rejected")
+
+    response = post(api, live_session, [{"type": "wave", "attendee": "ann"}])
+
+    assert response.status_code == 400
+    assert response.json()["error"]["details"][0]["field"] == "type"
+    assert counter_errors("rejected") == before + 1
+
+
+def test_a_redis_outage_keeps_a_failed_write_a_503(api, live_session, redis_down):
+    before = counter_errors("write_error")
+
+    with writes_fail():
+        response = post(api, live_session, [{"type": "join", "attendee": "ann"}])
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "write_failed"
+    assert counter_errors("write_error") == before + 1
 
 
 def test_a_batch_racing_another_with_the_same_ids_is_deduplicated(api, live_session):

@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from agents.models import AgentRun
 from conductor import tick
-from conductor.models import Anomaly, EngagementSample, LiveSession
+from conductor.engine.score import ACTIVE_WINDOW_SECONDS
+from conductor.models import Anomaly, EngagementSample, LiveSession, Signal
 from tests.conductor.live import activity, audience
 
 pytestmark = pytest.mark.django_db
@@ -36,6 +37,19 @@ def test_aggregates_count_presence_activity_and_rates(live):
     assert data.chat_messages == 4
     assert data.reactions == 0  # outside the 30 s rate window
     assert data.leaves == 1
+
+
+def test_active_means_any_activity_within_the_scores_active_window(live):
+    now = timezone.now()
+    names = audience(live, 3, now - timedelta(minutes=10))
+    activity(live, names[:1], now - timedelta(seconds=ACTIVE_WINDOW_SECONDS - 20))
+    activity(live, names[1:2], now - timedelta(seconds=ACTIVE_WINDOW_SECONDS + 20), kind="reaction")
+
+    data = tick.live_aggregates(now)[live.pk]
+
+    assert ACTIVE_WINDOW_SECONDS == 180  # the score's documented window (conductor.engine.score)
+    assert data.active == 1  # spoke 160 s ago: active; reacted 200 s ago: no longer
+    assert data.chat_messages == 0  # both outside the rate window
 
 
 def test_ended_and_scheduled_sessions_are_not_scored(live, event):
@@ -158,3 +172,151 @@ def test_no_new_decision_while_one_waits_for_the_organizer(live):
 
     assert Anomaly.objects.filter(session=live).exists()
     assert not AgentRun.objects.filter(agent="engagement").exists()
+
+
+def test_decisions_find_their_organizers_in_one_query(organizer, other_organizer):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.factories import EventFactory, LiveSessionFactory
+
+    sessions = [
+        LiveSessionFactory(event=EventFactory(organizers=owners), status="live")
+        for owners in ([organizer], [other_organizer, organizer], [other_organizer], [])
+    ]
+    start = timezone.now() - timedelta(minutes=5)
+    for session in sessions:
+        audience(session, 10, start)  # present and silent: engagement 0
+    for step in range(5):  # the detector's warm-up
+        tick.sessions_tick(now=start + timedelta(seconds=5 * step + 5))
+
+    with CaptureQueriesContext(connection) as queries:
+        result = tick.sessions_tick(now=start + timedelta(seconds=30))
+
+    assert result.anomalies >= 4  # low engagement in every session
+    organizer_reads = [q for q in queries if "conductor_event_organizers" in q["sql"]]
+    assert len(organizer_reads) == 1
+    # One decision per session whose event has an organizer to own its run.
+    runs = AgentRun.objects.filter(agent="engagement").order_by("input__session_id")
+    assert [run.organizer for run in runs] == [organizer, organizer, other_organizer]
+
+
+# -- presence, carried from tick to tick ---------------------------------------------------------
+
+
+def presence_by_last_signal(session: LiveSession, now) -> int:
+    """The definition: attendees whose last join or leave at or before `now` is a join."""
+    last: dict[str, str] = {}
+    for attendee, kind in (
+        Signal.objects.filter(session=session, type__in=["join", "leave"], at__lte=now)
+        .order_by("at", "id")
+        .values_list("attendee", "type")
+    ):
+        last[attendee] = kind
+    return sum(kind == "join" for kind in last.values())
+
+
+def presence_signal(session, kind, attendee, at, received_at):
+    return Signal(session=session, type=kind, attendee=attendee, at=at, received_at=received_at)
+
+
+def reconciles_between(session: LiveSession, earlier, later) -> bool:
+    period = tick.RECONCILE_SECONDS
+    return (earlier.timestamp() + session.pk) // period != (
+        later.timestamp() + session.pk
+    ) // period
+
+
+def test_presence_carried_across_ticks_equals_counting_every_signal(live, event):
+    import random
+
+    from tests.factories import LiveSessionFactory
+
+    rng = random.Random(7)  # noqa: S311 - test data, not cryptography
+    other = LiveSessionFactory(event=event, status="live")
+    people = [f"p{i}" for i in range(25)]
+    start = timezone.now() - timedelta(minutes=30)
+    ticks = 70  # almost six minutes of ticks: every session reconciles at least once
+    for step in range(ticks):
+        now = start + timedelta(seconds=5 * step)
+        batch = []
+        for session in (live, other):
+            for _ in range(rng.randint(0, 8)):
+                kind, who = rng.choice(["join", "join", "leave"]), rng.choice(people)
+                # On time, late (timed before earlier ticks, received now), in the future (clock
+                # skew), or at the very same instant as another of the attendee's signals.
+                at = rng.choice([
+                    now - timedelta(seconds=rng.uniform(0, 5)),
+                    now - timedelta(seconds=rng.uniform(5, 120)),
+                    now + timedelta(seconds=rng.uniform(1, 60)),
+                    now - timedelta(seconds=10),
+                ])  # fmt: skip
+                batch.append(presence_signal(session, kind, who, at, received_at=now))
+            batch.append(Signal(session=session, type="chat_message", attendee=rng.choice(people),
+                                at=now, received_at=now))  # fmt: skip
+        Signal.objects.bulk_create(batch)
+
+        tick.sessions_tick(now=now)
+
+        for session in (live, other):
+            sample = EngagementSample.objects.get(session=session, at=now)
+            assert sample.present == presence_by_last_signal(session, now), f"tick {step}"
+    assert any(
+        reconciles_between(live, start, start + timedelta(seconds=5 * i)) for i in range(ticks)
+    )
+
+
+def test_presence_reads_only_what_changed_since_the_last_tick(live):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.conductor.plans import rows_read
+
+    # Two hours of comings and goings: 200 people joining and leaving every 12 minutes.
+    now = timezone.now()
+    while reconciles_between(live, now, now + timedelta(seconds=10)):
+        now += timedelta(seconds=10)
+    history = [
+        presence_signal(live, "join" if cycle % 2 == 0 else "leave", f"p{person}", at, at)
+        for cycle in range(20)
+        for person in range(200)
+        for at in [now - timedelta(hours=2) + timedelta(minutes=6 * cycle, seconds=person)]
+    ]
+    Signal.objects.bulk_create(history)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Signal._meta.db_table}")
+    tick.sessions_tick(now=now)  # counts everyone once, and keeps the count
+    Signal.objects.bulk_create(
+        presence_signal(live, "join", name, now, now) for name in ("new1", "new2", "p1")
+    )
+    later = now + timedelta(seconds=5)
+
+    with CaptureQueriesContext(connection) as queries:
+        data = tick.live_aggregates(later)[live.pk]
+    read = rows_read(queries[0]["sql"], Signal._meta.db_table)
+
+    assert data.present == presence_by_last_signal(live, later) == 3
+    assert EngagementSample.objects.get(session=live).present_settled is not None
+    # The three new joins, found twice, and the 20 earlier signals of p1: not the 4,000 of history.
+    assert read < 60, read
+
+
+def test_a_batch_committed_after_its_settle_margin_counts_at_the_next_reconciliation(live):
+    names = audience(live, 5, timezone.now() - timedelta(minutes=20))
+    first = timezone.now()
+    while reconciles_between(live, first, first + timedelta(seconds=10)):
+        first += timedelta(seconds=10)
+    tick.sessions_tick(now=first)
+    tick.sessions_tick(now=first + timedelta(seconds=5))
+    # Received before the last tick's settle cut, but only visible now (a very slow commit).
+    received = first - timedelta(seconds=tick.SETTLE_SECONDS + 5)
+    Signal.objects.bulk_create([presence_signal(live, "leave", names[0], received, received)])
+
+    chained = tick.live_aggregates(first + timedelta(seconds=10))[live.pk]
+    reconciled_at = first + timedelta(seconds=10)
+    while not reconciles_between(live, first + timedelta(seconds=5), reconciled_at):
+        reconciled_at += timedelta(seconds=5)
+    reconciled = tick.live_aggregates(reconciled_at)[live.pk]
+
+    assert chained.present == 5  # the checkpoint already counted names[0] as present
+    assert reconciled.present == presence_by_last_signal(live, reconciled_at) == 4

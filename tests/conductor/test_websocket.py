@@ -171,6 +171,54 @@ async def test_a_tick_sample_reaches_the_dashboard():
     await dashboard.disconnect()
 
 
+async def test_tick_messages_are_what_the_api_returns():
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from rest_framework.test import APIClient
+
+    from conductor import tick
+    from conductor.engine.anomaly import DetectorState
+    from conductor.models import LiveSession
+    from tests.conductor.live import activity, audience
+
+    owner, _, session = await make_session()
+    now = timezone.now()
+
+    def after_a_lively_start() -> None:
+        services.session_update(session_id=session.pk, status="live")
+        names = audience(session, 20, now - timedelta(minutes=1))
+        activity(session, names[:1], now)
+        # Warmed up on a lively room: this tick's quiet one is a drop.
+        state = DetectorState(n=5, ewma=0.9, deviation=0.02, recent=[0.9] * 5,
+                              last_at=(now - timedelta(seconds=5)).timestamp())  # fmt: skip
+        LiveSession.objects.filter(pk=session.pk).update(detector_state=state.model_dump())
+
+    await database_sync_to_async(after_a_lively_start)()
+    dashboard = WebsocketCommunicator(
+        application, f"/ws/sessions/{session.pk}/?token={owner.auth_token.key}"
+    )
+    assert (await dashboard.connect())[0]
+
+    await database_sync_to_async(tick.sessions_tick)(now=now)
+
+    messages = [await dashboard.receive_json_from(timeout=5)]
+    while not await dashboard.receive_nothing(timeout=0.5):
+        messages.append(await dashboard.receive_json_from(timeout=5))
+    await dashboard.disconnect()
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {owner.auth_token.key}")
+    base = f"/api/v1/sessions/{session.pk}"
+    engagement = await database_sync_to_async(api.get)(f"{base}/engagement/")
+    anomalies = await database_sync_to_async(api.get)(f"{base}/anomalies/")
+
+    samples = [m["data"] for m in messages if m["type"] == "engagement.sample"]
+    detected = {m["data"]["id"]: m["data"] for m in messages if m["type"] == "anomaly.detected"}
+    assert samples == engagement.json()["samples"]
+    assert detected, "the drop was not detected"
+    assert detected == {a["id"]: a for a in anomalies.json()["results"]}
+
+
 async def test_an_approval_through_the_api_reaches_the_dashboard():
     from rest_framework.test import APIClient
 
