@@ -25,8 +25,9 @@ from conductor.errors import ConflictError
 
 @admin.register(MemoryItem)
 class MemoryItemAdmin(admin.ModelAdmin):
-    list_display = ("agent", "key", "reward", "created_at")
+    list_display = ("agent", "key", "organizer", "reward", "created_at")
     list_filter = ("agent",)
+    list_select_related = ("organizer",)
     search_fields = ("key", "content")
     exclude = ("embedding",)  # 256 floats are not for reading
     readonly_fields = ("created_at",)

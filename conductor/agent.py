@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, ValidationError
 from agents.circuit import CircuitOpenError
 from agents.context import RunContext, ToolCallFailed
 from agents.registry import Agent, AgentInput, IntentSpec, RetryPolicy, registry
-from conductor import content, interventions, policy_store
+from conductor import content, interventions, memory, policy_store
 from conductor.engine.policy import PolicyContext, choose, eligible
 from conductor.models import Anomaly, EngagementSample, Intervention, LiveSession
 from telemetry import metrics
@@ -89,7 +89,21 @@ class EngagementAgent(Agent):
                 f"is below the event's minimum {config.min_confidence:.2f}; nothing proposed."
             )
 
-        written, source, template = _write(ctx, decision.type, session, sample, anomaly)
+        # Similar moments of this event's organizers: told in the reasoning, and the best text
+        # of the chosen type shown to the LLM. The choice above stays the policy's.
+        recalled = memory.recall(
+            organizer_ids=list(session.event.organizers.values_list("pk", flat=True)),
+            situation_text=memory.situation(
+                session=session,
+                event=session.event,
+                sample=sample,
+                anomaly_type=anomaly.type if anomaly else "NONE",
+            ),
+        )
+        ctx.metric("memory.recalled", len(recalled))
+        written, source, template = _write(
+            ctx, decision.type, session, sample, anomaly, memory.example(recalled, decision.type)
+        )
         execute_now = session.mode == LiveSession.Mode.AUTO or (
             session.mode == LiveSession.Mode.SEMI_AUTO
             and decision.confidence >= config.auto_approve_threshold
@@ -107,7 +121,7 @@ class EngagementAgent(Agent):
                 propensity=decision.propensity,
                 posterior=decision.posterior,
                 context=policy_context.key(),
-                reasoning=decision.reasoning,
+                reasoning=f"{decision.reasoning} {memory.summary(recalled)}",
             ),
             session=session,
             execute_now=execute_now,
@@ -150,8 +164,11 @@ def _write(
     session: LiveSession,
     sample: EngagementSample,
     anomaly: Anomaly | None,
+    example: str | None = None,
 ) -> tuple[dict[str, Any], str, str]:
     """The content from the LLM within LLM_TIMEOUT_SECONDS, else from a template.
+
+    `example`: a text of this type that worked in a similar moment before (conductor.memory).
 
     Returns (content, source, template key).
     """
@@ -160,6 +177,11 @@ def _write(
         f"{sample.score:.2f} ({sample.band}) with {sample.present} attendees present"
         + (f"; {anomaly.message}" if anomaly else "")
         + f". Write {content.GUIDANCE[intervention_type]}."
+        + (
+            f" In a similar moment this worked well: {example!r}. Write a new one in that spirit."
+            if example
+            else ""
+        )
     )
     model = content.CONTENT_MODELS[intervention_type]
     started = time.monotonic()

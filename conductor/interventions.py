@@ -14,7 +14,7 @@ from django.db.models import Avg
 from django.utils import timezone
 from pydantic import ValidationError
 
-from conductor import content, policy_store, realtime
+from conductor import content, memory, policy_store, realtime
 from conductor.engine.policy import reward_from_lift
 from conductor.errors import ConflictError, validation_error_from_pydantic
 from conductor.models import EngagementSample, Intervention, LiveSession
@@ -352,6 +352,7 @@ def interventions_measure(*, now: datetime) -> int:
                         reward=intervention.reward,
                     )
             intervention.save()
+            memory.remember(intervention)
             _publish(intervention)
             measured += 1
     return measured

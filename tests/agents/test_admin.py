@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
-from agents import services
-from agents.models import AgentRun, Approval, Campaign, CampaignMetric
+from agents import memory, services
+from agents.models import AgentRun, Approval, Campaign, CampaignMetric, MemoryItem
 from tests.agents.factories import AgentRunFactory
 
 pytestmark = pytest.mark.django_db
@@ -77,6 +77,9 @@ def test_admin_pages_render(staff_client):
     run = waiting_run()
     campaign = Campaign.objects.create(organizer=run.organizer, name="Launch")
     CampaignMetric.objects.create(campaign=campaign, kind="clicks", value=3, at=run.created_at)
+    memory.learn(organizer_ids=[run.organizer_id], agent="engagement", key="intervention:1",
+                 situation="anomaly:sudden_drop", content="A poll", reward=0.9)  # fmt: skip
+    remembered = MemoryItem.objects.get()
 
     for url in (
         "/admin/agents/agentrun/",
@@ -85,5 +88,7 @@ def test_admin_pages_render(staff_client):
         f"/admin/agents/approval/{run.approvals.get().pk}/change/",
         "/admin/agents/campaign/",
         f"/admin/agents/campaign/{campaign.pk}/change/",
+        "/admin/agents/memoryitem/",
+        f"/admin/agents/memoryitem/{remembered.pk}/change/",
     ):
         assert staff_client.get(url).status_code == 200, url

@@ -12,8 +12,8 @@ import time_machine
 from django.utils import timezone
 
 from agents import services as agent_services
-from agents.models import AgentRun
-from conductor import content, interventions, services
+from agents.models import AgentRun, MemoryItem
+from conductor import content, interventions, memory, services
 from conductor.models import Anomaly, EngagementSample, Intervention, LiveSession, PolicyArm
 from connectors import fakes
 from tests.factories import EventFactory
@@ -343,6 +343,52 @@ def test_reward_updates_the_policy_once(live, settings):
     assert event_poll.alpha == pytest.approx(2.0)
     assert global_poll.updates == 1
     assert event_poll.updates == 1
+    learned = MemoryItem.objects.get(key=f"intervention:{intervention.pk}")
+    assert (learned.reward, learned.metadata["type"]) == (pytest.approx(1.0), "poll")
+    assert learned.metadata["lift"] == pytest.approx(0.2)
+    assert "band:low" in learned.metadata["situation"].split()
+
+
+def test_a_decision_recalls_what_worked_in_a_similar_moment(live):
+    services.event_update_settings(event=live.event, settings={"allowed_interventions": ["poll"]})
+    EngagementSample.objects.create(session=live, at=timezone.now() - timedelta(minutes=9),
+                                    score=0.15, band="very_low", present=40)  # fmt: skip
+    earlier = Intervention.objects.create(
+        session=live, type="poll", status="executed", source="llm", reward=0.9, lift=0.18,
+        content={"question": "Which demo should we build live?", "options": ["A", "B", "C"]},
+        context="SUDDEN_DROP|very_low|small",
+    )  # fmt: skip
+    assert memory.remember(earlier)
+
+    run = decide(live, dropped(live))
+
+    chosen = Intervention.objects.get(run=run)
+    assert chosen.type == "poll"
+    assert chosen.reasoning.endswith(
+        "Memory: 1 similar moments in your events (poll +0.18 lift over 1)."
+    )
+    prompt = run.tool_executions.get(tool="llm").input["messages"][0]["content"]
+    assert "'Which demo should we build live? / A / B / C'" in prompt
+    assert run.metrics.get(name="memory.recalled").value == 1
+
+
+def test_a_decision_recalls_nothing_from_another_organizers_events(live, other_organizer):
+    theirs = LiveSession.objects.create(
+        event=EventFactory(organizers=[other_organizer]), title=live.title, topic=live.topic,
+        status="live",
+    )  # fmt: skip
+    EngagementSample.objects.create(session=theirs, at=timezone.now() - timedelta(minutes=9),
+                                    score=0.15, band="very_low", present=40)  # fmt: skip
+    assert memory.remember(Intervention.objects.create(
+        session=theirs, type="poll", status="executed", source="llm", reward=0.9, lift=0.18,
+        content={"question": "Their secret poll?"}, context="SUDDEN_DROP|very_low|small",
+    ))  # fmt: skip
+
+    run = decide(live, dropped(live))
+
+    chosen = Intervention.objects.get(run=run)
+    assert "no similar moment measured yet" in chosen.reasoning
+    assert "secret" not in run.tool_executions.get(tool="llm").input["messages"][0]["content"]
 
 
 def test_a_new_context_starts_from_the_events_experience(live):
