@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from django.db import connection, transaction
 from pgvector.django import CosineDistance
 
 from agents.models import EMBEDDING_DIMENSIONS, MemoryItem
@@ -109,9 +110,17 @@ def recall(
         shared = shared.filter(
             key__in=MemoryItem.objects.filter(organizer_id=other, agent=agent).values("key")
         )
-    nearest = (
-        shared.annotate(distance=CosineDistance("embedding", embed(situation)))
-        .filter(distance__lte=max_distance)
-        .order_by("distance", "-created_at")[:limit]
-    )
-    return [Recalled(item, float(item.distance)) for item in nearest]
+    query = shared.annotate(distance=CosineDistance("embedding", embed(situation)))
+    with transaction.atomic(), connection.cursor() as cursor:
+        # pgvector >= 0.8: an HNSW scan under a filter (these organizers) goes on until `limit`
+        # rows pass it, instead of filtering its first ef_search candidates and silently
+        # finding fewer when other organizers' memories crowd the neighbourhood.
+        cursor.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+        nearest = list(query.order_by("distance")[:limit])
+    # The distance bound is applied to the nearest, not in SQL: a WHERE on the distance would
+    # keep the index from producing rows in distance order.
+    return [
+        Recalled(item, distance)
+        for item in nearest
+        if (distance := float(item.distance)) <= max_distance
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from django.db import connection
 
 from agents import memory
 from agents.models import EMBEDDING_DIMENSIONS, MemoryItem
@@ -97,3 +98,26 @@ def test_co_organizers_recall_only_what_they_learned_together(organizer, other_o
 
     assert [r.item.key for r in both] == ["together"]
     assert sorted(r.item.key for r in alone) == ["alone", "together"]
+
+
+def test_recall_finds_an_organizers_memories_among_many_nearer_ones_of_others(
+    organizer, other_organizer
+):
+    # Force the HNSW path, as a big table would: its first ef_search (40) candidates are all
+    # another organizer's; a scan that stopped there would find none of this organizer's.
+    for n in range(120):
+        _learn([other_organizer], f"theirs-{n}", f"{DROP} session:{n}")
+    _learn([organizer], "mine", DROP.replace("chat:quiet", "chat:busy"))
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute(
+            "EXPLAIN SELECT id FROM agents_memoryitem WHERE organizer_id = %s"
+            " ORDER BY embedding <=> %s::vector LIMIT 8",
+            [organizer.pk, str(memory.embed(DROP))],
+        )
+        assert "memory_embedding_hnsw" in "\n".join(row[0] for row in cursor.fetchall())
+
+    recalled = memory.recall(organizer_ids=[organizer.pk], agent="engagement", situation=DROP)
+
+    assert [r.item.key for r in recalled] == ["mine"]
