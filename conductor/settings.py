@@ -253,6 +253,8 @@ try:
 except ValueError as _error:
     raise ImproperlyConfigured(str(_error)) from None
 CONNECTOR_TIMEOUT_SECONDS = float(env("CONNECTOR_TIMEOUT_SECONDS", "10"))
+# The fakes' ledger in Redis keeps this many distinct side effects per connector (the oldest go).
+CONNECTOR_FAKE_LEDGER_SIZE = 1000
 LLM_BASE_URL = env("LLM_BASE_URL")
 LLM_API_KEY = env("LLM_API_KEY")
 LLM_MODEL = env("LLM_MODEL", "gpt-4o-mini")
