@@ -121,9 +121,7 @@ class RunListCreateApi(APIView):
             data=data["input"],
             idempotency_key=data.get("idempotency_key"),
         )
-        response = _detail(
-            selectors.run_get_for_user(request.user, run.pk), status_code=status.HTTP_202_ACCEPTED
-        )
+        response = _detail(selectors.run_with_details(run), status_code=status.HTTP_202_ACCEPTED)
         if not created:
             response["Idempotent-Replayed"] = "true"
         return response
@@ -138,9 +136,10 @@ class RunDetailApi(APIView):
 class RunCancelApi(APIView):
     @extend_schema(request=None, responses=RunDetailOutputSerializer)
     def post(self, request: Request, run_id: int) -> Response:
-        run = selectors.run_get_for_user(request.user, run_id)
-        services.run_cancel(run_id=run.pk)
-        return _detail(selectors.run_get_for_user(request.user, run_id))
+        # The service loads the run under a row lock: the access check loads nothing, and the
+        # detail is the run the service returns.
+        run = services.run_cancel(run_id=selectors.run_id_for_user(request.user, run_id))
+        return _detail(selectors.run_with_details(run))
 
 
 class _RunDecisionApi(APIView):
@@ -148,16 +147,16 @@ class _RunDecisionApi(APIView):
     InputSerializer = DecisionInputSerializer
 
     def post(self, request: Request, run_id: int) -> Response:
-        run = selectors.run_get_for_user(request.user, run_id)
+        run_id = selectors.run_id_for_user(request.user, run_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        services.approval_decide(
-            run_id=run.pk,
+        run = services.approval_decide(
+            run_id=run_id,
             approve=self.approve,
             user=cast(User, request.user),
             reason=serializer.validated_data.get("reason", ""),
         )
-        return _detail(selectors.run_get_for_user(request.user, run_id))
+        return _detail(selectors.run_with_details(run))
 
 
 @extend_schema(request=_RunDecisionApi.InputSerializer, responses=RunDetailOutputSerializer)
