@@ -14,7 +14,8 @@ from rest_framework.views import APIView
 from agents import selectors, services
 from agents.models import AgentRun
 from agents.registry import describe, registry
-from conductor.api import DecisionInputSerializer, StrictSerializer, paginated
+from conductor.api import DecisionInputSerializer, StrictSerializer
+from conductor.pagination import PaginatedApi
 
 
 class ToolExecutionOutputSerializer(serializers.Serializer):
@@ -89,7 +90,7 @@ class AgentListApi(APIView):
         return Response([describe(agent) for agent in registry])
 
 
-class RunListCreateApi(APIView):
+class RunListCreateApi(PaginatedApi):
     @extend_schema_serializer(component_name="RunCreateInput")
     class InputSerializer(StrictSerializer):
         agent = serializers.CharField(required=False, max_length=64)
@@ -107,7 +108,7 @@ class RunListCreateApi(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         runs = selectors.runs_for_user(request.user).filter(**filters.validated_data)
-        return paginated(request, self, runs, RunOutputSerializer)
+        return self.paginate(runs, lambda page: RunOutputSerializer(page, many=True).data)
 
     @extend_schema(request=InputSerializer, responses={202: RunDetailOutputSerializer})
     def post(self, request: Request) -> Response:
