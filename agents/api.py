@@ -14,7 +14,8 @@ from rest_framework.views import APIView
 from agents import selectors, services
 from agents.models import AgentRun
 from agents.registry import describe, registry
-from conductor.api import DecisionInputSerializer, StrictSerializer, paginated
+from conductor.api import DecisionInputSerializer, StrictSerializer
+from conductor.pagination import PaginatedApi
 
 
 class ToolExecutionOutputSerializer(serializers.Serializer):
@@ -89,7 +90,7 @@ class AgentListApi(APIView):
         return Response([describe(agent) for agent in registry])
 
 
-class RunListCreateApi(APIView):
+class RunListCreateApi(PaginatedApi):
     @extend_schema_serializer(component_name="RunCreateInput")
     class InputSerializer(StrictSerializer):
         agent = serializers.CharField(required=False, max_length=64)
@@ -107,7 +108,7 @@ class RunListCreateApi(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         runs = selectors.runs_for_user(request.user).filter(**filters.validated_data)
-        return paginated(request, self, runs, RunOutputSerializer)
+        return self.paginate(runs, lambda page: RunOutputSerializer(page, many=True).data)
 
     @extend_schema(request=InputSerializer, responses={202: RunDetailOutputSerializer})
     def post(self, request: Request) -> Response:
@@ -121,9 +122,7 @@ class RunListCreateApi(APIView):
             data=data["input"],
             idempotency_key=data.get("idempotency_key"),
         )
-        response = _detail(
-            selectors.run_get_for_user(request.user, run.pk), status_code=status.HTTP_202_ACCEPTED
-        )
+        response = _detail(selectors.run_with_details(run), status_code=status.HTTP_202_ACCEPTED)
         if not created:
             response["Idempotent-Replayed"] = "true"
         return response
@@ -138,9 +137,10 @@ class RunDetailApi(APIView):
 class RunCancelApi(APIView):
     @extend_schema(request=None, responses=RunDetailOutputSerializer)
     def post(self, request: Request, run_id: int) -> Response:
-        run = selectors.run_get_for_user(request.user, run_id)
-        services.run_cancel(run_id=run.pk)
-        return _detail(selectors.run_get_for_user(request.user, run_id))
+        # The service loads the run under a row lock: the access check loads nothing, and the
+        # detail is the run the service returns.
+        run = services.run_cancel(run_id=selectors.run_id_for_user(request.user, run_id))
+        return _detail(selectors.run_with_details(run))
 
 
 class _RunDecisionApi(APIView):
@@ -148,16 +148,16 @@ class _RunDecisionApi(APIView):
     InputSerializer = DecisionInputSerializer
 
     def post(self, request: Request, run_id: int) -> Response:
-        run = selectors.run_get_for_user(request.user, run_id)
+        run_id = selectors.run_id_for_user(request.user, run_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        services.approval_decide(
-            run_id=run.pk,
+        run = services.approval_decide(
+            run_id=run_id,
             approve=self.approve,
             user=cast(User, request.user),
             reason=serializer.validated_data.get("reason", ""),
         )
-        return _detail(selectors.run_get_for_user(request.user, run_id))
+        return _detail(selectors.run_with_details(run))
 
 
 @extend_schema(request=_RunDecisionApi.InputSerializer, responses=RunDetailOutputSerializer)

@@ -10,7 +10,6 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
 from pydantic import BaseModel, ValidationError
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,6 +18,7 @@ from conductor import ingest, interventions, selectors, services
 from conductor.errors import ApplicationError
 from conductor.event_settings import EventSettings
 from conductor.models import Intervention, LiveSession
+from conductor.pagination import PaginatedApi
 from conductor.serializers import AnomalyOutputSerializer, SampleOutputSerializer
 
 
@@ -118,12 +118,6 @@ class SessionOutputSerializer(serializers.Serializer):
         return None if sample is None else dict(SampleOutputSerializer(sample).data)
 
 
-def paginated(request: Request, view: APIView, queryset: Any, serializer: type) -> Response:
-    paginator = LimitOffsetPagination()
-    page: Any = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response(serializer(page, many=True).data)
-
-
 class PydanticFieldExtension(OpenApiSerializerFieldExtension):
     """Documents a PydanticField with its model's JSON Schema."""
 
@@ -133,7 +127,7 @@ class PydanticFieldExtension(OpenApiSerializerFieldExtension):
         return inline_json_schema(self.target.model)
 
 
-class EventListCreateApi(APIView):
+class EventListCreateApi(PaginatedApi):
     @extend_schema_serializer(component_name="EventCreateInput")
     class InputSerializer(StrictSerializer):
         name = serializers.CharField(max_length=200)
@@ -142,8 +136,9 @@ class EventListCreateApi(APIView):
 
     @extend_schema(responses=EventOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return paginated(
-            request, self, selectors.events_for_user(request.user), EventOutputSerializer
+        return self.paginate(
+            selectors.events_for_user(request.user),
+            lambda page: EventOutputSerializer(page, many=True).data,
         )
 
     @extend_schema(request=InputSerializer, responses={201: EventOutputSerializer})
@@ -174,7 +169,7 @@ class EventDetailApi(APIView):
         return Response(EventOutputSerializer(event).data)
 
 
-class SessionListCreateApi(APIView):
+class SessionListCreateApi(PaginatedApi):
     @extend_schema_serializer(component_name="SessionCreateInput")
     class InputSerializer(StrictSerializer):
         event = serializers.IntegerField()
@@ -197,11 +192,13 @@ class SessionListCreateApi(APIView):
             sessions = sessions.filter(event_id=filters.validated_data["event"])
         if "status" in filters.validated_data:
             sessions = sessions.filter(status=filters.validated_data["status"])
-        paginator = LimitOffsetPagination()
-        page: Any = paginator.paginate_queryset(sessions, request, view=self)
+        return self.paginate(sessions, self._render)
+
+    @staticmethod
+    def _render(page: list[LiveSession]) -> Any:
+        # The page's latest samples in one query, not one per session.
         latest = selectors.latest_samples([session.pk for session in page])
-        serializer = SessionOutputSerializer(page, many=True, context={"latest_samples": latest})
-        return paginator.get_paginated_response(serializer.data)
+        return SessionOutputSerializer(page, many=True, context={"latest_samples": latest}).data
 
     @extend_schema(request=InputSerializer, responses={201: SessionOutputSerializer})
     def post(self, request: Request) -> Response:
@@ -340,14 +337,16 @@ class SessionEngagementApi(APIView):
         return Response({"samples": SampleOutputSerializer(samples, many=True).data})
 
 
-class SessionAnomaliesApi(APIView):
+class SessionAnomaliesApi(PaginatedApi):
     @extend_schema(responses=AnomalyOutputSerializer(many=True))
     def get(self, request: Request, session_id: int) -> Response:
         session = selectors.session_get_for_user(request.user, session_id)
-        return paginated(request, self, session.anomalies.all(), AnomalyOutputSerializer)
+        return self.paginate(
+            session.anomalies.all(), lambda page: AnomalyOutputSerializer(page, many=True).data
+        )
 
 
-class InterventionListCreateApi(APIView):
+class InterventionListCreateApi(PaginatedApi):
     @extend_schema_serializer(component_name="ManualInterventionInput")
     class InputSerializer(StrictSerializer):
         type = serializers.ChoiceField(choices=Intervention.Type.values)
@@ -358,9 +357,7 @@ class InterventionListCreateApi(APIView):
     def get(self, request: Request, session_id: int) -> Response:
         session = selectors.session_get_for_user(request.user, session_id)
         queryset = session.interventions.select_related("decided_by").order_by("-created_at", "-id")
-        paginator = LimitOffsetPagination()
-        page: Any = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response([interventions.serialize(i) for i in page])
+        return self.paginate(queryset, lambda page: [interventions.serialize(i) for i in page])
 
     @extend_schema(request=InputSerializer, responses={201: InterventionOutputSerializer})
     def post(self, request: Request, session_id: int) -> Response:

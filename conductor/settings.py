@@ -14,8 +14,10 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 import structlog
+from django.core.exceptions import ImproperlyConfigured
 
 from conductor import embedded
+from connectors.mode import mock_mode
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -179,7 +181,7 @@ REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "conductor.pagination.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "conductor.errors.api_exception_handler",
 }
@@ -244,8 +246,15 @@ CELERY_BEAT_SCHEDULE = {
 
 # Connectors: "" = a fake wherever a connector's credentials are missing; "1" = fakes always;
 # "0" = real clients always (a connector without credentials then fails as not configured).
+# Checked here so that a misconfigured process fails at start, not at its first connector call.
 USE_MOCK_CONNECTORS = env("USE_MOCK_CONNECTORS")
+try:
+    mock_mode(USE_MOCK_CONNECTORS)
+except ValueError as _error:
+    raise ImproperlyConfigured(str(_error)) from None
 CONNECTOR_TIMEOUT_SECONDS = float(env("CONNECTOR_TIMEOUT_SECONDS", "10"))
+# The fakes' ledger in Redis keeps this many distinct side effects per connector (the oldest go).
+CONNECTOR_FAKE_LEDGER_SIZE = 1000
 LLM_BASE_URL = env("LLM_BASE_URL")
 LLM_API_KEY = env("LLM_API_KEY")
 LLM_MODEL = env("LLM_MODEL", "gpt-4o-mini")

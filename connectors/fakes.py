@@ -6,7 +6,12 @@ side effects live in Redis under `conductor:fakes:<connector>:...`:
 - `behaviour` (hash): `latency_seconds`, `retryable`;
 - `fail_next` (counter): failures still to inject;
 - `effects` (hash): idempotency key -> the first effect recorded with it;
-- `deliveries` (list): the idempotency key of every side-effecting call, repeats included.
+- `order` (list): those idempotency keys, oldest first;
+- `delivered` (counter): side-effecting calls, repeats included.
+
+The ledger keeps the last CONNECTOR_FAKE_LEDGER_SIZE distinct effects per connector (the oldest
+go first, and a repeat of a forgotten key counts as new again), so a long `make run` does not
+grow Redis without bound; the delivery count stays exact.
 """
 
 from __future__ import annotations
@@ -23,11 +28,32 @@ from connectors.errors import ConnectorError
 
 PREFIX = "conductor:fakes:"
 
+# Records an effect unless its key is known, counts the delivery, and forgets the oldest
+# effects past the cap: KEYS effects, order, delivered; ARGV key, effect, cap. 1 = a repeat,
+# 2 = a new effect. The effect and the count are written together so a count never runs ahead
+# of the ledger.
+_RECORD_FUNCTION = """
+local function record(effects, order, delivered, key, effect, cap)
+  redis.call('INCR', delivered)
+  if redis.call('HSETNX', effects, key, effect) == 0 then
+    return 1
+  end
+  local size = redis.call('RPUSH', order, key)
+  while size > cap do
+    redis.call('HDEL', effects, redis.call('LPOP', order))
+    size = size - 1
+  end
+  return 2
+end
+"""
+
 # The behaviour and a check-and-decrement of pending failures in one round trip: two
 # processes can never consume the same injected failure. With ARGV (a side effect to record)
 # and no latency injected, the effect is recorded in the same round trip; with latency, the
 # caller sleeps first and records afterwards, like a service that answers late.
-_BEFORE_CALL = """
+_BEFORE_CALL = (
+    _RECORD_FUNCTION
+    + """
 local behaviour = redis.call('HMGET', KEYS[1], 'latency_seconds', 'retryable')
 local latency = behaviour[1] or '0'
 local left = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -37,18 +63,18 @@ if left > 0 then
 end
 local recorded = 0
 if ARGV[1] and tonumber(latency) <= 0 then
-  recorded = 1 + redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[2])
-  redis.call('RPUSH', KEYS[4], ARGV[1])
+  recorded = record(KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2], tonumber(ARGV[3]))
 end
 return {latency, behaviour[2] or '1', 0, recorded}
 """
+)
 
-# The effect and the delivery are written together so a count never runs ahead of the ledger.
-_RECORD = """
-local new = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
-redis.call('RPUSH', KEYS[2], ARGV[1])
-return new
+_RECORD = (
+    _RECORD_FUNCTION
+    + """
+return record(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], tonumber(ARGV[3]))
 """
+)
 
 _clients: dict[str, tuple[redis.Redis, Script, Script]] = {}
 
@@ -117,11 +143,10 @@ def deliver(connector: str, action: str, idempotency_key: str, payload: dict[str
     The fake of a service with side effects calls this once per call. Returns True if the effect
     is new, False if `idempotency_key` had already been used. Raises ConnectorError (injected).
     """
-    effect = _effect(action, idempotency_key, payload)
     recorded = _apply_behaviour(
         connector,
-        effect_keys=[_key(connector, "effects"), _key(connector, "deliveries")],
-        effect_args=[idempotency_key, effect],
+        effect_keys=_ledger_keys(connector),
+        effect_args=_ledger_args(action, idempotency_key, payload),
     )
     if recorded:
         return recorded == 2
@@ -153,26 +178,28 @@ def record_side_effect(
     Returns True if the effect is new, False if the key had already been used.
     """
     record_script = _client()[2]
-    new = record_script(
-        keys=[_key(connector, "effects"), _key(connector, "deliveries")],
-        args=[idempotency_key, _effect(action, idempotency_key, payload)],
+    recorded = record_script(
+        keys=_ledger_keys(connector), args=_ledger_args(action, idempotency_key, payload)
     )
-    return int(new) == 1
+    return int(recorded) == 2
 
 
-def _effect(action: str, idempotency_key: str, payload: dict[str, Any]) -> str:
-    return json.dumps({"action": action, "idempotency_key": idempotency_key, "payload": payload})
+def _ledger_keys(connector: str) -> list[str]:
+    return [_key(connector, "effects"), _key(connector, "order"), _key(connector, "delivered")]
+
+
+def _ledger_args(action: str, idempotency_key: str, payload: dict[str, Any]) -> list[Any]:
+    effect = json.dumps({"action": action, "idempotency_key": idempotency_key, "payload": payload})
+    return [idempotency_key, effect, int(settings.CONNECTOR_FAKE_LEDGER_SIZE)]
 
 
 def side_effects(connector: str) -> list[dict[str, Any]]:
-    """Return the distinct effects of `connector`, in the order they were first recorded.
+    """Return the distinct effects of `connector` still in the ledger, oldest first.
 
     Each is `{"action", "idempotency_key", "payload"}`.
     """
     client = _redis()
-    keys = list(
-        dict.fromkeys(cast("list[str]", client.lrange(_key(connector, "deliveries"), 0, -1)))
-    )
+    keys = cast("list[str]", client.lrange(_key(connector, "order"), 0, -1))
     if not keys:
         return []
     stored = cast("list[str | None]", client.hmget(_key(connector, "effects"), keys))
@@ -181,4 +208,4 @@ def side_effects(connector: str) -> list[dict[str, Any]]:
 
 def deliveries(connector: str) -> int:
     """Return how many side-effecting calls `connector`'s fake received, repeats included."""
-    return _redis().llen(_key(connector, "deliveries"))
+    return int(cast("str | None", _redis().get(_key(connector, "delivered"))) or 0)

@@ -10,7 +10,14 @@ from email.utils import formatdate
 from django.conf import settings
 
 from connectors.base import BaseConnector
-from connectors.email.models import NAME, REQUESTS, EmailRequest, EmailResponse, message_id_for
+from connectors.email.models import (
+    NAME,
+    REQUESTS,
+    EmailRequest,
+    EmailResponse,
+    RefusedRecipient,
+    message_id_for,
+)
 from connectors.errors import ConnectorError
 
 
@@ -21,7 +28,7 @@ class EmailClient(BaseConnector):
     login when EMAIL_HOST_USER is set. Errors: connection failures, timeouts, disconnects and SMTP
     4xx replies are retryable; 5xx replies (all recipients refused, message rejected),
     authentication failures and missing STARTTLS are not. Recipients refused while others were
-    accepted are left out of `accepted`.
+    accepted are listed in `refused` with the server's reply; a repeated address is sent once.
     """
 
     name = NAME
@@ -30,6 +37,8 @@ class EmailClient(BaseConnector):
     def handle(self, action: str, request: EmailRequest, *, idempotency_key: str) -> EmailResponse:
         """Deliver the message; see the class docstring for errors."""
         message = _message(request, message_id_for(idempotency_key))
+        # Once each: smtplib raises "all refused" only when every address it was given is refused.
+        recipients = list(dict.fromkeys(request.to))
         host = settings.EMAIL_HOST
         try:
             with smtplib.SMTP(
@@ -39,7 +48,7 @@ class EmailClient(BaseConnector):
                     smtp.starttls(context=ssl.create_default_context())
                 if settings.EMAIL_HOST_USER:
                     smtp.login(settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD)
-                refused = smtp.send_message(message, to_addrs=list(request.to))
+                refused = smtp.send_message(message, to_addrs=recipients)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             raise ConnectorError(
@@ -71,7 +80,11 @@ class EmailClient(BaseConnector):
                 f"email: cannot reach {host} ({type(exc).__name__}: {exc})", retryable=True
             ) from exc
         return EmailResponse(
-            accepted=[address for address in request.to if address not in refused],
+            accepted=[address for address in recipients if address not in refused],
+            refused=[
+                RefusedRecipient(address=address, code=code, message=_text(reply))
+                for address, (code, reply) in refused.items()
+            ],
             message_id=str(message["Message-ID"]),
         )
 

@@ -26,10 +26,19 @@ class EmailRequest(BaseModel):
     from_email: Address | None = None
 
 
+class RefusedRecipient(BaseModel):
+    """A recipient the server refused while accepting others, with its SMTP reply."""
+
+    address: str
+    code: int
+    message: str
+
+
 class EmailResponse(BaseModel):
-    """Recipients the server accepted, and the Message-ID sent."""
+    """Recipients the server accepted, those it refused (others accepted), the Message-ID sent."""
 
     accepted: list[str]
+    refused: list[RefusedRecipient] = Field(default_factory=list)
     message_id: str
 
 

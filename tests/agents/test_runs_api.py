@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from agents.models import AgentRun, Approval
+from agents.models import AgentRun, AgentRunMetric, Approval, ToolExecution
 from tests.agents.factories import AgentRunFactory
+from tests.factories import OrganizerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -198,3 +202,70 @@ def test_runs_need_credentials(client_for):
     assert anonymous.get("/api/v1/runs/").status_code == 401
     assert anonymous.post("/api/v1/runs/", DRAFT, format="json").status_code == 401
     assert anonymous.get("/api/v1/agents/").status_code == 401
+
+
+# -- query counts: the detail and the actions do not grow with what a run holds -----------------
+
+
+def _filled_run(organizer, size: int, *, status: str = "awaiting_approval") -> AgentRun:
+    """A run with `size` tool executions, metrics, decided approvals (each by another user) and
+    finished children, plus one pending approval."""
+    run = AgentRunFactory(organizer=organizer, agent="probe", intent="gated", status=status)
+    now = timezone.now()
+    for seq in range(size):
+        ToolExecution.objects.create(
+            run=run, seq=seq, attempt=1, tool="slack", action="post_message", input={},
+            status="succeeded", started_at=now, finished_at=now,
+        )  # fmt: skip
+        AgentRunMetric.objects.create(run=run, name=f"m{seq}", value=seq)
+        Approval.objects.create(
+            run=run, seq=seq, tool="slack", action="post_message", arguments={},
+            default_decision="rejected", expires_at=now, status="approved",
+            decided_by=OrganizerFactory(), decided_at=now,
+        )  # fmt: skip
+        AgentRunFactory(organizer=organizer, parent=run, status="succeeded")
+    Approval.objects.create(
+        run=run, seq=size, tool="slack", action="post_message", arguments={},
+        default_decision="rejected", expires_at=now,
+    )  # fmt: skip
+    return run
+
+
+def _queries(call) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        response = call()
+    assert response.status_code == 200, response.content
+    return len(captured)
+
+
+def test_detail_takes_six_queries_whatever_the_run_holds(api, organizer):
+    small, large = _filled_run(organizer, 1), _filled_run(organizer, 6)
+
+    # Token and user, the run, then its tool executions, metrics, approvals (with who decided)
+    # and children: one query each.
+    assert _queries(lambda: api.get(f"/api/v1/runs/{small.pk}/")) == 6
+    assert _queries(lambda: api.get(f"/api/v1/runs/{large.pk}/")) == 6
+    body = api.get(f"/api/v1/runs/{large.pk}/").json()
+    assert len(body["tool_executions"]) == len(body["metrics"]) == 6
+    assert len(body["approvals"]) == 7
+    assert {approval["decided_by"] for approval in body["approvals"]} > {None}
+    assert sorted(body["children"]) == sorted(large.children.values_list("pk", flat=True))
+
+
+@pytest.mark.parametrize("action", ["cancel", "approve", "reject"])
+def test_actions_load_the_run_once_and_do_not_grow(api, organizer, action):
+    small, large = _filled_run(organizer, 1), _filled_run(organizer, 6)
+
+    def act(run: AgentRun) -> int:
+        return _queries(lambda: api.post(f"/api/v1/runs/{run.pk}/{action}/", {}, format="json"))
+
+    counts = [act(small), act(large)]
+
+    assert counts[0] == counts[1]
+    with CaptureQueriesContext(connection) as captured:
+        api.post(f"/api/v1/runs/{_filled_run(organizer, 2).pk}/{action}/", {}, format="json")
+    # The run row itself is read once, by the service, under its lock.
+    full_row = 'SELECT "agents_agentrun"."id", "agents_agentrun"."organizer_id"'
+    run_reads = [query["sql"] for query in captured if query["sql"].startswith(full_row)]
+    assert len(run_reads) == 1
+    assert run_reads[0].endswith("FOR UPDATE")

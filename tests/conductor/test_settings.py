@@ -16,6 +16,8 @@ PRODUCTION = {
     "ALLOWED_HOSTS": "conductor.example.com",
     "DATABASE_URL": "postgres://conductor@db.invalid/conductor",
     "REDIS_URL": "redis://redis.invalid:6379/0",
+    # No connector credentials here: declare the fakes, as CI does (connectors.W001 otherwise).
+    "USE_MOCK_CONNECTORS": "1",
 }
 
 

@@ -29,6 +29,7 @@ def test_delivers_the_message(smtp_server, settings) -> None:
 
     assert output == {
         "accepted": ["ann@example.test", "bob@example.test"],
+        "refused": [],
         "message_id": message_id_for("run-1-call-0"),
     }
     [delivery] = smtp_server.deliveries
@@ -102,12 +103,38 @@ def test_all_recipients_refused(smtp_server, reply, retryable) -> None:
 
 
 def test_some_recipients_refused(smtp_server) -> None:
-    smtp_server.script.rcpt_replies = {"bob@example.test": "550 5.1.1 no such user"}
+    smtp_server.script.rcpt_replies = {
+        "bob@example.test": "550 5.1.1 no such user",
+        "cy@example.test": "452 4.2.2 mailbox full",
+    }
 
-    output = send()
+    output = send({**MESSAGE, "to": ["ann@example.test", "bob@example.test", "cy@example.test"]})
 
     assert output["accepted"] == ["ann@example.test"]
+    assert output["refused"] == [
+        {"address": "bob@example.test", "code": 550, "message": "5.1.1 no such user"},
+        {"address": "cy@example.test", "code": 452, "message": "4.2.2 mailbox full"},
+    ]
     assert smtp_server.deliveries[0].recipients == ["ann@example.test"]
+
+
+def test_a_repeated_address_is_sent_once(smtp_server) -> None:
+    output = send({**MESSAGE, "to": ["ann@example.test", "bob@example.test", "ann@example.test"]})
+
+    assert output["accepted"] == ["ann@example.test", "bob@example.test"]
+    assert smtp_server.deliveries[0].recipients == ["ann@example.test", "bob@example.test"]
+
+
+def test_a_repeated_refused_address_is_still_all_refused(smtp_server) -> None:
+    # smtplib counts the addresses it was given: twice the same refused one is not "all refused"
+    # to it, and the message would go out to nobody as a success.
+    smtp_server.script.rcpt_replies = {"ann@example.test": "550 5.1.1 no such user"}
+
+    with pytest.raises(ConnectorError) as caught:
+        send({**MESSAGE, "to": ["ann@example.test", "ann@example.test"]})
+
+    assert (caught.value.retryable, caught.value.status_code) == (False, 550)
+    assert smtp_server.deliveries == []
 
 
 @pytest.mark.parametrize(
@@ -210,7 +237,8 @@ def test_fake_records_each_message_once_per_key() -> None:
     again = FakeEmail().call("send", MESSAGE, idempotency_key="k-1")
     FakeEmail().call("send", {**MESSAGE, "subject": "Second"}, idempotency_key="k-2")
 
-    assert first == again == {"accepted": MESSAGE["to"], "message_id": message_id_for("k-1")}
+    expected = {"accepted": MESSAGE["to"], "refused": [], "message_id": message_id_for("k-1")}
+    assert first == again == expected
     effects = fakes.side_effects("email")
     assert [effect["idempotency_key"] for effect in effects] == ["k-1", "k-2"]
     assert effects[0]["action"] == "send"

@@ -10,6 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import redis
+from django.conf import settings as django_settings
 
 from connectors import fakes
 from connectors.errors import ConnectorError
@@ -55,7 +57,7 @@ def test_behaviour_is_per_connector() -> None:
 CHILD = """
 import os, sys
 from django.conf import settings
-settings.configure(REDIS_URL=sys.argv[1])
+settings.configure(REDIS_URL=sys.argv[1], CONNECTOR_FAKE_LEDGER_SIZE=10)
 from connectors import fakes
 from connectors.errors import ConnectorError
 failures = 0
@@ -183,3 +185,57 @@ def test_deliver_with_latency_records_the_effect_after_the_wait() -> None:
 
     assert time.monotonic() - started >= 0.1
     assert fakes.deliveries("webhook") == 2
+
+
+def _ledger_sizes(connector: str) -> tuple[int, int]:
+    """How many effects and ordered keys the ledger holds in Redis."""
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    prefix = f"{fakes.PREFIX}{connector}:"
+    return client.hlen(f"{prefix}effects"), client.llen(f"{prefix}order")
+
+
+def test_ledger_keeps_the_last_effects_up_to_its_size(settings) -> None:
+    settings.CONNECTOR_FAKE_LEDGER_SIZE = 3
+
+    for index in range(5):
+        assert fakes.deliver("slack", "post_message", f"k{index}", {"n": index}) is True
+    assert fakes.deliver("slack", "post_message", "k4", {"n": 4}) is False
+    fakes.set_behaviour("slack", latency_seconds=0.001)  # the second, late-recording path
+    assert fakes.record_side_effect("slack", "post_message", "k5", {"n": 5}) is True
+
+    assert [effect["idempotency_key"] for effect in fakes.side_effects("slack")] == [
+        "k3",
+        "k4",
+        "k5",
+    ]
+    assert _ledger_sizes("slack") == (3, 3)
+    assert fakes.deliveries("slack") == 7  # the count stays exact
+    # A forgotten key is new again; a remembered one is still a repeat.
+    assert fakes.deliver("slack", "post_message", "k0", {"n": 0}) is True
+    assert fakes.deliver("slack", "post_message", "k5", {"n": 5}) is False
+    assert _ledger_sizes("slack") == (3, 3)
+
+
+def _commands(client: redis.Redis) -> dict[str, int]:
+    """Calls per command, server-wide."""
+    return {name: int(stat["calls"]) for name, stat in client.info("commandstats").items()}
+
+
+def test_deliver_is_one_round_trip_even_at_the_cap(settings) -> None:
+    settings.CONNECTOR_FAKE_LEDGER_SIZE = 1
+    fakes.deliver("email", "send", "warm-up", {})  # loads the script into Redis once
+
+    stats = redis.Redis.from_url(django_settings.REDIS_URL)
+    before = _commands(stats)  # connects first, so its handshake is counted before
+    fakes.deliver("email", "send", "k1", {"n": 1})
+    after = _commands(stats)
+
+    changed = {name: after[name] - before.get(name, 0) for name in after}
+    called = {name: calls for name, calls in changed.items() if calls and name != "cmdstat_info"}
+    # EVALSHA, and the commands the script ran inside it (none from the client).
+    assert called.pop("cmdstat_evalsha") == 1
+    assert set(called) <= {
+        "cmdstat_hmget", "cmdstat_get", "cmdstat_incr", "cmdstat_hsetnx", "cmdstat_rpush",
+        "cmdstat_lpop", "cmdstat_hdel",
+    }  # fmt: skip
+    assert [effect["idempotency_key"] for effect in fakes.side_effects("email")] == ["k1"]

@@ -1,0 +1,67 @@
+"""Every list of the API pages the same way: `?limit=&offset=` -> {count, next, previous,
+results}, and the schema says so."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from conductor.models import Anomaly, Intervention
+from tests.agents.factories import AgentRunFactory
+from tests.factories import EventFactory, LiveSessionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _three_of_each(organizer, live_session) -> None:
+    now = timezone.now()
+    for index in range(3):
+        if index:
+            EventFactory(organizers=[organizer])
+            LiveSessionFactory(event=live_session.event)
+        Anomaly.objects.create(
+            session=live_session, type="sudden_drop", severity="high", score=0.2, baseline=0.6,
+            deviation=0.4, message="drop", detected_at=now,
+        )  # fmt: skip
+        Intervention.objects.create(session=live_session, type="poll", source="template")
+        AgentRunFactory(organizer=organizer)
+
+
+LISTS = {
+    "events": "/api/v1/events/",
+    "sessions": "/api/v1/sessions/",
+    "anomalies": "/api/v1/sessions/{session}/anomalies/",
+    "interventions": "/api/v1/sessions/{session}/interventions/",
+    "runs": "/api/v1/runs/",
+}
+
+
+@pytest.mark.parametrize("path", list(LISTS.values()), ids=list(LISTS))
+def test_lists_page_by_limit_and_offset(api, organizer, live_session, path):
+    _three_of_each(organizer, live_session)
+    url = path.format(session=live_session.pk)
+
+    first = api.get(url, {"limit": 2}).json()
+    rest = api.get(url, {"limit": 2, "offset": 2}).json()
+    everything = api.get(url).json()
+
+    assert (first["count"], len(first["results"]), first["previous"]) == (3, 2, None)
+    assert "limit=2" in first["next"]
+    assert "offset=2" in first["next"]
+    assert (rest["count"], len(rest["results"]), rest["next"]) == (3, 1, None)
+    assert "limit=2" in rest["previous"]
+    ids = [item["id"] for item in first["results"] + rest["results"]]
+    assert ids == [item["id"] for item in everything["results"]]
+    assert len(set(ids)) == 3
+
+
+def test_the_schema_documents_the_page_of_every_list(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    for path in LISTS.values():
+        operation = schema["paths"][path.replace("{session}", "{session_id}")]["get"]
+        response = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        page = schema["components"]["schemas"][response["$ref"].rsplit("/", 1)[-1]]
+        assert set(page["properties"]) == {"count", "next", "previous", "results"}, path
+        assert page["properties"]["results"]["type"] == "array"
+        assert {"limit", "offset"} <= {parameter["name"] for parameter in operation["parameters"]}
