@@ -23,6 +23,7 @@ from django.db import (
 from django.db.models import F
 from django.utils import timezone
 from pydantic import ValidationError
+from redis import RedisError
 
 from agents import circuit
 from agents.context import (
@@ -299,6 +300,11 @@ def _execute_claimed(run: AgentRun) -> Outcome:
                 run_metrics=metrics_of_attempt)  # fmt: skip
     except (OperationalError, InterfaceError):
         raise  # the database, not the agent: the task executes the run again (agents.tasks)
+    except RedisError as error:
+        # Cancel flags and circuits live in Redis; without them no call is made safely. A blip
+        # is retried like any error a retry can help.
+        return _retry_or_fail(run, agent, _error("redis_unavailable", repr(error), retryable=True),
+                              metrics_of_attempt)  # fmt: skip
     except Exception as error:
         logger.exception("agent %s failed on run %s", agent.name, run.pk)
         _finish(run, AgentRun.Status.FAILED, error=_error("agent_error", repr(error)),

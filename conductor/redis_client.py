@@ -12,7 +12,13 @@ from redis.commands.core import Script
 @cache
 def redis_client() -> redis.Redis:
     # redis-py notices a fork and opens new connections in the child (Celery's prefork pool).
-    return redis.Redis.from_url(settings.REDIS_URL)
+    # A server that hangs rather than refuses raises after the timeout instead of stalling a
+    # request or a run for ever.
+    return redis.Redis.from_url(
+        settings.REDIS_URL,
+        socket_timeout=settings.REDIS_SOCKET_TIMEOUT_SECONDS,
+        socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT_SECONDS,
+    )
 
 
 @cache

@@ -53,6 +53,9 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 DATA_DIR = Path(env("CONDUCTOR_DATA_DIR") or BASE_DIR / "var").resolve()
 DATABASE_URL = env("DATABASE_URL") or embedded.postgres_url(DATA_DIR)
 REDIS_URL = env("REDIS_URL") or embedded.redis_url(DATA_DIR)
+# Our own Redis calls (rate limits, cancel flags, circuits, collector counters, locks) give up
+# after this long instead of waiting on a server that does not answer.
+REDIS_SOCKET_TIMEOUT_SECONDS = float(env("REDIS_SOCKET_TIMEOUT_SECONDS", "5"))
 
 # -- Applications ------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from django.db import connection, connections
 from rest_framework.test import APIClient
 
 from conductor.celery import app as celery_app
+from conductor.redis_client import redis_client
 from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -36,6 +37,18 @@ async def _close_db_connections() -> Iterator[None]:
     """Async tests leave a thread's connection open and teardown hangs without this."""
     yield
     await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture
+def redis_down(settings) -> Iterator[None]:
+    """Our Redis client points at a port nobody listens on: every command is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+    redis_client.cache_clear()  # the process's client was built from the real URL
+    yield
+    redis_client.cache_clear()
 
 
 @pytest.fixture

@@ -241,6 +241,22 @@ def test_a_bug_in_the_handler_fails_the_run_with_the_error():
     assert "the handler has a bug" in run.error["message"]
 
 
+def test_a_redis_outage_during_a_run_is_retried_not_failed(request):
+    run, _ = services.run_create(
+        organizer=OrganizerFactory(), agent="probe", intent="steps", data={"steps": 2},
+        rate_limited=False,
+    )  # fmt: skip
+    request.getfixturevalue("redis_down")  # from here on
+
+    outcome = execute(run)
+
+    assert outcome.status == "queued"
+    assert outcome.retry_in is not None
+    assert run.error["code"] == "redis_unavailable"
+    assert run.error["retryable"] is True
+    assert calls(run) == []  # no call is made without its cancel flag and circuit
+
+
 def test_circuit_opens_after_three_failures_and_closes_after_a_good_probe(settings):
     settings.CIRCUIT_BREAKER_THRESHOLD = 3
     settings.CIRCUIT_BREAKER_COOLDOWN_SECONDS = 10

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -15,7 +14,6 @@ from prometheus_client import REGISTRY
 
 from conductor import collector
 from conductor.models import LiveSession, Signal
-from conductor.redis_client import redis_client
 from tests.factories import EventFactory, LiveSessionFactory
 
 pytestmark = pytest.mark.django_db
@@ -184,18 +182,6 @@ def test_collector_health_recovers_and_reports_ratio(api, live_session):
     assert health.error_ratio == pytest.approx(1 / 6)
     assert not health.healthy  # over 10% of the recent batches failed
     assert "17%" in health.problem
-
-
-@pytest.fixture
-def redis_down(settings) -> Iterator[None]:
-    """Our Redis client points at a port nobody listens on: every command is refused."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
-    redis_client.cache_clear()  # the process's client was built from the real URL
-    yield
-    redis_client.cache_clear()
 
 
 def counter_errors(operation: str) -> float:
