@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
+from django.db import connections
 from django.utils import timezone
 
 from agents.models import AgentRun
@@ -110,22 +113,41 @@ def test_the_tick_task_skips_while_another_runs(live):
     assert redis_client().get(TICK_LOCK) is None
 
 
-def test_a_tick_past_its_lock_leaves_the_next_ticks_lock_alone(live, monkeypatch):
-    from conductor import tick
+@pytest.mark.django_db(transaction=True)
+def test_a_tick_past_its_lock_leaves_the_next_ticks_lock_alone():
     from conductor.redis_client import redis_client
     from conductor.tasks import TICK_LOCK, run_tick
 
-    sessions_tick = tick.sessions_tick
+    redis_client().delete(TICK_LOCK)
+    # Another session holds the sessions table, so the tick waits inside its lock for as long
+    # as this test wants: long enough for its lock to expire and the next tick to take one.
+    blocker = connections.create_connection("default")
+    blocker.ensure_connection()
+    blocker.connection.execute("BEGIN")
+    blocker.connection.execute("LOCK TABLE conductor_livesession IN ACCESS EXCLUSIVE MODE")
 
-    def slow_tick():
-        # The lock expired during this tick and the next tick took it.
-        redis_client().set(TICK_LOCK, "next tick", ex=60)
-        return sessions_tick()
+    def tick_in_its_own_thread() -> None:
+        try:
+            run_tick()
+        finally:
+            connections.close_all()
 
-    monkeypatch.setattr(tick, "sessions_tick", slow_tick)
-    run_tick()
+    ticking = threading.Thread(target=tick_in_its_own_thread)
+    ticking.start()
+    try:
+        deadline = time.monotonic() + 10
+        while redis_client().get(TICK_LOCK) is None:
+            assert time.monotonic() < deadline, "the tick never took its lock"
+            time.sleep(0.01)
+        redis_client().set(TICK_LOCK, "next tick", ex=60)  # expired, and taken by the next tick
+    finally:
+        blocker.connection.execute("ROLLBACK")
+        blocker.close()
+        ticking.join(30)
 
+    assert not ticking.is_alive()
     assert redis_client().get(TICK_LOCK) == b"next tick"
+    redis_client().delete(TICK_LOCK)
 
 
 def test_waiting_interventions_expire_when_engagement_is_back_to_before_the_drop(live):
