@@ -9,13 +9,10 @@ import pytest
 from django.conf import settings
 
 from conductor.settings import celery_broker_url, env, env_bool, env_list
+from tests.environments import PRODUCTION as ENVIRONMENT
 
 PRODUCTION = {
-    "DEBUG": "0",
-    "SECRET_KEY": "x" * 64 + "-a-real-secret-for-tests",
-    "ALLOWED_HOSTS": "conductor.example.com",
-    "DATABASE_URL": "postgres://conductor@db.invalid/conductor",
-    "REDIS_URL": "redis://redis.invalid:6379/0",
+    **ENVIRONMENT,
     # No connector credentials here: declare the fakes, as CI does (connectors.W001 otherwise).
     "USE_MOCK_CONNECTORS": "1",
 }

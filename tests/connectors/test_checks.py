@@ -12,24 +12,7 @@ from django.core.checks import run_checks
 
 from connectors.checks import log_choices
 from connectors.factory import CONNECTOR_NAMES
-
-CREDENTIALS = {
-    "LLM_BASE_URL": "https://llm.test",
-    "LLM_API_KEY": "sk",
-    "EMAIL_HOST": "smtp.test",
-    "SLACK_WEBHOOK_URL": "https://hooks.slack.test/x",
-    "WEBHOOK_URL": "https://receiver.test",
-    "WEBHOOK_SECRET": "shh",
-    "ADS_BASE_URL": "https://ads.test",
-    "ADS_API_KEY": "key",
-}
-PRODUCTION = {
-    "DEBUG": "0",
-    "SECRET_KEY": "x" * 64 + "-a-real-secret-for-tests",
-    "ALLOWED_HOSTS": "conductor.example.com",
-    "DATABASE_URL": "postgres://conductor@db.invalid/conductor",
-    "REDIS_URL": "redis://redis.invalid:6379/0",
-}
+from tests.environments import CREDENTIALS, PRODUCTION
 
 
 @pytest.fixture

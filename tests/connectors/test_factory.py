@@ -16,17 +16,8 @@ from connectors.slack.client import SlackClient
 from connectors.slack.fake import FakeSlack
 from connectors.webhook.client import WebhookClient
 from connectors.webhook.fake import FakeWebhook
+from tests.environments import CREDENTIALS
 
-CREDENTIALS = {
-    "LLM_BASE_URL": "https://llm.test",
-    "LLM_API_KEY": "sk",
-    "EMAIL_HOST": "smtp.test",
-    "SLACK_WEBHOOK_URL": "https://hooks.slack.test/x",
-    "WEBHOOK_URL": "https://receiver.test",
-    "WEBHOOK_SECRET": "shh",
-    "ADS_BASE_URL": "https://ads.test",
-    "ADS_API_KEY": "key",
-}
 CLASSES = {
     "llm": (LLMClient, FakeLLM),
     "email": (EmailClient, FakeEmail),
