@@ -226,9 +226,10 @@ def sessions_tick(*, now: datetime | None = None) -> TickResult:
             messages.append((anomaly.session_id, "anomaly.detected", data))
         realtime.publish_many_on_commit(messages)
 
-    decisions = _start_decisions(found, sessions)
+    # Proposals that are due go first: one past its time must not hold back a new drop's decision.
     interventions.interventions_expire_recovered(scores=scores, now=now)
     interventions.interventions_expire_due(now=now)
+    decisions = _start_decisions(found, sessions)
     seconds = time.perf_counter() - started
     metrics.TICK_DURATION.observe(seconds)
     return TickResult(len(samples), len(found), decisions, seconds)

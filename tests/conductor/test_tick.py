@@ -196,6 +196,25 @@ def test_no_new_decision_while_one_waits_for_the_organizer(live):
     assert not AgentRun.objects.filter(agent="engagement").exists()
 
 
+def test_a_proposal_past_its_time_does_not_hold_back_a_new_decision(live):
+    from conductor.models import Intervention
+
+    start = timezone.now() - timedelta(minutes=10)
+    names = audience(live, 40, start)
+    stale = Intervention.objects.create(session=live, type="poll", status="pending",
+                                        source="template", expires_at=start)  # fmt: skip
+    for step in range(24):
+        now = start + timedelta(seconds=5 * step + 60)
+        if step < 8:
+            activity(live, names, now, per_person=1)
+        tick.sessions_tick(now=now)
+
+    stale.refresh_from_db()
+    assert stale.status == "expired"
+    first = Anomaly.objects.filter(session=live).order_by("detected_at").first()
+    assert AgentRun.objects.filter(idempotency_key=f"anomaly-{first.pk}").exists()
+
+
 def test_decisions_find_their_organizers_in_one_query(organizer, other_organizer):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
