@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 from pgvector.django import HnswIndex, VectorField
 
 EMBEDDING_DIMENSIONS = 256
@@ -84,6 +85,11 @@ class AgentRun(models.Model):
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
     )
     cancel_requested = models.BooleanField(default=False)
+    due_at = models.DateTimeField(
+        default=timezone.now,
+        help_text="When the run's next execution is due (queued, or again after a retry's "
+        "wait). A run still queued long after it is sent again: its task was lost.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -331,13 +333,14 @@ def _retry_or_fail(
         error["message"] = f"{error['message']} (after {_tries(run)} attempts)"
         _finish(run, AgentRun.Status.FAILED, error=error, run_metrics=metrics_of_attempt)
         return Outcome(run.status)
+    wait = max(delay or 0.0, agent.retry.delay(_tries(run)))
     run.status = AgentRun.Status.QUEUED
     run.error = error
+    run.due_at = timezone.now() + timedelta(seconds=wait)
     with transaction.atomic():
-        run.save(update_fields=["status", "error"])
+        run.save(update_fields=["status", "error", "due_at"])
         AgentRunMetric.objects.bulk_create(metrics_of_attempt)
     metrics.AGENT_RUN_RETRIES.labels(agent=agent.name).inc()
-    wait = max(delay or 0.0, agent.retry.delay(_tries(run)))
     return Outcome(run.status, retry_in=wait)
 
 
@@ -467,7 +470,8 @@ def approval_decide(
         if approve:
             run.status = AgentRun.Status.QUEUED
             run.resumes += 1
-            run.save(update_fields=["status", "resumes"])
+            run.due_at = timezone.now()
+            run.save(update_fields=["status", "resumes", "due_at"])
             agent = registry.get(run.agent)
             if agent is not None:
                 transaction.on_commit(lambda: enqueue(run.pk, agent))
@@ -498,6 +502,32 @@ def approvals_expire() -> int:
         count += 1
     _update_pending_gauge()
     return count
+
+
+def runs_requeue_lost(*, now: datetime | None = None) -> int:
+    """Send again the runs still queued AGENT_REQUEUE_AFTER_SECONDS after they were due.
+
+    Their task was lost on the way (a broker that lost its data, a purged queue): nothing else
+    would ever execute them. Sending a run twice is safe - executions stand back for each other
+    and replay what was recorded - so a slow queue costs a spare task, never a repeated call.
+    Returns how many were sent.
+    """
+    now = now or timezone.now()
+    lost = AgentRun.objects.select_for_update(skip_locked=True).filter(
+        status=AgentRun.Status.QUEUED,
+        due_at__lt=now - timedelta(seconds=settings.AGENT_REQUEUE_AFTER_SECONDS),
+    )
+    with transaction.atomic():
+        runs = list(lost.only("pk", "agent")[:500])
+        AgentRun.objects.filter(pk__in=[run.pk for run in runs]).update(due_at=now)
+        for run in runs:
+            agent = registry.get(run.agent)
+            if agent is not None:
+                transaction.on_commit(functools.partial(enqueue, run.pk, agent))
+                metrics.AGENT_RUNS_REQUEUED.labels(agent=agent.name).inc()
+    if runs:
+        logger.warning("sent %d queued runs again: their tasks were lost", len(runs))
+    return len(runs)
 
 
 def _update_pending_gauge() -> None:

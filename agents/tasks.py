@@ -42,3 +42,8 @@ def execute_run(self, run_id: int) -> str:  # type: ignore[no-untyped-def]
 @shared_task(name="agents.expire_approvals", ignore_result=True)
 def expire_approvals() -> int:
     return services.approvals_expire()
+
+
+@shared_task(name="agents.requeue_lost_runs", ignore_result=True)
+def requeue_lost_runs() -> int:
+    return services.runs_requeue_lost()

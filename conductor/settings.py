@@ -238,6 +238,7 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "telemetry.tasks.heartbeat", "schedule": 10.0},
     "expire-agent-approvals": {"task": "agents.expire_approvals", "schedule": 30.0},
+    "requeue-lost-agent-runs": {"task": "agents.requeue_lost_runs", "schedule": 60.0},
     "conductor-tick": {
         "task": "conductor.tick",
         "schedule": float(env("CONDUCTOR_TICK_SECONDS", "5")),
@@ -283,6 +284,8 @@ CIRCUIT_BREAKER_COOLDOWN_SECONDS = float(env("CIRCUIT_BREAKER_COOLDOWN_SECONDS",
 AGENT_MODULES = ["agents.builtin", "conductor.agent"]
 # Runs per organizer and agent per minute.
 AGENT_RATE_LIMIT_PER_MINUTE = int(env("AGENT_RATE_LIMIT_PER_MINUTE", "60"))
+# A run still queued this long after it was due is sent to a worker again (its task was lost).
+AGENT_REQUEUE_AFTER_SECONDS = float(env("AGENT_REQUEUE_AFTER_SECONDS", "300"))
 CONDUCTOR_TICK_SECONDS = float(env("CONDUCTOR_TICK_SECONDS", "5"))
 CONDUCTOR_REWARD_WINDOW_SECONDS = float(env("CONDUCTOR_REWARD_WINDOW_SECONDS", "60"))
 # /healthz reports the worker down when its last heartbeat is older than this.

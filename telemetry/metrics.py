@@ -18,6 +18,11 @@ AGENT_RUN_DURATION = Histogram(
 AGENT_RUN_RETRIES = Counter(
     "conductor_agent_run_retries_total", "Attempts scheduled again after a failure.", ["agent"]
 )
+AGENT_RUNS_REQUEUED = Counter(
+    "conductor_agent_runs_requeued_total",
+    "Queued runs sent to a worker again because their task was lost.",
+    ["agent"],
+)
 TOOL_CALLS = Counter(
     "conductor_tool_calls_total",
     "Connector calls made by runs (replays excluded).",

@@ -388,6 +388,49 @@ def test_cancel_while_waiting_for_approval_rejects_it():
     assert run.approvals.get().status == "rejected"
 
 
+def test_runs_queued_long_past_their_due_time_are_sent_again_once(
+    settings, django_capture_on_commit_callbacks
+):
+    settings.AGENT_REQUEUE_AFTER_SECONDS = 300
+    now = timezone.now()
+    lost = start("steps", {"steps": 1})
+    fresh = start("steps", {"steps": 1})
+    retrying = start("steps", {"steps": 1})
+    running = start("steps", {"steps": 1})
+    AgentRun.objects.filter(pk=lost.pk).update(due_at=now - timedelta(seconds=301))
+    AgentRun.objects.filter(pk=fresh.pk).update(due_at=now - timedelta(seconds=299))
+    AgentRun.objects.filter(pk=retrying.pk).update(due_at=now + timedelta(seconds=60))
+    AgentRun.objects.filter(pk=running.pk).update(status="running", due_at=now - timedelta(hours=1))
+
+    with django_capture_on_commit_callbacks() as sent:
+        assert services.runs_requeue_lost(now=now) == 1
+    with django_capture_on_commit_callbacks() as sent_again:
+        assert services.runs_requeue_lost(now=now) == 0
+
+    assert [callback.args[0] for callback in sent] == [lost.pk]
+    assert sent_again == []
+    lost.refresh_from_db()
+    assert lost.due_at == now  # not again before another AGENT_REQUEUE_AFTER_SECONDS
+
+
+def test_a_retry_is_due_after_its_wait_and_an_approved_run_at_once():
+    fakes.set_behaviour("webhook", fail_next=1)
+    retried = start("steps", {"steps": 1})
+    before = timezone.now()
+
+    outcome = execute(retried)
+
+    assert retried.due_at == pytest.approx(
+        before + timedelta(seconds=outcome.retry_in), abs=timedelta(seconds=1)
+    )
+    gated = start("gated", {})
+    execute(gated)
+    AgentRun.objects.filter(pk=gated.pk).update(due_at=before - timedelta(days=1))
+    services.approval_decide(run_id=gated.pk, approve=True, user=None)
+    gated.refresh_from_db()
+    assert gated.due_at >= before
+
+
 def test_campaign_starts_child_runs_and_finishes_when_they_do(django_capture_on_commit_callbacks):
     organizer = OrganizerFactory()
     parent = start(

@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import signal
 import time
+from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
 from django.db import connection
+from django.utils import timezone
 
-from agents import circuit
+from agents import circuit, services
 from agents.models import AgentRun, ToolExecution
+from conductor.celery import app as celery_app
 from connectors import fakes
 from tests.conftest import WorkerProcess
 
@@ -153,6 +156,21 @@ def test_a_database_connection_lost_mid_run_is_retried_and_each_effect_happens_o
     assert [e["payload"]["payload"]["step"] for e in effects] == [0, 1, 2]
     calls = list(run.tool_executions.values_list("seq", "attempt", "status"))
     assert calls == [(0, 1, "succeeded"), (1, 2, "succeeded"), (2, 2, "succeeded")]
+
+
+def test_a_run_whose_task_was_lost_is_sent_again_and_executed(api, transactional_db):
+    run_id = post_run(api, agent="probe", intent="steps", input={"steps": 2})
+    celery_app.control.purge()  # the broker lost the task: nothing would ever execute the run
+    AgentRun.objects.filter(pk=run_id).update(due_at=timezone.now() - timedelta(hours=1))
+    worker = WorkerProcess()
+    try:
+        assert services.runs_requeue_lost() == 1
+        run = wait_for_run(run_id, {"succeeded", "failed"})
+    finally:
+        worker.stop()
+
+    assert run.status == "succeeded", run.error
+    assert fakes.deliveries("webhook") == 2
 
 
 def test_campaign_plan_end_to_end(worker, api):
