@@ -11,7 +11,9 @@ gap of a worker dying between a side effect and its record.
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime, timedelta
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from pydantic import BaseModel, ValidationError
+from redis import RedisError
 
 from agents import circuit
 from agents.models import AgentRun, AgentRunMetric, Approval, ToolExecution
@@ -35,6 +38,8 @@ if TYPE_CHECKING:
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 ORCHESTRATOR_TOOL = "orchestrator"
+
+logger = logging.getLogger(__name__)
 
 
 class RunInterrupted(Exception):
@@ -100,6 +105,15 @@ INSERT INTO agents_toolexecution
     (run_id, seq, attempt, tool, action, status, input, output, error, started_at, finished_at)
 VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s, %s)
 """
+
+
+def _update_circuit(update: Callable[[str], None], tool: str) -> None:
+    """Tell the circuit how a call went; a Redis failure here costs the count, not the run."""
+    try:
+        update(tool)
+    except RedisError:
+        logger.warning("circuit of %s not updated: Redis unavailable", tool, exc_info=True)
+        metrics.CIRCUIT_UPDATE_ERRORS.labels(tool=tool).inc()
 
 
 def _json(value: dict[str, Any] | None) -> str | None:
@@ -265,19 +279,20 @@ class RunContext:
             else:
                 output = _call_with_deadline(connector, action, arguments, key, timeout)
         except ConnectorError as error:
-            if error.retryable:
-                circuit.record_failure(tool)
             failure = {"message": error.message, "retryable": error.retryable}
             self._record(seq, tool, action, arguments, started_at, started, error=failure)
+            if error.retryable:
+                _update_circuit(circuit.record_failure, tool)
             raise ToolCallFailed(tool, action, error) from error
         except BaseException as error:
             # A time limit or a shutdown interrupts the call: say so instead of losing it.
             failure = {"message": f"interrupted: {error!r}", "retryable": True}
             self._record(seq, tool, action, arguments, started_at, started, error=failure)
             raise
-        if counting_failures:
-            circuit.record_success(tool)
+        # The record first: whatever fails after it, this call is not made again.
         self._record(seq, tool, action, arguments, started_at, started, output=output)
+        if counting_failures:
+            _update_circuit(circuit.record_success, tool)
         if tool == "llm":
             self._record_llm_usage(output)
         return output

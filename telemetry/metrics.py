@@ -37,6 +37,11 @@ TOOL_CALL_DURATION = Histogram(
 CIRCUIT_OPENED = Counter(
     "conductor_circuit_open_total", "Times a connector's circuit breaker opened.", ["tool"]
 )
+CIRCUIT_UPDATE_ERRORS = Counter(
+    "conductor_circuit_update_errors_total",
+    "Outcomes of connector calls the circuit breaker did not count: Redis was unavailable.",
+    ["tool"],
+)
 APPROVALS_PENDING = Gauge(
     "conductor_agent_approvals_pending",
     "Agent actions waiting for a human decision.",

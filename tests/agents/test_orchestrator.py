@@ -10,13 +10,16 @@ import threading
 import time
 from datetime import timedelta
 
+import httpx
 import pytest
 import time_machine
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
 from agents import circuit, services
 from agents.models import AgentRun, Approval, Campaign, ToolExecution
+from conductor.redis_client import redis_client
 from connectors import fakes
 from tests.factories import OrganizerFactory
 
@@ -255,6 +258,41 @@ def test_a_redis_outage_during_a_run_is_retried_not_failed(request):
     assert run.error["code"] == "redis_unavailable"
     assert run.error["retryable"] is True
     assert calls(run) == []  # no call is made without its cancel flag and circuit
+
+
+def test_redis_failing_right_after_a_call_does_not_make_the_call_again(respx_mock, settings):
+    url = "https://receiver.test/hooks"
+    settings.USE_MOCK_CONNECTORS = ""  # the real webhook client, against the service below
+    settings.WEBHOOK_URL = url
+    settings.WEBHOOK_SECRET = "s3cret"
+    settings.REDIS_SOCKET_TIMEOUT_SECONDS = 0.2
+    redis_client.cache_clear()
+    circuit.record_failure("webhook")  # a recent failure: the next success is written to Redis
+    pauser = redis_client()
+    paused: list[bool] = []
+
+    def service(request):
+        if not paused:  # the service acts, then Redis stops taking writes for a second
+            pauser.execute_command("CLIENT", "PAUSE", 1000, "WRITE")
+            paused.append(True)
+        return httpx.Response(202)
+
+    route = respx_mock.post(url).mock(side_effect=service)
+    run = start("steps", {"steps": 2})
+    try:
+        for _ in range(3):
+            if execute(run).status != "queued":
+                break
+            time.sleep(1.0)
+    finally:
+        pauser.execute_command("CLIENT", "UNPAUSE")
+        redis_client.cache_clear()
+
+    assert run.status == "succeeded", run.error
+    assert route.call_count == 2  # each step once: the first was recorded before Redis failed
+    assert (
+        REGISTRY.get_sample_value("conductor_circuit_update_errors_total", {"tool": "webhook"}) >= 1
+    )
 
 
 def test_circuit_opens_after_three_failures_and_closes_after_a_good_probe(settings):
