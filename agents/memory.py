@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from django.db import connection, transaction
-from pgvector.django import CosineDistance
 
 from agents.models import EMBEDDING_DIMENSIONS, MemoryItem
 
@@ -89,6 +87,20 @@ class Recalled:
         return 1.0 - self.distance
 
 
+# The organizers' memories first (the unique (organizer, agent, key) index), then an exact sort by
+# distance: one organizer's memory is small, and an HNSW scan filtered afterwards would return
+# only what survives among its first candidates - none, when other organizers' memories crowd
+# the neighbourhood (see the test). MATERIALIZED keeps the planner from choosing that scan.
+_RECALL = """
+WITH theirs AS MATERIALIZED (
+    SELECT * FROM agents_memoryitem
+    WHERE organizer_id = %s AND agent = %s {shared}
+)
+SELECT *, embedding <=> %s::vector AS distance FROM theirs ORDER BY distance LIMIT %s
+"""
+_SHARED = " AND key IN (SELECT key FROM agents_memoryitem WHERE organizer_id = %s AND agent = %s)"
+
+
 def recall(
     *,
     organizer_ids: Sequence[int],
@@ -97,7 +109,7 @@ def recall(
     limit: int = 5,
     max_distance: float = MAX_DISTANCE,
 ) -> list[Recalled]:
-    """The `limit` memories of `agent` nearest to `situation`, nearest first.
+    """The `limit` memories of `agent` nearest to `situation` (exactly), nearest first.
 
     Only what every one of `organizer_ids` remembers: for an event with several organizers, what
     they learned together, never what one of them learned elsewhere.
@@ -105,22 +117,13 @@ def recall(
     if not organizer_ids:
         return []
     first, *others = organizer_ids
-    shared = MemoryItem.objects.filter(organizer_id=first, agent=agent)
+    params: list[Any] = [first, agent]
     for other in others:
-        shared = shared.filter(
-            key__in=MemoryItem.objects.filter(organizer_id=other, agent=agent).values("key")
-        )
-    query = shared.annotate(distance=CosineDistance("embedding", embed(situation)))
-    with transaction.atomic(), connection.cursor() as cursor:
-        # pgvector >= 0.8: an HNSW scan under a filter (these organizers) goes on until `limit`
-        # rows pass it, instead of filtering its first ef_search candidates and silently
-        # finding fewer when other organizers' memories crowd the neighbourhood.
-        cursor.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-        nearest = list(query.order_by("distance")[:limit])
-    # The distance bound is applied to the nearest, not in SQL: a WHERE on the distance would
-    # keep the index from producing rows in distance order.
+        params += [other, agent]
+    params += [str(embed(situation)), limit]
+    nearest = MemoryItem.objects.raw(_RECALL.format(shared=_SHARED * len(others)), params)
     return [
         Recalled(item, distance)
         for item in nearest
-        if (distance := float(item.distance)) <= max_distance
+        if (distance := float(item.distance)) <= max_distance  # type: ignore[attr-defined]
     ]

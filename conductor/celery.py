@@ -17,11 +17,13 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-# A connection that finished a task this recently is not pinged (SELECT 1) before the next one:
-# under load that ping was one round trip in eight of an agent run. One idle for longer is
-# checked as Django checks it between requests. A connection that broke in between fails the
-# task's first statement instead, and agent runs retry on that (agents.tasks.execute_run).
+# Before an agent run, a connection that finished a task this recently is not pinged (SELECT 1):
+# under load that ping was one round trip in eight of a run. One idle for longer is checked as
+# Django checks it between requests. A connection that broke in between fails the run's first
+# statement instead, and agent runs retry on that (agents.tasks.execute_run); other tasks,
+# which do not, are always pinged.
 PING_AFTER_IDLE_SECONDS = 1.0
+UNPINGED_TASKS = frozenset({"agents.execute_run"})
 
 # When each kept connection last finished a task sound, per connection object (thread's own).
 _finished_sound: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
@@ -51,7 +53,10 @@ def release_db_connections(sender: Any = None, signal: Any = None, **kwargs: Any
             continue
         if signal is signals.task_postrun:
             _finished_sound[connection] = now
-        elif now - _finished_sound.get(connection, -math.inf) < PING_AFTER_IDLE_SECONDS:
+        elif (
+            getattr(sender, "name", None) in UNPINGED_TASKS
+            and now - _finished_sound.get(connection, -math.inf) < PING_AFTER_IDLE_SECONDS
+        ):
             # Django's own flag (not in the stubs): no SELECT 1 before the first query.
             connection.health_check_done = True  # type: ignore[attr-defined]
 

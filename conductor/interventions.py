@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Avg
 from django.utils import timezone
 from pydantic import ValidationError
@@ -315,6 +315,16 @@ def mean_score(session_id: int, start: datetime, end: datetime) -> float | None:
     return None if value is None else float(value)
 
 
+def _remember(intervention: Intervention) -> None:
+    """Learn a measured intervention; a failure costs the memory, never the measurement."""
+    try:
+        with transaction.atomic():  # a savepoint: the reward and the policy update stay
+            _remember(intervention)
+    except DatabaseError:
+        logger.exception("intervention %s measured but not learned", intervention.pk)
+        metrics.MEMORY_LEARN_ERRORS.inc()
+
+
 def interventions_measure(*, now: datetime) -> int:
     """Measure the lift of interventions whose reward window has passed; update the policy once.
 
@@ -352,7 +362,7 @@ def interventions_measure(*, now: datetime) -> int:
                         reward=intervention.reward,
                     )
             intervention.save()
-            memory.remember(intervention)
+            _remember(intervention)
             _publish(intervention)
             measured += 1
     return measured

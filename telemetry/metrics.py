@@ -92,6 +92,10 @@ DECISION_LATENCY = Histogram(
     "From a detected drop to a decided intervention.",
     buckets=_DURATION_BUCKETS,
 )
+MEMORY_LEARN_ERRORS = Counter(
+    "conductor_memory_learn_errors_total",
+    "Measured interventions that could not be learned into memory (a database error).",
+)
 LLM_FALLBACKS = Counter(
     "conductor_llm_fallbacks_total",
     "Interventions written from a template because the LLM failed or was too slow.",

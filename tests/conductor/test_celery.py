@@ -9,6 +9,7 @@ import pytest
 from celery import signals
 from django.db import OperationalError, connection, connections, transaction
 
+from agents.tasks import execute_run
 from conductor.celery import PING_AFTER_IDLE_SECONDS, release_db_connections
 from telemetry.tasks import noop
 
@@ -41,13 +42,13 @@ def _terminate(pid: int) -> None:
         other.close()
 
 
-def _between_tasks(idle: float = 0.0) -> None:
+def _between_tasks(idle: float = 0.0, next_task: object = execute_run) -> None:
     release_db_connections(signal=signals.task_postrun)
     time.sleep(idle)
-    release_db_connections(signal=signals.task_prerun)
+    release_db_connections(sender=next_task, signal=signals.task_prerun)
 
 
-def test_a_connection_just_back_from_a_task_is_trusted_without_a_ping():
+def test_a_connection_just_back_from_a_task_is_trusted_without_a_ping_by_an_agent_run():
     _terminate(_backend_pid())  # broken while the worker was between two busy tasks
 
     _between_tasks()
@@ -57,6 +58,15 @@ def test_a_connection_just_back_from_a_task_is_trusted_without_a_ping():
     with pytest.raises(OperationalError):
         _backend_pid()
     connection.close()
+
+
+def test_tasks_that_do_not_retry_on_a_broken_connection_always_ping():
+    before = _backend_pid()
+    _terminate(before)
+
+    _between_tasks(next_task=noop)
+
+    assert _backend_pid() != before
 
 
 def test_a_connection_idle_for_a_while_is_pinged_and_replaced_when_broken():

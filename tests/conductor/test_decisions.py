@@ -10,12 +10,14 @@ import pytest
 import respx
 import time_machine
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
 from agents import services as agent_services
 from agents.models import AgentRun, MemoryItem
 from conductor import content, interventions, memory, services
 from conductor.models import Anomaly, EngagementSample, Intervention, LiveSession, PolicyArm
 from connectors import fakes
+from tests.database import inserts_fail
 from tests.factories import EventFactory
 
 pytestmark = pytest.mark.django_db
@@ -347,6 +349,28 @@ def test_reward_updates_the_policy_once(live, settings):
     assert (learned.reward, learned.metadata["type"]) == (pytest.approx(1.0), "poll")
     assert learned.metadata["lift"] == pytest.approx(0.2)
     assert "band:low" in learned.metadata["situation"].split()
+
+
+def test_a_failure_to_learn_costs_the_memory_not_the_measurement(live, settings):
+    settings.CONDUCTOR_REWARD_WINDOW_SECONDS = 60
+    executed_at = timezone.now() - timedelta(seconds=120)
+    for offset, score in [(-50, 0.2), (50, 0.4)]:
+        EngagementSample.objects.create(session=live, at=executed_at + timedelta(seconds=offset),
+                                        score=score, band="low")  # fmt: skip
+    intervention = Intervention.objects.create(
+        session=live, type="poll", status="executed", source="llm", executed_at=executed_at,
+        context="SUDDEN_DROP|low|small",
+    )  # fmt: skip
+    errors = REGISTRY.get_sample_value("conductor_memory_learn_errors_total") or 0
+
+    with inserts_fail("agents_memoryitem"):
+        assert interventions.interventions_measure(now=timezone.now()) == 1
+
+    intervention.refresh_from_db()
+    assert intervention.reward == pytest.approx(1.0)
+    assert PolicyArm.objects.get(event=live.event, context=intervention.context, type="poll")
+    assert not MemoryItem.objects.exists()
+    assert REGISTRY.get_sample_value("conductor_memory_learn_errors_total") == errors + 1
 
 
 def test_a_decision_recalls_what_worked_in_a_similar_moment(live):

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from conductor import collector
 from conductor.models import LiveSession, Signal
+from tests.database import inserts_fail
 from tests.factories import EventFactory, LiveSessionFactory
 
 pytestmark = pytest.mark.django_db
@@ -138,22 +136,9 @@ def test_another_organizers_session_is_404(api, other_organizer):
     assert not Signal.objects.exists()
 
 
-@contextmanager
-def writes_fail() -> Iterator[None]:
+def writes_fail():
     """Every insert into the signal table fails in PostgreSQL itself, as on a full disk."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE FUNCTION test_refuse_signal() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'disk full' USING ERRCODE = 'disk_full'; END $$"
-        )
-        cursor.execute(
-            "CREATE TRIGGER test_refuse_signal BEFORE INSERT ON conductor_signal "
-            "FOR EACH ROW EXECUTE FUNCTION test_refuse_signal()"
-        )
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TRIGGER test_refuse_signal ON conductor_signal")
-        cursor.execute("DROP FUNCTION test_refuse_signal()")
+    return inserts_fail("conductor_signal")
 
 
 def test_a_failed_write_is_503_counted_and_stores_nothing(api, live_session):
