@@ -319,7 +319,7 @@ def _remember(intervention: Intervention) -> None:
     """Learn a measured intervention; a failure costs the memory, never the measurement."""
     try:
         with transaction.atomic():  # a savepoint: the reward and the policy update stay
-            _remember(intervention)
+            memory.remember(intervention)
     except DatabaseError:
         logger.exception("intervention %s measured but not learned", intervention.pk)
         metrics.MEMORY_LEARN_ERRORS.inc()
