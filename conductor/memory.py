@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from agents import memory
+from agents.models import MemoryItem
 from conductor.engine.policy import audience_bucket
 from conductor.models import EngagementSample, Event, Intervention, LiveSession
 
@@ -155,3 +156,36 @@ def example(recalled: Sequence[memory.Recalled], intervention_type: str) -> str 
     if not candidates:
         return None
     return max(candidates, key=lambda item: item.reward or 0.0).content
+
+
+# -- forgetting ------------------------------------------------------------------------------
+# A memory is kept per organizer of its event; someone who stops organizing the event (or the
+# event goes) must not carry its texts into decisions elsewhere.
+
+
+def forget(*, organizer_ids: Iterable[int] | None, event_ids: Iterable[int]) -> int:
+    """Delete what was learned from these events (for these organizers, or all); return how many."""
+    items = MemoryItem.objects.filter(agent=AGENT, metadata__event_id__in=list(event_ids))
+    if organizer_ids is not None:
+        items = items.filter(organizer_id__in=list(organizer_ids))
+    return int(items.delete()[0])
+
+
+def on_organizers_changed(
+    sender: Any, instance: Any, action: str, reverse: bool, pk_set: set[int] | None, **kwargs: Any
+) -> None:
+    """m2m_changed of Event.organizers, from either side: forget for whoever leaves an event."""
+    if action == "pre_clear":  # the set is gone after the clear: name it before
+        pk_set = set(
+            (instance.events if reverse else instance.organizers).values_list("pk", flat=True)
+        )
+    elif action != "post_remove":
+        return
+    if reverse:  # user.events.remove(event, ...)
+        forget(organizer_ids=[instance.pk], event_ids=pk_set or ())
+    else:  # event.organizers.remove(user, ...)
+        forget(organizer_ids=pk_set or (), event_ids=[instance.pk])
+
+
+def on_event_deleted(sender: Any, instance: Event, **kwargs: Any) -> None:
+    forget(organizer_ids=None, event_ids=[instance.pk])

@@ -33,7 +33,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="memoryitem",
             name="key",
-            field=models.CharField(help_text="What was learned, unique per agent.", max_length=200),
+            field=models.CharField(help_text="What was learned; unique per organizer and agent.", max_length=200),
         ),
         migrations.AddConstraint(
             model_name="memoryitem",

@@ -11,7 +11,7 @@ from agents.memory import Recalled
 from agents.models import MemoryItem
 from conductor import memory
 from conductor.models import EngagementSample, Intervention, LiveSession
-from tests.factories import EventFactory, LiveSessionFactory
+from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -146,3 +146,62 @@ def test_the_example_is_the_best_rewarded_text_of_the_chosen_type():
     assert memory.example(found, "poll") == "best poll"
     assert memory.example(found, "quiz") is None
     assert memory.example([recalled("poll", -0.1, 0.3)], "poll") is None  # below the bar
+
+
+@pytest.fixture
+def learned_together(organizer, other_organizer):
+    event = EventFactory(organizers=[organizer, other_organizer])
+    other_event = EventFactory(organizers=[organizer, other_organizer])
+    for owned in (event, other_event):
+        session = LiveSessionFactory(event=owned)
+        sample(session)
+        assert memory.remember(measured(session, reward=0.9))
+    return event, other_event
+
+
+def held(organizer) -> set[int]:
+    return set(
+        MemoryItem.objects.filter(organizer=organizer).values_list("metadata__event_id", flat=True)
+    )
+
+
+@pytest.mark.parametrize("side", ["event", "organizer"])
+def test_an_organizer_who_leaves_an_event_forgets_it(
+    learned_together, organizer, other_organizer, side
+):
+    event, other_event = learned_together
+
+    if side == "event":
+        event.organizers.remove(other_organizer)
+    else:
+        other_organizer.events.remove(event)
+
+    assert held(other_organizer) == {other_event.pk}
+    assert held(organizer) == {event.pk, other_event.pk}
+
+
+@pytest.mark.parametrize("side", ["event", "organizer"])
+def test_clearing_organizers_forgets_for_each_of_them(
+    learned_together, organizer, other_organizer, side
+):
+    event, other_event = learned_together
+
+    if side == "event":
+        event.organizers.clear()
+        assert held(organizer) == held(other_organizer) == {other_event.pk}
+    else:
+        other_organizer.events.clear()
+        assert held(other_organizer) == set()
+        assert held(organizer) == {event.pk, other_event.pk}
+
+
+def test_a_new_organizer_forgets_nothing_and_a_deleted_event_is_forgotten(
+    learned_together, organizer, other_organizer
+):
+    event, other_event = learned_together
+
+    event.organizers.add(OrganizerFactory())
+    assert held(organizer) == {event.pk, other_event.pk}
+
+    event.delete()
+    assert held(organizer) == held(other_organizer) == {other_event.pk}
