@@ -20,7 +20,9 @@ class MemoryItem(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memories"
     )
     agent = models.CharField(max_length=64)
-    key = models.CharField(max_length=200, help_text="What was learned; unique per organizer and agent.")
+    key = models.CharField(
+        max_length=200, help_text="What was learned; unique per organizer and agent."
+    )
     content = models.TextField()
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
     reward = models.FloatField(null=True, blank=True)

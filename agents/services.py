@@ -22,7 +22,7 @@ from django.db import (
     connection,
     transaction,
 )
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from pydantic import ValidationError
 from redis import RedisError
@@ -212,7 +212,8 @@ claimed AS (
     UPDATE agents_agentrun AS run
     SET attempts = run.attempts + 1,
         status = 'running',
-        started_at = COALESCE(run.started_at, %(now)s)
+        started_at = COALESCE(run.started_at, %(now)s),
+        due_at = %(now)s
     FROM run_lock
     WHERE run.id = %(id)s AND run_lock.held AND run.status IN ('queued', 'running')
         AND NOT run.cancel_requested
@@ -504,20 +505,48 @@ def approvals_expire() -> int:
     return count
 
 
-def runs_requeue_lost(*, now: datetime | None = None) -> int:
-    """Send again the runs still queued AGENT_REQUEUE_AFTER_SECONDS after they were due.
+# Runs left `running` with nobody executing them: no advisory lock held on them (an execution
+# holds one from claim to unlock), no child still working for them, claimed long ago. A worker
+# killed mid-run leaves one until the broker's visibility timeout; a task that gave up on an
+# unreachable database leaves one for good.
+_ABANDONED = """
+SELECT run.id FROM agents_agentrun AS run
+WHERE run.status = 'running' AND run.due_at < %(cutoff)s
+    AND NOT EXISTS (
+        SELECT 1 FROM agents_agentrun AS child
+        WHERE child.parent_id = run.id
+            AND child.status IN ('queued', 'running', 'awaiting_approval')
+    )
+    AND NOT EXISTS (
+        SELECT 1 FROM pg_locks AS held
+        WHERE held.locktype = 'advisory' AND held.objsubid = 1
+            AND held.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND held.classid = (run.id >> 32)::oid AND held.objid = (run.id & 4294967295)::oid
+    )
+ORDER BY run.id
+LIMIT 500
+"""
 
-    Their task was lost on the way (a broker that lost its data, a purged queue): nothing else
-    would ever execute them. Sending a run twice is safe - executions stand back for each other
-    and replay what was recorded - so a slow queue costs a spare task, never a repeated call.
-    Returns how many were sent.
+
+def runs_requeue_lost(*, now: datetime | None = None) -> int:
+    """Send again the runs no task will execute; return how many were sent.
+
+    Queued runs still queued AGENT_REQUEUE_AFTER_SECONDS after they were due: their task was
+    lost on the way (a broker that lost its data, a purged queue). Running runs that nobody has
+    been executing for that long (see _ABANDONED). Sending a run twice is safe - executions stand
+    back for each other and replay what was recorded - so a slow queue costs a spare task, never
+    a repeated call.
     """
     now = now or timezone.now()
-    lost = AgentRun.objects.select_for_update(skip_locked=True).filter(
-        status=AgentRun.Status.QUEUED,
-        due_at__lt=now - timedelta(seconds=settings.AGENT_REQUEUE_AFTER_SECONDS),
-    )
+    cutoff = now - timedelta(seconds=settings.AGENT_REQUEUE_AFTER_SECONDS)
     with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(_ABANDONED, {"cutoff": cutoff})
+            abandoned = [row[0] for row in cursor.fetchall()]
+        lost = AgentRun.objects.select_for_update(skip_locked=True).filter(
+            Q(status=AgentRun.Status.QUEUED, due_at__lt=cutoff)
+            | Q(pk__in=abandoned, status=AgentRun.Status.RUNNING, due_at__lt=cutoff)
+        )
         runs = list(lost.only("pk", "agent")[:500])
         AgentRun.objects.filter(pk__in=[run.pk for run in runs]).update(due_at=now)
         for run in runs:
@@ -526,7 +555,7 @@ def runs_requeue_lost(*, now: datetime | None = None) -> int:
                 transaction.on_commit(functools.partial(enqueue, run.pk, agent))
                 metrics.AGENT_RUNS_REQUEUED.labels(agent=agent.name).inc()
     if runs:
-        logger.warning("sent %d queued runs again: their tasks were lost", len(runs))
+        logger.warning("sent %d runs again: no task was going to execute them", len(runs))
     return len(runs)
 
 

@@ -12,7 +12,8 @@ from agents.models import AgentRun
 from agents.registry import registry
 
 # Executions of a run the database was unreachable for are sent again, up to this many times,
-# at most a minute apart: over an hour of outage (about 70 min) before a run is left as it was.
+# at most a minute apart (jittered): about an hour of outage. After that the run is left as it
+# was, and beat's sweep for runs nobody executes (services.runs_requeue_lost) picks it up.
 DATABASE_RETRIES = 100
 
 

@@ -434,11 +434,13 @@ def test_runs_queued_long_past_their_due_time_are_sent_again_once(
     lost = start("steps", {"steps": 1})
     fresh = start("steps", {"steps": 1})
     retrying = start("steps", {"steps": 1})
-    running = start("steps", {"steps": 1})
+    finished = start("steps", {"steps": 1})
     AgentRun.objects.filter(pk=lost.pk).update(due_at=now - timedelta(seconds=301))
     AgentRun.objects.filter(pk=fresh.pk).update(due_at=now - timedelta(seconds=299))
     AgentRun.objects.filter(pk=retrying.pk).update(due_at=now + timedelta(seconds=60))
-    AgentRun.objects.filter(pk=running.pk).update(status="running", due_at=now - timedelta(hours=1))
+    AgentRun.objects.filter(pk=finished.pk).update(
+        status="succeeded", due_at=now - timedelta(hours=1)
+    )
 
     with django_capture_on_commit_callbacks() as sent:
         assert services.runs_requeue_lost(now=now) == 1
@@ -449,6 +451,45 @@ def test_runs_queued_long_past_their_due_time_are_sent_again_once(
     assert sent_again == []
     lost.refresh_from_db()
     assert lost.due_at == now  # not again before another AGENT_REQUEUE_AFTER_SECONDS
+
+
+def test_running_runs_nobody_executes_are_sent_again(settings, django_capture_on_commit_callbacks):
+    settings.AGENT_REQUEUE_AFTER_SECONDS = 300
+    now = timezone.now()
+    long_ago = now - timedelta(hours=1)
+
+    def running(**fields) -> AgentRun:
+        run = start("steps", {"steps": 1})
+        AgentRun.objects.filter(pk=run.pk).update(
+            **{"status": "running", "due_at": long_ago, **fields}
+        )
+        return run
+
+    abandoned = running()
+    executing = running()
+    running(due_at=now - timedelta(seconds=10))  # claimed a moment ago
+    parent = running()
+    AgentRun.objects.filter(pk=start("steps", {"steps": 1}).pk).update(parent=parent)
+    holder = connections.create_connection("default")
+    try:
+        with holder.cursor() as cursor:  # a worker executing it holds its lock
+            cursor.execute("SELECT pg_advisory_lock(%s)", [executing.pk])
+        with django_capture_on_commit_callbacks() as sent:
+            assert services.runs_requeue_lost(now=now) == 1
+    finally:
+        holder.close()
+
+    assert [callback.args[0] for callback in sent] == [abandoned.pk]
+
+
+def test_claiming_a_run_makes_it_due_now():
+    run = start("steps", {"steps": 1})
+    AgentRun.objects.filter(pk=run.pk).update(due_at=timezone.now() - timedelta(days=1))
+    before = timezone.now()
+
+    execute(run)
+
+    assert run.due_at >= before
 
 
 def test_a_retry_is_due_after_its_wait_and_an_approved_run_at_once():
