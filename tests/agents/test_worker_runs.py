@@ -139,12 +139,13 @@ def test_a_database_connection_lost_mid_run_is_retried_and_each_effect_happens_o
     while not ToolExecution.objects.filter(run_id=run_id, seq=0).exists():
         assert time.monotonic() < deadline, "the first call never happened"
         time.sleep(0.02)
-    with connection.cursor() as cursor:  # every backend of the test database but this one
+    with connection.cursor() as cursor:  # the backend of the worker executing the run
         cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks"
+            " WHERE locktype = 'advisory' AND objid = %s AND granted",
+            [run_id],
         )
-        assert cursor.fetchone()[0] >= 1
+        assert cursor.fetchone()[0] == 1
 
     run = wait_for_run(run_id, {"succeeded", "failed", "timed_out"})
 

@@ -246,6 +246,14 @@ def test_fake_records_each_message_once_per_key() -> None:
     assert fakes.deliveries("email") == 3
 
 
+def test_fake_accepts_a_repeated_address_once_like_the_client() -> None:
+    twice = {**MESSAGE, "to": [MESSAGE["to"][0], *MESSAGE["to"]]}
+
+    output = FakeEmail().call("send", twice, idempotency_key="k-3")
+
+    assert output["accepted"] == MESSAGE["to"]
+
+
 def test_fake_applies_injected_failures_before_recording() -> None:
     fakes.set_behaviour("email", fail_next=1, retryable=False)
 
