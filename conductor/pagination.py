@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
@@ -16,7 +17,14 @@ from rest_framework.views import APIView
 
 
 class Pagination(LimitOffsetPagination):
-    """DRF's limit/offset pagination, the one every list uses (DEFAULT_PAGINATION_CLASS)."""
+    """DRF's limit/offset pagination, the one every list uses (DEFAULT_PAGINATION_CLASS).
+
+    A `limit` above API_MAX_PAGE_SIZE is answered with that many: no request loads a whole table.
+    """
+
+    @property
+    def max_limit(self) -> int:  # type: ignore[override]
+        return int(settings.API_MAX_PAGE_SIZE)
 
 
 class PaginatedApi(APIView):

@@ -55,6 +55,19 @@ def test_lists_page_by_limit_and_offset(api, organizer, live_session, path):
     assert len(set(ids)) == 3
 
 
+@pytest.mark.parametrize("path", list(LISTS.values()), ids=list(LISTS))
+def test_a_limit_above_the_largest_page_gets_the_largest_page(
+    api, organizer, live_session, path, settings
+):
+    settings.API_MAX_PAGE_SIZE = 2
+    _three_of_each(organizer, live_session)
+
+    page = api.get(path.format(session=live_session.pk), {"limit": 1_000_000}).json()
+
+    assert (page["count"], len(page["results"])) == (3, 2)
+    assert "limit=2" in page["next"]
+
+
 def test_the_schema_documents_the_page_of_every_list(api):
     schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
 
