@@ -6,15 +6,16 @@ the current and previous minute failed to be written (a window of one to two min
 
 The counters describe collection; they are not part of it. When Redis fails while they are
 updated, the update is lost, logged and counted (`conductor_collector_counter_errors_total`), and
-the request that did its work still gets its answer.
+the request that did its work still gets its answer; the process then leaves the counters alone
+for PAUSE_AFTER_FAILURE_SECONDS, so a Redis that hangs costs one timeout, not one per request.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
@@ -35,14 +36,25 @@ def _minute_key(minute: int, part: str) -> str:
     return f"{_PREFIX}minute:{minute}:{part}"
 
 
-@contextmanager
-def _counting(operation: str) -> Iterator[None]:
-    """Swallow a Redis failure of a counter update: log it and count it under `operation`."""
+# After a Redis failure, this process leaves the counters alone for this long: a Redis that
+# hangs costs one socket timeout per pause, not one per request.
+PAUSE_AFTER_FAILURE_SECONDS = 10.0
+# Until when each client (one per process, conductor.redis_client) is left alone.
+_paused_until: weakref.WeakKeyDictionary[redis.Redis, float] = weakref.WeakKeyDictionary()
+
+
+def _update(operation: str, write: Callable[[redis.Redis], object]) -> None:
+    """Run a counter update; on a Redis failure log it, count it and pause updates a while."""
+    client = redis_client()
+    if time.monotonic() < _paused_until.get(client, 0.0):
+        metrics.COLLECTOR_COUNTER_ERRORS.labels(operation=operation).inc()
+        return
     try:
-        yield
+        write(client)
     except redis.RedisError:
-        logger.warning("collector counters not updated (%s): Redis failed", operation,
-                       exc_info=True)  # fmt: skip
+        _paused_until[client] = time.monotonic() + PAUSE_AFTER_FAILURE_SECONDS
+        logger.warning("collector counters not updated (%s): Redis failed; paused for %g s",
+                       operation, PAUSE_AFTER_FAILURE_SECONDS, exc_info=True)  # fmt: skip
         metrics.COLLECTOR_COUNTER_ERRORS.labels(operation=operation).inc()
 
 
@@ -50,35 +62,40 @@ def record_batch(*, processed: int, duplicates: int) -> None:
     """Count a stored batch. Never raises for a Redis failure (see the module docstring)."""
     metrics.SIGNAL_DUPLICATES.inc(duplicates)
     minute = int(time.time() // 60)
-    with _counting("batch"):
-        pipe = redis_client().pipeline(transaction=False)
+
+    def write(client: redis.Redis) -> object:
+        pipe = client.pipeline(transaction=False)
         pipe.incrby(f"{_PREFIX}processed", processed)
         pipe.incrby(f"{_PREFIX}duplicates", duplicates)
         pipe.set(f"{_PREFIX}consecutive_errors", 0)
         pipe.incr(_minute_key(minute, "batches"))
         pipe.expire(_minute_key(minute, "batches"), 180)
-        pipe.execute()
+        return pipe.execute()
+
+    _update("batch", write)
 
 
 def record_rejected(count: int) -> None:
     """Count refused signals. Never raises for a Redis failure."""
     metrics.SIGNALS_REJECTED.inc(count)
-    with _counting("rejected"):
-        redis_client().incrby(f"{_PREFIX}rejected", count)
+    _update("rejected", lambda client: client.incrby(f"{_PREFIX}rejected", count))
 
 
 def record_write_error() -> None:
     """Count a batch that failed to be written. Never raises for a Redis failure."""
     metrics.SIGNAL_WRITE_ERRORS.inc()
     minute = int(time.time() // 60)
-    with _counting("write_error"):
-        pipe = redis_client().pipeline(transaction=False)
+
+    def write(client: redis.Redis) -> object:
+        pipe = client.pipeline(transaction=False)
         pipe.incr(f"{_PREFIX}write_errors")
         pipe.incr(f"{_PREFIX}consecutive_errors")
         for part in ("batches", "errors"):
             pipe.incr(_minute_key(minute, part))
             pipe.expire(_minute_key(minute, part), 180)
-        pipe.execute()
+        return pipe.execute()
+
+    _update("write_error", write)
 
 
 @dataclass(frozen=True)

@@ -191,6 +191,20 @@ def test_a_redis_outage_loses_the_counters_not_the_answer(api, live_session, red
     assert "collector counters not updated (batch)" in caplog.text
 
 
+def test_after_a_redis_failure_the_counters_are_left_alone_for_a_while(
+    api, live_session, redis_down, caplog
+):
+    before = counter_errors("batch")
+
+    for attempt in range(3):
+        response = post(api, live_session, [{"id": f"p{attempt}", "type": "join", "attendee": "a"}])
+        assert response.status_code == 202
+
+    # One try at Redis (one warning), then the pause: each lost update is still counted.
+    assert caplog.text.count("collector counters not updated") == 1
+    assert counter_errors("batch") == before + 3
+
+
 def test_a_redis_outage_keeps_a_bad_batch_a_400(api, live_session, redis_down):
     before = counter_errors("rejected")
 
