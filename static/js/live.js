@@ -284,7 +284,9 @@
   function connect() {
     const scheme = window.location.protocol === "https:" ? "wss" : "ws";
     socket = new WebSocket(`${scheme}://${window.location.host}/ws/sessions/${sessionId}/`);
+    let opened = false;
     socket.addEventListener("open", async () => {
+      opened = true;
       retries = 0;
       setSocket("live", "Live");
       await catchUp().catch((error) => notice(`Could not catch up: ${error.message}`));
@@ -316,6 +318,11 @@
         setSocket("down", "No access");
         return;
       }
+      // This socket never opened (Redis down, a proxy refusing the upgrade): its open handler
+      // did not catch up, so do it here over HTTP, once per failed attempt, so the organizer
+      // still sees the session and its pending interventions (and new ones at each retry).
+      // A socket that did open caught up then; the next open catches up again.
+      if (!opened) catchUp().catch((error) => notice(`Could not catch up: ${error.message}`));
       // Exponential backoff with a ceiling; what was missed is fetched on reconnect.
       const delay = Math.min(30000, 500 * 2 ** retries) * (0.5 + Math.random() / 2);
       retries += 1;
@@ -333,6 +340,7 @@
   }, 1000);
 
   // The first load is the socket's first catch-up: subscribed first, then fetched, so nothing
-  // published in between is missed (and nothing is fetched twice).
+  // published in between is missed (and nothing is fetched twice). Without a socket, the first
+  // load happens when its first attempt fails.
   connect();
 })();

@@ -209,3 +209,70 @@ def test_an_organizer_runs_a_live_session_from_the_dashboard(asgi_server, browse
     assert not other.get_by_text("Keynote").count()
     response = other.goto(f"{asgi_server}/dashboard/sessions/{session.pk}/")
     assert response.status == 404
+
+
+def test_the_dashboard_catches_up_over_http_when_the_websocket_cannot_connect(
+    asgi_server, browser, django_side
+):
+    def setup() -> tuple:
+        owner = OrganizerFactory(username="owner")
+        session = LiveSessionFactory(event=EventFactory(organizers=[owner]), title="Keynote")
+        services.session_update(session_id=session.pk, status="live")
+        names = audience(session, 20, timezone.now() - timedelta(minutes=2))
+        activity(session, names[:10], timezone.now())
+        tick.sessions_tick()
+        session = LiveSession.objects.select_related("event").get(pk=session.pk)
+        waiting = interventions.intervention_record_decision(
+            intervention=Intervention(session=session, type="poll", source="template",
+                                      content={"question": "Which part next?",
+                                               "options": ["Demos", "Q&A"]},
+                                      confidence=0.6, reasoning="Chose poll."),
+            session=session,
+            execute_now=False,
+        )  # fmt: skip
+        return session, waiting
+
+    session, waiting = django_side(setup)
+
+    context = browser.new_context()
+    page = context.new_page()
+    attempts: list[str] = []
+
+    def refuse(ws) -> None:
+        # As when the upgrade is refused or the consumer fails (Redis down): the socket closes
+        # without ever opening, and never reaches the server.
+        attempts.append(ws.url)
+        ws.close(code=1006, reason="")
+
+    page.route_web_socket("**/ws/sessions/**", refuse)
+    loads: list[str] = []
+    page.on("request", lambda request: loads.append(request.url) if "/engagement/" in request.url
+            else None)  # fmt: skip
+
+    log_in(page, asgi_server, "owner", next_path=f"/dashboard/sessions/{session.pk}/")
+    page.wait_for_url(f"**/dashboard/sessions/{session.pk}/")
+    # The history and the waiting intervention are there without a socket, and can be decided.
+    item = page.locator(f"#pending li[data-id='{waiting.pk}']")
+    item.wait_for()
+    assert attempts, "the page never tried its websocket"
+    assert loads, "no history was loaded"
+    assert page.locator("#socket.socket-down").count() == 1
+    page.wait_for_function("document.getElementById('live').dataset.points >= 1")
+    assert page.text_content("#score").endswith("%")
+    item.get_by_role("button", name="Approve").click()
+    page.locator(f"#decisions li[data-id='{waiting.pk}'] .status-executed").wait_for()
+    assert django_side(Intervention.objects.get, pk=waiting.pk).status == "executed"
+
+    # Each failed retry catches up again: what happened since shows up without a socket.
+    later = django_side(
+        interventions.intervention_record_decision,
+        intervention=Intervention(session=session, type="chat_prompt", source="template",
+                                  content={"text": "What would you like to try first?"},
+                                  confidence=0.55, reasoning="Chose chat_prompt."),
+        session=session,
+        execute_now=False,
+    )  # fmt: skip
+    page.locator(f"#pending li[data-id='{later.pk}']").wait_for(
+        timeout=40_000
+    )  # backoff ceiling 30 s
+    context.close()

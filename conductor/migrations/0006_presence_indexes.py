@@ -1,0 +1,89 @@
+# The presence indexes of conductor_signal (large and written all the time), built and dropped
+# concurrently. Non-atomic, and safe to run again after a failure part way through:
+# - CREATE INDEX CONCURRENTLY IF NOT EXISTS / DROP INDEX CONCURRENTLY IF EXISTS, so databases
+#   that applied the former 0005 (which built these indexes itself) run this as a no-op;
+# - a CONCURRENTLY build that failed leaves an INVALID index behind, which IF NOT EXISTS would
+#   keep: such an index is dropped (concurrently) first.
+# The model state gets the ordinary AddIndex/RemoveIndex, so Meta.indexes still matches.
+
+from django.db import migrations, models
+
+PRESENCE = models.Q(('type__in', ['join', 'leave']))
+
+
+def drop_invalid(*names):
+    """Drop each index of these names that a failed concurrent build left INVALID."""
+
+    def run(apps, schema_editor):
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                " WHERE c.relname = ANY(%s) AND c.relnamespace = to_regnamespace(current_schema())"
+                " AND NOT i.indisvalid",
+                [list(names)],
+            )
+            invalid = [name for (name,) in cursor.fetchall()]
+        for name in invalid:
+            schema_editor.execute(
+                f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(name)}"
+            )
+
+    return run
+
+
+class Migration(migrations.Migration):
+
+    atomic = False
+
+    dependencies = [
+        ('conductor', '0005_presence_checkpoint'),
+    ]
+
+    operations = [
+        migrations.SeparateDatabaseAndState(
+            database_operations=[
+                # Forwards only: before the indexes are created.
+                migrations.RunPython(
+                    drop_invalid('signal_presence_idx', 'signal_presence_received_idx'),
+                    reverse_code=migrations.RunPython.noop,
+                ),
+                migrations.RunSQL(
+                    'CREATE INDEX CONCURRENTLY IF NOT EXISTS "signal_presence_idx" ON "conductor_signal"'
+                    ' ("session_id", "attendee", "at") INCLUDE ("id", "type", "received_at")'
+                    " WHERE \"type\" IN ('join', 'leave')",
+                    reverse_sql='DROP INDEX CONCURRENTLY IF EXISTS "signal_presence_idx"',
+                ),
+                migrations.RunSQL(
+                    'CREATE INDEX CONCURRENTLY IF NOT EXISTS "signal_presence_received_idx"'
+                    ' ON "conductor_signal" ("session_id", "received_at")'
+                    " WHERE \"type\" IN ('join', 'leave')",
+                    reverse_sql='DROP INDEX CONCURRENTLY IF EXISTS "signal_presence_received_idx"',
+                ),
+                migrations.RunSQL(
+                    'DROP INDEX CONCURRENTLY IF EXISTS "signal_attendee_idx"',
+                    reverse_sql='CREATE INDEX CONCURRENTLY IF NOT EXISTS "signal_attendee_idx"'
+                    ' ON "conductor_signal" ("session_id", "attendee", "at")',
+                ),
+                # Backwards only (operations run in reverse order): before signal_attendee_idx
+                # is created again.
+                migrations.RunPython(
+                    migrations.RunPython.noop,
+                    reverse_code=drop_invalid('signal_attendee_idx'),
+                ),
+            ],
+            state_operations=[
+                migrations.AddIndex(
+                    model_name='signal',
+                    index=models.Index(condition=PRESENCE, fields=['session', 'attendee', 'at'], include=('id', 'type', 'received_at'), name='signal_presence_idx'),
+                ),
+                migrations.AddIndex(
+                    model_name='signal',
+                    index=models.Index(condition=PRESENCE, fields=['session', 'received_at'], name='signal_presence_received_idx'),
+                ),
+                migrations.RemoveIndex(
+                    model_name='signal',
+                    name='signal_attendee_idx',
+                ),
+            ],
+        ),
+    ]
