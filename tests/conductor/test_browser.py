@@ -104,6 +104,17 @@ def log_in(page, base: str, username: str, next_path: str = "") -> None:
     page.click("button[type=submit]")
 
 
+def _propose_chat_prompt(session, session_with_event):
+    """A chat prompt waiting for the organizer, as a decision in semi-auto mode records it."""
+    return interventions.intervention_record_decision(
+        intervention=Intervention(session=session, type="chat_prompt", source="template",
+                                  content={"text": "What would you like to try first?"},
+                                  confidence=0.55, reasoning="Chose chat_prompt."),
+        session=session_with_event,
+        execute_now=False,
+    )  # fmt: skip
+
+
 def test_an_organizer_runs_a_live_session_from_the_dashboard(asgi_server, browser, django_side):
     ARTIFACTS.mkdir(exist_ok=True)
 
@@ -170,14 +181,7 @@ def test_an_organizer_runs_a_live_session_from_the_dashboard(asgi_server, browse
     assert decided.decided_by == owner
 
     # Approving from a stale page says why it failed and shows the real state.
-    stale = django_side(
-        interventions.intervention_record_decision,
-        intervention=Intervention(session=session, type="chat_prompt", source="template",
-                                  content={"text": "What would you like to try first?"},
-                                  confidence=0.55, reasoning="Chose chat_prompt."),
-        session=session_with_event,
-        execute_now=False,
-    )  # fmt: skip
+    stale = django_side(_propose_chat_prompt, session, session_with_event)
     stale_item = page.locator(f"#pending li[data-id='{stale.pk}']")
     stale_item.wait_for()
     # Decided elsewhere, and this page missed the update (as after a dropped message).
@@ -264,14 +268,7 @@ def test_the_dashboard_catches_up_over_http_when_the_websocket_cannot_connect(
     assert django_side(Intervention.objects.get, pk=waiting.pk).status == "executed"
 
     # Each failed retry catches up again: what happened since shows up without a socket.
-    later = django_side(
-        interventions.intervention_record_decision,
-        intervention=Intervention(session=session, type="chat_prompt", source="template",
-                                  content={"text": "What would you like to try first?"},
-                                  confidence=0.55, reasoning="Chose chat_prompt."),
-        session=session,
-        execute_now=False,
-    )  # fmt: skip
+    later = django_side(_propose_chat_prompt, session, session)
     page.locator(f"#pending li[data-id='{later.pk}']").wait_for(
         timeout=40_000
     )  # backoff ceiling 30 s
