@@ -22,7 +22,7 @@ from django.db import (
     connection,
     transaction,
 )
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 from pydantic import ValidationError
 from redis import RedisError
@@ -505,58 +505,56 @@ def approvals_expire() -> int:
     return count
 
 
-# Runs left `running` with nobody executing them: no advisory lock held on them (an execution
-# holds one from claim to unlock), no child still working for them, claimed long ago. A worker
-# killed mid-run leaves one until the broker's visibility timeout; a task that gave up on an
-# unreachable database leaves one for good.
-_ABANDONED = """
-SELECT run.id FROM agents_agentrun AS run
-WHERE run.status = 'running' AND run.due_at < %(cutoff)s
-    AND NOT EXISTS (
-        SELECT 1 FROM agents_agentrun AS child
-        WHERE child.parent_id = run.id
-            AND child.status IN ('queued', 'running', 'awaiting_approval')
-    )
-    AND NOT EXISTS (
-        SELECT 1 FROM pg_locks AS held
-        WHERE held.locktype = 'advisory' AND held.objsubid = 1
-            AND held.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-            AND held.classid = (run.id >> 32)::oid AND held.objid = (run.id & 4294967295)::oid
-    )
+# The runs no task will execute, locked (others' sweeps skip them): queued runs still queued
+# long after they were due (their task was lost on the way), and running runs nobody executes -
+# no advisory lock held on them (an execution holds one from claim to unlock), no child still
+# working for them, claimed long ago (a worker killed mid-run, until the broker's visibility
+# timeout; a task that gave up on an unreachable database, for good).
+_LOST = """
+SELECT run.id, run.agent FROM agents_agentrun AS run
+WHERE run.due_at < %(cutoff)s AND (
+    run.status = 'queued'
+    OR run.status = 'running'
+        AND NOT EXISTS (
+            SELECT 1 FROM agents_agentrun AS child
+            WHERE child.parent_id = run.id
+                AND child.status IN ('queued', 'running', 'awaiting_approval')
+        )
+        AND NOT EXISTS (
+            SELECT 1 FROM pg_locks AS held
+            WHERE held.locktype = 'advisory' AND held.objsubid = 1
+                AND held.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                AND held.classid = (run.id >> 32)::oid AND held.objid = (run.id & 4294967295)::oid
+        )
+)
 ORDER BY run.id
 LIMIT 500
+FOR UPDATE OF run SKIP LOCKED
 """
 
 
 def runs_requeue_lost(*, now: datetime | None = None) -> int:
-    """Send again the runs no task will execute; return how many were sent.
+    """Send again the runs no task will execute (see _LOST); return how many were sent.
 
-    Queued runs still queued AGENT_REQUEUE_AFTER_SECONDS after they were due: their task was
-    lost on the way (a broker that lost its data, a purged queue). Running runs that nobody has
-    been executing for that long (see _ABANDONED). Sending a run twice is safe - executions stand
-    back for each other and replay what was recorded - so a slow queue costs a spare task, never
-    a repeated call.
+    Sending a run twice is safe - executions stand back for each other and replay what was
+    recorded - so a slow queue costs a spare task, never a repeated call. Each run sent is due
+    again only after another AGENT_REQUEUE_AFTER_SECONDS.
     """
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.AGENT_REQUEUE_AFTER_SECONDS)
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute(_ABANDONED, {"cutoff": cutoff})
-            abandoned = [row[0] for row in cursor.fetchall()]
-        lost = AgentRun.objects.select_for_update(skip_locked=True).filter(
-            Q(status=AgentRun.Status.QUEUED, due_at__lt=cutoff)
-            | Q(pk__in=abandoned, status=AgentRun.Status.RUNNING, due_at__lt=cutoff)
-        )
-        runs = list(lost.only("pk", "agent")[:500])
-        AgentRun.objects.filter(pk__in=[run.pk for run in runs]).update(due_at=now)
-        for run in runs:
-            agent = registry.get(run.agent)
+            cursor.execute(_LOST, {"cutoff": cutoff})
+            lost: list[tuple[int, str]] = cursor.fetchall()
+        AgentRun.objects.filter(pk__in=[run_id for run_id, _ in lost]).update(due_at=now)
+        for run_id, name in lost:
+            agent = registry.get(name)
             if agent is not None:
-                transaction.on_commit(functools.partial(enqueue, run.pk, agent))
+                transaction.on_commit(functools.partial(enqueue, run_id, agent))
                 metrics.AGENT_RUNS_REQUEUED.labels(agent=agent.name).inc()
-    if runs:
-        logger.warning("sent %d runs again: no task was going to execute them", len(runs))
-    return len(runs)
+    if lost:
+        logger.warning("sent %d runs again: no task was going to execute them", len(lost))
+    return len(lost)
 
 
 def _update_pending_gauge() -> None:

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import random
-
 from celery import shared_task
 from django.db import InterfaceError, OperationalError, connection
 
 from agents import services
 from agents.models import AgentRun
-from agents.registry import registry
+from agents.registry import RetryPolicy, registry
 
-# Executions of a run the database was unreachable for are sent again, up to this many times,
-# at most a minute apart (jittered): about an hour of outage. After that the run is left as it
-# was, and beat's sweep for runs nobody executes (services.runs_requeue_lost) picks it up.
-DATABASE_RETRIES = 100
+# Executions of a run the database was unreachable for are sent again with this backoff, up to
+# a minute apart: about an hour of outage. After that the run is left as it was, and beat's sweep
+# for runs nobody executes (services.runs_requeue_lost) picks it up.
+DATABASE_RETRY = RetryPolicy(max_attempts=100, backoff_seconds=0.5, max_backoff_seconds=60.0)
 
 
 @shared_task(name="agents.execute_run", ignore_result=True, bind=True)
@@ -30,9 +28,11 @@ def execute_run(self, run_id: int) -> str:  # type: ignore[no-untyped-def]
         outcome = services.run_execute(run_id=run_id)
     except (OperationalError, InterfaceError) as error:
         connection.close()  # the next execution connects afresh
-        tries = self.request.retries
-        countdown = min(60.0, 0.5 * 2**tries) * random.uniform(0.5, 1.0)  # noqa: S311
-        raise self.retry(exc=error, countdown=countdown, max_retries=DATABASE_RETRIES) from error
+        raise self.retry(
+            exc=error,
+            countdown=DATABASE_RETRY.delay(self.request.retries + 1),
+            max_retries=DATABASE_RETRY.max_attempts,
+        ) from error
     if outcome.retry_in is not None:
         agent = registry.get(AgentRun.objects.values_list("agent", flat=True).get(pk=run_id))
         if agent is not None:
