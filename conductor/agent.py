@@ -95,7 +95,6 @@ class EngagementAgent(Agent):
             organizer_ids=list(session.event.organizers.values_list("pk", flat=True)),
             situation_text=memory.situation(
                 session=session,
-                event=session.event,
                 sample=sample,
                 anomaly_type=anomaly.type if anomaly else "NONE",
             ),

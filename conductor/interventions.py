@@ -339,7 +339,7 @@ def interventions_measure(*, now: datetime) -> int:
         with transaction.atomic():
             intervention = (
                 Intervention.objects.select_for_update(skip_locked=True, of=("self",))
-                .select_related("session")
+                .select_related("session__event")
                 .filter(pk=intervention_id, outcome_at__isnull=True)
                 .first()
             )

@@ -34,9 +34,7 @@ _COMMON = frozenset(
 )
 
 
-def situation(
-    *, session: LiveSession, event: Event, sample: EngagementSample, anomaly_type: str
-) -> str:
+def situation(*, session: LiveSession, sample: EngagementSample, anomaly_type: str) -> str:
     """The words memory matches a moment of a session by."""
     words = [
         f"anomaly:{anomaly_type.lower()}",
@@ -47,7 +45,7 @@ def situation(
     present = max(sample.present, 1)
     for kind, per_minute in sorted((sample.rates or {}).items()):
         words.append(f"{kind}:{_level(per_minute / present)}")
-    titles = f"{event.name} {session.title} {session.topic}".lower()
+    titles = f"{session.event.name} {session.title} {session.topic}".lower()
     topic = (word for word in _WORD.findall(titles) if word not in _COMMON)
     words.extend(f"topic:{word}" for word in dict.fromkeys(topic))
     return " ".join(words)
@@ -103,9 +101,7 @@ def remember(intervention: Intervention) -> bool:
         organizer_ids=list(session.event.organizers.values_list("pk", flat=True)),
         agent=AGENT,
         key=f"intervention:{intervention.pk}",
-        situation=situation(
-            session=session, event=session.event, sample=sample, anomaly_type=anomaly_type
-        ),
+        situation=situation(session=session, sample=sample, anomaly_type=anomaly_type),
         content=content_text(intervention.content),
         reward=intervention.reward,
         metadata={

@@ -282,9 +282,9 @@ CIRCUIT_BREAKER_THRESHOLD = int(env("CIRCUIT_BREAKER_THRESHOLD", "3"))
 CIRCUIT_BREAKER_COOLDOWN_SECONDS = float(env("CIRCUIT_BREAKER_COOLDOWN_SECONDS", "10"))
 # Modules whose import registers agents (see agents/registry.py).
 AGENT_MODULES = ["agents.builtin", "conductor.agent"]
-# Runs per organizer and agent per minute.
 # The largest page a list of the API answers, whatever `?limit=` asks.
 API_MAX_PAGE_SIZE = 500
+# Runs per organizer and agent per minute.
 AGENT_RATE_LIMIT_PER_MINUTE = int(env("AGENT_RATE_LIMIT_PER_MINUTE", "60"))
 # A run still queued this long after it was due is sent to a worker again (its task was lost).
 AGENT_REQUEUE_AFTER_SECONDS = float(env("AGENT_REQUEUE_AFTER_SECONDS", "300"))

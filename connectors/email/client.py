@@ -37,8 +37,6 @@ class EmailClient(BaseConnector):
     def handle(self, action: str, request: EmailRequest, *, idempotency_key: str) -> EmailResponse:
         """Deliver the message; see the class docstring for errors."""
         message = _message(request, message_id_for(idempotency_key))
-        # Once each: smtplib raises "all refused" only when every address it was given is refused.
-        recipients = list(dict.fromkeys(request.to))
         host = settings.EMAIL_HOST
         try:
             with smtplib.SMTP(
@@ -48,7 +46,7 @@ class EmailClient(BaseConnector):
                     smtp.starttls(context=ssl.create_default_context())
                 if settings.EMAIL_HOST_USER:
                     smtp.login(settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD)
-                refused = smtp.send_message(message, to_addrs=recipients)
+                refused = smtp.send_message(message, to_addrs=list(request.to))
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             raise ConnectorError(
@@ -80,7 +78,7 @@ class EmailClient(BaseConnector):
                 f"email: cannot reach {host} ({type(exc).__name__}: {exc})", retryable=True
             ) from exc
         return EmailResponse(
-            accepted=[address for address in recipients if address not in refused],
+            accepted=[address for address in request.to if address not in refused],
             refused=[
                 RefusedRecipient(address=address, code=code, message=_text(reply))
                 for address, (code, reply) in refused.items()

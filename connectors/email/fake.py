@@ -16,6 +16,4 @@ class FakeEmail(BaseConnector):
     def handle(self, action: str, request: EmailRequest, *, idempotency_key: str) -> EmailResponse:
         """Apply injected behaviour, record the side effect, answer like a server that took it."""
         fakes.deliver(NAME, action, idempotency_key, request.model_dump(mode="json"))
-        # Each address once, as the real client sends it.
-        accepted = list(dict.fromkeys(request.to))
-        return EmailResponse(accepted=accepted, message_id=message_id_for(idempotency_key))
+        return EmailResponse(accepted=list(request.to), message_id=message_id_for(idempotency_key))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 NAME = "email"
 
@@ -24,6 +24,13 @@ class EmailRequest(BaseModel):
     text: str
     html: str | None = None
     from_email: Address | None = None
+
+    @field_validator("to")
+    @classmethod
+    def _once_each(cls, to: list[str]) -> list[str]:
+        # A repeated address gets one copy. It also keeps smtplib's "all refused" honest: it
+        # raises only when every address it was given is refused, repeats included.
+        return list(dict.fromkeys(to))
 
 
 class RefusedRecipient(BaseModel):

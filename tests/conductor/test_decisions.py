@@ -323,16 +323,21 @@ def test_dispatch_happens_once(live):
     assert fakes.deliveries("slack") == 1  # the organizer got the notification, once
 
 
-def test_reward_updates_the_policy_once(live, settings):
-    settings.CONDUCTOR_REWARD_WINDOW_SECONDS = 60
+def executed_poll_with_a_lift(session: LiveSession) -> Intervention:
+    """A poll executed two minutes ago, engagement 0.2 before it and 0.4 after (60 s windows)."""
     executed_at = timezone.now() - timedelta(seconds=120)
     for offset, score in [(-50, 0.2), (-20, 0.2), (20, 0.4), (50, 0.4)]:
-        EngagementSample.objects.create(session=live, at=executed_at + timedelta(seconds=offset),
-                                        score=score, band="low")  # fmt: skip
-    intervention = Intervention.objects.create(
-        session=live, type="poll", status="executed", source="llm", executed_at=executed_at,
+        EngagementSample.objects.create(session=session, band="low", score=score,
+                                        at=executed_at + timedelta(seconds=offset))  # fmt: skip
+    return Intervention.objects.create(
+        session=session, type="poll", status="executed", source="llm", executed_at=executed_at,
         context="SUDDEN_DROP|low|small",
     )  # fmt: skip
+
+
+def test_reward_updates_the_policy_once(live, settings):
+    settings.CONDUCTOR_REWARD_WINDOW_SECONDS = 60
+    intervention = executed_poll_with_a_lift(live)
 
     assert interventions.interventions_measure(now=timezone.now()) == 1
     assert interventions.interventions_measure(now=timezone.now()) == 0
@@ -353,14 +358,7 @@ def test_reward_updates_the_policy_once(live, settings):
 
 def test_a_failure_to_learn_costs_the_memory_not_the_measurement(live, settings):
     settings.CONDUCTOR_REWARD_WINDOW_SECONDS = 60
-    executed_at = timezone.now() - timedelta(seconds=120)
-    for offset, score in [(-50, 0.2), (50, 0.4)]:
-        EngagementSample.objects.create(session=live, at=executed_at + timedelta(seconds=offset),
-                                        score=score, band="low")  # fmt: skip
-    intervention = Intervention.objects.create(
-        session=live, type="poll", status="executed", source="llm", executed_at=executed_at,
-        context="SUDDEN_DROP|low|small",
-    )  # fmt: skip
+    intervention = executed_poll_with_a_lift(live)
     errors = REGISTRY.get_sample_value("conductor_memory_learn_errors_total") or 0
 
     with inserts_fail("agents_memoryitem"):

@@ -37,9 +37,7 @@ def test_a_situation_names_the_moment_in_fixed_words(started):
     started.topic = "wheels and PyPI"
     moment = sample(started, minutes=20, present=40, chat=2.0, questions=8.0, leaves=0.0)
 
-    text = memory.situation(
-        session=started, event=started.event, sample=moment, anomaly_type="SUDDEN_DROP"
-    )
+    text = memory.situation(session=started, sample=moment, anomaly_type="SUDDEN_DROP")
 
     assert text == (
         "anomaly:sudden_drop band:low audience:small phase:middle"
@@ -55,7 +53,7 @@ def test_a_situation_names_the_moment_in_fixed_words(started):
 def test_the_phase_of_a_session(started, minutes, phase):
     moment = sample(started, minutes=minutes)
 
-    text = memory.situation(session=started, event=started.event, sample=moment, anomaly_type="X")
+    text = memory.situation(session=started, sample=moment, anomaly_type="X")
 
     assert f"phase:{phase}" in text.split()
 
@@ -63,9 +61,7 @@ def test_the_phase_of_a_session(started, minutes, phase):
 def test_a_session_not_started_is_at_its_start(live_session):
     moment = sample(live_session)
 
-    text = memory.situation(
-        session=live_session, event=live_session.event, sample=moment, anomaly_type="X"
-    )
+    text = memory.situation(session=live_session, sample=moment, anomaly_type="X")
 
     assert "phase:start" in text.split()
 
@@ -105,7 +101,7 @@ def test_a_measured_intervention_is_learned_for_each_organizer_of_its_event(
     assert item.metadata["type"] == "poll"
     assert item.metadata["lift"] == pytest.approx(0.1)
     assert item.metadata["situation"] == memory.situation(
-        session=session, event=event, sample=before, anomaly_type="SUDDEN_DROP"
+        session=session, sample=before, anomaly_type="SUDDEN_DROP"
     )
 
 
