@@ -67,7 +67,8 @@ return count
 """
 
 
-def _check_rate(organizer_id: int, agent: str) -> None:
+def check_rate(organizer_id: int, agent: str) -> None:
+    """Count a run of `agent` for the organizer; raise a 429 past the limit of the minute."""
     limit = settings.AGENT_RATE_LIMIT_PER_MINUTE
     window = int(time.time() // 60)
     key = f"conductor:ratelimit:runs:{organizer_id}:{agent}:{window}"
@@ -114,7 +115,7 @@ def run_create(
         if existing is not None:
             return _replayed(existing, found.name, intent, validated), False
     if rate_limited:
-        _check_rate(organizer.pk, found.name)
+        check_rate(organizer.pk, found.name)
     # One INSERT needs no transaction block of its own (BEGIN and COMMIT are two more round
     # trips); inside a caller's transaction, a savepoint keeps an idempotency race from
     # breaking it.
