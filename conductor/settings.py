@@ -112,8 +112,28 @@ TEMPLATES = [
     },
 ]
 
+
+
+def database(url: str, *, prepared_statements: bool) -> dict[str, Any]:
+    """The DATABASES entry for `url`: kept connections, health-checked, server-side binding.
+
+    With the parameters bound by the server, a statement a connection runs again is prepared (from
+    its sixth run) instead of parsed and planned each time: PostgreSQL spends about a quarter less
+    CPU on an agent run (bench/orchestrator.py). A transaction-mode pooler that cannot keep
+    prepared statements (PgBouncer before 1.21) needs DATABASE_PREPARED_STATEMENTS=off; the
+    binding stays, so every query behaves the same either way.
+    """
+    config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+    options = config.setdefault("OPTIONS", {})
+    options.setdefault("server_side_binding", True)
+    options.setdefault("prepare_threshold", 5 if prepared_statements else None)
+    return config
+
+
 DATABASES = {
-    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+    "default": database(
+        DATABASE_URL, prepared_statements=env_bool("DATABASE_PREPARED_STATEMENTS", default=True)
+    )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

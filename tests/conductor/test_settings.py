@@ -8,7 +8,7 @@ import sys
 import pytest
 from django.conf import settings
 
-from conductor.settings import celery_broker_url, env, env_bool, env_list
+from conductor.settings import celery_broker_url, database, env, env_bool, env_list
 from tests.environments import PRODUCTION as ENVIRONMENT
 
 PRODUCTION = {
@@ -53,6 +53,30 @@ def test_env_list(monkeypatch):
 def test_broker_url_spells_unix_sockets_for_kombu():
     assert celery_broker_url("unix:///var/redis.sock") == "redis+socket:///var/redis.sock"
     assert celery_broker_url("redis://cache:6379/0") == "redis://cache:6379/0"
+
+
+def test_repeated_statements_are_prepared(db):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for _ in range(8):
+            cursor.execute("SELECT count(*) FROM auth_user WHERE id > %s", [0])
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+
+    assert "SELECT count(*) FROM auth_user WHERE id > $1" in prepared
+
+
+def test_prepared_statements_can_be_turned_off_for_a_pooler():
+    url = "postgres://conductor@db.example/conductor?sslmode=require"
+
+    on = database(url, prepared_statements=True)["OPTIONS"]
+    off = database(url, prepared_statements=False)["OPTIONS"]
+
+    assert (on["prepare_threshold"], off["prepare_threshold"]) == (5, None)
+    # Queries keep the same binding either way, and options in the URL are kept.
+    assert on["server_side_binding"] is off["server_side_binding"] is True
+    assert off["sslmode"] == "require"
 
 
 def test_check_deploy_is_clean_with_production_variables():
