@@ -113,8 +113,7 @@ TEMPLATES = [
 ]
 
 
-
-def database(url: str, *, prepared_statements: bool) -> dict[str, Any]:
+def database(url: str, *, prepared_statements: bool) -> dj_database_url.DBConfig:
     """The DATABASES entry for `url`: kept connections, health-checked, server-side binding.
 
     With the parameters bound by the server, a statement a connection runs again is prepared (from
