@@ -27,6 +27,17 @@ from agents.models import EMBEDDING_DIMENSIONS, MemoryItem
 MAX_DISTANCE = 0.5
 
 _TOKEN = re.compile(r"\w[\w:.+-]*")
+# Words of titles worth matching on: three letters or more, not the commonest English ones.
+_TOPIC_WORD = re.compile(r"[a-z0-9]{3,}")
+_COMMON = frozenset(
+    ["and", "are", "for", "from", "how", "into", "its", "our", "the", "this", "what", "with", "you"]
+)
+
+
+def topic_words(text: str) -> list[str]:
+    """The distinct words of a title or description that situations are matched on, in order."""
+    found = (word for word in _TOPIC_WORD.findall(text.lower()) if word not in _COMMON)
+    return list(dict.fromkeys(found))
 
 
 def embed(text: str) -> list[float]:
@@ -52,10 +63,13 @@ def learn(
     content: str,
     reward: float | None,
     metadata: dict[str, Any] | None = None,
+    revise: bool = False,
 ) -> None:
-    """Remember an outcome for each of its organizers, once: learning a `key` again changes nothing.
+    """Remember an outcome for each of its organizers, once per `key`.
 
-    `situation` is what recall matches on; `content` is what was done in it.
+    `situation` is what recall matches on; `content` is what was done in it. Learning a `key`
+    again changes nothing (a task delivered twice), unless `revise`: an outcome measured further
+    (a campaign's later report) replaces what was learned under its key.
     """
     embedding = embed(situation)
     MemoryItem.objects.bulk_create(
@@ -71,7 +85,15 @@ def learn(
             )
             for organizer_id in organizer_ids
         ],
-        ignore_conflicts=True,  # a task delivered twice learns once
+        **(
+            {
+                "update_conflicts": True,
+                "unique_fields": ["organizer", "agent", "key"],
+                "update_fields": ["content", "embedding", "reward", "metadata"],
+            }
+            if revise
+            else {"ignore_conflicts": True}  # a task delivered twice learns once
+        ),
     )
 
 

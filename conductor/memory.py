@@ -13,7 +13,6 @@ the event's and session's titles, so that nearness means "the same kind of momen
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -28,10 +27,6 @@ AGENT = "engagement"
 EXAMPLE_MIN_REWARD = 0.6
 # Signals per minute per attendee present: below is "quiet", at or above "busy" (0 is "none").
 BUSY_PER_ATTENDEE_MINUTE = 0.1
-_WORD = re.compile(r"[a-z0-9]{3,}")
-_COMMON = frozenset(
-    ["and", "are", "for", "from", "how", "into", "its", "our", "the", "this", "what", "with", "you"]
-)
 
 
 def situation(*, session: LiveSession, sample: EngagementSample, anomaly_type: str) -> str:
@@ -45,9 +40,8 @@ def situation(*, session: LiveSession, sample: EngagementSample, anomaly_type: s
     present = max(sample.present, 1)
     for kind, per_minute in sorted((sample.rates or {}).items()):
         words.append(f"{kind}:{_level(per_minute / present)}")
-    titles = f"{session.event.name} {session.title} {session.topic}".lower()
-    topic = (word for word in _WORD.findall(titles) if word not in _COMMON)
-    words.extend(f"topic:{word}" for word in dict.fromkeys(topic))
+    titles = f"{session.event.name} {session.title} {session.topic}"
+    words.extend(f"topic:{word}" for word in memory.topic_words(titles))
     return " ".join(words)
 
 

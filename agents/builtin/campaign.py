@@ -1,13 +1,20 @@
-"""Campaign agent: plans a campaign by running the other agents, and reports on one."""
+"""Campaign agent: plans a campaign by running the other agents, and reports on one.
+
+It learns: each report remembers the campaign's measured outcome (agents.memory) - its situation
+the words of its name, event and audience, its reward the conversion rate, with the channel that
+converted best for the money. A new plan recalls the organizer's most similar past campaigns and,
+when it is not told which ad channels to use, takes the ones that did best in them.
+"""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 from django.db.models import Sum
 from pydantic import BaseModel, Field
 
-from agents import predictive
+from agents import memory, predictive
 from agents.builtin.social import Platform
 from agents.context import RunContext
 from agents.models import AgentRun, Campaign, CampaignMetric
@@ -19,9 +26,23 @@ class PlanCampaignInput(AgentInput):
     event_name: str = Field(min_length=1, max_length=200)
     audience: str = Field("event attendees", max_length=200)
     daily_budget: float = Field(0, ge=0, le=1_000_000)
-    ad_channels: list[str] = Field(default=["search"], max_length=5)
+    ad_channels: list[str] | None = Field(
+        default=None,
+        max_length=5,
+        description="Unset: the best channels of your similar past campaigns, or search.",
+    )
     social_platforms: list[Platform] = Field(default=["linkedin"], max_length=4)
     emails: int = Field(3, ge=0, le=7)
+
+
+class SimilarCampaign(BaseModel):
+    """A past campaign of the organizer's, recalled for a new plan."""
+
+    campaign_id: int
+    name: str
+    similarity: float = Field(description="1 for the same words, 0 for none in common.")
+    conversion_rate: float | None = Field(description="Conversions per click it measured.")
+    best_channel: str | None = Field(description="Its most conversions for the money.")
 
 
 class ChildResult(BaseModel):
@@ -35,6 +56,14 @@ class CampaignPlan(BaseModel):
     campaign_id: int
     ready: bool = Field(description="Every part was produced.")
     children: list[ChildResult]
+    ad_channels: list[str] = Field(
+        default=[],
+        description="As asked; without ad_channels in the input, the best channels of similar "
+        "past campaigns (search when none is known).",
+    )
+    similar: list[SimilarCampaign] = Field(
+        default=[], description="The organizer's past campaigns nearest to this one, measured."
+    )
 
 
 class CampaignReportInput(AgentInput):
@@ -64,6 +93,49 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator else None
 
 
+MEMORY_AGENT = "campaign"
+SIMILAR_CAMPAIGNS = 3
+SUGGESTED_AD_CHANNELS = 2
+DEFAULT_AD_CHANNELS = ("search",)
+
+
+def situation(*, name: str, event_name: str = "", audience: str = "") -> str:
+    """The words memory matches campaigns by ("" when there are none)."""
+    words = [f"topic:{word}" for word in memory.topic_words(f"{event_name} {name}")]
+    words += [f"audience:{word}" for word in memory.topic_words(audience)]
+    return " ".join(words)
+
+
+def recall_similar(organizer_id: int, situation_text: str) -> list[SimilarCampaign]:
+    if not situation_text:
+        return []
+    return [
+        SimilarCampaign(
+            campaign_id=found.item.metadata["campaign_id"],
+            name=found.item.metadata["name"],
+            similarity=round(found.similarity, 3),
+            conversion_rate=found.item.reward,
+            best_channel=found.item.metadata.get("best_channel"),
+        )
+        for found in memory.recall(
+            organizer_ids=[organizer_id],
+            agent=MEMORY_AGENT,
+            situation=situation_text,
+            limit=SIMILAR_CAMPAIGNS,
+        )
+    ]
+
+
+def _best_channel(channels: list[ChannelReport]) -> str | None:
+    """The channel with the most conversions per unit spent (free ones first)."""
+    converting = [c for c in channels if c.channel != "all" and c.conversions > 0]
+    if not converting:
+        return None
+    return max(
+        converting, key=lambda c: (c.conversions / c.spend if c.spend else math.inf, c.conversions)
+    ).channel
+
+
 @registry.register
 class CampaignAgent(Agent):
     name = "campaign"
@@ -77,15 +149,10 @@ class CampaignAgent(Agent):
     time_limit_seconds = 60.0
 
     def plan_campaign(self, ctx: RunContext, data: PlanCampaignInput) -> CampaignPlan:
-        campaign, _ = Campaign.objects.get_or_create(
-            run=ctx.run,
-            defaults={
-                "organizer": ctx.run.organizer,
-                "name": data.name,
-                "budget": data.daily_budget,
-                "config": data.model_dump(mode="json"),
-            },
-        )
+        # What the first attempt recalled and chose is kept with the campaign: a later attempt
+        # (children finished, a redelivery) starts the same children whatever was learned since.
+        campaign = Campaign.objects.filter(run=ctx.run).first() or self._new_campaign(ctx, data)
+        ad_channels: list[str] = campaign.config.get("ad_channels") or []
         topic = f"{data.event_name}: {data.name}"
         started = [
             ctx.start_child(
@@ -114,7 +181,7 @@ class CampaignAgent(Agent):
                 intent="generate-ad-copy",
                 data={"product": data.event_name, "audience": data.audience, "channel": c},
             )
-            for c in data.ad_channels
+            for c in ad_channels
         ]
         children = ctx.wait_for_children(started)
         ready = all(child.status == AgentRun.Status.SUCCEEDED for child in children)
@@ -127,6 +194,30 @@ class CampaignAgent(Agent):
                 ChildResult(run_id=c.pk, agent=c.agent, intent=c.intent, status=c.status)
                 for c in children
             ],
+            ad_channels=ad_channels,
+            similar=campaign.config.get("similar", []),
+        )
+
+    @staticmethod
+    def _new_campaign(ctx: RunContext, data: PlanCampaignInput) -> Campaign:
+        similar = recall_similar(
+            ctx.run.organizer_id,
+            situation(name=data.name, event_name=data.event_name, audience=data.audience),
+        )
+        ad_channels = data.ad_channels
+        if ad_channels is None:
+            suggested = dict.fromkeys(s.best_channel for s in similar if s.best_channel)
+            ad_channels = list(suggested)[:SUGGESTED_AD_CHANNELS] or list(DEFAULT_AD_CHANNELS)
+        return Campaign.objects.create(
+            run=ctx.run,
+            organizer=ctx.run.organizer,
+            name=data.name,
+            budget=data.daily_budget,
+            config={
+                **data.model_dump(mode="json"),
+                "ad_channels": ad_channels,
+                "similar": [s.model_dump() for s in similar],
+            },
         )
 
     def campaign_report(self, ctx: RunContext, data: CampaignReportInput) -> CampaignReport:
@@ -156,12 +247,46 @@ class CampaignAgent(Agent):
             )
             for name, kinds in sorted(per_channel.items())
         ]
+        self._remember(campaign, totals, channels)
         return CampaignReport(
             campaign_id=campaign.pk,
             name=campaign.name,
             totals=dict(totals),
             channels=channels,
             recommendation=self._recommend(campaign, channels),
+        )
+
+    @staticmethod
+    def _remember(
+        campaign: Campaign, totals: dict[str, float], channels: list[ChannelReport]
+    ) -> None:
+        """Learn the campaign's outcome as measured so far (a later report revises it)."""
+        config = campaign.config or {}
+        situation_text = situation(
+            name=campaign.name,
+            event_name=str(config.get("event_name", "")),
+            audience=str(config.get("audience", "")),
+        )
+        clicks = totals.get("clicks", 0.0)
+        if not situation_text or clicks <= 0:
+            return  # nothing to match it by, or nothing measured yet
+        memory.learn(
+            organizer_ids=[campaign.organizer_id],
+            agent=MEMORY_AGENT,
+            key=f"campaign:{campaign.pk}",
+            situation=situation_text,
+            content="; ".join(
+                f"{c.channel}: {c.conversions:g} conversions from {c.clicks:g} clicks, "
+                f"{c.spend:g} spent"
+                for c in channels
+            ),
+            reward=min(1.0, max(0.0, totals.get("conversions", 0.0) / clicks)),
+            metadata={
+                "campaign_id": campaign.pk,
+                "name": campaign.name,
+                "best_channel": _best_channel(channels),
+            },
+            revise=True,
         )
 
     @staticmethod

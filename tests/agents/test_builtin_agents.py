@@ -8,7 +8,7 @@ from django.utils import timezone
 from agents import services
 from agents.builtin.email import Variant, two_proportion_test
 from agents.builtin.social import fit, normalize_hashtags
-from agents.models import AgentRun, Campaign, CampaignMetric
+from agents.models import AgentRun, Campaign, CampaignMetric, MemoryItem
 from connectors import fakes
 from tests.factories import OrganizerFactory
 
@@ -170,6 +170,107 @@ def test_campaign_report_totals_and_recommendation(organizer_):
     assert search["cost_per_conversion"] == pytest.approx(5.0)
     shares = {a["channel"]: a["share"] for a in report.output["recommendation"]["allocations"]}
     assert shares["search"] > shares["social"]
+
+
+def _measure(campaign: Campaign, channels: dict[str, tuple[int, int, int, float]]) -> None:
+    now = timezone.now()
+    for channel, (impressions, clicks, conversions, spend) in channels.items():
+        for kind, value in [("impressions", impressions), ("clicks", clicks),
+                            ("conversions", conversions), ("spend", spend)]:  # fmt: skip
+            CampaignMetric.objects.create(
+                campaign=campaign, kind=kind, channel=channel, value=value, at=now
+            )
+
+
+def _planned(organizer, name: str, event_name: str, **more) -> Campaign:
+    return Campaign.objects.create(
+        organizer=organizer, name=name, budget=100,
+        config={"name": name, "event_name": event_name, "audience": "data engineers", **more},
+    )  # fmt: skip
+
+
+def test_a_report_remembers_the_campaign_and_a_later_report_revises_it(organizer_):
+    campaign = _planned(organizer_, "Early birds", "PyData Berlin")
+    _measure(campaign, {"search": (10_000, 500, 50, 250.0), "social": (9_000, 400, 60, 100.0)})
+
+    run(organizer_, "campaign-report", {"campaign_id": campaign.pk})
+
+    learned = MemoryItem.objects.get(organizer=organizer_, agent="campaign")
+    assert learned.key == f"campaign:{campaign.pk}"
+    assert learned.reward == pytest.approx(110 / 900)
+    assert learned.metadata["best_channel"] == "social"  # 0.6 conversions per unit spent
+    assert "topic:pydata" in learned.metadata["situation"]
+    assert "search: 50 conversions from 500 clicks, 250 spent" in learned.content
+
+    _measure(campaign, {"search": (10_000, 500, 250, 10.0)})
+    run(organizer_, "campaign-report", {"campaign_id": campaign.pk})
+
+    learned = MemoryItem.objects.get(organizer=organizer_, agent="campaign")
+    assert learned.reward == pytest.approx(360 / 1400)
+    assert learned.metadata["best_channel"] == "search"
+
+
+def test_a_report_with_nothing_measured_learns_nothing(organizer_):
+    campaign = _planned(organizer_, "Quiet", "PyData Berlin")
+    _measure(campaign, {"search": (1_000, 0, 0, 5.0)})
+
+    assert run(organizer_, "campaign-report", {"campaign_id": campaign.pk}).status == "succeeded"
+    assert not MemoryItem.objects.exists()
+
+
+def _plan(organizer, **data) -> AgentRun:
+    """Plan a campaign, let its children finish, and finish the plan."""
+    plan = run(organizer, "plan-campaign", {"emails": 0, "social_platforms": [], **data})
+    for child in plan.children.all():
+        services.run_execute(run_id=child.pk)
+    services.run_execute(run_id=plan.pk)
+    plan.refresh_from_db()
+    assert plan.status == "succeeded", plan.error
+    return plan
+
+
+def test_a_plan_takes_the_ad_channels_of_similar_past_campaigns(organizer_):
+    past = _planned(organizer_, "Early birds", "PyData Berlin")
+    _measure(past, {"search": (10_000, 500, 50, 250.0), "video": (9_000, 400, 60, 100.0)})
+    run(organizer_, "campaign-report", {"campaign_id": past.pk})
+    unrelated = _planned(organizer_, "Knitting circle", "Wool fair")
+    _measure(unrelated, {"radio": (1_000, 100, 90, 1.0)})
+    run(organizer_, "campaign-report", {"campaign_id": unrelated.pk})
+
+    plan = _plan(organizer_, name="Last call", event_name="PyData Berlin",
+                 audience="data engineers")  # fmt: skip
+
+    assert plan.output["ad_channels"] == ["video"]
+    assert [s["campaign_id"] for s in plan.output["similar"]] == [past.pk]
+    assert plan.output["similar"][0]["conversion_rate"] == pytest.approx(110 / 900)
+    assert list(plan.children.filter(agent="ad").values_list("input__channel", flat=True)) == [
+        "video"
+    ]
+    # Channels asked for are kept; a newcomer, with nothing learned, gets the default.
+    asked = _plan(organizer_, name="Last call", event_name="PyData Berlin", ad_channels=["x"])
+    assert asked.output["ad_channels"] == ["x"]
+    newcomer = _plan(OrganizerFactory(), name="Last call", event_name="PyData Berlin")
+    assert (newcomer.output["ad_channels"], newcomer.output["similar"]) == (["search"], [])
+
+
+def test_a_plan_starts_the_children_it_chose_first_whatever_is_learned_meanwhile(organizer_):
+    plan = run(organizer_, "plan-campaign", {"name": "Last call", "event_name": "PyData Berlin",
+                                             "emails": 0, "social_platforms": []})  # fmt: skip
+    assert list(plan.children.filter(agent="ad").values_list("input__channel", flat=True)) == [
+        "search"
+    ]
+    past = _planned(organizer_, "Early birds", "PyData Berlin")
+    _measure(past, {"video": (9_000, 400, 60, 100.0)})
+    run(organizer_, "campaign-report", {"campaign_id": past.pk})
+
+    for child in plan.children.all():
+        services.run_execute(run_id=child.pk)
+    services.run_execute(run_id=plan.pk)
+    plan.refresh_from_db()
+
+    assert plan.status == "succeeded", plan.error
+    assert (plan.output["ad_channels"], plan.output["similar"]) == (["search"], [])
+    assert plan.children.count() == 2
 
 
 def test_campaign_report_of_someone_elses_campaign_fails(organizer_):
