@@ -14,3 +14,10 @@ class AgentsConfig(AppConfig):
         # Registering is importing: each module's agents register themselves, once.
         for module in settings.AGENT_MODULES:
             import_module(module)
+
+        from django.db.models.signals import post_delete
+
+        from agents.builtin.campaign import on_campaign_deleted
+        from agents.models import Campaign
+
+        post_delete.connect(on_campaign_deleted, sender=Campaign)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from typing import Any
 
 from django.db.models import Sum
 from pydantic import BaseModel, Field
@@ -17,7 +18,7 @@ from pydantic import BaseModel, Field
 from agents import memory, predictive
 from agents.builtin.social import Platform
 from agents.context import RunContext
-from agents.models import AgentRun, Campaign, CampaignMetric
+from agents.models import AgentRun, Campaign, CampaignMetric, MemoryItem
 from agents.registry import Agent, AgentInput, IntentSpec, registry
 
 
@@ -124,6 +125,15 @@ def recall_similar(organizer_id: int, situation_text: str) -> list[SimilarCampai
             limit=SIMILAR_CAMPAIGNS,
         )
     ]
+
+
+def memory_key(campaign_id: int) -> str:
+    return f"campaign:{campaign_id}"
+
+
+def on_campaign_deleted(sender: Any, instance: Campaign, **kwargs: Any) -> None:
+    """A deleted campaign is forgotten: plans recall only campaigns that still exist."""
+    MemoryItem.objects.filter(agent=MEMORY_AGENT, key=memory_key(instance.pk)).delete()
 
 
 def _best_channel(channels: list[ChannelReport]) -> str | None:
@@ -273,7 +283,7 @@ class CampaignAgent(Agent):
         memory.learn(
             organizer_ids=[campaign.organizer_id],
             agent=MEMORY_AGENT,
-            key=f"campaign:{campaign.pk}",
+            key=memory_key(campaign.pk),
             situation=situation_text,
             content="; ".join(
                 f"{c.channel}: {c.conversions:g} conversions from {c.clicks:g} clicks, "

@@ -210,6 +210,17 @@ def test_a_report_remembers_the_campaign_and_a_later_report_revises_it(organizer
     assert learned.metadata["best_channel"] == "search"
 
 
+def test_a_deleted_campaign_is_forgotten(organizer_):
+    campaigns = [_planned(organizer_, name, "PyData Berlin") for name in ("Gone", "Kept")]
+    for campaign in campaigns:
+        _measure(campaign, {"search": (1_000, 100, 10, 5.0)})
+        run(organizer_, "campaign-report", {"campaign_id": campaign.pk})
+
+    campaigns[0].delete()
+
+    assert list(MemoryItem.objects.values_list("key", flat=True)) == [f"campaign:{campaigns[1].pk}"]
+
+
 def test_a_report_with_nothing_measured_learns_nothing(organizer_):
     campaign = _planned(organizer_, "Quiet", "PyData Berlin")
     _measure(campaign, {"search": (1_000, 0, 0, 5.0)})
