@@ -11,6 +11,7 @@ from django.utils.html import format_html
 
 from agents import services
 from agents.models import (
+    AgentRollup,
     AgentRun,
     AgentRunMetric,
     Approval,
@@ -31,6 +32,23 @@ class MemoryItemAdmin(admin.ModelAdmin):
     search_fields = ("key", "content")
     exclude = ("embedding",)  # 256 floats are not for reading
     readonly_fields = ("created_at",)
+
+
+@admin.register(AgentRollup)
+class AgentRollupAdmin(admin.ModelAdmin):
+    """Computed from the runs (agents.rollups): read only."""
+
+    list_display = ("day", "agent", "organizer", "runs", "succeeded", "failed", "timed_out",
+                    "cancelled", "cost_usd", "refreshed_at")  # fmt: skip
+    list_filter = ("agent", "day")
+    list_select_related = ("organizer",)
+    date_hierarchy = "day"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 class _ReadOnlyInline(admin.TabularInline):

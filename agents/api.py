@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import cast
+from datetime import UTC, timedelta
+from typing import Any, cast
 
 from django.contrib.auth.models import User
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -12,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents import selectors, services
-from agents.models import AgentRun
+from agents.models import AgentRollup, AgentRun
 from agents.registry import describe, registry
 from conductor.api import DecisionInputSerializer, StrictSerializer
 from conductor.pagination import PaginatedApi
@@ -168,3 +170,80 @@ class RunApproveApi(_RunDecisionApi):
 @extend_schema(request=_RunDecisionApi.InputSerializer, responses=RunDetailOutputSerializer)
 class RunRejectApi(_RunDecisionApi):
     approve = False
+
+
+# -- usage: the daily rollups ----------------------------------------------------------------
+
+USAGE_DEFAULT_DAYS = 30
+USAGE_MAX_DAYS = 366
+_COUNTS = ("runs", "succeeded", "failed", "timed_out", "cancelled", "duration_ms",
+           "prompt_tokens", "completion_tokens", "cost_usd")  # fmt: skip
+
+
+class UsageOutputSerializer(serializers.Serializer):
+    agent = serializers.CharField()
+    runs = serializers.IntegerField()
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    timed_out = serializers.IntegerField()
+    cancelled = serializers.IntegerField()
+    success_rate = serializers.FloatField(allow_null=True)
+    mean_duration_ms = serializers.FloatField(allow_null=True)
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    cost_usd = serializers.FloatField()
+
+
+class UsageDayOutputSerializer(UsageOutputSerializer):
+    day = serializers.DateField()
+
+
+class UsageResponseSerializer(serializers.Serializer):
+    since = serializers.DateField()
+    until = serializers.DateField()
+    refreshed_at = serializers.DateTimeField(allow_null=True)
+    totals = UsageOutputSerializer(many=True)
+    days = UsageDayOutputSerializer(many=True)
+
+
+class AgentUsageApi(APIView):
+    """Per agent and UTC day: runs by final status, time, LLM tokens and cost (rollups)."""
+
+    class FilterSerializer(serializers.Serializer):
+        since = serializers.DateField(required=False, help_text="First UTC day (default: 29 "
+                                      "days before `until`).")  # fmt: skip
+        until = serializers.DateField(required=False, help_text="Last UTC day (default: today).")
+        agent = serializers.CharField(required=False, max_length=64)
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            until = attrs.get("until") or timezone.now().astimezone(UTC).date()
+            since = attrs.get("since") or until - timedelta(days=USAGE_DEFAULT_DAYS - 1)
+            if since > until:
+                raise serializers.ValidationError({"since": "Must not be after until."})
+            if (until - since).days >= USAGE_MAX_DAYS:
+                raise serializers.ValidationError(
+                    {"since": f"At most {USAGE_MAX_DAYS} days at a time."}
+                )
+            return {**attrs, "since": since, "until": until}
+
+    @extend_schema(parameters=[FilterSerializer], responses=UsageResponseSerializer)
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        wanted = filters.validated_data
+        days = list(selectors.rollups_for_user(request.user, **wanted))
+        totals: dict[str, AgentRollup] = {}
+        for row in days:
+            total = totals.setdefault(
+                row.agent, AgentRollup(agent=row.agent, **dict.fromkeys(_COUNTS, 0))
+            )
+            for name in _COUNTS:
+                setattr(total, name, getattr(total, name) + getattr(row, name))
+        data = {
+            "since": wanted["since"],
+            "until": wanted["until"],
+            "refreshed_at": max((row.refreshed_at for row in days), default=None),
+            "totals": [totals[agent] for agent in sorted(totals)],
+            "days": days,
+        }
+        return Response(UsageResponseSerializer(data).data)

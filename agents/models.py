@@ -108,6 +108,12 @@ class AgentRun(models.Model):
         indexes = [
             models.Index(fields=["organizer", "-created_at"], name="run_organizer_created_idx"),
             models.Index(fields=["status"], name="run_status_idx"),
+            # The rollups read a day's finished runs (agents.rollups).
+            models.Index(
+                fields=["finished_at"],
+                condition=models.Q(finished_at__isnull=False),
+                name="run_finished_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -177,6 +183,49 @@ class AgentRunMetric(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}={self.value}"
+
+
+class AgentRollup(models.Model):
+    """One UTC day of an organizer's finished runs of one agent: outcomes, time, tokens, cost.
+
+    Computed from the runs and their metrics (agents.rollups), never counted up by hand: a day
+    refreshed again comes out the same.
+    """
+
+    organizer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_rollups"
+    )
+    agent = models.CharField(max_length=64)
+    day = models.DateField()
+    runs = models.PositiveIntegerField(help_text="Runs that reached a final status that day.")
+    succeeded = models.PositiveIntegerField()
+    failed = models.PositiveIntegerField()
+    timed_out = models.PositiveIntegerField()
+    cancelled = models.PositiveIntegerField()
+    duration_ms = models.BigIntegerField(help_text="Summed over the runs: first start to end.")
+    prompt_tokens = models.BigIntegerField()
+    completion_tokens = models.BigIntegerField()
+    cost_usd = models.FloatField()
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-day", "agent"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organizer", "agent", "day"], name="rollup_organizer_agent_day"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent} {self.day}: {self.runs} runs"
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.succeeded / self.runs if self.runs else None
+
+    @property
+    def mean_duration_ms(self) -> float | None:
+        return self.duration_ms / self.runs if self.runs else None
 
 
 class Approval(models.Model):

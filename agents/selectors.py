@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 
-from agents.models import AgentRun, AgentRunMetric, Approval, ToolExecution
+from agents.models import AgentRollup, AgentRun, AgentRunMetric, Approval, ToolExecution
 from conductor.errors import NotFoundError
 
 if TYPE_CHECKING:
@@ -58,3 +59,15 @@ def _detail_prefetches() -> list[Prefetch[Any]]:
         Prefetch("approvals", queryset=Approval.objects.select_related("decided_by")),
         Prefetch("children", queryset=AgentRun.objects.only("id", "parent_id")),
     ]
+
+
+def rollups_for_user(
+    user: User | AnonymousUser, *, since: date, until: date, agent: str | None = None
+) -> QuerySet[AgentRollup]:
+    """The user's daily agent rollups from `since` to `until` (inclusive), newest day first."""
+    if not user.is_authenticated:
+        return AgentRollup.objects.none()
+    rollups = AgentRollup.objects.filter(organizer=user, day__gte=since, day__lte=until)
+    if agent is not None:
+        rollups = rollups.filter(agent=agent)
+    return rollups.order_by("-day", "agent")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import InterfaceError, OperationalError, connection
 
-from agents import services
+from agents import rollups, services
 from agents.models import AgentRun
 from agents.registry import RetryPolicy, registry
 
@@ -48,3 +48,8 @@ def expire_approvals() -> int:
 @shared_task(name="agents.requeue_lost_runs", ignore_result=True)
 def requeue_lost_runs() -> int:
     return services.runs_requeue_lost()
+
+
+@shared_task(name="agents.refresh_rollups", ignore_result=True)
+def refresh_rollups() -> int:
+    return rollups.refresh_recent()

@@ -258,6 +258,7 @@ CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "telemetry.tasks.heartbeat", "schedule": 10.0},
     "expire-agent-approvals": {"task": "agents.expire_approvals", "schedule": 30.0},
     "requeue-lost-agent-runs": {"task": "agents.requeue_lost_runs", "schedule": 60.0},
+    "refresh-agent-rollups": {"task": "agents.refresh_rollups", "schedule": 300.0},
     "conductor-tick": {
         "task": "conductor.tick",
         "schedule": float(env("CONDUCTOR_TICK_SECONDS", "5")),

@@ -44,6 +44,7 @@ api_v1 = [
         name="intervention-reject",
     ),
     path("agents/", agents_api.AgentListApi.as_view(), name="agent-list"),
+    path("agents/usage/", agents_api.AgentUsageApi.as_view(), name="agent-usage"),
     path("runs/", agents_api.RunListCreateApi.as_view(), name="run-list"),
     path("runs/<int:run_id>/", agents_api.RunDetailApi.as_view(), name="run-detail"),
     path("runs/<int:run_id>/cancel/", agents_api.RunCancelApi.as_view(), name="run-cancel"),

@@ -8,27 +8,9 @@
 
 from django.db import migrations, models
 
+from conductor.migration_ops import drop_invalid
+
 PRESENCE = models.Q(('type__in', ['join', 'leave']))
-
-
-def drop_invalid(*names):
-    """Drop each index of these names that a failed concurrent build left INVALID."""
-
-    def run(apps, schema_editor):
-        with schema_editor.connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-                " WHERE c.relname = ANY(%s) AND c.relnamespace = to_regnamespace(current_schema())"
-                " AND NOT i.indisvalid",
-                [list(names)],
-            )
-            invalid = [name for (name,) in cursor.fetchall()]
-        for name in invalid:
-            schema_editor.execute(
-                f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(name)}"
-            )
-
-    return run
 
 
 class Migration(migrations.Migration):

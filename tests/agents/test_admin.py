@@ -90,5 +90,6 @@ def test_admin_pages_render(staff_client):
         f"/admin/agents/campaign/{campaign.pk}/change/",
         "/admin/agents/memoryitem/",
         f"/admin/agents/memoryitem/{remembered.pk}/change/",
+        "/admin/agents/agentrollup/",
     ):
         assert staff_client.get(url).status_code == 200, url

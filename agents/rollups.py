@@ -1,0 +1,94 @@
+"""Daily rollups of agent runs: per organizer, agent and UTC day, what finished and what it cost.
+
+A day's rows are computed afresh from its finished runs and their metrics in one statement -
+upserted, and the rows of agents with no run left that day deleted - so refreshing a day again
+gives the same rows, and a run finishing late is counted by the next refresh. Beat refreshes
+yesterday and today every few minutes (`agents.refresh_rollups`); `manage.py refresh_agent_rollups
+--since DAY` fills in older days.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from django.db import connection
+from django.utils import timezone
+
+from agents.models import AgentRun
+
+# Token counts and cost come from the metrics each LLM call records (RunContext.llm).
+_REFRESH = """
+WITH usage AS (
+    SELECT metric.run_id,
+        sum(metric.value) FILTER (WHERE metric.name = 'llm.prompt_tokens') AS prompt_tokens,
+        sum(metric.value) FILTER (WHERE metric.name = 'llm.completion_tokens')
+            AS completion_tokens,
+        sum(metric.value) FILTER (WHERE metric.name = 'llm.cost_usd') AS cost_usd
+    FROM agents_agentrunmetric AS metric
+    JOIN agents_agentrun AS run ON run.id = metric.run_id
+    WHERE run.finished_at >= %(start)s AND run.finished_at < %(end)s
+        AND metric.name IN ('llm.prompt_tokens', 'llm.completion_tokens', 'llm.cost_usd')
+    GROUP BY metric.run_id
+),
+fresh AS (
+    SELECT run.organizer_id, run.agent, (run.finished_at AT TIME ZONE 'UTC')::date AS day,
+        count(*) AS runs,
+        count(*) FILTER (WHERE run.status = 'succeeded') AS succeeded,
+        count(*) FILTER (WHERE run.status = 'failed') AS failed,
+        count(*) FILTER (WHERE run.status = 'timed_out') AS timed_out,
+        count(*) FILTER (WHERE run.status = 'cancelled') AS cancelled,
+        coalesce(sum(EXTRACT(EPOCH FROM run.finished_at - run.started_at) * 1000), 0)::bigint
+            AS duration_ms,
+        coalesce(sum(usage.prompt_tokens), 0)::bigint AS prompt_tokens,
+        coalesce(sum(usage.completion_tokens), 0)::bigint AS completion_tokens,
+        coalesce(sum(usage.cost_usd), 0) AS cost_usd
+    FROM agents_agentrun AS run
+    LEFT JOIN usage ON usage.run_id = run.id
+    WHERE run.finished_at >= %(start)s AND run.finished_at < %(end)s
+        AND run.status = ANY(%(terminal)s)
+    GROUP BY 1, 2, 3
+),
+upserted AS (
+    INSERT INTO agents_agentrollup (organizer_id, agent, day, runs, succeeded, failed, timed_out,
+        cancelled, duration_ms, prompt_tokens, completion_tokens, cost_usd, refreshed_at)
+    SELECT fresh.*, %(now)s FROM fresh
+    ON CONFLICT (organizer_id, agent, day) DO UPDATE SET
+        runs = EXCLUDED.runs, succeeded = EXCLUDED.succeeded, failed = EXCLUDED.failed,
+        timed_out = EXCLUDED.timed_out, cancelled = EXCLUDED.cancelled,
+        duration_ms = EXCLUDED.duration_ms, prompt_tokens = EXCLUDED.prompt_tokens,
+        completion_tokens = EXCLUDED.completion_tokens, cost_usd = EXCLUDED.cost_usd,
+        refreshed_at = EXCLUDED.refreshed_at
+    RETURNING id
+),
+emptied AS (
+    DELETE FROM agents_agentrollup
+    WHERE day >= %(first)s AND day <= %(last)s AND id NOT IN (SELECT id FROM upserted)
+)
+SELECT count(*) FROM upserted
+"""
+
+
+def refresh(first: date, last: date | None = None) -> int:
+    """Compute the rollups of the UTC days `first`..`last` (inclusive); return the rows written."""
+    last = last or first
+    if last < first:
+        raise ValueError(f"{last} is before {first}")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _REFRESH,
+            {
+                "start": datetime.combine(first, time.min, tzinfo=UTC),
+                "end": datetime.combine(last + timedelta(days=1), time.min, tzinfo=UTC),
+                "first": first,
+                "last": last,
+                "terminal": sorted(AgentRun.TERMINAL),
+                "now": timezone.now(),
+            },
+        )
+        return int(cursor.fetchone()[0])
+
+
+def refresh_recent(now: datetime | None = None) -> int:
+    """Refresh yesterday and today (UTC): a run finishing just before midnight is in yesterday."""
+    today = (now or timezone.now()).astimezone(UTC).date()
+    return refresh(today - timedelta(days=1), today)
