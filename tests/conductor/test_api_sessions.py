@@ -58,6 +58,16 @@ def test_malformed_json_is_400(api):
     assert response.json()["error"]["code"] == "malformed_json"
 
 
+@pytest.mark.parametrize("path", ["/api/v1/events/", "/api/v1/sessions/", "/api/v1/runs/"])
+def test_json_nested_too_deeply_is_400_not_500(api, path):
+    body = "[" * 100_000 + "]" * 100_000
+
+    response = api.generic("POST", path, body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_json"
+
+
 def test_a_list_body_is_400_not_500(api):
     response = api.post("/api/v1/sessions/", [1, 2], format="json")
 
