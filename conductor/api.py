@@ -40,6 +40,37 @@ class StrictSerializer(serializers.Serializer):
         return value
 
 
+def no_nul_characters(value: Any) -> None:
+    """Validator for JSON input: PostgreSQL text and jsonb cannot hold a NUL character.
+
+    Raises ValidationError naming the path to the first string or key that has one.
+    """
+    path = _nul_path(value)
+    if path is not None:
+        error: Any = ["Contains a NUL character."]
+        for part in reversed(path):
+            error = {part: error}
+        raise serializers.ValidationError(error)
+
+
+def _nul_path(value: Any) -> list[str] | None:
+    if isinstance(value, str):
+        return [] if "\x00" in value else None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return [key]
+        path = _nul_path(item)
+        if path is not None:
+            return [str(key), *path]
+    return None
+
+
 def inline_json_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The model's JSON Schema with its `$defs` inlined (OpenAPI has no `#/$defs`)."""
     schema = model.model_json_schema()
@@ -350,7 +381,7 @@ class InterventionListCreateApi(PaginatedApi):
     @extend_schema_serializer(component_name="ManualInterventionInput")
     class InputSerializer(StrictSerializer):
         type = serializers.ChoiceField(choices=Intervention.Type.values)
-        content = serializers.DictField(required=False)
+        content = serializers.DictField(required=False, validators=[no_nul_characters])
         reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
     @extend_schema(responses=InterventionOutputSerializer(many=True))
