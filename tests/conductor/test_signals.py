@@ -293,3 +293,26 @@ def test_a_nul_character_is_refused_with_its_item_not_at_the_write(api, live_ses
         ).status_code
         == 202
     )
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400", "9" * 400 + ".5"])
+def test_a_number_jsonb_cannot_hold_is_refused_with_its_item_not_at_the_write(
+    api, live_session, number
+):
+    # The parser reads these as float NaN or infinity; jsonb has neither. A retry of the batch
+    # cannot succeed, so this is the client's 400, not a 503.
+    body = (
+        '{"signals": [{"type": "join", "attendee": "ok", "data": {"n": 1e300}},'
+        f' {{"type": "poll_vote", "attendee": "b", "data": {{"votes": [1, {number}]}}}}]}}'
+    )
+
+    response = api.generic(
+        "POST", f"/api/v1/sessions/{live_session.pk}/signals/", body,
+        content_type="application/json",
+    )  # fmt: skip
+
+    assert response.status_code == 400, response.content
+    details = [(d["index"], d["field"]) for d in response.json()["error"]["details"]]
+    assert details == [(1, "data")]
+    assert collector.health().write_errors == 0
+    assert not Signal.objects.exists()
