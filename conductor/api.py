@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, cast, get_args
 
 from django.contrib.auth.models import User
-from django.core.exceptions import RequestDataTooBig
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
 from pydantic import BaseModel, ValidationError
@@ -332,13 +331,7 @@ class SessionSignalsApi(APIView):
                 "Send the batch as application/json.", code="unsupported_media_type",
                 status_code=415,
             )  # fmt: skip
-        try:
-            body = request.body
-        except RequestDataTooBig:
-            raise ApplicationError(
-                "The request body is too large.", code="payload_too_large", status_code=413
-            ) from None
-        result = ingest.signals_ingest(session=session, batch=ingest.parse_batch(body))
+        result = ingest.signals_ingest(session=session, batch=ingest.parse_batch(request.body))
         return Response(
             {"accepted": result.accepted, "duplicates": result.duplicates},
             status=status.HTTP_202_ACCEPTED,

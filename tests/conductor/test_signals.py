@@ -316,3 +316,13 @@ def test_a_number_jsonb_cannot_hold_is_refused_with_its_item_not_at_the_write(
     assert details == [(1, "data")]
     assert collector.health().write_errors == 0
     assert not Signal.objects.exists()
+
+
+def test_a_batch_over_the_upload_limit_is_413_and_stores_nothing(api, live_session, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+
+    response = post(api, live_session, [{"type": "join", "attendee": f"a{i}"} for i in range(50)])
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert not Signal.objects.exists()
