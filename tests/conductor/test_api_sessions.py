@@ -157,6 +157,16 @@ def test_session_list_filters(api, event, organizer):
     assert api.get("/api/v1/sessions/?status=nope").status_code == 400
 
 
+@pytest.mark.parametrize("path", ["/api/v1/sessions/", "/api/v1/sessions/{id}/"])
+def test_more_query_parameters_than_django_reads_is_400_not_500(api, live_session, path):
+    query = "&".join(f"f{i}=1" for i in range(1001))  # DATA_UPLOAD_MAX_NUMBER_FIELDS is 1000
+
+    response = api.get(f"{path.format(id=live_session.pk)}?{query}")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_request"
+
+
 def test_session_endpoints_need_credentials(client_for, live_session):
     anonymous = client_for(None)
 
