@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from agents import selectors, services
 from agents.models import AgentRollup, AgentRun
 from agents.registry import describe, registry
-from conductor.api import DecisionInputSerializer, StrictSerializer
+from conductor.api import DecisionInputSerializer, StrictSerializer, no_nul_characters
 from conductor.pagination import PaginatedApi
 
 
@@ -97,7 +97,7 @@ class RunListCreateApi(PaginatedApi):
     class InputSerializer(StrictSerializer):
         agent = serializers.CharField(required=False, max_length=64)
         intent = serializers.CharField(max_length=64)
-        input = serializers.JSONField()
+        input = serializers.JSONField(validators=[no_nul_characters])
         idempotency_key = serializers.CharField(required=False, max_length=200)
 
     class FilterSerializer(serializers.Serializer):

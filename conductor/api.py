@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, cast, get_args
 
 from django.contrib.auth.models import User
-from django.core.exceptions import RequestDataTooBig
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
 from pydantic import BaseModel, ValidationError
@@ -38,6 +37,37 @@ class StrictSerializer(serializers.Serializer):
         if errors:
             raise serializers.ValidationError(errors)
         return value
+
+
+def no_nul_characters(value: Any) -> None:
+    """Validator for JSON input: PostgreSQL text and jsonb cannot hold a NUL character.
+
+    Raises ValidationError naming the path to the first string or key that has one.
+    """
+    path = _nul_path(value)
+    if path is not None:
+        error: Any = ["Contains a NUL character."]
+        for part in reversed(path):
+            error = {part: error}
+        raise serializers.ValidationError(error)
+
+
+def _nul_path(value: Any) -> list[str] | None:
+    if isinstance(value, str):
+        return [] if "\x00" in value else None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return [key]
+        path = _nul_path(item)
+        if path is not None:
+            return [str(key), *path]
+    return None
 
 
 def inline_json_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -301,13 +331,7 @@ class SessionSignalsApi(APIView):
                 "Send the batch as application/json.", code="unsupported_media_type",
                 status_code=415,
             )  # fmt: skip
-        try:
-            body = request.body
-        except RequestDataTooBig:
-            raise ApplicationError(
-                "The request body is too large.", code="payload_too_large", status_code=413
-            ) from None
-        result = ingest.signals_ingest(session=session, batch=ingest.parse_batch(body))
+        result = ingest.signals_ingest(session=session, batch=ingest.parse_batch(request.body))
         return Response(
             {"accepted": result.accepted, "duplicates": result.duplicates},
             status=status.HTTP_202_ACCEPTED,
@@ -350,7 +374,7 @@ class InterventionListCreateApi(PaginatedApi):
     @extend_schema_serializer(component_name="ManualInterventionInput")
     class InputSerializer(StrictSerializer):
         type = serializers.ChoiceField(choices=Intervention.Type.values)
-        content = serializers.DictField(required=False)
+        content = serializers.DictField(required=False, validators=[no_nul_characters])
         reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
     @extend_schema(responses=InterventionOutputSerializer(many=True))

@@ -1,4 +1,8 @@
-"""Websocket authentication: the browser session, or `?token=` for API clients."""
+"""Token authentication for the API and the websockets; websockets also take the browser session.
+
+No token key holds a NUL character, and PostgreSQL refuses one in a query: such a key is
+simply wrong (401, or close code 4401), never a database error.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,32 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from channels.security.websocket import OriginValidator
+from rest_framework import authentication, exceptions
 from rest_framework.authtoken.models import Token
+
+
+class TokenAuthentication(authentication.TokenAuthentication):
+    """DRF's `Authorization: Token <key>`, where a key with a NUL is an invalid token."""
+
+    def authenticate_credentials(self, key: str) -> tuple[Any, Any]:
+        if "\x00" in key:
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        return super().authenticate_credentials(key)
+
+
+def query_param(scope: dict[str, Any], name: str) -> str | None:
+    """The first value of `name` in a websocket's query string, or None.
+
+    The query string is the client's bytes: what does not decode is replaced, not raised.
+    """
+    values = parse_qs(scope.get("query_string", b"").decode(errors="replace")).get(name)
+    return values[0] if values else None
 
 
 @database_sync_to_async
 def _user_for_token(key: str) -> Any:
+    if "\x00" in key:
+        return None
     token = Token.objects.select_related("user").filter(key=key).first()
     return token.user if token is not None and token.user.is_active else None
 
@@ -22,11 +47,11 @@ class TokenAuthMiddleware(BaseMiddleware):
     """Sets scope["user"] from `?token=` when given; otherwise the session user stands."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        keys = parse_qs(scope.get("query_string", b"").decode()).get("token")
-        if keys:
+        key = query_param(scope, "token")
+        if key:
             from django.contrib.auth.models import AnonymousUser
 
-            scope = {**scope, "user": await _user_for_token(keys[0]) or AnonymousUser()}
+            scope = {**scope, "user": await _user_for_token(key) or AnonymousUser()}
         return await super().__call__(scope, receive, send)
 
 

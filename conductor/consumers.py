@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import secrets
 from typing import Any
-from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from conductor import realtime, selectors
+from conductor.auth import query_param
 from conductor.errors import NotFoundError
 from conductor.interventions import attendee_group
 from conductor.models import LiveSession
@@ -45,6 +45,13 @@ class _Consumer(AsyncJsonWebsocketConsumer):
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        """Clients only listen (dashboard actions go through the API, attendee activity arrives
+        as signals): what they send is ignored unread, so a frame that is not JSON cannot end
+        the socket with an error."""
+
 
 class SessionDashboardConsumer(_Consumer):
     """`/ws/sessions/{id}/`: one socket per open dashboard of a live session."""
@@ -60,9 +67,6 @@ class SessionDashboardConsumer(_Consumer):
             return
         await self._join(realtime.session_group(session_id))
 
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        """The dashboard only listens; what it sends is ignored (actions go through the API)."""
-
     async def dashboard_message(self, message: dict[str, Any]) -> None:
         await self.send_json({"type": message["event"], "data": message["data"]})
 
@@ -72,25 +76,23 @@ def _attendee_key_matches(session_id: int, key: str) -> bool:
     stored = (
         LiveSession.objects.filter(pk=session_id).values_list("attendee_key", flat=True).first()
     )
-    return stored is not None and secrets.compare_digest(stored, key)
+    # Compared as bytes: compare_digest refuses str with non-ASCII characters.
+    return stored is not None and secrets.compare_digest(stored.encode(), key.encode())
 
 
 class AttendeeConsumer(_Consumer):
     """`/ws/sessions/{id}/attendees/?key=`: where attendee clients receive interventions."""
 
     async def connect(self) -> None:
-        keys = parse_qs(self.scope.get("query_string", b"").decode()).get("key")
-        if not keys:
+        key = query_param(self.scope, "key")
+        if not key:
             await self._refuse(CLOSE_UNAUTHENTICATED)
             return
         session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
-        if not await _attendee_key_matches(session_id, keys[0]):
+        if not await _attendee_key_matches(session_id, key):
             await self._refuse(CLOSE_FORBIDDEN)
             return
         await self._join(attendee_group(session_id))
-
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        """Attendee clients only listen; their activity arrives as signals through the API."""
 
     async def attendee_intervention(self, message: dict[str, Any]) -> None:
         await self.send_json({"type": "intervention", **message["intervention"]})

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from pydantic import ValidationError as PydanticValidationError
@@ -98,6 +98,12 @@ _DRF_CODES: dict[type[exceptions.APIException], str] = {
 
 def api_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response:
     """DRF's EXCEPTION_HANDLER: every failure in the one error shape, never a bare 500 page."""
+    if isinstance(exc, RequestDataTooBig):  # the body is over DATA_UPLOAD_MAX_MEMORY_SIZE
+        exc = ApplicationError(
+            "The request body is too large.", code="payload_too_large", status_code=413
+        )
+    elif isinstance(exc, SuspiciousOperation):  # e.g. more query parameters than Django reads
+        exc = ApplicationError(str(exc) or "Bad request.", code="bad_request")
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
     if isinstance(exc, Http404):

@@ -8,6 +8,7 @@ concurrent batches cannot both store it).
 from __future__ import annotations
 
 import contextlib
+import json
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,7 +16,6 @@ from typing import Annotated, Any, Literal, NotRequired
 
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
-from psycopg.types.json import Jsonb
 from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict
 
@@ -106,27 +106,37 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
+# One encoder: json.dumps with a non-default option builds a new one per call.
+_to_json = json.JSONEncoder(allow_nan=False).encode
 _COLUMNS = ("session_id", "signal_id", "type", "attendee", "at", "data", "received_at")
 
 
 def signals_ingest(*, session: LiveSession, batch: SignalBatch) -> IngestResult:
     """Store a validated batch for a session. Raises ConflictError (409) for an ended session,
-    ApplicationError (400) for event times out of range, (503) when the write fails."""
+    ApplicationError (400) for event times out of range or data JSON cannot hold, (503) when
+    the write fails."""
     if session.status == LiveSession.Status.ENDED:
         raise ConflictError(
             "The session has ended; it takes no more signals.", code="session_ended"
         )
     now = timezone.now()
     rows: list[tuple[Any, ...]] = []
-    out_of_range: list[dict[str, Any]] = []
+    invalid: list[dict[str, Any]] = []
     for index, item in enumerate(batch["signals"]):
         at = item.get("at") or now
         if at > now + MAX_SKEW or at < now - MAX_AGE:
-            out_of_range.append({"index": index, "field": "at", "message": _range_message(at, now)})
-        rows.append((session.pk, item.get("id"), item["type"], item["attendee"], at,
-                     Jsonb(item.get("data", {})), now))  # fmt: skip
-    if out_of_range:
-        raise _invalid(out_of_range)
+            invalid.append({"index": index, "field": "at", "message": _range_message(at, now)})
+        # Serialized here, not by the COPY: jsonb has no NaN or Infinity (which the parser
+        # accepts, and gives for a number too large for a float), and this is where the item
+        # can still be named.
+        try:
+            data = _to_json(item.get("data", {}))
+        except ValueError:
+            invalid.append({"index": index, "field": "data", "message": _NOT_FINITE})
+            continue
+        rows.append((session.pk, item.get("id"), item["type"], item["attendee"], at, data, now))
+    if invalid:
+        raise _invalid(invalid)
     try:
         accepted = _copy(rows)
         if session.status == LiveSession.Status.SCHEDULED:  # the first signals start it
@@ -144,6 +154,9 @@ def signals_ingest(*, session: LiveSession, batch: SignalBatch) -> IngestResult:
     for kind, count in Counter(item["type"] for item in batch["signals"]).items():
         metrics.SIGNALS_INGESTED.labels(type=kind).inc(count)
     return IngestResult(accepted=accepted, duplicates=duplicates)
+
+
+_NOT_FINITE = "Holds NaN, Infinity or a number too large for JSON."
 
 
 def _range_message(at: datetime, now: datetime) -> str:

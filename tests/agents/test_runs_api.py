@@ -57,6 +57,11 @@ def test_create_routes_by_intent_and_queues(api, organizer, django_capture_on_co
                                                                     "opens": 0}}},
          "validation_error", "input.a"),
         ({"intent": "generate-draft"}, "validation_error", "input"),
+        # PostgreSQL jsonb cannot hold NUL: refused at the edge, not a 500 at the INSERT.
+        ({"intent": "summarize", "input": {"text": "a\x00b"}}, "validation_error", "input.text"),
+        ({"agent": "ad", "intent": "allocate-budget",
+          "input": {"channels": ["search", "so\x00cial"], "total_daily_budget": 10}},
+         "validation_error", "input.channels.1"),
         ({"intent": "generate-draft", "input": {}, "priority": 1}, "validation_error", "priority"),
     ],
 )  # fmt: skip

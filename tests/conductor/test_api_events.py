@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conductor.event_settings import EventSettings
@@ -139,3 +141,17 @@ def test_bad_token_is_401(client_for):
 
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "authentication_failed"
+
+
+def test_a_body_over_the_upload_limit_is_413_and_stores_nothing(api, settings):
+    # Django refuses to read it (RequestDataTooBig): the client's error, not a 500.
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = json.dumps({"name": "big", "description": "x" * 1000})
+
+    response = api.generic("POST", "/api/v1/events/", body, content_type="application/json")
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert not Event.objects.exists()
+    small = api.post("/api/v1/events/", {"name": "small"}, format="json")
+    assert small.status_code == 201

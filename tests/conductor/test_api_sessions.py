@@ -58,6 +58,16 @@ def test_malformed_json_is_400(api):
     assert response.json()["error"]["code"] == "malformed_json"
 
 
+@pytest.mark.parametrize("path", ["/api/v1/events/", "/api/v1/sessions/", "/api/v1/runs/"])
+def test_json_nested_too_deeply_is_400_not_500(api, path):
+    body = "[" * 100_000 + "]" * 100_000
+
+    response = api.generic("POST", path, body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_json"
+
+
 def test_a_list_body_is_400_not_500(api):
     response = api.post("/api/v1/sessions/", [1, 2], format="json")
 
@@ -147,6 +157,16 @@ def test_session_list_filters(api, event, organizer):
     assert api.get("/api/v1/sessions/?status=nope").status_code == 400
 
 
+@pytest.mark.parametrize("path", ["/api/v1/sessions/", "/api/v1/sessions/{id}/"])
+def test_more_query_parameters_than_django_reads_is_400_not_500(api, live_session, path):
+    query = "&".join(f"f{i}=1" for i in range(1001))  # DATA_UPLOAD_MAX_NUMBER_FIELDS is 1000
+
+    response = api.get(f"{path.format(id=live_session.pk)}?{query}")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_request"
+
+
 def test_session_endpoints_need_credentials(client_for, live_session):
     anonymous = client_for(None)
 
@@ -154,6 +174,17 @@ def test_session_endpoints_need_credentials(client_for, live_session):
     assert anonymous.get(f"/api/v1/sessions/{live_session.pk}/").status_code == 401
     response = anonymous.patch(f"/api/v1/sessions/{live_session.pk}/", {"mode": "auto"})
     assert response.status_code == 401
+
+
+def test_a_token_with_a_nul_character_is_invalid_not_a_500(client_for):
+    # PostgreSQL refuses a NUL in a query: the key is wrong, not a database error.
+    client = client_for(None)
+    client.credentials(HTTP_AUTHORIZATION="Token abc\x00def")
+
+    response = client.get("/api/v1/sessions/")
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "authentication_failed"
 
 
 def test_unknown_api_url_is_json_404(api):

@@ -278,6 +278,23 @@ def test_manual_intervention_is_executed_at_once(api, live):
     assert {d["field"] for d in bad.json()["error"]["details"]} >= {"content.question"}
 
 
+@pytest.mark.parametrize(
+    ("content_in", "field"),
+    [
+        ({"headline": "Break in\x00 5", "call_to_action": "Stay"}, "content.headline"),
+        ({"headline": "Break in 5", "call_to_action": "Stay", "x\x00": 1}, "content.x\x00"),
+    ],
+)
+def test_manual_intervention_content_with_nul_is_400_naming_it(api, live, content_in, field):
+    # PostgreSQL jsonb cannot hold NUL: refused at the edge, not a 500 at the INSERT.
+    response = api.post(f"/api/v1/sessions/{live.pk}/interventions/",
+                        {"type": "broadcast", "content": content_in}, format="json")  # fmt: skip
+
+    assert response.status_code == 400, response.content
+    assert [d["field"] for d in response.json()["error"]["details"]] == [field]
+    assert not Intervention.objects.exists()
+
+
 def test_manual_intervention_for_a_session_not_live_is_409(api, live_session):
     response = api.post(f"/api/v1/sessions/{live_session.pk}/interventions/", {"type": "poll"},
                         format="json")  # fmt: skip

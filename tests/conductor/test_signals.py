@@ -293,3 +293,36 @@ def test_a_nul_character_is_refused_with_its_item_not_at_the_write(api, live_ses
         ).status_code
         == 202
     )
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400", "9" * 400 + ".5"])
+def test_a_number_jsonb_cannot_hold_is_refused_with_its_item_not_at_the_write(
+    api, live_session, number
+):
+    # The parser reads these as float NaN or infinity; jsonb has neither. A retry of the batch
+    # cannot succeed, so this is the client's 400, not a 503.
+    body = (
+        '{"signals": [{"type": "join", "attendee": "ok", "data": {"n": 1e300}},'
+        f' {{"type": "poll_vote", "attendee": "b", "data": {{"votes": [1, {number}]}}}}]}}'
+    )
+
+    response = api.generic(
+        "POST", f"/api/v1/sessions/{live_session.pk}/signals/", body,
+        content_type="application/json",
+    )  # fmt: skip
+
+    assert response.status_code == 400, response.content
+    details = [(d["index"], d["field"]) for d in response.json()["error"]["details"]]
+    assert details == [(1, "data")]
+    assert collector.health().write_errors == 0
+    assert not Signal.objects.exists()
+
+
+def test_a_batch_over_the_upload_limit_is_413_and_stores_nothing(api, live_session, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+
+    response = post(api, live_session, [{"type": "join", "attendee": f"a{i}"} for i in range(50)])
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert not Signal.objects.exists()

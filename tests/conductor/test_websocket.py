@@ -23,8 +23,10 @@ def make_session():
     return owner, stranger, session
 
 
-async def closed_with(path: str, headers=None) -> int:
+async def closed_with(path: str, headers=None, query_string: bytes | None = None) -> int:
     communicator = WebsocketCommunicator(application, path, headers=headers or [])
+    if query_string is not None:  # raw bytes, as a client may send; read when the app first runs
+        communicator.scope["query_string"] = query_string
     await communicator.connect()
     message = await communicator.receive_output(timeout=5)
     await communicator.wait()
@@ -90,6 +92,36 @@ async def test_anonymous_is_closed_with_4401():
 
     assert await closed_with(f"/ws/sessions/{session.pk}/") == 4401
     assert await closed_with(f"/ws/sessions/{session.pk}/?token=wrong") == 4401
+
+
+async def test_malformed_credentials_are_closed_with_a_code_not_an_error():
+    _, _, session = await make_session()
+    dashboard = f"/ws/sessions/{session.pk}/"
+    attendees = f"/ws/sessions/{session.pk}/attendees/"
+
+    assert await closed_with(f"{dashboard}?token=%00") == 4401  # PostgreSQL refuses NUL
+    assert await closed_with(dashboard, query_string=b"token=\xff") == 4401  # not UTF-8
+    assert await closed_with(f"{attendees}?key=%C3%A9") == 4403  # compare_digest: not ASCII
+    assert await closed_with(attendees, query_string=b"key=\xff") == 4403
+
+
+async def test_what_a_client_sends_is_ignored_and_the_socket_stays_open():
+    owner, _, session = await make_session()
+    communicator = WebsocketCommunicator(
+        application, f"/ws/sessions/{session.pk}/?token={owner.auth_token.key}"
+    )
+    assert (await communicator.connect())[0]
+
+    await communicator.send_to(text_data="not json")
+    await communicator.send_to(bytes_data=b"\xff\x00")
+    await communicator.send_json_to({"type": "anything"})
+    await get_channel_layer().group_send(
+        realtime.session_group(session.pk),
+        {"type": "dashboard.message", "event": "engagement.sample", "data": {"score": 0.5}},
+    )
+
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "engagement.sample"
+    await communicator.disconnect()
 
 
 async def test_another_organizer_is_closed_with_4403():
