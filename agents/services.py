@@ -454,8 +454,10 @@ def approval_decide(
 
     Approved: the run is queued again and resumes without repeating earlier tool calls.
     Rejected: the run fails with the reason. Raises ConflictError (409) when the run is not
-    awaiting approval.
+    awaiting approval, and `approval_expired` when the approval's time ran out before the sweep
+    came: the agent's default decision is applied then, as the sweep would have.
     """
+    late = False
     with transaction.atomic():
         run = AgentRun.objects.select_for_update().get(pk=run_id)
         approval = run.approvals.filter(status=Approval.Status.PENDING).first()
@@ -463,6 +465,10 @@ def approval_decide(
             raise ConflictError(
                 f"The run is {run.status}, not awaiting approval.", code="not_awaiting_approval"
             )
+        if not expired and approval.expires_at <= timezone.now():
+            late = expired = True
+            approve = approval.default_decision == Approval.Status.APPROVED
+            user, reason = None, _expiry_reason(approval.default_decision)
         approval.status = Approval.Status.APPROVED if approve else Approval.Status.REJECTED
         approval.decided_by = user
         approval.decided_at = timezone.now()
@@ -481,7 +487,17 @@ def approval_decide(
             why = f"{approval.tool}.{approval.action} rejected: {reason or 'no reason given'}"
             _finish(run, AgentRun.Status.FAILED, error=_error("approval_rejected", why))
     _update_pending_gauge()
+    if late:
+        raise ConflictError(
+            f"The approval expired at {approval.expires_at.isoformat()}, before the decision; "
+            f"the default decision ({approval.default_decision}) was applied.",
+            code="approval_expired",
+        )
     return run
+
+
+def _expiry_reason(default: str) -> str:
+    return f"expired without a decision; default: {default}"
 
 
 def approvals_expire() -> int:
@@ -496,7 +512,7 @@ def approvals_expire() -> int:
                 run_id=run_id,
                 approve=default == Approval.Status.APPROVED,
                 user=None,
-                reason=f"expired without a decision; default: {default}",
+                reason=_expiry_reason(default),
                 expired=True,
             )
         except ConflictError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, cast, get_args
 
 from django.contrib.auth.models import User
+from django.utils.http import parse_header_parameters
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
 from pydantic import BaseModel, ValidationError
@@ -326,9 +327,11 @@ class SessionSignalsApi(APIView):
     )  # fmt: skip
     def post(self, request: Request, session_id: int) -> Response:
         session = selectors.session_get_for_user(request.user, session_id)
-        if not (request.content_type or "").startswith("application/json"):
+        # Media types are case-insensitive; JSON is UTF-8 (RFC 8259), which parse_batch decodes.
+        media_type, params = parse_header_parameters(request.content_type or "")
+        if media_type != "application/json" or params.get("charset", "utf-8").lower() != "utf-8":
             raise ApplicationError(
-                "Send the batch as application/json.", code="unsupported_media_type",
+                "Send the batch as application/json (UTF-8).", code="unsupported_media_type",
                 status_code=415,
             )  # fmt: skip
         result = ingest.signals_ingest(session=session, batch=ingest.parse_batch(request.body))

@@ -144,28 +144,37 @@ def _pending_for_update(intervention_id: int) -> Intervention:
     return intervention
 
 
-@transaction.atomic
 def intervention_decide(
     *, intervention_id: int, user: User, approve: bool, reason: str = ""
 ) -> Intervention:
     """The organizer's decision on a pending intervention: approved, it is executed now;
     otherwise rejected. Records who, when and why. Raises ConflictError (409) when it is no
-    longer pending."""
-    intervention = _pending_for_update(intervention_id)
-    now = timezone.now()
-    intervention.decided_by = user
-    intervention.decided_at = now
-    intervention.decision_reason = reason
-    if approve:
-        _execute(intervention, now)
-    else:
-        intervention.status = Intervention.Status.REJECTED
-    intervention.save(
-        update_fields=["status", "decided_by", "decided_at", "decision_reason", "executed_at"]
+    longer pending - `expired` when its time ran out before the sweep marked it: it is marked
+    expired then, and not executed."""
+    with transaction.atomic():
+        intervention = _pending_for_update(intervention_id)
+        now = timezone.now()
+        expired_at = intervention.expires_at
+        if expired_at is not None and expired_at <= now:
+            _expire(intervention, now, "expired before the decision")
+        else:
+            intervention.decided_by = user
+            intervention.decided_at = now
+            intervention.decision_reason = reason
+            if approve:
+                _execute(intervention, now)
+            else:
+                intervention.status = Intervention.Status.REJECTED
+            intervention.save(update_fields=["status", "decided_by", "decided_at",
+                                             "decision_reason", "executed_at"])  # fmt: skip
+            _count(intervention)
+            _publish(intervention)
+            return intervention
+    raise ConflictError(
+        f"The intervention expired at {expired_at.isoformat()}, before the decision; "
+        "it was not executed.",
+        code="expired",
     )
-    _count(intervention)
-    _publish(intervention)
-    return intervention
 
 
 @transaction.atomic

@@ -42,9 +42,26 @@ def event_create(
 
 
 @transaction.atomic
+def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """`target` with RFC 7386's merge `patch` applied (neither is changed)."""
+    merged = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_patch(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def event_update_settings(*, event: Event, settings: dict[str, Any]) -> Event:
-    """Merge `settings` into the event's current settings; the result is validated whole."""
-    merged = {**event.settings, **settings}
+    """Merge `settings` into the event's current settings; the result is validated whole.
+
+    A JSON merge patch (RFC 7386): nested objects (`cooldowns`) merge key by key, `null` puts a
+    setting back to its default, anything else replaces it.
+    """
+    merged = merge_patch(event.settings, settings)
     event.settings = parse_event_settings(merged).model_dump(mode="json")
     event.save(update_fields=["settings", "updated_at"])
     return event

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -22,7 +24,7 @@ def waiting_run() -> AgentRun:
     run = AgentRunFactory(agent="probe", intent="gated", status="awaiting_approval")
     Approval.objects.create(
         run=run, seq=1, tool="slack", action="post_message", arguments={"text": "x"},
-        default_decision="rejected", expires_at=run.created_at,
+        default_decision="rejected", expires_at=run.created_at + timedelta(hours=1),
     )  # fmt: skip
     return run
 

@@ -387,6 +387,30 @@ def test_expired_approval_applies_the_default_decision():
     assert services.approvals_expire() == 0
 
 
+@pytest.mark.parametrize(("agent", "approve", "status"), [
+    ("probe", True, "failed"),  # approved too late: the default (reject) stands
+    ("probe-lenient", False, "queued"),  # rejected too late: the default (approve) stands
+])  # fmt: skip
+def test_a_decision_after_expiry_is_409_and_the_default_decision_applies(
+    api, organizer, agent, approve, status
+):
+    run = start("gated", {}, agent=agent, organizer=organizer)
+    execute(run)
+    decision = "approve" if approve else "reject"
+
+    with time_machine.travel(timezone.now() + timedelta(seconds=61)):
+        response = api.post(f"/api/v1/runs/{run.pk}/{decision}/", {"reason": "late"}, format="json")
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "approval_expired"
+    run.refresh_from_db()
+    assert run.status == status
+    approval = run.approvals.get()
+    assert (approval.expired, approval.decided_by, approval.reason) == (
+        True, None, f"expired without a decision; default: {approval.default_decision}"
+    )  # fmt: skip
+
+
 def test_a_rejected_approval_is_never_sent():
     run = start("gated", {})
     execute(run)

@@ -3,6 +3,8 @@ task is only sent after commit, and these tests roll back."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core.cache import cache
 from django.db import connection
@@ -179,7 +181,7 @@ def test_reject_with_reason_through_the_api(api, organizer):
                           status="awaiting_approval")  # fmt: skip
     Approval.objects.create(
         run=run, seq=1, tool="slack", action="post_message", arguments={"text": "x"},
-        default_decision="rejected", expires_at=run.created_at,
+        default_decision="rejected", expires_at=run.created_at + timedelta(hours=1),
     )  # fmt: skip
 
     body = api.post(f"/api/v1/runs/{run.pk}/reject/", {"reason": "off brand"}, format="json").json()
@@ -231,7 +233,7 @@ def _filled_run(organizer, size: int, *, status: str = "awaiting_approval") -> A
         AgentRunFactory(organizer=organizer, parent=run, status="succeeded")
     Approval.objects.create(
         run=run, seq=size, tool="slack", action="post_message", arguments={},
-        default_decision="rejected", expires_at=now,
+        default_decision="rejected", expires_at=now + timedelta(hours=1),
     )  # fmt: skip
     return run
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conductor.event_settings import EventSettings
+from conductor.event_settings import Cooldowns, EventSettings
 from conductor.models import Event
 from tests.factories import EventFactory
 
@@ -119,6 +119,22 @@ def test_patch_event_settings_merges_and_validates(api, event, client_for, other
         f"/api/v1/events/{event.pk}/", {"settings": {}}, format="json"
     )
     assert other.status_code == 404
+
+
+def test_patch_merges_nested_settings_and_null_restores_a_default(api, event):
+    url = f"/api/v1/events/{event.pk}/"
+    api.patch(url, {"settings": {"cooldowns": {"poll": 30, "chat_prompt": 20}}}, format="json")
+
+    api.patch(url, {"settings": {"cooldowns": {"poll": 45}, "min_confidence": 0.3}}, format="json")
+    event.refresh_from_db()
+    assert (event.config.cooldowns.poll, event.config.cooldowns.chat_prompt) == (45, 20)
+
+    api.patch(url, {"settings": {"cooldowns": {"chat_prompt": None}, "min_confidence": None}},
+              format="json")  # fmt: skip
+    event.refresh_from_db()
+    assert event.config.cooldowns.chat_prompt == Cooldowns().chat_prompt
+    assert event.config.cooldowns.poll == 45
+    assert event.config.min_confidence == EventSettings().min_confidence
 
 
 def test_event_endpoints_need_credentials(client_for, event):

@@ -235,6 +235,24 @@ def test_approve_executes_once_and_records_who(api, organizer, live):
     assert again.json()["error"]["code"] == "not_pending"
 
 
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+def test_a_decision_after_expiry_is_409_and_expires_it_unexecuted(api, live, decision):
+    intervention = Intervention.objects.get(run=decide(live, dropped(live)))
+    # Its time ran out a moment ago; the sweep has not run yet.
+    Intervention.objects.filter(pk=intervention.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    response = api.post(f"/api/v1/interventions/{intervention.pk}/{decision}/")
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "expired"
+    intervention.refresh_from_db()
+    assert (intervention.status, intervention.executed_at) == ("expired", None)
+    assert intervention.decided_by is None
+    assert intervention.decision_reason == "expired before the decision"
+
+
 def test_reject_and_isolation(api, client_for, other_organizer, live):
     intervention = Intervention.objects.get(run=decide(live, dropped(live)))
     stranger = client_for(other_organizer)

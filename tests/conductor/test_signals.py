@@ -117,6 +117,12 @@ def test_malformed_json_and_wrong_content_type(api, live_session):
 
     assert broken.status_code == 400
     assert form.status_code == 415
+    batch = '{"signals": [{"type": "join", "attendee": "a"}]}'
+    for media_type, expected in [
+        ("APPLICATION/JSON", 202), ("application/json; charset=UTF-8", 202),
+        ("application/json; charset=latin-1", 415), ("application/jsonx", 415),
+    ]:  # fmt: skip
+        assert api.generic("POST", url, batch, content_type=media_type).status_code == expected
 
 
 def test_an_ended_session_takes_no_signals(api, live_session):
