@@ -42,6 +42,7 @@ from psycopg.types.json import Jsonb  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
 from conductor import services, tick  # noqa: E402
+from conductor.heap import freeze_startup_heap  # noqa: E402
 from conductor.models import Event, LiveSession, Signal  # noqa: E402
 
 BATCH = 5_000
@@ -139,6 +140,7 @@ def tick_seconds(event: Event) -> float:
 
 def main() -> None:
     call_command("migrate", verbosity=0)
+    freeze_startup_heap()  # as the web process does once it has loaded (conductor.asgi)
     user, _ = get_user_model().objects.get_or_create(username="bench")
     token, _ = Token.objects.get_or_create(user=user)
     event = services.event_create(organizer=user, name="bench")

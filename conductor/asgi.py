@@ -12,6 +12,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from conductor.auth import BrowserOriginValidator, ConductorAuthStack  # noqa: E402
+from conductor.heap import freeze_startup_heap  # noqa: E402
 from conductor.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -20,3 +21,5 @@ application = ProtocolTypeRouter(
         "websocket": BrowserOriginValidator(ConductorAuthStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+freeze_startup_heap()

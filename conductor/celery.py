@@ -61,5 +61,13 @@ def release_db_connections(sender: Any = None, signal: Any = None, **kwargs: Any
             connection.health_check_done = True  # type: ignore[attr-defined]
 
 
+def freeze_before_fork(**kwargs: Any) -> None:
+    """In the worker's main process, before its pool forks (conductor.heap)."""
+    from conductor.heap import freeze_startup_heap
+
+    freeze_startup_heap()
+
+
+signals.worker_init.connect(freeze_before_fork)
 signals.task_prerun.connect(release_db_connections)
 signals.task_postrun.connect(release_db_connections)

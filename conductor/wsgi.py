@@ -8,3 +8,7 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "conductor.settings")
 application = get_wsgi_application()
+
+from conductor.heap import freeze_startup_heap  # noqa: E402
+
+freeze_startup_heap()
