@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, timedelta
 from typing import Any, cast
 
@@ -180,6 +181,18 @@ _COUNTS = ("runs", "succeeded", "failed", "timed_out", "cancelled", "duration_ms
            "prompt_tokens", "completion_tokens", "cost_usd")  # fmt: skip
 
 
+def usage_totals(days: Iterable[AgentRollup]) -> list[AgentRollup]:
+    """One row per agent summing its days (unsaved rollups, for their rates), by agent name."""
+    totals: dict[str, AgentRollup] = {}
+    for day in days:
+        total = totals.setdefault(
+            day.agent, AgentRollup(agent=day.agent, **dict.fromkeys(_COUNTS, 0))
+        )
+        for name in _COUNTS:
+            setattr(total, name, getattr(total, name) + getattr(day, name))
+    return [totals[agent] for agent in sorted(totals)]
+
+
 class UsageOutputSerializer(serializers.Serializer):
     agent = serializers.CharField()
     runs = serializers.IntegerField()
@@ -232,18 +245,11 @@ class AgentUsageApi(APIView):
         filters.is_valid(raise_exception=True)
         wanted = filters.validated_data
         days = list(selectors.rollups_for_user(request.user, **wanted))
-        totals: dict[str, AgentRollup] = {}
-        for row in days:
-            total = totals.setdefault(
-                row.agent, AgentRollup(agent=row.agent, **dict.fromkeys(_COUNTS, 0))
-            )
-            for name in _COUNTS:
-                setattr(total, name, getattr(total, name) + getattr(row, name))
         data = {
             "since": wanted["since"],
             "until": wanted["until"],
             "refreshed_at": max((row.refreshed_at for row in days), default=None),
-            "totals": [totals[agent] for agent in sorted(totals)],
+            "totals": usage_totals(days),
             "days": days,
         }
         return Response(UsageResponseSerializer(data).data)

@@ -71,3 +71,18 @@ def rollups_for_user(
     if agent is not None:
         rollups = rollups.filter(agent=agent)
     return rollups.order_by("-day", "agent")
+
+
+def approvals_waiting_for_user(user: User | AnonymousUser) -> QuerySet[Approval]:
+    """The pending approvals of the user's runs, the soonest to expire first, with their run."""
+    if not user.is_authenticated:
+        return Approval.objects.none()
+    return (
+        Approval.objects.filter(
+            run__organizer=user,
+            run__status=AgentRun.Status.AWAITING_APPROVAL,
+            status=Approval.Status.PENDING,
+        )
+        .select_related("run")
+        .order_by("expires_at", "id")
+    )

@@ -7,6 +7,7 @@ from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from agents import api as agents_api
+from agents import views as agents_views
 from conductor import api, views
 from telemetry.health import healthz
 
@@ -58,6 +59,12 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("dashboard/", views.dashboard, name="dashboard"),
     path("dashboard/sessions/", views.dashboard_sessions, name="dashboard-sessions"),
+    path("dashboard/agents/", agents_views.agents_page, name="agents-page"),
+    path(
+        "dashboard/agents/runs/<int:run_id>/<str:decision>/",
+        agents_views.decide_run,
+        name="agents-decide",
+    ),
     path("dashboard/sessions/<int:session_id>/", views.session_live, name="session-live"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
