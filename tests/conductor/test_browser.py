@@ -273,3 +273,44 @@ def test_the_dashboard_catches_up_over_http_when_the_websocket_cannot_connect(
         timeout=40_000
     )  # backoff ceiling 30 s
     context.close()
+
+
+def test_an_organizer_decides_a_risky_agent_action_in_the_browser(
+    asgi_server, browser, django_side
+):
+    from agents.models import AgentRun, Approval
+    from tests.agents.factories import AgentRunFactory
+
+    def setup() -> tuple[int, int]:
+        owner = OrganizerFactory(username="owner")
+        runs = []
+        for subject in ("Last tickets", "Wrong list"):
+            run = AgentRunFactory(organizer=owner, agent="email", intent="send-campaign",
+                                  status="awaiting_approval")  # fmt: skip
+            Approval.objects.create(
+                run=run, seq=0, tool="email", action="send",
+                arguments={"to": ["ana@example.com"], "subject": subject, "text": "Hi"},
+                default_decision="rejected", expires_at=timezone.now() + timedelta(minutes=30),
+            )  # fmt: skip
+            runs.append(run.pk)
+        return runs[0], runs[1]
+
+    approved, rejected = django_side(setup)
+    page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    log_in(page, asgi_server, "owner", "/dashboard/agents/")
+    page.wait_for_url(f"{asgi_server}/dashboard/agents/")
+
+    # Real forms, real CSRF: the test client would not check the token.
+    with page.expect_navigation():
+        page.click(f"form[action='/dashboard/agents/runs/{approved}/approve/'] button")
+    page.fill(
+        f"form[action='/dashboard/agents/runs/{rejected}/reject/'] input[name=reason]", "wrong list"
+    )
+    with page.expect_navigation():
+        page.click(f"form[action='/dashboard/agents/runs/{rejected}/reject/'] button")
+    page.screenshot(path=str(ARTIFACTS / "agents-decided.png"), full_page=True)
+
+    assert page.locator(".messages li").inner_text().startswith(f"Run {rejected} (email")
+    assert "Nothing is waiting" in page.locator("#waiting").inner_text()
+    statuses = django_side(lambda: dict(AgentRun.objects.values_list("pk", "status")))
+    assert statuses == {approved: "queued", rejected: "failed"}
