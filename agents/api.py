@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, timedelta
-from typing import Any, cast
+from typing import cast
 
 from django.contrib.auth.models import User
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -17,7 +15,13 @@ from rest_framework.views import APIView
 from agents import selectors, services
 from agents.models import AgentRollup, AgentRun
 from agents.registry import describe, registry
-from conductor.api import DecisionInputSerializer, StrictSerializer, no_nul_characters
+from conductor import rollups
+from conductor.api import (
+    DayRangeSerializer,
+    DecisionInputSerializer,
+    StrictSerializer,
+    no_nul_characters,
+)
 from conductor.pagination import PaginatedApi
 
 
@@ -175,22 +179,13 @@ class RunRejectApi(_RunDecisionApi):
 
 # -- usage: the daily rollups ----------------------------------------------------------------
 
-USAGE_DEFAULT_DAYS = 30
-USAGE_MAX_DAYS = 366
 _COUNTS = ("runs", "succeeded", "failed", "timed_out", "cancelled", "duration_ms",
            "prompt_tokens", "completion_tokens", "cost_usd")  # fmt: skip
 
 
 def usage_totals(days: Iterable[AgentRollup]) -> list[AgentRollup]:
     """One row per agent summing its days (unsaved rollups, for their rates), by agent name."""
-    totals: dict[str, AgentRollup] = {}
-    for day in days:
-        total = totals.setdefault(
-            day.agent, AgentRollup(agent=day.agent, **dict.fromkeys(_COUNTS, 0))
-        )
-        for name in _COUNTS:
-            setattr(total, name, getattr(total, name) + getattr(day, name))
-    return [totals[agent] for agent in sorted(totals)]
+    return rollups.totals(days, by="agent", fields=_COUNTS)
 
 
 class UsageOutputSerializer(serializers.Serializer):
@@ -222,22 +217,8 @@ class UsageResponseSerializer(serializers.Serializer):
 class AgentUsageApi(APIView):
     """Per agent and UTC day: runs by final status, time, LLM tokens and cost (rollups)."""
 
-    class FilterSerializer(serializers.Serializer):
-        since = serializers.DateField(required=False, help_text="First UTC day (default: 29 "
-                                      "days before `until`).")  # fmt: skip
-        until = serializers.DateField(required=False, help_text="Last UTC day (default: today).")
+    class FilterSerializer(DayRangeSerializer):
         agent = serializers.CharField(required=False, max_length=64)
-
-        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-            until = attrs.get("until") or timezone.now().astimezone(UTC).date()
-            since = attrs.get("since") or until - timedelta(days=USAGE_DEFAULT_DAYS - 1)
-            if since > until:
-                raise serializers.ValidationError({"since": "Must not be after until."})
-            if (until - since).days >= USAGE_MAX_DAYS:
-                raise serializers.ValidationError(
-                    {"since": f"At most {USAGE_MAX_DAYS} days at a time."}
-                )
-            return {**attrs, "since": since, "until": until}
 
     @extend_schema(parameters=[FilterSerializer], responses=UsageResponseSerializer)
     def get(self, request: Request) -> Response:

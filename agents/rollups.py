@@ -9,12 +9,10 @@ yesterday and today every few minutes (`agents.refresh_rollups`); `manage.py ref
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
-
-from django.db import connection
-from django.utils import timezone
+from datetime import date, datetime
 
 from agents.models import AgentRun
+from conductor.rollups import execute_refresh, recent_days
 
 # Token counts and cost come from the metrics each LLM call records (RunContext.llm).
 _REFRESH = """
@@ -70,25 +68,10 @@ SELECT count(*) FROM upserted
 
 def refresh(first: date, last: date | None = None) -> int:
     """Compute the rollups of the UTC days `first`..`last` (inclusive); return the rows written."""
-    last = last or first
-    if last < first:
-        raise ValueError(f"{last} is before {first}")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _REFRESH,
-            {
-                "start": datetime.combine(first, time.min, tzinfo=UTC),
-                "end": datetime.combine(last + timedelta(days=1), time.min, tzinfo=UTC),
-                "first": first,
-                "last": last,
-                "terminal": sorted(AgentRun.TERMINAL),
-                "now": timezone.now(),
-            },
-        )
-        return int(cursor.fetchone()[0])
+    return execute_refresh(_REFRESH, first, last, terminal=sorted(AgentRun.TERMINAL))
 
 
 def refresh_recent(now: datetime | None = None) -> int:
     """Refresh yesterday and today (UTC): a run finishing just before midnight is in yesterday."""
-    today = (now or timezone.now()).astimezone(UTC).date()
-    return refresh(today - timedelta(days=1), today)
+    first, last = recent_days(now)
+    return refresh(first, last)

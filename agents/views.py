@@ -15,7 +15,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from agents import selectors, services
-from agents.api import USAGE_DEFAULT_DAYS, usage_totals
+from agents.api import usage_totals
+from conductor.api import DAYS_DEFAULT
 from conductor.errors import ConflictError, NotFoundError
 
 RECENT_RUNS = 20
@@ -25,7 +26,7 @@ REASON_MAX_LENGTH = 2000
 @login_required
 def agents_page(request: HttpRequest) -> HttpResponse:
     until = timezone.now().astimezone(UTC).date()
-    since = until - timedelta(days=USAGE_DEFAULT_DAYS - 1)
+    since = until - timedelta(days=DAYS_DEFAULT - 1)
     return render(
         request,
         "dashboard/agents.html",
@@ -38,7 +39,7 @@ def agents_page(request: HttpRequest) -> HttpResponse:
             "usage": usage_totals(
                 selectors.rollups_for_user(request.user, since=since, until=until)
             ),
-            "usage_days": USAGE_DEFAULT_DAYS,
+            "usage_days": DAYS_DEFAULT,
         },
     )
 

@@ -16,6 +16,7 @@ from conductor.models import (
     EngagementSample,
     Event,
     Intervention,
+    InterventionRollup,
     LiveSession,
     PolicyArm,
 )
@@ -110,6 +111,23 @@ class AnomalyAdmin(admin.ModelAdmin):
     list_filter = ("type", "severity")
     list_select_related = ("session",)
     readonly_fields = [f.name for f in Anomaly._meta.fields]
+
+
+@admin.register(InterventionRollup)
+class InterventionRollupAdmin(admin.ModelAdmin):
+    """Computed from the interventions (conductor.rollups): read only."""
+
+    list_display = ("day", "event", "type", "proposed", "executed", "rejected", "expired",
+                    "measured", "mean_lift", "refreshed_at")  # fmt: skip
+    list_filter = ("type", "day")
+    list_select_related = ("event",)
+    date_hierarchy = "day"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 @admin.register(PolicyArm)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, timedelta
 from typing import Any, cast, get_args
 
 from django.contrib.auth.models import User
+from django.utils import timezone
 from django.utils.http import parse_header_parameters
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
@@ -14,10 +16,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from conductor import ingest, interventions, selectors, services
+from conductor import ingest, interventions, rollups, selectors, services
 from conductor.errors import ApplicationError
 from conductor.event_settings import EventSettings
-from conductor.models import Intervention, LiveSession
+from conductor.models import Intervention, InterventionRollup, LiveSession
 from conductor.pagination import PaginatedApi
 from conductor.serializers import AnomalyOutputSerializer, SampleOutputSerializer
 
@@ -38,6 +40,28 @@ class StrictSerializer(serializers.Serializer):
         if errors:
             raise serializers.ValidationError(errors)
         return value
+
+
+DAYS_DEFAULT = 30
+DAYS_MAX = 366
+
+
+class DayRangeSerializer(serializers.Serializer):
+    """`?since=&until=`: UTC days, inclusive; the last 30 by default, at most 366."""
+
+    since = serializers.DateField(
+        required=False, help_text="First UTC day (default: 29 days before `until`)."
+    )
+    until = serializers.DateField(required=False, help_text="Last UTC day (default: today).")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        until = attrs.get("until") or timezone.now().astimezone(UTC).date()
+        since = attrs.get("since") or until - timedelta(days=DAYS_DEFAULT - 1)
+        if since > until:
+            raise serializers.ValidationError({"since": "Must not be after until."})
+        if (until - since).days >= DAYS_MAX:
+            raise serializers.ValidationError({"since": f"At most {DAYS_MAX} days at a time."})
+        return {**attrs, "since": since, "until": until}
 
 
 def no_nul_characters(value: Any) -> None:
@@ -438,3 +462,58 @@ class InterventionApproveApi(_InterventionDecisionApi):
 )
 class InterventionRejectApi(_InterventionDecisionApi):
     approve = False
+
+
+# -- outcomes: the daily intervention rollups -------------------------------------------------
+
+_OUTCOME_COUNTS = ("proposed", "executed", "rejected", "expired", "failed", "measured",
+                   "lift_sum", "reward_sum")  # fmt: skip
+
+
+class OutcomeOutputSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    proposed = serializers.IntegerField()
+    executed = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    expired = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    measured = serializers.IntegerField()
+    mean_lift = serializers.FloatField(allow_null=True)
+    mean_reward = serializers.FloatField(allow_null=True)
+
+
+class OutcomeDayOutputSerializer(OutcomeOutputSerializer):
+    day = serializers.DateField()
+
+
+class OutcomesResponseSerializer(serializers.Serializer):
+    since = serializers.DateField()
+    until = serializers.DateField()
+    refreshed_at = serializers.DateTimeField(allow_null=True)
+    totals = OutcomeOutputSerializer(many=True)
+    days = OutcomeDayOutputSerializer(many=True)
+
+
+class EventOutcomesApi(APIView):
+    """Per intervention type and UTC day of an event: what became of the interventions, and the
+    mean measured lift and reward (rollups, recomputed every 5 minutes)."""
+
+    @extend_schema(parameters=[DayRangeSerializer], responses=OutcomesResponseSerializer)
+    def get(self, request: Request, event_id: int) -> Response:
+        event = selectors.event_get_for_user(request.user, event_id)
+        filters = DayRangeSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        since, until = filters.validated_data["since"], filters.validated_data["until"]
+        days = list(
+            InterventionRollup.objects.filter(event=event, day__gte=since, day__lte=until).order_by(
+                "-day", "type"
+            )
+        )
+        data = {
+            "since": since,
+            "until": until,
+            "refreshed_at": max((row.refreshed_at for row in days), default=None),
+            "totals": rollups.totals(days, by="type", fields=_OUTCOME_COUNTS),
+            "days": days,
+        }
+        return Response(OutcomesResponseSerializer(data).data)

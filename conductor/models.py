@@ -236,10 +236,50 @@ class Intervention(models.Model):
         indexes = [
             models.Index(fields=["session", "status"], name="intervention_session_idx"),
             models.Index(fields=["status", "executed_at"], name="intervention_outcome_idx"),
+            # The rollups read a day's interventions (conductor.rollups).
+            models.Index(fields=["created_at"], name="intervention_created_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{self.type} ({self.status})"
+
+
+class InterventionRollup(models.Model):
+    """One UTC day of an event's interventions of one type: what became of them, what they lifted.
+
+    Computed from the interventions (conductor.rollups), never counted up by hand: a day
+    refreshed again comes out the same.
+    """
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="intervention_rollups")
+    type = models.CharField(max_length=16, choices=Intervention.Type.choices)
+    day = models.DateField(help_text="When the interventions were decided (UTC).")
+    proposed = models.PositiveIntegerField(help_text="Decided or sent by hand that day.")
+    executed = models.PositiveIntegerField()
+    rejected = models.PositiveIntegerField()
+    expired = models.PositiveIntegerField()
+    failed = models.PositiveIntegerField()
+    measured = models.PositiveIntegerField(help_text="Executed ones whose lift was measured.")
+    lift_sum = models.FloatField()
+    reward_sum = models.FloatField()
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-day", "type"]
+        constraints = [
+            models.UniqueConstraint(fields=["event", "type", "day"], name="rollup_event_type_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.day}: {self.proposed} proposed"
+
+    @property
+    def mean_lift(self) -> float | None:
+        return self.lift_sum / self.measured if self.measured else None
+
+    @property
+    def mean_reward(self) -> float | None:
+        return self.reward_sum / self.measured if self.measured else None
 
 
 class PolicyArm(models.Model):

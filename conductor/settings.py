@@ -259,6 +259,7 @@ CELERY_BEAT_SCHEDULE = {
     "expire-agent-approvals": {"task": "agents.expire_approvals", "schedule": 30.0},
     "requeue-lost-agent-runs": {"task": "agents.requeue_lost_runs", "schedule": 60.0},
     "refresh-agent-rollups": {"task": "agents.refresh_rollups", "schedule": 300.0},
+    "refresh-intervention-rollups": {"task": "conductor.refresh_rollups", "schedule": 300.0},
     "conductor-tick": {
         "task": "conductor.tick",
         "schedule": float(env("CONDUCTOR_TICK_SECONDS", "5")),

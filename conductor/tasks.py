@@ -7,7 +7,7 @@ import uuid
 from celery import shared_task
 from django.utils import timezone
 
-from conductor import interventions, tick
+from conductor import interventions, rollups, tick
 from conductor.redis_client import redis_client, redis_script
 
 TICK_LOCK = "conductor:tick-lock"
@@ -38,3 +38,8 @@ def run_tick() -> int:
 @shared_task(name="conductor.dispatch_intervention", ignore_result=True)
 def dispatch_intervention(intervention_id: int) -> bool:
     return interventions.intervention_dispatch(intervention_id=intervention_id)
+
+
+@shared_task(name="conductor.refresh_rollups", ignore_result=True)
+def refresh_rollups() -> int:
+    return rollups.refresh_recent()

@@ -37,6 +37,7 @@ def test_admin_pages_for_events_and_sessions(client, live_session):
         "/admin/conductor/livesession/",
         f"/admin/conductor/livesession/{live_session.pk}/change/",
         "/admin/conductor/engagementsample/",
+        "/admin/conductor/interventionrollup/",
         "/admin/agents/memoryitem/",
     ):
         assert client.get(url).status_code == 200, url
