@@ -20,7 +20,7 @@ from agents.models import (
     MemoryItem,
     ToolExecution,
 )
-from conductor.admin_actions import decide_each
+from conductor.admin_actions import ComputedAdmin, decide_each
 from conductor.errors import ConflictError
 
 
@@ -35,7 +35,7 @@ class MemoryItemAdmin(admin.ModelAdmin):
 
 
 @admin.register(AgentRollup)
-class AgentRollupAdmin(admin.ModelAdmin):
+class AgentRollupAdmin(ComputedAdmin):
     """Computed from the runs (agents.rollups): read only."""
 
     list_display = ("day", "agent", "organizer", "runs", "succeeded", "failed", "timed_out",
@@ -43,12 +43,6 @@ class AgentRollupAdmin(admin.ModelAdmin):
     list_filter = ("agent", "day")
     list_select_related = ("organizer",)
     date_hierarchy = "day"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 class _ReadOnlyInline(admin.TabularInline):

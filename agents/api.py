@@ -226,11 +226,7 @@ class AgentUsageApi(APIView):
         filters.is_valid(raise_exception=True)
         wanted = filters.validated_data
         days = list(selectors.rollups_for_user(request.user, **wanted))
-        data = {
-            "since": wanted["since"],
-            "until": wanted["until"],
-            "refreshed_at": max((row.refreshed_at for row in days), default=None),
-            "totals": usage_totals(days),
-            "days": days,
-        }
+        data = rollups.report(
+            days, since=wanted["since"], until=wanted["until"], by="agent", fields=_COUNTS
+        )
         return Response(UsageResponseSerializer(data).data)

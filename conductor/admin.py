@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from conductor import interventions
-from conductor.admin_actions import decide_each
+from conductor.admin_actions import ComputedAdmin, decide_each
 from conductor.models import (
     Anomaly,
     EngagementSample,
@@ -114,7 +114,7 @@ class AnomalyAdmin(admin.ModelAdmin):
 
 
 @admin.register(InterventionRollup)
-class InterventionRollupAdmin(admin.ModelAdmin):
+class InterventionRollupAdmin(ComputedAdmin):
     """Computed from the interventions (conductor.rollups): read only."""
 
     list_display = ("day", "event", "type", "proposed", "executed", "rejected", "expired",
@@ -122,12 +122,6 @@ class InterventionRollupAdmin(admin.ModelAdmin):
     list_filter = ("type", "day")
     list_select_related = ("event",)
     date_hierarchy = "day"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(PolicyArm)

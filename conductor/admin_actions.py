@@ -1,4 +1,4 @@
-"""Bulk approve / reject in the admin, shared by interventions and agent actions."""
+"""Admin pieces shared by the apps: bulk approve / reject, and read-only computed models."""
 
 from __future__ import annotations
 
@@ -33,3 +33,13 @@ def decide_each(
         f"{verb.capitalize()} {done}; {skipped} were no longer pending.",
         messages.SUCCESS if done else messages.WARNING,
     )
+
+
+class ComputedAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """For rows computed from others (rollups): listed, never added or edited by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

@@ -509,11 +509,5 @@ class EventOutcomesApi(APIView):
                 "-day", "type"
             )
         )
-        data = {
-            "since": since,
-            "until": until,
-            "refreshed_at": max((row.refreshed_at for row in days), default=None),
-            "totals": rollups.totals(days, by="type", fields=_OUTCOME_COUNTS),
-            "days": days,
-        }
+        data = rollups.report(days, since=since, until=until, by="type", fields=_OUTCOME_COUNTS)
         return Response(OutcomesResponseSerializer(data).data)

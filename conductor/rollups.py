@@ -107,3 +107,16 @@ def totals(rows: Iterable[RollupT], *, by: str, fields: Sequence[str]) -> list[R
         for name in fields:
             setattr(total, name, getattr(total, name) + getattr(row, name))
     return [summed[key] for key in sorted(summed)]
+
+
+def report(
+    days: list[RollupT], *, since: date, until: date, by: str, fields: Sequence[str]
+) -> dict[str, Any]:
+    """What a rollup endpoint answers: the range, when it was last computed, totals, the days."""
+    return {
+        "since": since,
+        "until": until,
+        "refreshed_at": max((row.refreshed_at for row in days), default=None),  # type: ignore[attr-defined]
+        "totals": totals(days, by=by, fields=fields),
+        "days": days,
+    }
