@@ -69,30 +69,12 @@ def no_nul_characters(value: Any) -> None:
 
     Raises ValidationError naming the path to the first string or key that has one.
     """
-    path = _nul_path(value)
+    path = ingest.nul_path(value)
     if path is not None:
         error: Any = ["Contains a NUL character."]
         for part in reversed(path):
             error = {part: error}
         raise serializers.ValidationError(error)
-
-
-def _nul_path(value: Any) -> list[str] | None:
-    if isinstance(value, str):
-        return [] if "\x00" in value else None
-    if isinstance(value, dict):
-        items: Any = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        if isinstance(key, str) and "\x00" in key:
-            return [key]
-        path = _nul_path(item)
-        if path is not None:
-            return [str(key), *path]
-    return None
 
 
 def inline_json_schema(model: type[BaseModel]) -> dict[str, Any]:

@@ -92,18 +92,30 @@ def _nul_details(batch: SignalBatch) -> list[dict[str, Any]]:
         {"index": index, "field": field, "message": "Contains a NUL character."}
         for index, item in enumerate(batch["signals"])
         for field in ("id", "attendee", "data")
-        if _has_nul(item.get(field))
+        if nul_path(item.get(field)) is not None
     ]
 
 
-def _has_nul(value: Any) -> bool:
+def nul_path(value: Any) -> list[str] | None:
+    """The path to the first string or key of JSON `value` holding a NUL, or None.
+
+    PostgreSQL text and jsonb cannot hold one.
+    """
     if isinstance(value, str):
-        return "\x00" in value
+        return [] if "\x00" in value else None
     if isinstance(value, dict):
-        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return [key]
+        path = nul_path(item)
+        if path is not None:
+            return [str(key), *path]
+    return None
 
 
 # One encoder: json.dumps with a non-default option builds a new one per call.

@@ -155,26 +155,36 @@ def intervention_decide(
         intervention = _pending_for_update(intervention_id)
         now = timezone.now()
         expired_at = intervention.expires_at
-        if expired_at is not None and expired_at <= now:
+        late = expired_at is not None and expired_at <= now
+        if late:
             _expire(intervention, now, "expired before the decision")
         else:
-            intervention.decided_by = user
-            intervention.decided_at = now
-            intervention.decision_reason = reason
-            if approve:
-                _execute(intervention, now)
-            else:
-                intervention.status = Intervention.Status.REJECTED
-            intervention.save(update_fields=["status", "decided_by", "decided_at",
-                                             "decision_reason", "executed_at"])  # fmt: skip
-            _count(intervention)
-            _publish(intervention)
-            return intervention
-    raise ConflictError(
-        f"The intervention expired at {expired_at.isoformat()}, before the decision; "
-        "it was not executed.",
-        code="expired",
+            _decide(intervention, user=user, approve=approve, reason=reason, now=now)
+    if late:
+        # After the block: the expiry is committed, not rolled back with the error.
+        raise ConflictError(
+            f"The intervention expired at {intervention.expires_at:%Y-%m-%dT%H:%M:%S%z}, before "
+            "the decision; it was not executed.",
+            code="expired",
+        )
+    return intervention
+
+
+def _decide(
+    intervention: Intervention, *, user: User, approve: bool, reason: str, now: datetime
+) -> None:
+    intervention.decided_by = user
+    intervention.decided_at = now
+    intervention.decision_reason = reason
+    if approve:
+        _execute(intervention, now)
+    else:
+        intervention.status = Intervention.Status.REJECTED
+    intervention.save(
+        update_fields=["status", "decided_by", "decided_at", "decision_reason", "executed_at"]
     )
+    _count(intervention)
+    _publish(intervention)
 
 
 @transaction.atomic

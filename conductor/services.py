@@ -41,7 +41,6 @@ def event_create(
     return event
 
 
-@transaction.atomic
 def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     """`target` with RFC 7386's merge `patch` applied (neither is changed)."""
     merged = dict(target)
@@ -55,6 +54,7 @@ def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
+@transaction.atomic
 def event_update_settings(*, event: Event, settings: dict[str, Any]) -> Event:
     """Merge `settings` into the event's current settings; the result is validated whole.
 
