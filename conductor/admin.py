@@ -18,7 +18,7 @@ from conductor.models import (
     Intervention,
     InterventionRollup,
     LiveSession,
-    PolicyArm,
+    PolicyEvidence,
 )
 
 
@@ -124,9 +124,9 @@ class InterventionRollupAdmin(ComputedAdmin):
     date_hierarchy = "day"
 
 
-@admin.register(PolicyArm)
-class PolicyArmAdmin(admin.ModelAdmin):
-    list_display = ("event", "context", "type", "alpha", "beta", "updates", "updated_at")
-    list_filter = ("type",)
+@admin.register(PolicyEvidence)
+class PolicyEvidenceAdmin(admin.ModelAdmin):
+    list_display = ("scope", "scope_id", "context", "arm", "weight", "total", "updates", "as_of")
+    list_filter = ("scope", "arm")
     search_fields = ("context",)
-    readonly_fields = [f.name for f in PolicyArm._meta.fields]
+    readonly_fields = [f.name for f in PolicyEvidence._meta.fields]

@@ -35,6 +35,19 @@ class Cooldowns(BaseModel):
     gamification: int = Field(180, ge=0, le=86_400)
 
 
+class PolicyOptions(BaseModel):
+    """How the conductor's policy learns for this event (conductor.engine.policy)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Evidence loses half its weight in this many hours: what worked last month counts less
+    # than what worked today, however many decisions came in between.
+    half_life_hours: float = Field(72.0, gt=0, le=24 * 365, allow_inf_nan=False)
+    # What an outcome teaches: the measured lift itself (a Gaussian posterior per type), or
+    # only whether the lift was positive (the earlier system's Beta-Bernoulli).
+    reward: Literal["lift", "binary"] = "lift"
+
+
 class EventSettings(BaseModel):
     """What the conductor may do for an event, and when it must ask first."""
 
@@ -45,9 +58,15 @@ class EventSettings(BaseModel):
     )
     max_interventions_per_hour: int = Field(3, ge=0, le=120)
     auto_approve_threshold: float = Field(0.75, ge=0.0, le=1.0)
+    # Ignored since the policy has an explicit "do nothing" arm (the gate muted it); accepted
+    # for a release so that integrators' requests keep working.
     min_confidence: float = Field(0.5, ge=0.0, le=1.0)
     approval_ttl_seconds: int = Field(1800, ge=10, le=86_400)
     cooldowns: Cooldowns = Field(default_factory=Cooldowns)
+    # The share of drops that deliberately get nothing (a `hold` decision): the natural
+    # recovery every measured lift is compared with.
+    holdout_share: float = Field(0.1, ge=0.0, le=0.5, allow_inf_nan=False)
+    policy: PolicyOptions = Field(default_factory=PolicyOptions)
 
     @field_validator("allowed_interventions")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -62,6 +63,11 @@ class LiveSession(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    # The decision the tick started last: while it is unfinished, no other one starts (one
+    # decision in flight per session, conductor.tick).
+    deciding_run = models.ForeignKey(
+        "agents.AgentRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -182,6 +188,8 @@ class Intervention(models.Model):
         BROADCAST = "broadcast"
         NOTIFICATION = "notification"
         GAMIFICATION = "gamification"
+        # Deliberately nothing: the policy's "do nothing" arm, or the event's holdout.
+        HOLD = "hold"
 
     class Status(models.TextChoices):
         PENDING = "pending"
@@ -189,6 +197,8 @@ class Intervention(models.Model):
         REJECTED = "rejected"
         EXPIRED = "expired"
         FAILED = "failed"
+        # A hold decision: nothing is sent; its outcome measures the natural recovery.
+        HELD = "held"
 
     class Source(models.TextChoices):
         LLM = "llm"
@@ -224,7 +234,17 @@ class Intervention(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_reason = models.TextField(blank=True)
     executed_at = models.DateTimeField(null=True, blank=True)
+    # The outbox: attendee clients drop a repeated delivery_id; a claim is a lease so that a
+    # redelivered task does not send while another one is sending (conductor.delivery).
+    delivery_id = models.UUIDField(default=uuid.uuid4, editable=False)
+    delivery_attempts = models.PositiveSmallIntegerField(default=0)
+    delivery_claimed_until = models.DateTimeField(null=True, blank=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    failure_reason = models.TextField(blank=True)
+    # A hold chosen by the event's holdout share rather than by the policy.
+    holdout = models.BooleanField(default=False)
+    # The engagement score when the decision was made: the reward's reference level.
+    decision_score = models.FloatField(null=True, blank=True)
     engagement_before = models.FloatField(null=True, blank=True)
     engagement_after = models.FloatField(null=True, blank=True)
     lift = models.FloatField(null=True, blank=True)
@@ -238,6 +258,12 @@ class Intervention(models.Model):
             models.Index(fields=["status", "executed_at"], name="intervention_outcome_idx"),
             # The rollups read a day's interventions (conductor.rollups).
             models.Index(fields=["created_at"], name="intervention_created_idx"),
+            # The delivery sweep: executed and not yet delivered (a handful at most).
+            models.Index(
+                fields=["executed_at"],
+                condition=models.Q(status="executed", dispatched_at__isnull=True),
+                name="intervention_undelivered_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -282,30 +308,35 @@ class InterventionRollup(models.Model):
         return self.reward_sum / self.measured if self.measured else None
 
 
-class PolicyArm(models.Model):
-    """Thompson Sampling posterior of one intervention type in one context.
+class PolicyEvidence(models.Model):
+    """Time-discounted evidence about one intervention type's lift in one context and scope.
 
-    `event` NULL holds the global experience, used to warm-start contexts new to an event.
+    Scopes nest: `global` (scope_id 0), `organizer` (a user id), `event` (an event id). The
+    sums are discounted to `as_of` (conductor.engine.policy.Evidence); rows are only ever
+    updated under a row lock, in one lock order (conductor.policy_store).
     """
 
-    event = models.ForeignKey(
-        Event, null=True, blank=True, on_delete=models.CASCADE, related_name="policy_arms"
-    )
+    class Scope(models.TextChoices):
+        GLOBAL = "global"
+        ORGANIZER = "organizer"
+        EVENT = "event"
+
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    scope_id = models.BigIntegerField(default=0)
     context = models.CharField(max_length=100)
-    type = models.CharField(max_length=16, choices=Intervention.Type.choices)
-    alpha = models.FloatField(default=1.0)
-    beta = models.FloatField(default=1.0)
+    arm = models.CharField(max_length=16, choices=Intervention.Type.choices)
+    weight = models.FloatField(default=0.0)
+    total = models.FloatField(default=0.0)
+    total_sq = models.FloatField(default=0.0)
+    as_of = models.DateTimeField()
     updates = models.PositiveIntegerField(default=0)
-    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["event", "context", "type"],
-                nulls_distinct=False,
-                name="policy_arm_unique",
+                fields=["scope", "scope_id", "context", "arm"], name="policy_evidence_unique"
             )
         ]
 
     def __str__(self) -> str:
-        return f"{self.context}/{self.type}: Beta({self.alpha:.2f}, {self.beta:.2f})"
+        return f"{self.scope}:{self.scope_id} {self.context}/{self.arm}: n={self.weight:.1f}"

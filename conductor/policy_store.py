@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from conductor.engine.policy import Arm, update, warm_start
 from conductor.event_settings import INTERVENTION_TYPES
-from conductor.models import PolicyArm
+from conductor.models import PolicyEvidence as PolicyArm
 
 
 def _arms(rows: list[PolicyArm]) -> dict[str, Arm]:
