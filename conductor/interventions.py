@@ -8,16 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.conf import settings
-from django.db import DatabaseError, transaction
-from django.db.models import Avg
+from django.db import transaction
 from django.utils import timezone
 from pydantic import ValidationError
 
-from conductor import content, memory, policy_store, realtime
-from conductor.engine.policy import reward_from_lift
+from conductor import content, realtime
 from conductor.errors import ConflictError, validation_error_from_pydantic
-from conductor.models import EngagementSample, Intervention, LiveSession
+from conductor.models import Intervention, LiveSession
 from connectors.errors import ConnectorError
 from connectors.factory import get_connector
 from telemetry import metrics
@@ -66,7 +63,8 @@ def serialize(intervention: Intervention) -> dict[str, Any]:
     }
 
 
-def _publish(intervention: Intervention) -> None:
+def publish(intervention: Intervention) -> None:
+    """Tell the session's dashboards about the intervention, after commit."""
     realtime.publish_on_commit(
         intervention.session_id, "intervention.updated", serialize(intervention)
     )
@@ -108,7 +106,7 @@ def intervention_record_decision(
         intervention.expires_at = now + timedelta(seconds=ttl)
     intervention.save()
     _count(intervention)
-    _publish(intervention)
+    publish(intervention)
     if not execute_now:
         _enforce_cap(session.pk, now)
     return intervention
@@ -128,7 +126,7 @@ def _expire(intervention: Intervention, now: datetime, reason: str) -> None:
     intervention.decision_reason = reason
     intervention.save(update_fields=["status", "decided_at", "decision_reason"])
     _count(intervention)
-    _publish(intervention)
+    publish(intervention)
 
 
 def _pending_for_update(intervention_id: int) -> Intervention:
@@ -184,7 +182,7 @@ def _decide(
         update_fields=["status", "decided_by", "decided_at", "decision_reason", "executed_at"]
     )
     _count(intervention)
-    _publish(intervention)
+    publish(intervention)
 
 
 @transaction.atomic
@@ -217,7 +215,7 @@ def intervention_create_manual(
     _execute(intervention, timezone.now())
     intervention.save()
     _count(intervention)
-    _publish(intervention)
+    publish(intervention)
     return intervention
 
 
@@ -325,63 +323,3 @@ def _notify_organizer(intervention: Intervention) -> None:
     except ConnectorError:
         # The attendees got it; a missed organizer note is logged, not retried forever.
         logger.warning("organizer notification failed for intervention %s", intervention.pk)
-
-
-def mean_score(session_id: int, start: datetime, end: datetime) -> float | None:
-    value = EngagementSample.objects.filter(
-        session_id=session_id, at__gte=start, at__lt=end
-    ).aggregate(mean=Avg("score"))["mean"]
-    return None if value is None else float(value)
-
-
-def _remember(intervention: Intervention) -> None:
-    """Learn a measured intervention; a failure costs the memory, never the measurement."""
-    try:
-        with transaction.atomic():  # a savepoint: the reward and the policy update stay
-            memory.remember(intervention)
-    except DatabaseError:
-        logger.exception("intervention %s measured but not learned", intervention.pk)
-        metrics.MEMORY_LEARN_ERRORS.inc()
-
-
-def interventions_measure(*, now: datetime) -> int:
-    """Measure the lift of interventions whose reward window has passed; update the policy once.
-
-    Returns how many were measured.
-    """
-    window = timedelta(seconds=settings.CONDUCTOR_REWARD_WINDOW_SECONDS)
-    due = Intervention.objects.filter(
-        status=Intervention.Status.EXECUTED, outcome_at__isnull=True, executed_at__lte=now - window
-    ).values_list("pk", flat=True)
-    measured = 0
-    for intervention_id in due:
-        with transaction.atomic():
-            intervention = (
-                Intervention.objects.select_for_update(skip_locked=True, of=("self",))
-                .select_related("session__event")
-                .filter(pk=intervention_id, outcome_at__isnull=True)
-                .first()
-            )
-            if intervention is None or intervention.executed_at is None:
-                continue
-            start = intervention.executed_at
-            before = mean_score(intervention.session_id, start - window, start)
-            after = mean_score(intervention.session_id, start, start + window)
-            intervention.outcome_at = now
-            if before is not None and after is not None:
-                intervention.engagement_before = before
-                intervention.engagement_after = after
-                intervention.lift = after - before
-                intervention.reward = reward_from_lift(before, after)
-                if intervention.context and intervention.source != Intervention.Source.MANUAL:
-                    policy_store.policy_update(
-                        event_id=intervention.session.event_id,
-                        context=intervention.context,
-                        chosen=intervention.type,
-                        reward=intervention.reward,
-                    )
-            intervention.save()
-            _remember(intervention)
-            _publish(intervention)
-            measured += 1
-    return measured

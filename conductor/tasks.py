@@ -7,7 +7,7 @@ import uuid
 from celery import shared_task
 from django.utils import timezone
 
-from conductor import interventions, rollups, tick
+from conductor import interventions, measurement, rollups, tick
 from conductor.redis_client import redis_client, redis_script
 
 TICK_LOCK = "conductor:tick-lock"
@@ -27,7 +27,7 @@ def run_tick() -> int:
         return 0
     try:
         result = tick.sessions_tick()
-        interventions.interventions_measure(now=timezone.now())
+        measurement.interventions_measure(now=timezone.now())
         interventions.pending_gauge()
         return result.sessions
     finally:

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from agents import services as agent_services
 from agents.models import AgentRun, MemoryItem
-from conductor import content, interventions, memory, services
+from conductor import content, interventions, measurement, memory, services
 from conductor.models import Anomaly, EngagementSample, Intervention, LiveSession, PolicyArm
 from connectors import fakes
 from tests.database import inserts_fail
@@ -374,8 +374,8 @@ def test_reward_updates_the_policy_once(live, settings):
     settings.CONDUCTOR_REWARD_WINDOW_SECONDS = 60
     intervention = executed_poll_with_a_lift(live)
 
-    assert interventions.interventions_measure(now=timezone.now()) == 1
-    assert interventions.interventions_measure(now=timezone.now()) == 0
+    assert measurement.interventions_measure(now=timezone.now()) == 1
+    assert measurement.interventions_measure(now=timezone.now()) == 0
 
     intervention.refresh_from_db()
     assert intervention.lift == pytest.approx(0.2)
@@ -397,7 +397,7 @@ def test_a_failure_to_learn_costs_the_memory_not_the_measurement(live, settings)
     errors = REGISTRY.get_sample_value("conductor_memory_learn_errors_total") or 0
 
     with inserts_fail("agents_memoryitem"):
-        assert interventions.interventions_measure(now=timezone.now()) == 1
+        assert measurement.interventions_measure(now=timezone.now()) == 1
 
     intervention.refresh_from_db()
     assert intervention.reward == pytest.approx(1.0)

@@ -13,7 +13,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from agents.models import AgentRun
-from conductor import interventions, services, tick
+from conductor import measurement, services, tick
 from conductor.asgi import application
 from conductor.models import Anomaly, Intervention, LiveSession, PolicyArm
 from conductor.simulator import Simulation
@@ -103,7 +103,7 @@ async def test_a_drop_is_detected_decided_approved_delivered_once_and_rewarded(w
             simulation.step(now=at)
             tick.sessions_tick(now=at)
         window = timedelta(seconds=settings.CONDUCTOR_REWARD_WINDOW_SECONDS)
-        assert interventions.interventions_measure(now=executed.executed_at + window) == 1
+        assert measurement.interventions_measure(now=executed.executed_at + window) == 1
         executed.refresh_from_db()
         return executed
 
