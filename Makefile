@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 COV := --cov=conductor --cov=agents --cov=connectors --cov=telemetry --cov-report=term
 
-.PHONY: run test lint bench demo install clean
+.PHONY: run test lint bench evaluate demo install clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Conductor needs Python 3.11)"; exit 1; }
@@ -37,6 +37,11 @@ lint: $(STAMP)
 ## Benchmarks under bench/: each prints its figures as ratios against a baseline run alongside.
 bench: $(STAMP)
 	@for b in $(wildcard bench/*.py); do echo "== $$b"; $(PY) $$b || exit 1; done
+
+## The policy against an oracle and baselines, through the whole loop (its own data in var/evaluate).
+evaluate: $(STAMP)
+	rm -rf var/evaluate
+	CONDUCTOR_DATA_DIR=var/evaluate $(PY) manage.py evaluate $(EVALUATE_ARGS)
 
 clean:
 	rm -rf var staticfiles .coverage htmlcov test-artifacts

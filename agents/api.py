@@ -94,7 +94,7 @@ def _detail(run: AgentRun, *, status_code: int = status.HTTP_200_OK) -> Response
 class AgentListApi(APIView):
     @extend_schema(responses={200: serializers.ListSerializer(child=serializers.DictField())})
     def get(self, request: Request) -> Response:
-        return Response([describe(agent) for agent in registry])
+        return Response([describe(agent) for agent in registry.public()])
 
 
 class RunListCreateApi(PaginatedApi):

@@ -9,7 +9,7 @@ registered once, at start-up (`AgentsConfig.ready` imports `settings.AGENT_MODUL
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
@@ -65,6 +65,9 @@ class Agent:
     approval_default: ClassVar[Literal["approved", "rejected"]] = "rejected"
     time_limit_seconds: ClassVar[float] = 120.0
     retry: ClassVar[RetryPolicy] = RetryPolicy()
+    # Started only by the platform itself (the tick starts the engagement agent): the API does
+    # not list it, and a request naming it is answered as for an agent that does not exist.
+    internal: ClassVar[bool] = False
 
     def handle(self, ctx: RunContext, intent: str, data: BaseModel) -> BaseModel:
         """The entry point. By default, calls the method named after the intent
@@ -122,11 +125,21 @@ class AgentRegistry:
     def __iter__(self) -> Iterator[Agent]:
         return iter(sorted(self._agents.values(), key=lambda agent: agent.name))
 
-    def resolve(self, *, intent: str, agent: str | None = None) -> tuple[Agent, IntentSpec]:
-        """Find the agent for a request. Raises ApplicationError (400) with a routing code."""
+    def public(self) -> Iterator[Agent]:
+        """The agents integrators may see and start, by name: every one but the internal."""
+        return (agent for agent in self if not agent.internal)
+
+    def resolve(
+        self, *, intent: str, agent: str | None = None, allow_internal: bool = False
+    ) -> tuple[Agent, IntentSpec]:
+        """Find the agent for a request. Raises ApplicationError (400) with a routing code.
+
+        Internal agents are found only with `allow_internal`; otherwise one is answered exactly
+        as a name nobody registered, and it serves no intent (nothing tells it exists).
+        """
         if agent is not None:
             found = self.get(agent)
-            if found is None:
+            if found is None or (found.internal and not allow_internal):
                 raise ApplicationError(
                     f"No agent named {agent!r} is registered.",
                     code="agent_not_registered",
@@ -139,7 +152,8 @@ class AgentRegistry:
                     details=[{"field": "intent", "message": "Not served by this agent."}],
                 )
             return found, found.intent(intent)
-        serving = [candidate for candidate in self if candidate.serves(intent)]
+        candidates: Iterable[Agent] = self if allow_internal else self.public()
+        serving = [candidate for candidate in candidates if candidate.serves(intent)]
         if len(serving) != 1:
             reason = "no agent serves it" if not serving else "several agents serve it"
             raise ApplicationError(

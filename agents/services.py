@@ -89,14 +89,17 @@ def run_create(
     idempotency_key: str | None = None,
     parent: AgentRun | None = None,
     rate_limited: bool = True,
+    allow_internal: bool = False,
 ) -> tuple[AgentRun, bool]:
     """Validate and queue a run; return it and whether it was created (False: idempotent replay).
 
     Raises ApplicationError: 400 routing codes or `validation_error` with field paths under
     `input`, 413 `input_too_large`, 429 `rate_limited`, 409 `idempotency_key_reused`.
     Nothing is stored unless the whole request is valid; the task is sent after commit.
+    Internal agents (`Agent.internal`) are unknown here unless the platform itself starts the
+    run (`allow_internal`): never pass it on an integrator's request.
     """
-    found, spec = registry.resolve(intent=intent, agent=agent)
+    found, spec = registry.resolve(intent=intent, agent=agent, allow_internal=allow_internal)
     if len(json.dumps(data, default=str).encode()) > MAX_INPUT_BYTES:
         raise ApplicationError(
             f"The input is larger than {MAX_INPUT_BYTES // 1024} KB.",

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import timedelta
 from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Max
 from django.utils import timezone
 from pydantic import BaseModel, Field, ValidationError
 
@@ -21,7 +19,9 @@ from agents.circuit import CircuitOpenError
 from agents.context import RunContext, ToolCallFailed
 from agents.registry import Agent, AgentInput, IntentSpec, RetryPolicy, registry
 from conductor import content, interventions, memory, policy_store
-from conductor.engine.policy import PolicyContext, choose, eligible
+from conductor.eligibility import session_eligibility
+from conductor.engine.policy import HOLD, PolicyContext
+from conductor.errors import ConflictError
 from conductor.models import Anomaly, EngagementSample, Intervention, LiveSession
 from telemetry import metrics
 
@@ -53,6 +53,8 @@ class EngagementAgent(Agent):
     description = "Chooses, writes and (by the session's mode) runs or proposes interventions."
     intents = (IntentSpec("decide", DecideInput, DecideOutput, "Respond to an engagement drop."),)
     tools = frozenset({"llm"})
+    # Started by the tick for a session's drop, never through the API.
+    internal = True
     time_limit_seconds = 60.0
     retry = RetryPolicy(max_attempts=2, backoff_seconds=1.0)
 
@@ -60,7 +62,14 @@ class EngagementAgent(Agent):
         existing = Intervention.objects.filter(run=ctx.run).first()
         if existing is not None:  # decided in an earlier attempt of this run
             return _output(existing)
-        session = LiveSession.objects.select_related("event").get(pk=data.session_id)
+        # Only within the run's scope: a session of an event its organizer organizes.
+        session = (
+            LiveSession.objects.select_related("event")
+            .filter(pk=data.session_id, event__organizers=ctx.run.organizer_id)
+            .first()
+        )
+        if session is None:
+            return _skip("No such session.")
         if session.status != LiveSession.Status.LIVE:
             return _skip(f"The session is {session.status}.")
         anomaly = (
@@ -74,57 +83,67 @@ class EngagementAgent(Agent):
         config = session.event.config
         now = timezone.now()
 
-        allowed, excluded = _eligible(session, config, now)
-        policy_context = PolicyContext.build(
-            anomaly.type if anomaly else "NONE", sample.score, sample.present
+        allowed, excluded = session_eligibility(session=session, now=now)
+        anomaly_type = anomaly.type if anomaly else "NONE"
+        context = PolicyContext.build(anomaly_type, sample.present).key()
+        policy = policy_store.policy_for(config)
+        organizer_ids = list(session.event.organizers.values_list("pk", flat=True))
+        levels = policy_store.policy_levels(
+            context=context,
+            event_id=session.event_id,
+            organizer_ids=organizer_ids,
+            now=now.timestamp(),
+            half_life=policy.half_life_seconds,
         )
-        arms = policy_store.arms_for(event_id=session.event_id, context=policy_context.key())
-        decision = choose(arms, allowed, np.random.default_rng(ctx.run.pk))
+        decision = policy.decide(
+            levels, allowed, now=now.timestamp(), rng=np.random.default_rng(ctx.run.pk)
+        )
         if decision is None:
             return _skip("Nothing can be sent now: " + "; ".join(excluded) + ".")
-        if decision.confidence < config.min_confidence:
-            ctx.metric("decision.below_min_confidence", decision.confidence)
-            return _skip(
-                f"{decision.type} is the best bet but its confidence {decision.confidence:.2f} "
-                f"is below the event's minimum {config.min_confidence:.2f}; nothing proposed."
-            )
-
-        # Similar moments of this event's organizers: told in the reasoning, and the best text
-        # of the chosen type shown to the LLM. The choice above stays the policy's.
-        recalled = memory.recall(
-            organizer_ids=list(session.event.organizers.values_list("pk", flat=True)),
-            situation_text=memory.situation(
-                session=session,
-                sample=sample,
-                anomaly_type=anomaly.type if anomaly else "NONE",
-            ),
-        )
-        ctx.metric("memory.recalled", len(recalled))
-        written, source, template = _write(
-            ctx, decision.type, session, sample, anomaly, memory.example(recalled, decision.type)
-        )
-        execute_now = session.mode == LiveSession.Mode.AUTO or (
-            session.mode == LiveSession.Mode.SEMI_AUTO
-            and decision.confidence >= config.auto_approve_threshold
-        )
-        intervention = interventions.intervention_record_decision(
-            intervention=Intervention(
-                session=session,
-                anomaly=anomaly,
-                run=ctx.run,
-                type=decision.type,
-                source=source,
-                content=written,
-                template=template,
-                confidence=decision.confidence,
-                propensity=decision.propensity,
-                posterior=decision.posterior,
-                context=policy_context.key(),
-                reasoning=f"{decision.reasoning} {memory.summary(recalled)}",
-            ),
+        ctx.metric("decision.confidence", decision.confidence)
+        ctx.metric("decision.propensity", decision.propensity)
+        record = Intervention(
             session=session,
-            execute_now=execute_now,
+            anomaly=anomaly,
+            run=ctx.run,
+            type=decision.type,
+            confidence=decision.confidence,
+            propensity=decision.propensity,
+            posterior=decision.posterior(),
+            context=context,
+            holdout=decision.holdout,
+            decision_score=sample.score,
+            reasoning=decision.reasoning(),
         )
+        if decision.type == HOLD:
+            record.source = Intervention.Source.POLICY
+            execute_now = True
+        else:
+            # Similar moments of this event's organizers: told in the reasoning, and the best
+            # text of the chosen type shown to the LLM. The choice above stays the policy's.
+            recalled = memory.recall(
+                organizer_ids=organizer_ids,
+                situation_text=memory.situation(
+                    session=session, sample=sample, anomaly_type=anomaly_type
+                ),
+            )
+            ctx.metric("memory.recalled", len(recalled))
+            record.content, record.source, record.template = _write(
+                ctx, decision.type, session, sample, anomaly,
+                memory.example(recalled, decision.type),
+            )  # fmt: skip
+            record.reasoning = f"{record.reasoning} {memory.summary(recalled)}".strip()
+            execute_now = session.mode == LiveSession.Mode.AUTO or (
+                session.mode == LiveSession.Mode.SEMI_AUTO
+                and decision.confidence >= config.auto_approve_threshold
+            )
+        try:
+            intervention = interventions.intervention_record_decision(
+                intervention=record, session=session, execute_now=execute_now
+            )
+        except ConflictError as refused:
+            # Another decision (or a manual send) used the type while this one was written.
+            return _skip(f"{decision.type} is no longer possible: {refused.message}")
         if anomaly is not None:
             metrics.DECISION_LATENCY.observe((timezone.now() - anomaly.detected_at).total_seconds())
         return _output(intervention)
@@ -140,20 +159,6 @@ def _output(intervention: Intervention) -> DecideOutput:
         confidence=intervention.confidence,
         propensity=intervention.propensity,
         reasoning=intervention.reasoning,
-    )
-
-
-def _eligible(session: LiveSession, config: Any, now: Any) -> tuple[list[str], list[str]]:
-    executed = Intervention.objects.filter(session=session, status=Intervention.Status.EXECUTED)
-    last = dict(
-        executed.values("type").annotate(last=Max("executed_at")).values_list("type", "last")
-    )
-    return eligible(
-        allowed=config.allowed_interventions,
-        seconds_since_last={t: (now - at).total_seconds() for t, at in last.items() if at},
-        cooldowns=config.cooldowns.model_dump(),
-        executed_last_hour=executed.filter(executed_at__gte=now - timedelta(hours=1)).count(),
-        max_per_hour=config.max_interventions_per_hour,
     )
 
 

@@ -16,9 +16,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from conductor import ingest, interventions, rollups, selectors, services
+from conductor import ingest, interventions, policy_report, rollups, selectors, services
 from conductor.errors import ApplicationError
-from conductor.event_settings import EventSettings
+from conductor.event_settings import INTERVENTION_TYPES, EventSettings
 from conductor.models import Intervention, InterventionRollup, LiveSession
 from conductor.pagination import PaginatedApi
 from conductor.serializers import AnomalyOutputSerializer, SampleOutputSerializer
@@ -319,6 +319,13 @@ class InterventionOutputSerializer(serializers.Serializer):
             "decided_at": serializers.DateTimeField(allow_null=True),
             "decision_reason": serializers.CharField(),
             "executed_at": serializers.DateTimeField(allow_null=True),
+            "delivered_at": serializers.DateTimeField(
+                allow_null=True, help_text="When it was sent to the attendees."
+            ),
+            "delivery_id": serializers.UUIDField(
+                help_text="Carried by the attendee message; a repeat of it is a re-send."
+            ),
+            "failure_reason": serializers.CharField(help_text="Why it was not delivered."),
             "outcome": serializers.DictField(allow_null=True),
         }
 
@@ -382,7 +389,8 @@ class SessionAnomaliesApi(PaginatedApi):
 class InterventionListCreateApi(PaginatedApi):
     @extend_schema_serializer(component_name="ManualInterventionInput")
     class InputSerializer(StrictSerializer):
-        type = serializers.ChoiceField(choices=Intervention.Type.values)
+        # A hold is the policy's choice to send nothing: not something to send by hand.
+        type = serializers.ChoiceField(choices=INTERVENTION_TYPES)
         content = serializers.DictField(required=False, validators=[no_nul_characters])
         reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
@@ -493,3 +501,67 @@ class EventOutcomesApi(APIView):
         )
         data = rollups.report(days, since=since, until=until, by="type", fields=_OUTCOME_COUNTS)
         return Response(OutcomesResponseSerializer(data).data)
+
+
+# -- policy report: off-policy estimates of what worked ------------------------------------------
+
+
+class EstimateOutputSerializer(serializers.Serializer):
+    value = serializers.FloatField(allow_null=True)
+    ci = serializers.ListField(
+        child=serializers.FloatField(), min_length=2, max_length=2, allow_null=True,
+        help_text="95% percentile bootstrap interval [low, high].",
+    )  # fmt: skip
+
+
+class PolicyEstimatesOutputSerializer(serializers.Serializer):
+    ips = EstimateOutputSerializer(help_text="Inverse propensity scoring.")
+    snips = EstimateOutputSerializer(help_text="Self-normalized IPS; null without support.")
+    dr = EstimateOutputSerializer(help_text="Doubly robust with a per-context mean-lift model.")
+
+
+class PolicyArmOutputSerializer(PolicyEstimatesOutputSerializer):
+    action = serializers.CharField(help_text="The intervention type (or hold).")
+    logged = serializers.IntegerField(help_text="Measured decisions of this type.")
+    mean_logged_lift = serializers.FloatField()
+    vs_hold = EstimateOutputSerializer(
+        allow_null=True,
+        help_text="DR(always this type) - DR(always hold): the effect over doing nothing.",
+    )
+
+
+class PolicyReportOutputSerializer(serializers.Serializer):
+    event = serializers.IntegerField()
+    days = serializers.IntegerField()
+    decisions = serializers.IntegerField(help_text="Measured policy decisions in the window.")
+    holds = serializers.IntegerField()
+    on_policy = EstimateOutputSerializer(help_text="Mean lift of the decisions as logged.")
+    arms = PolicyArmOutputSerializer(
+        many=True, help_text='The value of "always this type", per logged type.'
+    )
+    greedy = PolicyEstimatesOutputSerializer(
+        help_text="The best logged type per context, as learnt from the same logs (optimistic)."
+    )
+    natural_recovery = EstimateOutputSerializer(
+        allow_null=True, help_text="Mean lift of the holds; null when none was measured."
+    )
+    notes = serializers.ListField(child=serializers.CharField())
+
+
+class EventPolicyReportApi(APIView):
+    """Off-policy evaluation of an event's logged decisions: each intervention type's estimated
+    lift if it were always chosen, and its effect over doing nothing (conductor.policy_report)."""
+
+    class FilterSerializer(serializers.Serializer):
+        days = serializers.IntegerField(
+            required=False, min_value=1, max_value=policy_report.DAYS_MAX,
+            default=policy_report.DAYS_DEFAULT, help_text="Days of decisions to evaluate.",
+        )  # fmt: skip
+
+    @extend_schema(parameters=[FilterSerializer], responses=PolicyReportOutputSerializer)
+    def get(self, request: Request, event_id: int) -> Response:
+        event = selectors.event_get_for_user(request.user, event_id)
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        report = policy_report.event_policy_report(event=event, days=filters.validated_data["days"])
+        return Response(PolicyReportOutputSerializer(report).data)

@@ -10,8 +10,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from conductor import realtime, selectors
 from conductor.auth import query_param
+from conductor.delivery import attendee_group
 from conductor.errors import NotFoundError
-from conductor.interventions import attendee_group
 from conductor.models import LiveSession
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -95,4 +95,16 @@ class AttendeeConsumer(_Consumer):
         await self._join(attendee_group(session_id))
 
     async def attendee_intervention(self, message: dict[str, Any]) -> None:
-        await self.send_json({"type": "intervention", **message["intervention"]})
+        """One delivery (conductor.delivery). A crash between send and mark sends it again with
+        the same `delivery_id`: clients drop one they have seen."""
+        sent = message["intervention"]
+        await self.send_json(
+            {
+                "type": "intervention",
+                "id": sent["id"],
+                "delivery_id": sent["delivery_id"],
+                "intervention_type": sent["intervention_type"],
+                "content": sent["content"],
+                "sent_at": sent["sent_at"],
+            }
+        )

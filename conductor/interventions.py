@@ -1,34 +1,33 @@
-"""Interventions: decided, approved or rejected, expired, executed once, and measured."""
+"""Interventions: decided (or held), approved or rejected, expired, sent by hand.
+
+Whatever becomes executed here is delivered after commit through the outbox
+(conductor.delivery); eligibility (cool-downs, hourly cap) is checked under the session's row
+lock (conductor.eligibility), so two decisions for one session are taken one after the other.
+"""
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
 from django.utils import timezone
 from pydantic import ValidationError
 
-from conductor import content, realtime
-from conductor.errors import ConflictError, validation_error_from_pydantic
+from conductor import content, eligibility, realtime
+from conductor.errors import (
+    ApplicationError,
+    ConflictError,
+    NotFoundError,
+    validation_error_from_pydantic,
+)
 from conductor.models import Intervention, LiveSession
-from connectors.errors import ConnectorError
-from connectors.factory import get_connector
 from telemetry import metrics
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
-logger = logging.getLogger(__name__)
-
 MAX_PENDING_PER_SESSION = 20
-
-
-def attendee_group(session_id: int) -> str:
-    return f"attendees.{session_id}"
 
 
 def serialize(intervention: Intervention) -> dict[str, Any]:
@@ -59,6 +58,9 @@ def serialize(intervention: Intervention) -> dict[str, Any]:
         "decided_at": intervention.decided_at,
         "decision_reason": intervention.decision_reason,
         "executed_at": intervention.executed_at,
+        "delivered_at": intervention.dispatched_at,
+        "delivery_id": str(intervention.delivery_id),
+        "failure_reason": intervention.failure_reason,
         "outcome": outcome,
     }
 
@@ -70,20 +72,37 @@ def publish(intervention: Intervention) -> None:
     )
 
 
-def _count(intervention: Intervention) -> None:
+def count(intervention: Intervention) -> None:
+    """Count the status the intervention reached (conductor_interventions_total)."""
     metrics.INTERVENTIONS.labels(
         type=intervention.type, status=intervention.status, source=intervention.source
     ).inc()
 
 
 def _execute(intervention: Intervention, now: datetime) -> None:
-    """Mark executed and dispatch after commit (the dispatch itself happens once)."""
-    from conductor.tasks import dispatch_intervention
-
     intervention.status = Intervention.Status.EXECUTED
     intervention.executed_at = now
+
+
+def _deliver_on_commit(intervention: Intervention) -> None:
+    """Enqueue the delivery of the saved, executed intervention once the transaction commits."""
+    from conductor.tasks import dispatch_intervention
+
     intervention_id = intervention.pk
-    transaction.on_commit(lambda: dispatch_intervention.delay(intervention_id))
+    if intervention_id is None:
+        raise ValueError("save the intervention before its delivery is enqueued")
+    # Robust: a broker that refuses the task must not fail the committed decision; the
+    # delivery sweep enqueues it again (conductor.delivery).
+    transaction.on_commit(lambda: dispatch_intervention.delay(intervention_id), robust=True)
+
+
+def _lock_session(session_id: int) -> LiveSession:
+    """The session's row, locked until commit: its decisions are taken one at a time."""
+    return (
+        LiveSession.objects.select_for_update(of=("self",))
+        .select_related("event")
+        .get(pk=session_id)
+    )
 
 
 def pending_gauge() -> None:
@@ -96,18 +115,32 @@ def pending_gauge() -> None:
 def intervention_record_decision(
     *, intervention: Intervention, session: LiveSession, execute_now: bool
 ) -> Intervention:
-    """Store a decided intervention: executed at once, or waiting for the organizer."""
+    """Store a decided intervention: a hold, executed at once, or waiting for the organizer.
+
+    A hold (type `hold`) is stored `held` at the decision time and never sent; any other type is
+    checked against the session's cool-downs and hourly cap first, under the session's lock.
+    Raises ConflictError `not_eligible` (409), storing nothing, when its type may not be sent
+    now (another decision or a manual send used it meanwhile).
+    """
+    session = _lock_session(session.pk)
     now = timezone.now()
-    if execute_now:
-        _execute(intervention, now)
+    if intervention.type == Intervention.Type.HOLD:
+        intervention.status = Intervention.Status.HELD
+        intervention.executed_at = now
     else:
-        intervention.status = Intervention.Status.PENDING
-        ttl = session.event.config.approval_ttl_seconds
-        intervention.expires_at = now + timedelta(seconds=ttl)
+        eligibility.require_eligible(session=session, type=intervention.type, now=now)
+        if execute_now:
+            _execute(intervention, now)
+        else:
+            intervention.status = Intervention.Status.PENDING
+            ttl = session.event.config.approval_ttl_seconds
+            intervention.expires_at = now + timedelta(seconds=ttl)
     intervention.save()
-    _count(intervention)
+    count(intervention)
     publish(intervention)
-    if not execute_now:
+    if intervention.status == Intervention.Status.EXECUTED:
+        _deliver_on_commit(intervention)
+    elif intervention.status == Intervention.Status.PENDING:
         _enforce_cap(session.pk, now)
     return intervention
 
@@ -125,7 +158,7 @@ def _expire(intervention: Intervention, now: datetime, reason: str) -> None:
     intervention.decided_at = now
     intervention.decision_reason = reason
     intervention.save(update_fields=["status", "decided_at", "decision_reason"])
-    _count(intervention)
+    count(intervention)
     publish(intervention)
 
 
@@ -146,10 +179,25 @@ def intervention_decide(
     *, intervention_id: int, user: User, approve: bool, reason: str = ""
 ) -> Intervention:
     """The organizer's decision on a pending intervention: approved, it is executed now;
-    otherwise rejected. Records who, when and why. Raises ConflictError (409) when it is no
-    longer pending - `expired` when its time ran out before the sweep marked it: it is marked
-    expired then, and not executed."""
+    otherwise rejected. Records who, when and why.
+
+    Raises ConflictError (409) when it is no longer pending - `expired` when its time ran out
+    before the sweep marked it: it is marked expired then, and not executed - and, for an
+    approval, when sending it now would break the event's rules (`cooling_down`, `hourly_cap`,
+    `not_allowed`, conductor.eligibility): it stays pending. NotFoundError when it does not
+    exist.
+    """
     with transaction.atomic():
+        session_id = (
+            Intervention.objects.filter(pk=intervention_id)
+            .values_list("session_id", flat=True)
+            .first()
+        )
+        if session_id is None:
+            raise NotFoundError("Intervention")
+        # The session first, as every decision locks it: approvals and the agent's decisions
+        # for one session see each other's interventions when they check eligibility.
+        session = _lock_session(session_id)
         intervention = _pending_for_update(intervention_id)
         now = timezone.now()
         expired_at = intervention.expires_at
@@ -157,6 +205,8 @@ def intervention_decide(
         if late:
             _expire(intervention, now, "expired before the decision")
         else:
+            if approve:
+                eligibility.require_approvable(session=session, intervention=intervention, now=now)
             _decide(intervention, user=user, approve=approve, reason=reason, now=now)
     if late:
         # After the block: the expiry is committed, not rolled back with the error.
@@ -181,8 +231,10 @@ def _decide(
     intervention.save(
         update_fields=["status", "decided_by", "decided_at", "decision_reason", "executed_at"]
     )
-    _count(intervention)
+    count(intervention)
     publish(intervention)
+    if approve:
+        _deliver_on_commit(intervention)
 
 
 @transaction.atomic
@@ -192,9 +244,17 @@ def intervention_create_manual(
 ) -> Intervention:  # fmt: skip
     """An intervention the organizer writes (or takes from the templates), executed at once.
 
-    Raises ApplicationError (400) for content that does not fit the type, ConflictError (409)
-    for a session that is not live.
+    Not held back by cool-downs or the hourly cap (the organizer's own choice), but counted by
+    the decisions after it. Raises ApplicationError (400) for content that does not fit the
+    type or for a hold (nothing to send), ConflictError (409) for a session that is not live.
     """
+    if type == Intervention.Type.HOLD:
+        raise ApplicationError(
+            "A hold sends nothing; choose an intervention type to send.",
+            code="validation_error",
+            details=[{"field": "type", "message": "hold cannot be sent by hand"}],
+        )
+    session = _lock_session(session.pk)
     if session.status != LiveSession.Status.LIVE:
         raise ConflictError("Interventions go to live sessions only.", code="session_not_live")
     template = ""
@@ -214,8 +274,9 @@ def intervention_create_manual(
     )  # fmt: skip
     _execute(intervention, timezone.now())
     intervention.save()
-    _count(intervention)
+    count(intervention)
     publish(intervention)
+    _deliver_on_commit(intervention)
     return intervention
 
 
@@ -278,48 +339,3 @@ def interventions_expire_recovered(*, scores: dict[int, float], now: datetime) -
         for intervention in recovered:
             _expire(intervention, now, "engagement recovered")
     return len(recovered)
-
-
-def intervention_dispatch(*, intervention_id: int) -> bool:
-    """Send an executed intervention to the session's attendees, exactly once.
-
-    The first delivery claims the row (dispatched_at) and sends inside the same transaction:
-    a second delivery of the task finds it claimed. Returns whether this call sent it.
-    """
-    with transaction.atomic():
-        now = timezone.now()
-        claimed = Intervention.objects.filter(
-            pk=intervention_id, status=Intervention.Status.EXECUTED, dispatched_at__isnull=True
-        ).update(dispatched_at=now)
-        if not claimed:
-            return False
-        intervention = Intervention.objects.select_related("session__event").get(pk=intervention_id)
-        message = {
-            "type": "attendee.intervention",
-            "intervention": {
-                "id": intervention.pk,
-                "intervention_type": intervention.type,
-                "content": intervention.content,
-                "sent_at": now.isoformat(),
-            },
-        }
-        async_to_sync(get_channel_layer().group_send)(
-            attendee_group(intervention.session_id), message
-        )
-    if intervention.type == Intervention.Type.NOTIFICATION:
-        _notify_organizer(intervention)
-    return True
-
-
-def _notify_organizer(intervention: Intervention) -> None:
-    text = intervention.content.get("body") or intervention.content.get("title") or ""
-    session = intervention.session
-    try:
-        get_connector("slack").call(
-            "post_message",
-            {"text": f"[{session.event.name} / {session.title}] {text}"},
-            idempotency_key=f"intervention-{intervention.pk}",
-        )
-    except ConnectorError:
-        # The attendees got it; a missed organizer note is logged, not retried forever.
-        logger.warning("organizer notification failed for intervention %s", intervention.pk)

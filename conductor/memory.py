@@ -23,8 +23,9 @@ from conductor.engine.policy import audience_bucket
 from conductor.models import EngagementSample, Event, Intervention, LiveSession
 
 AGENT = "engagement"
-# A recalled intervention of the chosen type whose reward reached this is shown to the LLM.
-EXAMPLE_MIN_REWARD = 0.6
+# A recalled intervention of the chosen type whose reward (its lift over doing nothing,
+# conductor.measurement) reached this is shown to the LLM: two points of engagement.
+EXAMPLE_MIN_REWARD = 0.02
 # Signals per minute per attendee present: below is "quiet", at or above "busy" (0 is "none").
 BUSY_PER_ATTENDEE_MINUTE = 0.1
 
@@ -81,7 +82,7 @@ def remember(intervention: Intervention) -> bool:
 
     Its situation is the one the decision saw: the session's last sample before the decision.
     """
-    if intervention.reward is None:
+    if intervention.reward is None or intervention.type == Intervention.Type.HOLD:
         return False
     session = intervention.session
     sample = (

@@ -204,6 +204,8 @@ class Intervention(models.Model):
         LLM = "llm"
         TEMPLATE = "template"
         MANUAL = "manual"
+        # A hold: the policy decided, and there is nothing to write.
+        POLICY = "policy"
 
     session = models.ForeignKey(LiveSession, on_delete=models.CASCADE, related_name="interventions")
     anomaly = models.ForeignKey(

@@ -1,76 +1,86 @@
-"""The Thompson Sampling state in PostgreSQL: per event, context and intervention type.
+"""The policy's evidence in PostgreSQL: one row per scope, context and arm (PolicyEvidence).
 
-Every worker reads and writes the same rows; an update locks the context's rows first, so two
-rewards arriving together both count. Each reward updates the event's context and the global
-context (event NULL), which warm-starts contexts that are new to an event.
+The same reads and writes as conductor.engine.policy.MemoryStore, which the evaluation uses:
+what is evaluated is what runs. Every worker reads and writes the same rows; learning locks the
+outcome's rows in one order (engine.policy.scopes_to_update), so two outcomes arriving together
+both count and never deadlock.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from django.db import transaction
-from django.utils import timezone
+from django.db.models import Q
 
-from conductor.engine.policy import Arm, update, warm_start
-from conductor.event_settings import INTERVENTION_TYPES
-from conductor.models import PolicyEvidence as PolicyArm
-
-
-def _arms(rows: list[PolicyArm]) -> dict[str, Arm]:
-    return {row.type: Arm(alpha=row.alpha, beta=row.beta) for row in rows}
-
-
-def _pooled(rows: list[PolicyArm]) -> dict[str, Arm]:
-    """An event's experience over all its contexts, as one set of arms."""
-    sums: dict[str, list[float]] = defaultdict(lambda: [1.0, 1.0])
-    for row in rows:
-        sums[row.type][0] += row.alpha - 1
-        sums[row.type][1] += row.beta - 1
-    return {t: Arm(alpha=a, beta=b) for t, (a, b) in sums.items()}
+from conductor.engine.policy import (
+    Evidence,
+    Policy,
+    ScopeKey,
+    pool,
+    scope_chain,
+    scopes_to_update,
+)
+from conductor.event_settings import EventSettings
+from conductor.models import PolicyEvidence
 
 
-def arms_for(*, event_id: int, context: str) -> dict[str, Arm]:
-    """The context's arms, or a warm start from the event's, then the global, experience."""
-    rows = list(PolicyArm.objects.filter(event_id=event_id, context=context))
-    if rows:
-        return _arms(rows)
-    event_rows = list(PolicyArm.objects.filter(event_id=event_id))
-    global_rows = list(PolicyArm.objects.filter(event__isnull=True, context=context))
-    return warm_start(
-        event_arms=_pooled(event_rows) if event_rows else None,
-        global_arms=_arms(global_rows) if global_rows else None,
+def policy_for(config: EventSettings) -> Policy:
+    """The policy an event's settings describe."""
+    return Policy(
+        holdout_share=config.holdout_share,
+        half_life_seconds=config.policy.half_life_hours * 3600,
+        reward_kind=config.policy.reward,
     )
 
 
+def _key(row: PolicyEvidence) -> ScopeKey:
+    return (row.scope, row.scope_id, row.context)
+
+
+def _evidence(row: PolicyEvidence) -> Evidence:
+    return Evidence(row.weight, row.total, row.total_sq, row.as_of.timestamp())
+
+
+def _matching(keys: Sequence[ScopeKey]) -> Q:
+    query = Q(pk__in=[])
+    for scope, scope_id, context in keys:
+        query |= Q(scope=scope, scope_id=scope_id, context=context)
+    return query
+
+
+def policy_levels(
+    *, context: str, event_id: int, organizer_ids: Sequence[int], now: float, half_life: float
+) -> list[dict[str, Evidence]]:
+    """The evidence levels a decision in this context reads, broadest first (one query)."""
+    chain = scope_chain(context=context, event_id=event_id, organizer_ids=organizer_ids)
+    stored: dict[ScopeKey, dict[str, Evidence]] = {}
+    for row in PolicyEvidence.objects.filter(_matching([k for level in chain for k in level])):
+        stored.setdefault(_key(row), {})[row.arm] = _evidence(row)
+    return pool(chain, stored, now, half_life)
+
+
 @transaction.atomic
-def policy_update(*, event_id: int, context: str, chosen: str, reward: float) -> None:
-    """Credit `chosen` with `reward` in the event's context and in the global context."""
-    scopes: tuple[int | None, ...] = (event_id, None)
-    for scope in scopes:
-        start = arms_for(event_id=event_id, context=context) if scope else None
-        PolicyArm.objects.bulk_create(
-            [
-                PolicyArm(
-                    event_id=scope,
-                    context=context,
-                    type=t,
-                    alpha=(start or {}).get(t, Arm()).alpha,
-                    beta=(start or {}).get(t, Arm()).beta,
-                )
-                for t in INTERVENTION_TYPES
-            ],
-            ignore_conflicts=True,  # the rows may exist already, or be created concurrently
-        )
-        in_scope = PolicyArm.objects.select_for_update().filter(context=context)
-        in_scope = in_scope.filter(event_id=scope) if scope else in_scope.filter(event__isnull=True)
-        # One lock order for every worker: no deadlocks.
-        rows = list(in_scope.order_by("type"))
-        updated = update(_arms(rows), chosen, reward)
-        now = timezone.now()
-        for row in rows:
-            row.alpha, row.beta = updated[row.type].alpha, updated[row.type].beta
-            row.updated_at = now
-            if row.type == chosen:
-                row.updates += 1
-        PolicyArm.objects.bulk_update(rows, ["alpha", "beta", "updates", "updated_at"])
+def policy_learn(
+    *, context: str, event_id: int, organizer_ids: Sequence[int], arm: str, reward: float,
+    at: float, half_life: float,
+) -> None:  # fmt: skip
+    """Count one outcome of `arm` in every scope of the context it was decided in."""
+    keys = scopes_to_update(context=context, event_id=event_id, organizer_ids=organizer_ids)
+    when = datetime.fromtimestamp(at, tz=UTC)
+    PolicyEvidence.objects.bulk_create(
+        [PolicyEvidence(scope=s, scope_id=i, context=c, arm=arm, as_of=when) for s, i, c in keys],
+        ignore_conflicts=True,  # the rows may exist already, or be created concurrently
+    )
+    rows = list(
+        PolicyEvidence.objects.select_for_update()
+        .filter(_matching(keys), arm=arm)
+        .order_by("scope", "scope_id", "context")
+    )
+    for row in rows:
+        updated = _evidence(row).add(reward, at, half_life)
+        row.weight, row.total, row.total_sq = updated.weight, updated.total, updated.total_sq
+        row.as_of = datetime.fromtimestamp(updated.as_of, tz=UTC)
+        row.updates += 1
+    PolicyEvidence.objects.bulk_update(rows, ["weight", "total", "total_sq", "as_of", "updates"])

@@ -1,15 +1,29 @@
-"""Pushes to the websockets of a session's dashboards, after the transaction commits."""
+"""Pushes to the websockets of a session's dashboards, after the transaction commits.
+
+Publishing is fire and forget: the API is the source of truth and a dashboard resyncs from it,
+so a channel layer that is down or slow costs a live update, never the caller's work (a tick's
+samples and decisions). Failures are logged and counted (`DASHBOARD_PUBLISH_FAILURES`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
+
+from telemetry import metrics
+
+logger = logging.getLogger(__name__)
+
+# Longer than a healthy Redis ever takes, short against the 5 s tick: a dashboard update that
+# late is stale anyway, and the tick must not wait on an unreachable channel layer.
+PUBLISH_TIMEOUT_SECONDS = 2.0
 
 DASHBOARD_MESSAGE_TYPES = frozenset(
     {"engagement.sample", "anomaly.detected", "intervention.updated", "session.updated"}
@@ -36,14 +50,28 @@ def publish(session_id: int, message_type: str, data: dict[str, Any]) -> None:
 
 
 def publish_many(messages: list[Message]) -> None:
-    """Send several messages in one run of the event loop (a tick sends one per session)."""
+    """Send several messages in one run of the event loop (a tick sends one per session).
+
+    Never raises for the channel layer (see the module docstring); raises ValueError for a
+    message type dashboards do not know, a bug in the caller.
+    """
     prepared = [(session_group(sid), _group_message(kind, data)) for sid, kind, data in messages]
-    layer = get_channel_layer()
+    if not prepared:
+        return
 
     async def send_all() -> None:
-        await asyncio.gather(*(layer.group_send(group, message) for group, message in prepared))
+        layer = get_channel_layer()
+        sends = (layer.group_send(group, message) for group, message in prepared)
+        await asyncio.wait_for(asyncio.gather(*sends), PUBLISH_TIMEOUT_SECONDS)
 
-    async_to_sync(send_all)()
+    try:
+        async_to_sync(send_all)()
+    except Exception as error:
+        # Any failure of the layer or its Redis (refused, timed out, misconfigured): the
+        # messages are lost, the caller's committed work is not. One line, no traceback: an
+        # outage repeats it every tick.
+        logger.warning("could not publish %d dashboard messages: %r", len(prepared), error)
+        metrics.DASHBOARD_PUBLISH_FAILURES.inc(len(prepared))
 
 
 def publish_on_commit(session_id: int, message_type: str, data: dict[str, Any]) -> None:

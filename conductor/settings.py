@@ -260,6 +260,12 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-lost-agent-runs": {"task": "agents.requeue_lost_runs", "schedule": 60.0},
     "refresh-agent-rollups": {"task": "agents.refresh_rollups", "schedule": 300.0},
     "refresh-intervention-rollups": {"task": "conductor.refresh_rollups", "schedule": 300.0},
+    # The outbox's safety net: executed interventions whose dispatch task was lost.
+    "sweep-undelivered-interventions": {
+        "task": "conductor.sweep_undelivered",
+        "schedule": 15.0,
+        "options": {"expires": 15},  # the next sweep does the same work
+    },
     "conductor-tick": {
         "task": "conductor.tick",
         "schedule": float(env("CONDUCTOR_TICK_SECONDS", "5")),

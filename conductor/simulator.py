@@ -1,143 +1,208 @@
-"""A simulated live audience that drives a session through the real ingestion path.
+"""The simulated attendee app: drives a session with a simulated audience, as an integrator would.
 
-Attendees have their own propensity to take part; the room's engagement level drifts down over
-time, falls at scripted (or random) drops, and answers each executed intervention with a true
-effect that depends on the engagement band and can switch halfway (so the policy has something
-to learn, and something to re-learn). Seeded: the same seed gives the same session.
+A `Simulation` joins the world (`conductor.audience.Audience`, pure) to the session: each step
+it hands the audience what its link has received from the attendee websocket, advances the
+audience to `now`, and ingests the signals it produced through the in-process ingestion path.
+The audience reacts only to what arrives on the socket: an intervention marked executed in the
+database but never sent changes nothing, which is the point (the simulation is ground truth for
+the whole loop, delivery included).
+
+`WebsocketLink` is that socket: it connects to `/ws/sessions/{id}/attendees/?key=<attendee key>`
+exactly as an attendee client does, keeps what arrives in a queue (a daemon thread reads), and
+reconnects with backoff when the server goes away. A refused key (4401/4403) is not retried.
 """
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass, field
+import json
+import logging
+import queue
+import threading
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol, cast
+from urllib.parse import quote
 
 from django.utils import timezone
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.sync.client import ClientConnection, connect
 
 from conductor import ingest
-from conductor.engine.score import band_for
-from conductor.models import Intervention, LiveSession
+from conductor.audience import Applied, Audience
+from conductor.models import LiveSession
 
-# True effect of each intervention type on the room's engagement level, before and after the
-# switch. Polls work best at first; after the switch gamification does.
-EFFECTS_BEFORE = {
-    "poll": 0.30, "gamification": 0.12, "qna_prompt": 0.15, "chat_prompt": 0.10,
-    "broadcast": 0.04, "notification": 0.0,
-}  # fmt: skip
-EFFECTS_AFTER = {**EFFECTS_BEFORE, "poll": 0.05, "gamification": 0.32}
-# Chance per attendee and tick (5 s) of each act, times the attendee's drive; an engaged room of
-# 60 writes ~10 chat messages a minute.
-RATES: tuple[tuple[ingest.SignalType, float], ...] = (
-    ("chat_message", 0.04), ("reaction", 0.08), ("question", 0.006), ("poll_vote", 0.03),
-)  # fmt: skip
-# A disengaged room answers a good intervention more strongly than a lukewarm one.
-BAND_FACTOR = {"very_low": 1.3, "low": 1.2, "moderate": 1.0, "high": 0.7, "very_high": 0.5}
+logger = logging.getLogger(__name__)
+
+#: Close codes of the attendee socket that no retry can fix (conductor.consumers).
+REFUSED_CODES = frozenset({4401, 4403})
+#: Reconnection waits double from the first to the last, then stay there.
+BACKOFF_FIRST_SECONDS = 0.1
+BACKOFF_MAX_SECONDS = 5.0
 
 
-@dataclass
-class Attendee:
-    name: str
-    propensity: float
-    present: bool = False
+class Link(Protocol):
+    """Where an audience's messages come from."""
+
+    def received(self) -> list[dict[str, Any]]:
+        """Every message received since the last call, oldest first."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def attendee_url(base: str, session: LiveSession) -> str:
+    """The attendee websocket URL of a session on a server at `base` (ws://host:port)."""
+    return (
+        f"{base.rstrip('/')}/ws/sessions/{session.pk}/attendees/"
+        f"?key={quote(session.attendee_key, safe='')}"
+    )
+
+
+def local_base_url(host: str, port: int) -> str:
+    """The ws:// base URL to reach a server listening on host:port from this machine."""
+    # A wildcard address listens everywhere but cannot be connected to: use the loopback.
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"ws://{host}:{port}"
+
+
+class WebsocketLink:
+    """An attendee socket read by a daemon thread; `received()` drains what arrived."""
+
+    def __init__(self, url: str, *, open_timeout: float = 5.0) -> None:
+        self.url = url
+        self.open_timeout = open_timeout
+        #: How many times the socket has been opened (reconnections included).
+        self.connections = 0
+        #: The close code if the server refused the key; the link then stops.
+        self.refused: int | None = None
+        self._messages: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._connected = threading.Event()
+        self._closing = threading.Event()
+        self._socket: ClientConnection | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="attendee-link", daemon=True)
+        self._thread.start()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait until the socket is open. Returns whether it is."""
+        return self._connected.wait(timeout)
+
+    def received(self) -> list[dict[str, Any]]:
+        messages = []
+        while True:
+            try:
+                messages.append(self._messages.get_nowait())
+            except queue.Empty:
+                return messages
+
+    def close(self) -> None:
+        self._closing.set()
+        with self._lock:
+            if self._socket is not None:
+                self._socket.close()
+        self._thread.join(timeout=self.open_timeout + 1)
+
+    def _run(self) -> None:
+        backoff = BACKOFF_FIRST_SECONDS
+        while not self._closing.is_set():
+            try:
+                with connect(self.url, open_timeout=self.open_timeout) as socket:
+                    with self._lock:
+                        if self._closing.is_set():
+                            return
+                        self._socket = socket
+                    self.connections += 1
+                    self._connected.set()
+                    backoff = BACKOFF_FIRST_SECONDS
+                    self._read(socket)
+                if socket.close_code in REFUSED_CODES:
+                    self._refuse(socket.close_code)
+                    return
+            except ConnectionClosed as closed:
+                if closed.rcvd is not None and closed.rcvd.code in REFUSED_CODES:
+                    self._refuse(closed.rcvd.code)
+                    return
+            except InvalidURI:
+                logger.exception("cannot connect the attendee socket")
+                return
+            except (OSError, InvalidHandshake, TimeoutError) as error:
+                logger.debug("attendee socket unavailable: %s", error)
+            finally:
+                self._connected.clear()
+                with self._lock:
+                    self._socket = None
+            self._closing.wait(backoff)
+            backoff = min(BACKOFF_MAX_SECONDS, backoff * 2)
+
+    def _refuse(self, code: int) -> None:
+        self.refused = code
+        logger.warning("attendee socket refused with %s: %s", code, self.url.split("?")[0])
+
+    def _read(self, socket: ClientConnection) -> None:
+        for raw in socket:
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                logger.warning("attendee socket sent something that is not JSON: %.80r", raw)
+                continue
+            if isinstance(message, dict):
+                self._messages.put(message)
 
 
 @dataclass
 class Simulation:
-    session: LiveSession
-    attendees: int = 60
-    seed: int = 7
-    drift: float = 0.01
-    drops: tuple[int, ...] = (12, 40)
-    random_drops: float = 0.0
-    switch_at: int | None = 60
-    level: float = 0.75
-    tick: int = 0
-    rng: random.Random = field(init=False)
-    people: list[Attendee] = field(init=False)
-    seen: set[int] = field(default_factory=set)
-    counter: int = 0
+    """A session driven by a simulated audience. `link` None: the audience receives nothing."""
 
-    def __post_init__(self) -> None:
-        self.rng = random.Random(self.seed)  # noqa: S311 - a simulation, not cryptography
-        self.people = [
-            Attendee(f"sim-{self.seed}-{i}", self.rng.betavariate(4, 3))
-            for i in range(self.attendees)
-        ]
+    session: LiveSession
+    audience: Audience
+    link: Link | None = None
+    #: Steps taken so far.
+    tick: int = 0
+    #: Messages the link delivered so far (repeats included).
+    messages: int = 0
+    #: Signals ingested so far.
+    signals: int = 0
 
     def step(self, now: datetime | None = None) -> str:
-        """Advance one tick: react to interventions, drift, maybe drop, send the signals."""
+        """Apply what was received, advance the audience, ingest its signals. Returns one log
+        line."""
         now = now or timezone.now()
-        applied = self._react(now)
-        self.level = max(0.02, self.level * (1 - self.drift))
-        dropped = self.tick in self.drops or (
-            self.tick > 0 and self.rng.random() < self.random_drops
-        )
-        if dropped:
-            self.level *= 0.35
-        signals = self._signals(dropped, now)
+        received: list[Applied] = []
+        if self.link is not None:
+            for message in self.link.received():
+                self.messages += 1
+                applied = self.audience.receive(message, now)
+                if applied is not None:
+                    received.append(applied)
+        signals = self.audience.step(now)
         result = (
-            ingest.signals_ingest(session=self.session, batch={"signals": signals})
+            # The audience builds exactly the SignalIn shape; it is a plain dict only because
+            # audience.py imports nothing of ours.
+            ingest.signals_ingest(
+                session=self.session, batch=cast("ingest.SignalBatch", {"signals": signals})
+            )
             if signals
             else ingest.IngestResult(0, 0)
         )
-        present = sum(person.present for person in self.people)
+        self.signals += result.accepted
         self.tick += 1
+        audience = self.audience
         line = (
-            f"tick {self.tick:4d}  present {present:4d}  level {self.level:.2f}  "
-            f"signals {result.accepted:4d}"
+            f"tick {self.tick:4d}  present {audience.present:4d}  level {audience.level:.2f}  "
+            f"{audience.situation:<15}  signals {result.accepted:4d}"
         )
-        if dropped:
-            line += "  << drop"
-        if applied:
-            line += "  reacted to " + ", ".join(applied)
+        if audience.dropped:
+            line += f"  << {audience.dropped}"
+        for applied in received:
+            line += f"  received {applied.type} ({applied.effect:+.2f})"
         return line
 
-    def _react(self, now: datetime) -> list[str]:
-        executed = Intervention.objects.filter(
-            session=self.session, status=Intervention.Status.EXECUTED
-        ).exclude(pk__in=self.seen)
-        applied = []
-        for intervention in executed:
-            self.seen.add(intervention.pk)
-            effects = (
-                EFFECTS_AFTER
-                if self.switch_at is not None and self.tick >= self.switch_at
-                else EFFECTS_BEFORE
-            )
-            band = band_for(self.level)
-            lift = effects[intervention.type] * BAND_FACTOR[band] * self.rng.uniform(0.7, 1.3)
-            self.level = min(0.95, self.level + lift)
-            applied.append(f"{intervention.type} (+{lift:.2f})")
-        return applied
-
-    def _signals(self, dropped: bool, now: datetime) -> list[ingest.SignalIn]:
-        signals: list[ingest.SignalIn] = []
-
-        def add(kind: ingest.SignalType, person: Attendee) -> None:
-            self.counter += 1
-            signals.append(
-                {
-                    "id": f"{person.name}-{self.counter}",
-                    "type": kind,
-                    "attendee": person.name,
-                    "at": now,
-                }
-            )
-
-        for person in self.people:
-            if not person.present:
-                # Absent people drift in at the start, and some come back later.
-                if self.tick == 0 or self.rng.random() < 0.02 * self.level:
-                    person.present = True
-                    add("join", person)
-                continue
-            leave_chance = 0.25 if dropped and self.rng.random() < 0.5 else 0.01 * (1 - self.level)
-            if self.rng.random() < leave_chance:
-                person.present = False
-                add("leave", person)
-                continue
-            drive = self.level * person.propensity
-            for kind, rate in RATES:
-                if self.rng.random() < drive * rate:
-                    add(kind, person)
-        return signals
+    def close(self) -> None:
+        if self.link is not None:
+            self.link.close()

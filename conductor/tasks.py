@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.utils import timezone
 
-from conductor import interventions, measurement, rollups, tick
+from conductor import delivery, interventions, measurement, rollups, tick
 from conductor.redis_client import redis_client, redis_script
 
 TICK_LOCK = "conductor:tick-lock"
@@ -35,9 +35,34 @@ def run_tick() -> int:
         redis_script(_RELEASE_LOCK)(keys=[TICK_LOCK], args=[token])
 
 
-@shared_task(name="conductor.dispatch_intervention", ignore_result=True)
-def dispatch_intervention(intervention_id: int) -> bool:
-    return interventions.intervention_dispatch(intervention_id=intervention_id)
+@shared_task(
+    bind=True, name="conductor.dispatch_intervention", ignore_result=True, max_retries=None
+)
+def dispatch_intervention(self: Task, intervention_id: int, attempt: int | None = None) -> bool:
+    """Send an executed intervention to its attendees (the outbox, conductor.delivery).
+
+    A refused send is retried with exponential backoff, holding its claim (`attempt`); after
+    MAX_DELIVERY_ATTEMPTS the intervention is failed. The attempts are counted on the row, not
+    by Celery, so that the sweep's re-sends count too.
+    """
+    try:
+        return delivery.intervention_deliver(intervention_id=intervention_id, attempt=attempt)
+    except delivery.DeliveryError as error:
+        if error.attempt >= delivery.MAX_DELIVERY_ATTEMPTS:
+            delivery.intervention_delivery_fail(
+                intervention_id=intervention_id, attempt=error.attempt, reason=error.reason
+            )
+            return False
+        raise self.retry(
+            kwargs={"intervention_id": intervention_id, "attempt": error.attempt},
+            countdown=delivery.retry_countdown(error.attempt),
+            exc=error,
+        ) from error
+
+
+@shared_task(name="conductor.sweep_undelivered", ignore_result=True)
+def sweep_undelivered() -> int:
+    return delivery.interventions_sweep_undelivered(now=timezone.now())
 
 
 @shared_task(name="conductor.refresh_rollups", ignore_result=True)

@@ -1,7 +1,8 @@
 """The tick: every CONDUCTOR_TICK_SECONDS, score every live session and react to drops.
 
 One query aggregates the signals of all live sessions; scoring and detection are pure; samples,
-anomalies and detector states are written in bulk; decisions start as agent runs after commit.
+anomalies, detector states and the decisions' agent runs are written in one transaction; runs are
+enqueued and dashboards told after commit. One decision is in flight per session at a time.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth.models import User
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from agents import services as agent_services
+from agents.models import AgentRun
 from conductor import interventions, realtime
 from conductor.engine.anomaly import DetectorState, Observation, detect
 from conductor.engine.score import ACTIVE_WINDOW_SECONDS, WindowAggregates, score_engagement
@@ -94,9 +96,10 @@ WITH live AS (
         count(*) FILTER (WHERE present) - count(*) FILTER (WHERE counted) AS present,
         count(*) FILTER (WHERE settled) - count(*) FILTER (WHERE counted) AS settled
     FROM states GROUP BY session_id
-), activity AS (
-    SELECT s.session_id,
-        count(DISTINCT s.attendee) FILTER (WHERE s.type <> 'join' AND s.type <> 'leave') AS active,
+), attendees AS (
+    -- One scan of the window: what each attendee did, and whether any of it was activity.
+    SELECT s.session_id, s.attendee,
+        bool_or(s.type <> 'join' AND s.type <> 'leave') AS spoke,
         count(*) FILTER (WHERE s.type = 'chat_message' AND s.at > %(rate_since)s) AS chat,
         count(*) FILTER (WHERE s.type = 'reaction' AND s.at > %(rate_since)s) AS reactions,
         count(*) FILTER (WHERE s.type = 'poll_vote' AND s.at > %(rate_since)s) AS poll_votes,
@@ -104,7 +107,24 @@ WITH live AS (
         count(*) FILTER (WHERE s.type = 'leave' AND s.at > %(rate_since)s) AS leaves
     FROM conductor_signal s JOIN live ON live.id = s.session_id
     WHERE s.at > %(active_since)s AND s.at <= %(now)s
-    GROUP BY s.session_id
+    GROUP BY s.session_id, s.attendee
+), activity AS (
+    -- Active: spoke in the window and present now - the last join or leave at or before now is
+    -- a join (one backward step on signal_presence_idx per speaker). Whoever spoke and then
+    -- left is no longer active.
+    SELECT w.session_id,
+        count(*) FILTER (WHERE last.type = 'join') AS active,
+        sum(w.chat)::bigint AS chat, sum(w.reactions)::bigint AS reactions,
+        sum(w.poll_votes)::bigint AS poll_votes, sum(w.questions)::bigint AS questions,
+        sum(w.leaves)::bigint AS leaves
+    FROM attendees w LEFT JOIN LATERAL (
+        SELECT p.type FROM conductor_signal p
+        WHERE w.spoke AND p.session_id = w.session_id AND p.attendee = w.attendee
+            AND p.type IN ('join', 'leave') AND p.at <= %(now)s
+        ORDER BY p.at DESC, p.id DESC
+        LIMIT 1
+    ) last ON true
+    GROUP BY w.session_id
 )
 SELECT b.session_id, coalesce(b.settled, 0) + coalesce(p.present, 0),
     coalesce(b.settled, 0) + coalesce(p.settled, 0), coalesce(a.active, 0), coalesce(a.chat, 0),
@@ -152,7 +172,8 @@ def _live_windows(now: datetime) -> dict[int, SessionWindow]:
         present = max(0, present)
         aggregates = WindowAggregates(
             present=present,
-            # An attendee who spoke and then left is active but no longer present.
+            # `active` counts only attendees present now, from all their signals; `present` may
+            # lag a late batch until the next reconciliation (see above), and must stay the larger.
             active=min(active, present),
             window_seconds=RATE_WINDOW_SECONDS,
             chat_messages=chat,
@@ -166,7 +187,12 @@ def _live_windows(now: datetime) -> dict[int, SessionWindow]:
 
 
 def sessions_tick(*, now: datetime | None = None) -> TickResult:
-    """Score every live session once; store samples and anomalies; start decisions."""
+    """Score every live session once; store samples and anomalies; start decisions.
+
+    Samples, anomalies, detector states and the decision runs commit together, or none of them
+    does (the next tick then detects the drop again); runs are enqueued and dashboards told only
+    after commit, and a dashboard that cannot be told fails nothing (conductor.realtime).
+    """
     started = time.perf_counter()
     now = now or timezone.now()
     windows = _live_windows(now)
@@ -206,12 +232,17 @@ def sessions_tick(*, now: datetime | None = None) -> TickResult:
             )
             for a in anomalies
         ]  # fmt: skip
-        metrics.ENGAGEMENT_SCORE.observe(scored.score)
 
+    # Proposals that are due go first: one past its time must not hold back a new drop's decision.
+    interventions.interventions_expire_recovered(scores=scores, now=now)
+    interventions.interventions_expire_due(now=now)
     with transaction.atomic():
         EngagementSample.objects.bulk_create(samples)
         Anomaly.objects.bulk_create(found)
+        # Also locks the sessions' rows: a tick that overlaps this one (past its lock) waits
+        # here until this one commits, and so sees the decisions it started.
         LiveSession.objects.bulk_update(sessions.values(), ["detector_state"], batch_size=500)
+        decisions = _start_decisions(found, sessions)
         # The API's own representations (one serializer call for all: a tick has thousands).
         messages: list[realtime.Message] = [
             (sample.session_id, "engagement.sample", data)
@@ -219,54 +250,71 @@ def sessions_tick(*, now: datetime | None = None) -> TickResult:
                 samples, SampleOutputSerializer(samples, many=True).data, strict=True
             )
         ]
-        for anomaly, data in zip(
-            found, AnomalyOutputSerializer(found, many=True).data, strict=True
-        ):
-            metrics.ANOMALIES.labels(type=anomaly.type, severity=anomaly.severity).inc()
-            messages.append((anomaly.session_id, "anomaly.detected", data))
+        messages += [
+            (anomaly.session_id, "anomaly.detected", data)
+            for anomaly, data in zip(
+                found, AnomalyOutputSerializer(found, many=True).data, strict=True
+            )
+        ]
+        # After the runs' enqueues (registered by run_create): decisions before dashboards.
         realtime.publish_many_on_commit(messages)
 
-    # Proposals that are due go first: one past its time must not hold back a new drop's decision.
-    interventions.interventions_expire_recovered(scores=scores, now=now)
-    interventions.interventions_expire_due(now=now)
-    decisions = _start_decisions(found, sessions)
+    for sample in samples:
+        metrics.ENGAGEMENT_SCORE.observe(sample.score)
+    for anomaly in found:
+        metrics.ANOMALIES.labels(type=anomaly.type, severity=anomaly.severity).inc()
     seconds = time.perf_counter() - started
     metrics.TICK_DURATION.observe(seconds)
     return TickResult(len(samples), len(found), decisions, seconds)
 
 
 def _start_decisions(found: list[Anomaly], sessions: dict[int, LiveSession]) -> int:
-    """One decision per session and tick, for its most severe new anomaly.
+    """Start one decision per session and tick, for its most severe new anomaly; return how many.
 
-    A session that already has an intervention waiting for the organizer gets no new one: one
-    drop often opens several anomalies over a few ticks, and a pile of proposals is noise.
+    Runs inside the tick's transaction, with the sessions' rows locked. A session gets no new
+    decision while one is in flight: its `deciding_run` is unfinished (queued, running, awaiting
+    approval - a run waiting on the LLM), or an intervention waits for the organizer. One drop
+    often opens several anomalies over a few ticks, and a pile of decisions and proposals is
+    noise. The run started becomes the session's `deciding_run`, in the same transaction.
     """
-    waiting = set(
-        Intervention.objects.filter(
-            session_id__in={a.session_id for a in found}, status=Intervention.Status.PENDING
-        ).values_list("session_id", flat=True)
+    candidates = {anomaly.session_id for anomaly in found}
+    if not candidates:
+        return 0
+    pending = Intervention.objects.filter(
+        session=OuterRef("pk"), status=Intervention.Status.PENDING
+    )
+    free = set(
+        LiveSession.objects.filter(pk__in=candidates)
+        .filter(Q(deciding_run=None) | Q(deciding_run__status__in=AgentRun.TERMINAL))
+        .exclude(Exists(pending))
+        .values_list("pk", flat=True)
     )
     worst: dict[int, Anomaly] = {}
     for anomaly in found:
-        if anomaly.session_id in waiting:
+        if anomaly.session_id not in free:
             continue
         current = worst.get(anomaly.session_id)
         if current is None or _SEVERITY[anomaly.severity] > _SEVERITY[current.severity]:
             worst[anomaly.session_id] = anomaly
     organizers = _first_organizers({sessions[session_id].event_id for session_id in worst})
+    deciding: list[LiveSession] = []
     for session_id, anomaly in worst.items():
-        organizer = organizers.get(sessions[session_id].event_id)
+        session = sessions[session_id]
+        organizer = organizers.get(session.event_id)
         if organizer is None:
             continue
-        agent_services.run_create(
+        session.deciding_run, _ = agent_services.run_create(
             organizer=organizer,
             agent="engagement",
             intent="decide",
             data={"session_id": session_id, "anomaly_id": anomaly.pk},
             idempotency_key=f"anomaly-{anomaly.pk}",
             rate_limited=False,
+            allow_internal=True,  # the engagement agent is the platform's own
         )
-    return len(worst)
+        deciding.append(session)
+    LiveSession.objects.bulk_update(deciding, ["deciding_run"])
+    return len(deciding)
 
 
 def _first_organizers(event_ids: set[int]) -> dict[int, User]:

@@ -17,6 +17,11 @@ api_v1 = [
     path("events/", api.EventListCreateApi.as_view(), name="event-list"),
     path("events/<int:event_id>/", api.EventDetailApi.as_view(), name="event-detail"),
     path("events/<int:event_id>/outcomes/", api.EventOutcomesApi.as_view(), name="event-outcomes"),
+    path(
+        "events/<int:event_id>/policy-report/",
+        api.EventPolicyReportApi.as_view(),
+        name="event-policy-report",
+    ),
     path("sessions/", api.SessionListCreateApi.as_view(), name="session-list"),
     path("sessions/<int:session_id>/", api.SessionDetailApi.as_view(), name="session-detail"),
     path("sessions/<int:session_id>/signals/", api.SessionSignalsApi.as_view(), name="signals"),

@@ -9,7 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
-from conductor import selectors
+from conductor import policy_report, selectors
 from conductor.engine.score import BANDS
 from conductor.errors import NotFoundError
 from conductor.models import EngagementSample, Intervention, LiveSession
@@ -64,6 +64,87 @@ def dashboard_sessions(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/_sessions.html", {"events": _events(request)})
 
 
+#: How the "What worked" panel names each type, as a plural noun.
+ARM_LABELS: dict[str, str] = {
+    "poll": "Polls",
+    "chat_prompt": "Chat prompts",
+    "qna_prompt": "Q&A prompts",
+    "broadcast": "Broadcasts",
+    "notification": "Notifications",
+    "gamification": "Gamification",
+}
+
+
+def _points(value: float) -> str:
+    rounded = round(value, 2)
+    return f"{rounded:+.2f}" if rounded else "0.00"  # never "-0.00"
+
+
+def _sentence(estimate: dict[str, Any], what: str) -> str:
+    """One estimate in words: `+0.06 engagement points <what> (95% CI +0.02 to +0.10)`."""
+    text = f"{_points(estimate['value'])} engagement points {what}"
+    ci = estimate["ci"]
+    if ci is None:
+        return text
+    return f"{text} ({policy_report.CONFIDENCE_PERCENT}% CI {_points(ci[0])} to {_points(ci[1])})"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+@dataclass(frozen=True)
+class WhatWorked:
+    """The "What worked" panel in plain words: one line per type, or a note when data is short."""
+
+    days: int
+    lines: list[str]
+    recovery: str | None
+    note: str | None
+
+
+def what_worked(report: dict[str, Any]) -> WhatWorked:
+    """Put an event's policy report (conductor.policy_report) into sentences."""
+    decisions = report["decisions"]
+    if decisions < policy_report.MIN_DECISIONS:
+        return WhatWorked(
+            days=report["days"],
+            lines=[],
+            recovery=None,
+            note=(
+                f"Too little data yet: {_plural(decisions, 'measured decision')} for this event; "
+                f"estimates appear from {policy_report.MIN_DECISIONS} on."
+            ),
+        )
+    lines = []
+    for arm in report["arms"]:
+        if arm["action"] == policy_report.HOLD:
+            continue
+        label = ARM_LABELS.get(arm["action"], arm["action"].replace("_", " ").capitalize())
+        tries = "1 try" if arm["logged"] == 1 else f"{arm['logged']} tries"
+        if arm["vs_hold"] is not None and arm["vs_hold"]["value"] is not None:
+            effect = _sentence(arm["vs_hold"], "over doing nothing")
+            lines.append(f"{label}: {effect}, {tries}")
+        elif arm["dr"]["value"] is not None:
+            lines.append(f"{label}: {_sentence(arm['dr'], 'if always chosen')}, {tries}")
+    recovery = report["natural_recovery"]
+    return WhatWorked(
+        days=report["days"],
+        lines=lines,
+        recovery=(
+            None
+            if recovery is None
+            else f"Doing nothing: engagement moved {_sentence(recovery, 'on its own')}, "
+            f"{_plural(report['holds'], 'hold')}"
+        ),
+        note=(
+            None
+            if recovery is not None
+            else "No hold measured yet, so the effect over doing nothing cannot be estimated."
+        ),
+    )
+
+
 @login_required
 def session_live(request: HttpRequest, session_id: int) -> HttpResponse:
     try:
@@ -80,6 +161,9 @@ def session_live(request: HttpRequest, session_id: int) -> HttpResponse:
                 ("semi_auto", "Semi-automatic: confident decisions run"),
                 ("auto", "Automatic: decisions run"),
             ],
-            "intervention_types": Intervention.Type.choices,
+            "intervention_types": [
+                choice for choice in Intervention.Type.choices if choice[0] != Intervention.Type.HOLD
+            ],
+            "what_worked": what_worked(policy_report.event_policy_report(event=session.event)),
         },
     )

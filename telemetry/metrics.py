@@ -106,3 +106,24 @@ INTERVENTIONS_PENDING = Gauge(
     "Interventions waiting for the organizer.",
     multiprocess_mode="mostrecent",
 )
+DASHBOARD_PUBLISH_FAILURES = Counter(
+    "conductor_dashboard_publish_failures_total",
+    "Dashboard messages lost because the channel layer failed (publishing is fire and forget).",
+)
+INTERVENTION_LIFT = Histogram(
+    "conductor_intervention_lift",
+    "Measured lift of delivered interventions and holds (score after minus at the decision).",
+    ["type"],
+    buckets=(-0.2, -0.1, -0.05, -0.02, 0, 0.02, 0.05, 0.1, 0.2),
+)
+INTERVENTION_DELIVERIES = Counter(
+    "conductor_intervention_deliveries_total",
+    "Tries to send executed interventions to attendees, by outcome: sent; error (the channel "
+    "layer refused it: retried, then failed); skipped (delivered, failed or held by another task).",
+    ["outcome"],
+)
+INTERVENTIONS_UNDELIVERED = Gauge(
+    "conductor_interventions_undelivered",
+    "Executed interventions the last delivery sweep found undelivered and sent again.",
+    multiprocess_mode="mostrecent",
+)

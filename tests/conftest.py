@@ -147,3 +147,58 @@ def worker(transactional_db) -> Iterator[WorkerProcess]:  # type: ignore[no-unty
     process = WorkerProcess()
     yield process
     process.stop()
+
+
+# --- A live ASGI server for tests that connect as real clients (websockets, HTTP) -------------
+
+
+class AsgiServer:
+    """`conductor.asgi:application` under uvicorn in a subprocess, on a free port, the test
+    database and the test Redis. `stop()` then `start()` restarts it on the same port."""
+
+    def __init__(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.http = f"http://127.0.0.1:{self.port}"
+        self.ws = f"ws://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        import httpx
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "conductor.asgi:application", "--host", "127.0.0.1",
+             "--port", str(self.port), "--lifespan", "off", "--log-level", "warning"],
+            cwd=BASE_DIR, env=child_env(), start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.http}/login/", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the live ASGI server did not start")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+
+@pytest.fixture
+def asgi_live_server(transactional_db) -> Iterator[AsgiServer]:  # type: ignore[no-untyped-def]
+    """A running ASGI server; the test's rows are committed, so the server sees them."""
+    server = AsgiServer()
+    server.start()
+    yield server
+    server.stop()

@@ -1,107 +1,106 @@
-"""Which intervention to try next: discounted Thompson Sampling per context, with propensities.
+"""Which intervention to try next: hierarchical, time-discounted Gaussian Thompson Sampling.
 
-Algorithm
----------
-Every context (anomaly type x engagement band x audience size, see `PolicyContext`) keeps one
-Beta(alpha, beta) posterior per intervention type (`Arm`) over the reward in [0, 1] that the
-intervention earns (`reward_from_lift`). To decide, `choose` draws one sample from each eligible
-arm's posterior and picks the largest (Thompson Sampling). After the outcome is measured,
-`update` first decays every arm of the context toward the prior,
-``alpha = 1 + g * (alpha - 1)``, ``beta = 1 + g * (beta - 1)``, then credits the chosen arm with
-``alpha += reward``, ``beta += 1 - reward`` (discounted Thompson Sampling, Raj & Kalyani 2017).
-Evidence older than about 1 / (1 - g) updates fades, so an arm that stopped working (or started
-to) is re-explored instead of being trusted or dismissed forever; g = 1 is standard TS.
+What is learned
+---------------
+For every arm (each intervention type, and `hold`: deliberately doing nothing) the policy learns
+the mean *lift* that follows a decision: the engagement score after the intervention minus the
+score at the moment of the decision (conductor.measurement). A hold's lift is the natural
+recovery; an intervention's lift is the natural recovery plus its own effect, so the arm with the
+highest mean lift is the one with the largest causal effect, and "do nothing" wins exactly when
+every intervention looks harmful. Lifts are compared on their own scale (a Gaussian posterior on
+the mean), so +0.06 and +0.04 stay apart; the earlier systems squeezed them into a Beta-Bernoulli
+reward where they looked alike. `PolicyOptions.reward = "binary"` learns only whether the lift was
+positive, for comparison (`make evaluate` shows which wins).
 
-A context seen for the first time does not start blind: `warm_start` seeds it from the event's
-experience pooled over its other contexts, else from the global experience, else from the
-uniform prior, keeping each arm's mean but at most `WARM_START_STRENGTH` pseudo-observations, so
-the new context's own outcomes outweigh the borrowed ones after a handful of updates.
+Evidence and its scopes
+-----------------------
+Evidence about an arm is three time-discounted sums (`Evidence`: weight, sum, sum of squares), as
+of a moment. Before it is used or added to, it decays by 0.5 ** (age / half-life): what worked
+last month counts less than what worked today, however many decisions came in between (discount
+by time, not by update). Evidence is kept per context at nested scopes, from the broadest:
 
-`choose` also reports the propensity of its pick, the probability that Thompson Sampling selects
-that type given the current posteriors among the eligible ones, for off-policy evaluation (IPS,
-SNIPS). It has no closed form for more than two arms; it is estimated by Monte Carlo: draw
-`propensity_samples` independent samples from every eligible posterior at once (one vectorized
-call on the caller's generator) and count how often each arm is the largest. The estimate is
-clamped to at least 1 / propensity_samples so an inverse-propensity weight is never infinite; the
-clamped probabilities of all eligible types then sum to at most 1 + (k - 1) / propensity_samples.
+    global, every context -> global, this context -> the organizer's events -> this event
 
-This fixes the defects of the earlier bandit: the engagement band is derived from a score on the
-0..1 scale and validated (the earlier one compared 0..1 scores with 0..100 thresholds, so every
-decision fell into one context); the caller keeps one set of arms per context instead of a single
-global bandit; evidence is discounted; and the reward mapping is monotone.
+A context is the anomaly type and the audience size (`PolicyContext`): about 3.5 decisions per
+event and context made anything finer (the engagement band too) a context the data could not
+fill. Each scope's posterior starts from its parent's, trusting the parent for at most
+`BORROW_CAP` observations, then adds its own: a new event starts from what worked for the
+organizer and everyone else, and its own outcomes outweigh the borrowed ones after a handful.
+The posterior of the mean lift is Normal(mean, noise^2 / n), where noise is the pooled spread of
+outcomes around their arm's mean (with a `NOISE_PRIOR` of `NOISE_PRIOR_WEIGHT` observations).
+Every step is a weighted average with positive weights, so no history can produce an invalid
+posterior (tests/conductor/test_policy.py checks it with hypothesis).
 
-Pure: no Django, no clock, no network. Randomness comes in as a `numpy.random.Generator`.
+Deciding
+--------
+`Policy.decide` first holds out `holdout_share` of the drops (a `hold` with `holdout=True`): the
+event's measurement of the natural recovery, kept whatever the posteriors say. Otherwise it draws
+one sample of the mean lift of every eligible arm (hold always eligible) and takes the largest
+(Thompson Sampling). The propensity it reports is the probability of the action it took, holdout
+included: (1 - h) * P_TS(action) + h * [action is hold], with P_TS estimated by Monte Carlo over
+`PROPENSITY_SAMPLES` joint draws - true for what is sent, as off-policy evaluation needs. Its
+`confidence` is P_TS(action): how likely the chosen arm is the best under the posteriors.
+
+Pure: no Django, no clock, no network. Randomness comes in as a `numpy.random.Generator`; time
+as seconds. `MemoryStore` holds evidence for the evaluation; conductor.policy_store holds the
+same in PostgreSQL rows; both feed the same `Policy`.
 
 Constants
 ---------
-INTERVENTION_TYPES
-    The arms, in the canonical order used for eligibility and ties; the same as
-    `conductor.event_settings.INTERVENTION_TYPES`.
-BAND_THRESHOLDS
-    Lower bounds of the engagement bands on the 0..1 score scale: >= 0.8 very_high, >= 0.6 high,
-    >= 0.4 moderate, >= 0.2 low, else very_low; the same bands as the score module.
+HOLD
+    The "do nothing" arm. ARMS is INTERVENTION_TYPES plus HOLD.
+PRIOR_WEIGHT
+    1 observation of lift 0 at the root: before any evidence every arm is a coin toss around
+    "no change", and one real outcome already moves it.
+BORROW_CAP
+    4 observations: the most a scope borrows from its parent. Enough that what worked elsewhere
+    is tried first, little enough that 4 or 5 own outcomes outweigh it, so an event whose
+    audience differs is not held to the crowd's answer.
+NOISE_PRIOR, NOISE_PRIOR_WEIGHT
+    0.08 and 5 observations: the spread of one measured lift around its arm's mean before data
+    says otherwise (a 60 s window of a live audience's score moves by a few points either way).
+DEFAULT_HALF_LIFE_SECONDS
+    72 hours: a few sessions of an event, or a conference's days, share their evidence in full;
+    last month's counts a quarter.
+PROPENSITY_SAMPLES
+    4000 joint draws: standard error of a propensity near 0.5 is about 0.008; the smallest
+    reportable is 1 / 4000 (clamped there so an inverse-propensity weight stays finite).
 AUDIENCE_MEDIUM_FROM, AUDIENCE_LARGE_FROM
     50 and 500 people present: fewer than 50 is small (everyone sees every chat message), fewer
-    than 500 medium, else large (a chat prompt scrolls away in seconds). What works differs by
-    size, so the size is part of the context.
-PRIOR
-    Beta(1, 1): uniform, every reward level equally plausible before any evidence.
-DISCOUNT
-    0.95 per update in a context. The evidence of a context then saturates at
-    1 / (1 - 0.95) = 20 pseudo-observations: an outcome 20 updates old weighs 0.95 ** 20 = 36%
-    of a fresh one, and 60 updates old 5%. A context sees a few decisions per session (the hourly
-    cap is 3 by default), so 20 updates span a few sessions: long enough to average out noise,
-    short enough to follow an audience or a programme that changed. The price is exploration:
-    arms not chosen drift back toward the uniform prior and are tried again now and then.
-WARM_START_STRENGTH
-    4 pseudo-observations carried into a new context: enough that a type that worked elsewhere is
-    tried first, little enough that 4 or 5 of the context's own outcomes outweigh it.
-DEFAULT_PROPENSITY_SAMPLES
-    2000 Monte Carlo draws per arm: the standard error of a propensity near 0.5 is
-    sqrt(0.25 / 2000) ~ 0.011, and the smallest reportable propensity is 1 / 2000.
-REWARD_LIFT_SPAN
-    0.2: a change of the 0..1 engagement score by +0.2 after an intervention earns reward 1, by
-    -0.2 reward 0, no change 0.5, linearly in between.
+    than 500 medium, else large (a chat prompt scrolls away in seconds).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
-from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field
 
-# One definition of the types and of the bands for the whole conductor (both modules are pure).
-from conductor.engine.score import BANDS, Band, band_for
 from conductor.event_settings import INTERVENTION_TYPES
+
+HOLD = "hold"
+ARMS: tuple[str, ...] = (*INTERVENTION_TYPES, HOLD)
 
 AudienceSize = Literal["small", "medium", "large"]
 AUDIENCE_SIZES: tuple[AudienceSize, ...] = ("small", "medium", "large")
 AUDIENCE_MEDIUM_FROM = 50
 AUDIENCE_LARGE_FROM = 500
 
-DISCOUNT: float = 0.95
-WARM_START_STRENGTH: float = 4
-DEFAULT_PROPENSITY_SAMPLES = 2000
-REWARD_LIFT_SPAN = 0.2
+PRIOR_WEIGHT = 1.0
+# How far a scope's mean lift may sit from its parent's: between contexts, between an
+# organizer and everyone, between an event and its organizer (see LEVEL_SPREADS above).
+LEVEL_SPREADS: tuple[float, ...] = (0.02, 0.005, 0.005)
+NOISE_PRIOR = 0.08
+NOISE_PRIOR_WEIGHT = 5.0
+DEFAULT_HALF_LIFE_SECONDS = 72 * 3600.0
+PROPENSITY_SAMPLES = 4000
 
-# Separates the parts of a context key; anomaly types must not contain it.
+# The context of every context: the root of the hierarchy.
+ANY_CONTEXT = "*"
 _KEY_SEPARATOR = "|"
-
-
-def band_for_score(score: float) -> Band:
-    """The engagement band of a score on the 0..1 scale.
-
-    Raises ValueError for a score outside 0..1 (or NaN), such as 45.0 on a 0..100 scale: the
-    earlier bandit's scale mix-up put every decision in one context without any error.
-    """
-    if not 0.0 <= score <= 1.0:
-        raise ValueError(f"engagement score must be on the 0..1 scale, got {score!r}")
-    return band_for(score)
 
 
 def audience_bucket(present: int) -> AudienceSize:
@@ -119,33 +118,11 @@ def audience_bucket(present: int) -> AudienceSize:
     return "large"
 
 
-def _parse_band(value: str) -> Band:
-    # A loop rather than a cast so the type checker sees the narrowing is real.
-    for band in BANDS:
-        if band == value:
-            return band
-    raise ValueError(f"unknown engagement band {value!r}; expected one of {', '.join(BANDS)}")
-
-
-def _parse_audience(value: str) -> AudienceSize:
-    for size in AUDIENCE_SIZES:
-        if size == value:
-            return size
-    raise ValueError(
-        f"unknown audience size {value!r}; expected one of {', '.join(AUDIENCE_SIZES)}"
-    )
-
-
 @dataclass(frozen=True)
 class PolicyContext:
-    """The situation a decision is made in: one set of arms is learned per context.
-
-    Construction validates every part, so a band from the wrong scale or a typo raises
-    ValueError instead of silently creating a context of its own.
-    """
+    """The situation a decision is made in: the anomaly type and the audience size."""
 
     anomaly_type: str
-    band: Band
     audience: AudienceSize
 
     def __post_init__(self) -> None:
@@ -154,90 +131,146 @@ class PolicyContext:
                 f"anomaly type must be non-empty and free of {_KEY_SEPARATOR!r}, "
                 f"got {self.anomaly_type!r}"
             )
-        _parse_band(self.band)
-        _parse_audience(self.audience)
+        if self.audience not in AUDIENCE_SIZES:
+            raise ValueError(f"unknown audience size {self.audience!r}")
 
     @classmethod
-    def build(cls, anomaly_type: str, score: float, present: int) -> PolicyContext:
-        """The context of an anomaly, an engagement score on the 0..1 scale and an audience.
-
-        Raises ValueError for a score outside 0..1, a negative audience or a bad anomaly type.
-        """
-        return cls(anomaly_type, band_for_score(score), audience_bucket(present))
+    def build(cls, anomaly_type: str, present: int) -> PolicyContext:
+        """The context of an anomaly type and the number of people present."""
+        return cls(anomaly_type, audience_bucket(present))
 
     def key(self) -> str:
-        """A stable string for storage, e.g. "SUDDEN_DROP|low|medium"; inverse of from_key."""
-        return _KEY_SEPARATOR.join((self.anomaly_type, self.band, self.audience))
+        """A stable string for storage, e.g. "SUDDEN_DROP|medium"; inverse of from_key."""
+        return f"{self.anomaly_type}{_KEY_SEPARATOR}{self.audience}"
 
     @classmethod
     def from_key(cls, key: str) -> PolicyContext:
         """The context a key() string names. Raises ValueError for a malformed key."""
         parts = key.split(_KEY_SEPARATOR)
-        if len(parts) != 3:
-            raise ValueError(f"context key must be 'anomaly|band|audience', got {key!r}")
-        anomaly_type, band, audience = parts
-        return cls(anomaly_type, _parse_band(band), _parse_audience(audience))
+        if len(parts) != 2:
+            raise ValueError(f"context key must be 'anomaly|audience', got {key!r}")
+        anomaly_type, audience = parts
+        for size in AUDIENCE_SIZES:
+            if size == audience:
+                return cls(anomaly_type, size)
+        raise ValueError(f"unknown audience size {audience!r} in {key!r}")
 
 
-class Arm(BaseModel):
-    """The Beta(alpha, beta) posterior of one intervention type's reward in one context.
+@dataclass(frozen=True)
+class Evidence:
+    """Time-discounted outcomes of one arm in one scope: sum of weights, of rewards, of squares.
 
-    Immutable; both parameters are finite and positive. Unknown fields are rejected, so store
-    and load it with model_dump() / model_validate() (as_dict() adds the derived mean).
+    `as_of` is the moment (seconds) the sums are discounted to. Always valid: weight >= 0 and
+    total_sq * weight >= total^2 (up to rounding), which `__post_init__` checks.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    weight: float = 0.0
+    total: float = 0.0
+    total_sq: float = 0.0
+    as_of: float = 0.0
 
-    alpha: float = Field(1.0, gt=0, allow_inf_nan=False)
-    beta: float = Field(1.0, gt=0, allow_inf_nan=False)
+    def __post_init__(self) -> None:
+        values = (self.weight, self.total, self.total_sq, self.as_of)
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"evidence must be finite, got {self}")
+        if self.weight < 0 or self.total_sq < 0:
+            raise ValueError(f"evidence weights and squares cannot be negative, got {self}")
 
     @property
-    def mean(self) -> float:
-        """The posterior mean reward, alpha / (alpha + beta)."""
-        return self.alpha / (self.alpha + self.beta)
+    def mean(self) -> float | None:
+        return self.total / self.weight if self.weight > 0 else None
 
     @property
-    def pseudo_observations(self) -> float:
-        """The evidence beyond the uniform prior, alpha + beta - 2."""
-        return self.alpha + self.beta - 2.0
+    def squared_deviations(self) -> float:
+        """Sum of squared deviations from the mean (never negative, whatever the rounding)."""
+        if self.weight <= 0:
+            return 0.0
+        return max(0.0, self.total_sq - self.total * self.total / self.weight)
+
+    def decayed(self, to: float, half_life: float) -> Evidence:
+        """The same evidence seen from moment `to` (never grows: a past `to` changes nothing)."""
+        if half_life <= 0:
+            raise ValueError(f"half-life must be positive, got {half_life!r}")
+        age = max(0.0, to - self.as_of)
+        factor = 0.5 ** (age / half_life)
+        return Evidence(
+            self.weight * factor, self.total * factor, self.total_sq * factor, max(to, self.as_of)
+        )
+
+    def add(self, reward: float, at: float, half_life: float) -> Evidence:
+        """This evidence decayed to `at`, plus one outcome `reward` observed then."""
+        if not math.isfinite(reward):
+            raise ValueError(f"reward must be finite, got {reward!r}")
+        base = self.decayed(at, half_life)
+        return replace(
+            base,
+            weight=base.weight + 1.0,
+            total=base.total + reward,
+            total_sq=base.total_sq + reward * reward,
+        )
+
+    def __add__(self, other: Evidence) -> Evidence:
+        """Pooled evidence of two scopes, both already decayed to the same moment."""
+        return Evidence(
+            self.weight + other.weight,
+            self.total + other.total,
+            self.total_sq + other.total_sq,
+            max(self.as_of, other.as_of),
+        )
+
+
+# One level of the hierarchy: each arm's evidence (missing arms have none).
+Level = Mapping[str, Evidence]
+
+
+@dataclass(frozen=True)
+class Belief:
+    """The posterior of one arm's mean lift: Normal(mean, sd^2), from `weight` observations."""
+
+    mean: float
+    sd: float
+    weight: float
 
     def as_dict(self) -> dict[str, float]:
-        """{"alpha", "beta", "mean"}, for decision records and the dashboard."""
-        return {"alpha": self.alpha, "beta": self.beta, "mean": self.mean}
+        return {"mean": self.mean, "sd": self.sd, "n": self.weight}
 
 
-PRIOR = Arm(alpha=1, beta=1)
+def noise_sd(levels: Sequence[Level], now: float, half_life: float) -> float:
+    """The spread of one outcome around its arm's mean, pooled over the arms of the second
+    level (everyone's evidence in this context: the first mixes contexts whose means differ)."""
+    squares = NOISE_PRIOR * NOISE_PRIOR * NOISE_PRIOR_WEIGHT
+    weight = NOISE_PRIOR_WEIGHT
+    if levels:
+        for evidence in levels[min(1, len(levels) - 1)].values():
+            seen = evidence.decayed(now, half_life)
+            if seen.weight > 1.0:
+                squares += seen.squared_deviations
+                weight += seen.weight - 1.0  # one degree of freedom per arm goes to its mean
+    return math.sqrt(squares / weight)
 
 
-def warm_start(
-    *,
-    event_arms: Mapping[str, Arm] | None,
-    global_arms: Mapping[str, Arm] | None,
-    types: Sequence[str] = INTERVENTION_TYPES,
-    strength: float = WARM_START_STRENGTH,
-) -> dict[str, Arm]:
-    """The starting arms of a context seen for the first time.
+def beliefs(
+    levels: Sequence[Level], arms: Iterable[str], now: float, half_life: float
+) -> dict[str, Belief]:
+    """Each arm's posterior, from the broadest level (first) to the narrowest (last).
 
-    The source is the event's experience (pooled over its contexts by the caller) when it has
-    any arm, else the global experience, else none. Each type takes the source's arm (PRIOR when
-    the source lacks it) with its mean kept exactly but its evidence shrunk to at most `strength`
-    pseudo-observations (alpha + beta - 2 <= strength); weaker evidence is carried unchanged.
-    Raises ValueError for a negative strength.
+    Each level starts from its parent's posterior mean, trusted for at most BORROW_CAP
+    observations, and adds its own evidence decayed to `now`.
     """
-    if not strength >= 0.0:
-        raise ValueError(f"warm-start strength must be >= 0, got {strength!r}")
-    source = event_arms or global_arms or {}
-    started: dict[str, Arm] = {}
-    for intervention in types:
-        arm = source.get(intervention, PRIOR)
-        total = arm.alpha + arm.beta
-        cap = strength + 2.0
-        if total > cap:
-            # Scaling alpha and beta by the same factor keeps the mean and sheds evidence.
-            shrink = cap / total
-            arm = Arm(alpha=arm.alpha * shrink, beta=arm.beta * shrink)
-        started[intervention] = arm
-    return started
+    sd = noise_sd(levels, now, half_life)
+    spreads = (0.0, *LEVEL_SPREADS)
+    result: dict[str, Belief] = {}
+    for arm in arms:
+        mean, weight = 0.0, PRIOR_WEIGHT
+        for depth, level in enumerate(levels):
+            own = level.get(arm, Evidence()).decayed(now, half_life)
+            # The parent's posterior plus the spread between siblings, as pseudo-observations.
+            spread = spreads[min(depth, len(spreads) - 1)]
+            borrowed = 1.0 / (1.0 / weight + (spread / sd) ** 2)
+            weight = borrowed + own.weight
+            mean = (borrowed * mean + own.total) / weight
+        result[arm] = Belief(mean=mean, sd=sd / math.sqrt(weight), weight=weight)
+    return result
 
 
 def eligible(
@@ -280,150 +313,215 @@ def eligible(
 
 @dataclass(frozen=True)
 class Decision:
-    """What Thompson Sampling picked, how likely that pick was, and the evidence behind it.
+    """What the policy did, how likely exactly that was, and the evidence behind it.
 
-    `propensity` is the probability of picking `type` given the posteriors, among the eligible
-    types; `confidence` the chosen arm's posterior mean; `posterior` maps every eligible type to
-    {"alpha", "beta", "mean"}; `draws` holds this decision's sampled values.
+    `propensity`: the probability of taking `type` (holdout included). `confidence`: the
+    probability that Thompson Sampling picks `type` among the eligible arms (for a holdout, of
+    hold). `beliefs`: every eligible arm's posterior; `draws`: this decision's samples (empty for
+    a holdout).
     """
 
     type: str
     propensity: float
     confidence: float
-    posterior: dict[str, dict[str, float]]
+    holdout: bool
+    beliefs: dict[str, Belief]
     draws: dict[str, float]
-    reasoning: str
+    evidence: float
 
+    @property
+    def expected_lift(self) -> float:
+        return self.beliefs[self.type].mean
 
-def _unique(types: Sequence[str]) -> list[str]:
-    # A type listed twice would get two draws and so double its chance of being picked.
-    return list(dict.fromkeys(types))
+    def posterior(self) -> dict[str, dict[str, float]]:
+        return {arm: belief.as_dict() for arm, belief in self.beliefs.items()}
 
-
-def _parameters(
-    arms: Mapping[str, Arm], types: Sequence[str]
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    posteriors = [arms.get(intervention, PRIOR) for intervention in types]
-    alphas = np.array([arm.alpha for arm in posteriors], dtype=np.float64)
-    betas = np.array([arm.beta for arm in posteriors], dtype=np.float64)
-    return alphas, betas
-
-
-def selection_probabilities(
-    arms: Mapping[str, Arm],
-    eligible_types: Sequence[str],
-    rng: np.random.Generator,
-    samples: int = DEFAULT_PROPENSITY_SAMPLES,
-) -> dict[str, float]:
-    """The probability that Thompson Sampling picks each eligible type, by Monte Carlo.
-
-    Draws `samples` values from every eligible posterior in one vectorized call (missing arms are
-    PRIOR), counts how often each type has the largest draw, divides by `samples` and clamps to
-    at least 1 / samples. Returns {} when nothing is eligible; raises ValueError for samples < 1.
-    """
-    if samples < 1:
-        raise ValueError(f"propensity samples must be >= 1, got {samples}")
-    types = _unique(eligible_types)
-    if not types:
-        return {}
-    alphas, betas = _parameters(arms, types)
-    draws = rng.beta(alphas, betas, size=(samples, len(types)))
-    wins = np.bincount(np.argmax(draws, axis=1), minlength=len(types))
-    # Clamped rather than smoothed: an unbiased count where it matters, a finite IPS weight
-    # (at most `samples`) where an arm never won in the simulation.
-    return {
-        intervention: max(int(count), 1) / samples
-        for intervention, count in zip(types, wins, strict=True)
-    }
-
-
-def _reasoning(chosen: str, arm: Arm, draws: dict[str, float], propensity: float) -> str:
-    head = (
-        f"Chose {chosen} (posterior mean {arm.mean:.2f} from Beta({arm.alpha:.1f}, "
-        f"{arm.beta:.1f}); sampled {draws[chosen]:.2f})"
-    )
-    others = sorted(
-        ((draw, intervention) for intervention, draw in draws.items() if intervention != chosen),
-        reverse=True,
-    )
-    if not others:
-        return f"{head} as the only eligible type."
-    beaten = ", ".join(f"{intervention} (sampled {draw:.2f})" for draw, intervention in others)
-    return (
-        f"{head} over {beaten}; Thompson Sampling picks it with probability {propensity:.2f} "
-        f"under these posteriors."
-    )
-
-
-def choose(
-    arms: Mapping[str, Arm],
-    eligible_types: Sequence[str],
-    rng: np.random.Generator,
-    *,
-    propensity_samples: int = DEFAULT_PROPENSITY_SAMPLES,
-) -> Decision | None:
-    """One Thompson Sampling decision among the eligible types, with its propensity.
-
-    Returns None when nothing is eligible. Missing arms are PRIOR; duplicate types count once.
-    Draws one sample per eligible arm and picks the largest (ties go to the earlier type), then
-    estimates the propensity with selection_probabilities from the same generator. Raises
-    ValueError for propensity_samples < 1.
-    """
-    types = _unique(eligible_types)
-    if not types:
-        return None
-    alphas, betas = _parameters(arms, types)
-    sampled = rng.beta(alphas, betas)
-    chosen = types[int(np.argmax(sampled))]
-    propensity = selection_probabilities(arms, types, rng, propensity_samples)[chosen]
-    posterior = {intervention: arms.get(intervention, PRIOR) for intervention in types}
-    draws = {intervention: float(value) for intervention, value in zip(types, sampled, strict=True)}
-    return Decision(
-        type=chosen,
-        propensity=propensity,
-        confidence=posterior[chosen].mean,
-        posterior={intervention: arm.as_dict() for intervention, arm in posterior.items()},
-        draws=draws,
-        reasoning=_reasoning(chosen, posterior[chosen], draws, propensity),
-    )
-
-
-def update(
-    arms: Mapping[str, Arm], chosen: str, reward: float, *, discount: float = DISCOUNT
-) -> dict[str, Arm]:
-    """The context's arms after the chosen type earned `reward` (0..1).
-
-    Every arm first decays toward PRIOR (alpha = 1 + g * (alpha - 1), likewise beta), then the
-    chosen arm (PRIOR if missing) gets alpha += reward, beta += 1 - reward. discount = 1 is
-    standard Thompson Sampling. Returns new arms, the input is not changed. Raises ValueError
-    for a reward outside 0..1 or a discount outside (0, 1].
-    """
-    if not 0.0 <= reward <= 1.0:
-        raise ValueError(f"reward must be in 0..1, got {reward!r}")
-    if not 0.0 < discount <= 1.0:
-        raise ValueError(f"discount must be in (0, 1], got {discount!r}")
-    updated = {
-        intervention: Arm(
-            alpha=1.0 + discount * (arm.alpha - 1.0), beta=1.0 + discount * (arm.beta - 1.0)
+    def reasoning(self) -> str:
+        """Why, in an organizer's words."""
+        hold = self.beliefs.get(HOLD)
+        if self.holdout:
+            return (
+                "Held back on purpose: this drop is one of the event's holdout share, which gets "
+                "nothing so that the natural recovery can be measured and every lift compared "
+                "with it."
+            )
+        chosen = self.beliefs[self.type]
+        if self.type == HOLD:
+            return (
+                f"Doing nothing: no intervention is expected to beat letting the room recover "
+                f"on its own ({_points(chosen.mean)} expected), {self.confidence:.0%} likely the "
+                "best choice now."
+            )
+        base = hold.mean if hold is not None else 0.0
+        if self.evidence < 1.0:
+            basis = "no similar drops measured yet, so this is a first try"
+        else:
+            basis = f"learned from {self.evidence:.0f} similar drops"
+        return (
+            f"Chose {self.type.replace('_', ' ')}: expected {_points(chosen.mean - base)} "
+            f"over doing nothing ({basis}); {self.confidence:.0%} likely the best choice now."
         )
-        for intervention, arm in arms.items()
-    }
-    base = updated.get(chosen, PRIOR)
-    updated[chosen] = Arm(alpha=base.alpha + reward, beta=base.beta + (1.0 - reward))
-    return updated
 
 
-def reward_from_lift(before: float, after: float) -> float:
-    """The reward of an intervention from the engagement score before and after it (0..1 each).
+def _points(lift: float) -> str:
+    return f"{lift * 100:+.0f} engagement points"
 
-    clip(0.5 + (after - before) / (2 * REWARD_LIFT_SPAN), 0, 1): 0.5 for no change, 1 for a lift
-    of +0.2 or more, 0 for a drop of 0.2 or more, linear in between. Continuous and monotone, so
-    a better outcome never earns less (the earlier system's mapping gave a lift of +0.001 less
-    than one of -0.01; tests/conductor/test_policy.py shows it). Raises ValueError for a
-    score outside 0..1, which would mean a 0..100 score slipped in again.
+
+@dataclass(frozen=True)
+class Policy:
+    """The conductor's policy. Pure and immutable: one object per event's settings."""
+
+    holdout_share: float = 0.1
+    half_life_seconds: float = DEFAULT_HALF_LIFE_SECONDS
+    reward_kind: Literal["lift", "binary"] = "lift"
+    propensity_samples: int = PROPENSITY_SAMPLES
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.holdout_share < 1.0:
+            raise ValueError(f"holdout share must be in [0, 1), got {self.holdout_share!r}")
+        if not self.half_life_seconds > 0:
+            raise ValueError(f"half-life must be positive, got {self.half_life_seconds!r}")
+        if self.propensity_samples < 1:
+            raise ValueError(f"propensity samples must be >= 1, got {self.propensity_samples}")
+
+    def reward(self, lift: float) -> float:
+        """What an outcome teaches: the lift itself, or 1/0 for a positive/other lift."""
+        if not math.isfinite(lift):
+            raise ValueError(f"lift must be finite, got {lift!r}")
+        if self.reward_kind == "binary":
+            return 1.0 if lift > 0 else 0.0
+        return lift
+
+    def selection_probabilities(
+        self, beliefs_: Mapping[str, Belief], arms: Sequence[str], rng: np.random.Generator
+    ) -> dict[str, float]:
+        """P(Thompson Sampling picks each arm), by Monte Carlo; clamped to >= 1 / samples."""
+        means = np.array([beliefs_[a].mean for a in arms])
+        sds = np.array([beliefs_[a].sd for a in arms])
+        draws = rng.normal(means, sds, size=(self.propensity_samples, len(arms)))
+        wins = np.bincount(np.argmax(draws, axis=1), minlength=len(arms))
+        return {
+            arm: max(int(count), 1) / self.propensity_samples
+            for arm, count in zip(arms, wins, strict=True)
+        }
+
+    def decide(
+        self,
+        levels: Sequence[Level],
+        eligible_types: Sequence[str],
+        *,
+        now: float,
+        rng: np.random.Generator,
+    ) -> Decision | None:
+        """One decision for a drop: a holdout, or Thompson Sampling over eligible types + hold.
+
+        Returns None when no intervention type is eligible (cool-downs, the cap): then nothing
+        is decided and nothing is logged - a hold is only a hold when something could be sent.
+        """
+        types = [t for t in dict.fromkeys(eligible_types) if t != HOLD]
+        if not types:
+            return None
+        arms = [*types, HOLD]
+        current = beliefs(levels, arms, now, self.half_life_seconds)
+        evidence = sum(
+            level.get(a, Evidence()).decayed(now, self.half_life_seconds).weight
+            for level in levels[-1:]
+            for a in arms
+        )
+        probabilities = self.selection_probabilities(current, arms, rng)
+        if rng.random() < self.holdout_share:
+            return Decision(
+                type=HOLD,
+                propensity=self.holdout_share + (1 - self.holdout_share) * probabilities[HOLD],
+                confidence=probabilities[HOLD],
+                holdout=True,
+                beliefs=current,
+                draws={},
+                evidence=evidence,
+            )
+        sampled = rng.normal([current[a].mean for a in arms], [current[a].sd for a in arms])
+        chosen = arms[int(np.argmax(sampled))]
+        mixed = (1 - self.holdout_share) * probabilities[chosen]
+        if chosen == HOLD:
+            mixed += self.holdout_share
+        return Decision(
+            type=chosen,
+            propensity=mixed,
+            confidence=probabilities[chosen],
+            holdout=False,
+            beliefs=current,
+            draws={a: float(v) for a, v in zip(arms, sampled, strict=True)},
+            evidence=evidence,
+        )
+
+
+# Where evidence lives: (scope kind, scope id, context). Decisions read a chain of them.
+ScopeKey = tuple[str, int, str]
+
+
+def scope_chain(
+    *, context: str, event_id: int, organizer_ids: Sequence[int]
+) -> list[list[ScopeKey]]:
+    """The levels a decision reads, broadest first; a level pools several scopes (co-organizers).
+
+    global every context -> global this context -> the organizers' -> the event's.
     """
-    for name, score in (("before", before), ("after", after)):
-        if not 0.0 <= score <= 1.0:
-            raise ValueError(f"{name} score must be on the 0..1 scale, got {score!r}")
-    lift = after - before
-    return min(1.0, max(0.0, 0.5 + lift / (2.0 * REWARD_LIFT_SPAN)))
+    return [
+        [("global", 0, ANY_CONTEXT)],
+        [("global", 0, context)],
+        [("organizer", organizer, context) for organizer in sorted(set(organizer_ids))],
+        [("event", event_id, context)],
+    ]
+
+
+def scopes_to_update(
+    *, context: str, event_id: int, organizer_ids: Sequence[int]
+) -> list[ScopeKey]:
+    """Every scope one outcome counts in, in one fixed order (also the lock order)."""
+    return sorted(
+        {key for level in scope_chain(context=context, event_id=event_id,
+                                      organizer_ids=organizer_ids) for key in level}
+    )  # fmt: skip
+
+
+def pool(
+    chain: Sequence[Sequence[ScopeKey]],
+    evidence: Mapping[ScopeKey, Mapping[str, Evidence]],
+    now: float,
+    half_life: float,
+) -> list[dict[str, Evidence]]:
+    """The levels of a chain from stored evidence, co-organizers' scopes added together."""
+    levels: list[dict[str, Evidence]] = []
+    for scopes in chain:
+        level: dict[str, Evidence] = {}
+        for key in scopes:
+            for arm, found in evidence.get(key, {}).items():
+                seen = found.decayed(now, half_life)
+                level[arm] = level[arm] + seen if arm in level else seen
+        levels.append(level)
+    return levels
+
+
+@dataclass
+class MemoryStore:
+    """Evidence in a dict: the policy's store for evaluation and replay (production: PostgreSQL,
+    conductor.policy_store, with the same reads and writes)."""
+
+    evidence: dict[ScopeKey, dict[str, Evidence]] = field(default_factory=dict)
+
+    def levels(
+        self, *, context: str, event_id: int, organizer_ids: Sequence[int], now: float,
+        half_life: float,
+    ) -> list[dict[str, Evidence]]:  # fmt: skip
+        chain = scope_chain(context=context, event_id=event_id, organizer_ids=organizer_ids)
+        return pool(chain, self.evidence, now, half_life)
+
+    def learn(
+        self, *, context: str, event_id: int, organizer_ids: Sequence[int], arm: str,
+        reward: float, at: float, half_life: float,
+    ) -> None:  # fmt: skip
+        for key in scopes_to_update(
+            context=context, event_id=event_id, organizer_ids=organizer_ids
+        ):
+            arms = self.evidence.setdefault(key, {})
+            arms[arm] = arms.get(arm, Evidence(as_of=at)).add(reward, at, half_life)

@@ -110,6 +110,19 @@ class Migration(migrations.Migration):
         ),
         migrations.AlterField(
             model_name="intervention",
+            name="source",
+            field=models.CharField(
+                choices=[
+                    ("llm", "Llm"),
+                    ("template", "Template"),
+                    ("manual", "Manual"),
+                    ("policy", "Policy"),
+                ],
+                max_length=16,
+            ),
+        ),
+        migrations.AlterField(
+            model_name="intervention",
             name="status",
             field=models.CharField(
                 choices=[

@@ -165,24 +165,84 @@
     }));
   }
 
-  function interventionItem(i, withActions) {
+  // Engagement scores and lifts are fractions of 1; organizers read them as points out of 100.
+  const points = (value) => Math.round(value * 100) || 0; // never "-0"
+  const signed = (n) => (n > 0 ? `+${n}` : `${n}`);
+  const pointWord = (n) => (Math.abs(n) === 1 ? "point" : "points");
+  function clock(iso) {
+    const at = new Date(iso);
+    return [at.getHours(), at.getMinutes(), at.getSeconds()]
+      .map((part) => String(part).padStart(2, "0")).join(":");
+  }
+
+  // What the engagement did after the decision: for a hold, the natural recovery; for a sent
+  // intervention, its lift and its reward (the lift over what doing nothing recovers there).
+  function outcomeLine(i) {
+    const o = i.outcome;
+    if (!o || o.lift == null) return null;
+    const lift = points(o.lift);
+    const moved = `engagement ${signed(lift)} ${pointWord(lift)}`
+      + (o.engagement_before == null || o.engagement_after == null ? ""
+        : ` (from ${points(o.engagement_before)} to ${points(o.engagement_after)})`);
+    if (i.type === "hold") return text("p", `Natural recovery: ${moved}`, "outcome");
+    const tone = (n) => (n > 0 ? "outcome outcome-gain" : n < 0 ? "outcome outcome-loss" : "outcome");
+    if (o.reward == null) return text("p", `Outcome: ${moved}`, tone(lift));
+    const over = points(o.reward);
+    const versus = over > 0 ? `${over} ${pointWord(over)} over doing nothing`
+      : over < 0 ? `${-over} ${pointWord(over)} below doing nothing` : "no better than doing nothing";
+    return text("p", `Outcome: ${moved}, ${versus}`, tone(over));
+  }
+
+  function deliveryLine(i) {
+    if (i.status === "failed") {
+      return text("p", `Failed: ${i.failure_reason || "no reason given"}`, "delivery delivery-failed");
+    }
+    if (i.status !== "executed") return null;
+    if (i.delivered_at) return text("p", `Delivered ${clock(i.delivered_at)}`, "delivery delivery-done");
+    return text("p", "Sending…", "delivery delivery-sending");
+  }
+
+  function holdHead(i) {
+    // `holdout` tells a drop left alone to measure the natural recovery from a policy choice.
+    const [what, why] = i.holdout === true
+      ? ["Held back on purpose", "holdout: measuring the natural recovery"]
+      : i.holdout === false
+        ? ["Did nothing", "the policy expected no intervention to beat the natural recovery"]
+        : ["Did nothing on purpose", "nothing was sent"];
+    const chance = i.propensity == null ? ""
+      : ` · chosen with probability ${i.propensity < 0.01 ? "under 1%" : percent(i.propensity)}`;
+    return [
+      text("strong", what),
+      text("span", ` (${why})`, "status status-held"),
+      text("span", `${chance} · ${relative(i.created_at)}`, "muted"),
+    ];
+  }
+
+  // The one rendering of an intervention, fed by its API shape (conductor.interventions
+  // .serialize): the catch-up over HTTP and the websocket's intervention.updated both land here.
+  function interventionItem(i) {
     const item = document.createElement("li");
     item.dataset.id = i.id;
-    item.className = `intervention status-${i.status}`;
+    item.className = `intervention intervention-${i.status}`;
     const head = document.createElement("div");
-    head.append(
-      text("strong", TYPE_LABELS[i.type] || i.type),
-      text("span", ` ${i.status}`, `status status-${i.status}`),
-      text("span", ` · confidence ${percent(i.confidence)} · ${i.source} · ${relative(i.created_at)}`, "muted"),
-    );
-    item.append(head, text("p", describe(i.content), "content"));
-    if (i.reasoning) item.append(text("p", i.reasoning, "muted reasoning"));
-    if (i.outcome) {
-      const lift = i.outcome.lift == null ? "not measured" : `${i.outcome.lift >= 0 ? "+" : ""}${percent(i.outcome.lift)}`;
-      item.append(text("p", `Outcome: engagement ${lift}, reward ${i.outcome.reward == null ? "–" : i.outcome.reward.toFixed(2)}`, "outcome"));
+    if (i.type === "hold") {
+      head.append(...holdHead(i));
+      item.append(head);
+    } else {
+      head.append(
+        text("strong", TYPE_LABELS[i.type] || i.type),
+        text("span", ` ${i.status}`, `status status-${i.status}`),
+        text("span", ` · confidence ${percent(i.confidence)} · ${i.source} · ${relative(i.created_at)}`, "muted"),
+      );
+      item.append(head, text("p", describe(i.content), "content"));
     }
+    const delivery = deliveryLine(i);
+    if (delivery) item.append(delivery);
+    if (i.reasoning) item.append(text("p", i.reasoning, "muted reasoning"));
+    const outcome = outcomeLine(i);
+    if (outcome) item.append(outcome);
     if (i.decided_by) item.append(text("p", `Decided by ${i.decided_by}${i.decision_reason ? ` (${i.decision_reason})` : ""}`, "muted"));
-    if (withActions) {
+    if (i.status === "pending" && i.type !== "hold") {
       const actions = document.createElement("div");
       actions.className = "actions";
       const timer = text("span", `expires in ${countdown(i.expires_at)}`, "countdown");
@@ -202,12 +262,12 @@
     const pending = all.filter((i) => i.status === "pending");
     const pendingList = document.getElementById("pending");
     pendingList.replaceChildren(...(pending.length
-      ? pending.map((i) => interventionItem(i, true))
+      ? pending.map(interventionItem)
       : [text("li", "Nothing is waiting.", "muted")]));
     const decided = all.filter((i) => i.status !== "pending");
     const decisionList = document.getElementById("decisions");
     decisionList.replaceChildren(...(decided.length
-      ? decided.slice(0, 50).map((i) => interventionItem(i, false))
+      ? decided.slice(0, 50).map(interventionItem)
       : [text("li", "No decisions yet.", "muted")]));
   }
 

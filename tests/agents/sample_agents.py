@@ -73,3 +73,20 @@ class LenientProbeAgent(ProbeAgent):
     name = "probe-lenient"
     description = "Like probe, but an approval nobody decides goes ahead."
     approval_default = "approved"
+
+
+class Housekeeping(AgentInput):
+    session_id: int
+
+
+@registry.register
+class InternalProbeAgent(Agent):
+    """Started only by the platform, as the engagement agent is: unknown to the API."""
+
+    name = "probe-internal"
+    description = "Does the platform's own chores, for tests."
+    intents = (IntentSpec("housekeep", Housekeeping, Done),)
+    internal = True
+
+    def housekeep(self, ctx: RunContext, data: Housekeeping) -> Done:
+        return Done(calls=0)

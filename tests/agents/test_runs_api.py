@@ -203,6 +203,54 @@ def test_agents_list_has_json_schemas(api):
     assert "title" in content["output_schema"]["generate-draft"]["properties"]
 
 
+@pytest.mark.parametrize(
+    ("payload", "unknown_as"),
+    [
+        ({"agent": "probe-internal", "intent": "housekeep"}, {"agent": "ghost"}),
+        ({"agent": "probe-internal", "intent": "steps"}, {"agent": "ghost"}),  # not a mismatch
+        ({"intent": "housekeep"}, {"intent": "fly"}),  # served by an internal agent alone
+    ],
+)
+def test_internal_agents_are_unknown_to_the_api(api, payload, unknown_as):
+    def error(body: dict[str, str]) -> tuple[int, str, list[dict[str, str]]]:
+        response = api.post("/api/v1/runs/", {**body, "input": {"session_id": 1}}, format="json")
+        found = response.json()["error"]
+        return response.status_code, found["code"], found["details"]
+
+    internal = error(payload)
+    unknown = error({**payload, **unknown_as})
+
+    assert internal == unknown  # nothing tells that the agent exists
+    assert internal[:2] in {(400, "agent_not_registered"), (400, "agent_required")}
+    assert not AgentRun.objects.exists()
+    assert "probe-internal" not in {agent["name"] for agent in api.get("/api/v1/agents/").json()}
+
+
+def test_the_platform_starts_internal_agents_itself(organizer):
+    from agents import services
+
+    run, created = services.run_create(
+        organizer=organizer, agent="probe-internal", intent="housekeep",
+        data={"session_id": 1}, allow_internal=True,
+    )  # fmt: skip
+
+    assert created
+    assert (run.agent, run.intent, run.status) == ("probe-internal", "housekeep", "queued")
+
+
+def test_the_engagement_agent_is_internal(api, live_session, other_organizer, client_for):
+    """Nobody reaches a session's decisions through the API, not even its own organizer."""
+    intruder = client_for(other_organizer)
+    request = {"agent": "engagement", "intent": "decide", "input": {"session_id": live_session.pk}}
+
+    for client in (api, intruder):
+        response = client.post("/api/v1/runs/", request, format="json")
+        assert response.status_code == 400, response.content
+        assert response.json()["error"]["code"] == "agent_not_registered"
+    assert not AgentRun.objects.exists()
+    assert "engagement" not in {agent["name"] for agent in api.get("/api/v1/agents/").json()}
+
+
 def test_runs_need_credentials(client_for):
     anonymous = client_for(None)
 

@@ -6,6 +6,7 @@ without downloading a browser. Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -21,7 +22,7 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from conductor import interventions, services, tick
+from conductor import delivery, interventions, realtime, services, tick
 from conductor.models import Intervention, LiveSession
 from tests.conductor.live import activity, audience
 from tests.conftest import child_env
@@ -314,3 +315,142 @@ def test_an_organizer_decides_a_risky_agent_action_in_the_browser(
     assert "Nothing is waiting" in page.locator("#waiting").inner_text()
     statuses = django_side(lambda: dict(AgentRun.objects.values_list("pk", "status")))
     assert statuses == {approved: "queued", rejected: "failed"}
+
+
+def _decide(session, type: str, *, execute_now: bool = True, **fields):
+    """Record a decision as the conductor does: it publishes intervention.updated after commit."""
+    return interventions.intervention_record_decision(
+        intervention=Intervention(session=session, type=type, **fields),
+        session=session,
+        execute_now=execute_now,
+    )
+
+
+def _measure(intervention: Intervention, *, before: float, after: float, reward: float) -> None:
+    """Give the intervention an outcome and publish it, as the measurement does."""
+    Intervention.objects.filter(pk=intervention.pk).update(
+        engagement_before=before, engagement_after=after, lift=after - before, reward=reward,
+        outcome_at=timezone.now(),
+    )  # fmt: skip
+    measured = Intervention.objects.select_related("decided_by").get(pk=intervention.pk)
+    realtime.publish(measured.session_id, "intervention.updated", interventions.serialize(measured))
+
+
+def _fail_delivery(intervention: Intervention, reason: str) -> None:
+    """Fail the delivery as its last refused attempt does (conductor.delivery)."""
+    Intervention.objects.filter(pk=intervention.pk).update(
+        delivery_attempts=delivery.MAX_DELIVERY_ATTEMPTS
+    )
+    assert delivery.intervention_delivery_fail(
+        intervention_id=intervention.pk, attempt=delivery.MAX_DELIVERY_ATTEMPTS, reason=reason
+    )
+
+
+def test_the_live_view_shows_what_was_delivered_failed_and_held(asgi_server, browser, django_side):
+    from playwright.sync_api import expect
+
+    def setup() -> LiveSession:
+        owner = OrganizerFactory(username="owner")
+        session = LiveSessionFactory(event=EventFactory(organizers=[owner]), title="Keynote")
+        services.session_update(session_id=session.pk, status="live")
+        return LiveSession.objects.select_related("event").get(pk=session.pk)
+
+    session = django_side(setup)
+    page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    log_in(page, asgi_server, "owner", next_path=f"/dashboard/sessions/{session.pk}/")
+    page.wait_for_selector("#socket.socket-live")
+    page.wait_for_load_state("networkidle")
+
+    def decision(pk: int):
+        item = page.locator(f"#decisions li[data-id='{pk}']")
+        item.wait_for()
+        return item
+
+    # A hold arrives over the websocket as a hold: nothing sent, nothing to approve.
+    hold = django_side(_decide, session, "hold", source="policy", propensity=0.12,
+                       confidence=0.4, reasoning="Doing nothing: no intervention is expected "
+                       "to beat letting the room recover on its own.")  # fmt: skip
+    held = decision(hold.pk)
+    expect(held).to_contain_text("Did nothing")
+    expect(held).to_contain_text("chosen with probability 12%")
+    assert "Hold" not in held.inner_text()
+    assert "Sending" not in held.inner_text()
+    assert held.get_by_role("button").count() == 0
+    assert page.locator(f"#pending li[data-id='{hold.pk}']").count() == 0
+    django_side(_measure, hold, before=0.30, after=0.33, reward=0.0)
+    expect(held.locator(".outcome")).to_have_text(
+        "Natural recovery: engagement +3 points (from 30 to 33)"
+    )
+
+    # An executed intervention is sending until the attendee channel took it.
+    prompt = django_side(_decide, session, "chat_prompt", source="template",
+                         content={"text": "What would you like to try first?"},
+                         confidence=0.7, propensity=0.5)  # fmt: skip
+    expect(decision(prompt.pk).locator(".delivery")).to_have_text("Sending…")
+    assert django_side(delivery.intervention_deliver, intervention_id=prompt.pk)
+    expect(decision(prompt.pk).locator(".delivery")).to_have_text(
+        re.compile(r"^Delivered \d\d:\d\d:\d\d$")
+    )
+    django_side(_measure, prompt, before=0.35, after=0.41, reward=0.04)
+    outcome = decision(prompt.pk).locator(".outcome")
+    expect(outcome).to_have_text(
+        "Outcome: engagement +6 points (from 35 to 41), 4 points over doing nothing"
+    )
+    expect(outcome).to_have_class(re.compile(r"\boutcome-gain\b"))
+    # A loss reads as one, in the warning colour.
+    django_side(_measure, prompt, before=0.35, after=0.36, reward=-0.03)
+    expect(outcome).to_have_text(
+        "Outcome: engagement +1 point (from 35 to 36), 3 points below doing nothing"
+    )
+    expect(outcome).to_have_class(re.compile(r"\boutcome-loss\b"))
+
+    # A delivery that gave up says so, and why.
+    poll = django_side(_decide, session, "poll", source="template", confidence=0.6,
+                       content={"question": "Which part next?",
+                                "options": ["Demos", "Q&A"]})  # fmt: skip
+    decision(poll.pk).locator(".delivery-sending").wait_for()
+    django_side(_fail_delivery, poll, "the attendee channel timed out")
+    failed = decision(poll.pk).locator(".delivery")
+    expect(failed).to_have_text(
+        "Failed: Not delivered after 5 attempts; the last: the attendee channel timed out"
+    )
+    expect(failed).to_have_class(re.compile(r"\bdelivery-failed\b"))
+    page.screenshot(path=str(ARTIFACTS / "live-view-outcomes.png"), full_page=True)
+    live = page.locator("#decisions").inner_text()
+
+    # Loaded over HTTP, the same decisions read the same.
+    page.reload()
+    page.wait_for_selector("#socket.socket-live")
+    for pk in (hold.pk, prompt.pk, poll.pk):
+        decision(pk)
+    assert page.locator("#decisions").inner_text() == live
+    assert errors == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="conductor.interventions.serialize() does not carry `holdout` yet, so the page "
+    "cannot tell a holdout from a policy hold; remove this mark once it does",
+)
+def test_the_live_view_tells_a_holdout_from_a_policy_hold(asgi_server, browser, django_side):
+    from playwright.sync_api import expect
+
+    def setup() -> tuple[LiveSession, Intervention, Intervention]:
+        owner = OrganizerFactory(username="owner")
+        session = LiveSessionFactory(event=EventFactory(organizers=[owner]), title="Keynote")
+        services.session_update(session_id=session.pk, status="live")
+        holdout = _decide(session, "hold", source="policy", propensity=0.1, holdout=True)
+        chosen = _decide(session, "hold", source="policy", propensity=0.3, holdout=False)
+        return session, holdout, chosen
+
+    session, holdout, chosen = django_side(setup)
+    page = browser.new_context().new_page()
+    log_in(page, asgi_server, "owner", next_path=f"/dashboard/sessions/{session.pk}/")
+    expect(page.locator(f"#decisions li[data-id='{holdout.pk}']")).to_contain_text(
+        "Held back on purpose (holdout: measuring the natural recovery)", timeout=10_000
+    )
+    expect(page.locator(f"#decisions li[data-id='{chosen.pk}']")).to_contain_text(
+        "Did nothing (the policy expected no intervention to beat the natural recovery)"
+    )

@@ -15,7 +15,8 @@ from rest_framework.test import APIClient
 from agents.models import AgentRun
 from conductor import measurement, services, tick
 from conductor.asgi import application
-from conductor.models import Anomaly, Intervention, LiveSession, PolicyArm
+from conductor.audience import Audience, AudienceSpec
+from conductor.models import Anomaly, Intervention, LiveSession, PolicyEvidence
 from conductor.simulator import Simulation
 from connectors import fakes
 from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
@@ -33,7 +34,8 @@ def setup_session() -> tuple[object, LiveSession]:
 
 def drive_until_pending(session: LiveSession, start) -> Intervention:
     """Simulate ticks (5 s apart, in the recent past) until a decision waits for approval."""
-    simulation = Simulation(session=session, attendees=60, seed=3, drops=(10,), switch_at=None)
+    spec = AudienceSpec(size=60, seed=3, drops=[(50, "SUDDEN_DROP")])  # at the 11th tick
+    simulation = Simulation(session, Audience(spec))
     deadline = time.monotonic() + 120
     for step in range(40):
         now = start + timedelta(seconds=5 * step)
@@ -97,20 +99,22 @@ async def test_a_drop_is_detected_decided_approved_delivered_once_and_rewarded(w
 
     def measure() -> Intervention:
         executed = Intervention.objects.get(pk=pending.pk)
-        simulation = Simulation(session=session, attendees=60, seed=4, drops=())
+        simulation = Simulation(session, Audience(AudienceSpec(size=60, seed=4)))
+        assert executed.dispatched_at is not None  # measured from its delivery
         for step in range(-4, 5):
-            at = executed.executed_at + timedelta(seconds=5 * step)
+            at = executed.dispatched_at + timedelta(seconds=5 * step)
             simulation.step(now=at)
             tick.sessions_tick(now=at)
         window = timedelta(seconds=settings.CONDUCTOR_REWARD_WINDOW_SECONDS)
-        assert measurement.interventions_measure(now=executed.executed_at + window) == 1
+        assert measurement.interventions_measure(now=executed.dispatched_at + window) == 1
         executed.refresh_from_db()
         return executed
 
     measured = await sync_to_async(measure)()
     assert measured.reward is not None
-    arm = await sync_to_async(PolicyArm.objects.get)(
-        event_id=session.event_id, context=measured.context, type=measured.type
+    assert measured.engagement_before == pytest.approx(measured.decision_score)
+    evidence = await sync_to_async(PolicyEvidence.objects.get)(
+        scope="event", scope_id=session.event_id, context=measured.context, arm=measured.type
     )
-    assert arm.updates == 1
-    assert arm.alpha + arm.beta > 2  # the reward reached the policy
+    assert evidence.updates == 1  # the lift reached the policy
+    assert evidence.total == pytest.approx(measured.lift)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.utils import timezone
 
-from conductor.models import EngagementSample, LiveSession
+from conductor.models import EngagementSample, Intervention, LiveSession
 from tests.factories import EventFactory, LiveSessionFactory
 
 pytestmark = pytest.mark.django_db
@@ -79,3 +81,15 @@ def test_live_view_is_only_for_the_sessions_organizers(client, organizer, other_
     assert "uPlot.iife.min.js" in page
     assert 'data-session="' in page
     assert "Semi-automatic" in page
+
+
+def test_send_now_offers_every_intervention_type_but_hold(client, organizer):
+    mine = LiveSessionFactory(event=EventFactory(organizers=[organizer]))
+    client.force_login(organizer)
+
+    page = client.get(f"/dashboard/sessions/{mine.pk}/").content.decode()
+
+    form = page[page.index('<form id="manual"') : page.index("</form>", page.index('id="manual"'))]
+    offered = re.findall(r'<option value="([a-z_]+)"', form)
+    assert offered == [t for t in Intervention.Type.values if t != Intervention.Type.HOLD]
+    assert "hold" not in offered

@@ -55,6 +55,38 @@ def test_active_means_any_activity_within_the_scores_active_window(live):
     assert data.chat_messages == 0  # both outside the rate window
 
 
+def test_active_counts_only_attendees_present_now(live):
+    now = timezone.now()
+    names = audience(live, 10, now - timedelta(minutes=5))
+    activity(live, names[:5], now - timedelta(seconds=60))
+    lively = tick.live_aggregates(now)[live.pk]
+    # The five who spoke and one who did not leave; one of them comes back; one leaves only
+    # after `now` (a signal from the future, as clock skew sends them).
+    activity(live, [*names[:5], names[9]], now - timedelta(seconds=30), kind="leave")
+    activity(live, names[:1], now - timedelta(seconds=10), kind="join")
+    activity(live, names[1:2], now + timedelta(seconds=20), kind="join")
+
+    emptied = tick.live_aggregates(now)[live.pk]
+
+    assert (lively.present, lively.active) == (10, 5)
+    assert emptied.present == 5  # names[0] and names[5:9]
+    assert emptied.active == 1  # names[0], back; the others who spoke have left
+
+
+def test_the_score_falls_when_the_attendees_who_spoke_leave(live):
+    now = timezone.now()
+    names = audience(live, 10, now - timedelta(minutes=5))
+    activity(live, names[:4], now - timedelta(seconds=90))  # outside the rate window
+    tick.sessions_tick(now=now)
+    activity(live, names[:6], now + timedelta(seconds=2), kind="leave")
+    tick.sessions_tick(now=now + timedelta(seconds=35))  # the leaves are out of the window too
+
+    before, after = EngagementSample.objects.filter(session=live).order_by("at")
+    assert (before.present, before.active) == (10, 4)
+    assert (after.present, after.active) == (4, 0)  # the room emptied of everyone who spoke
+    assert after.score <= before.score
+
+
 def test_ended_and_scheduled_sessions_are_not_scored(live, event):
     from tests.factories import LiveSessionFactory
 
@@ -342,6 +374,58 @@ def test_presence_reads_only_what_changed_since_the_last_tick(live):
     assert EngagementSample.objects.get(session=live).present_settled is not None
     # The three new joins, found twice, and the 20 earlier signals of p1: not the 4,000 of history.
     assert read < 60, read
+
+
+def index_reads(sql: str, index: str) -> int:
+    """Rows PostgreSQL read through `index` running `sql` (every loop)."""
+    import json
+
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
+        plan = cursor.fetchone()[0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    rows = 0
+    nodes = [plan[0]["Plan"]]
+    while nodes:
+        node = nodes.pop()
+        nodes += node.get("Plans", [])
+        if node.get("Index Name") == index:
+            rows += int(node["Actual Rows"] * node["Actual Loops"])
+    return rows
+
+
+def test_aggregates_find_whether_each_speaker_is_present_by_index(live):
+    # Placed after the tests that count rows read: the rows this one leaves dead in the signals
+    # table (rolled back, not yet vacuumed) can tip their plans.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    # 50 attendees who came and went 20 times over two hours, and now all speak.
+    now = timezone.now()
+    while reconciles_between(live, now, now + timedelta(seconds=10)):
+        now += timedelta(seconds=10)
+    people = [f"p{person}" for person in range(50)]
+    Signal.objects.bulk_create(
+        presence_signal(live, "join" if cycle % 2 == 0 else "leave", name, at, at)
+        for cycle in range(21)
+        for person, name in enumerate(people)
+        for at in [now - timedelta(hours=2) + timedelta(minutes=5 * cycle, seconds=person % 60)]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Signal._meta.db_table}")
+    tick.sessions_tick(now=now)  # counts everyone once, and keeps the count
+    activity(live, people, now + timedelta(seconds=5))
+
+    with CaptureQueriesContext(connection) as queries:
+        data = tick.live_aggregates(now + timedelta(seconds=10))[live.pk]
+    read = index_reads(queries[0]["sql"], "signal_presence_idx")
+
+    assert data.active == data.present == 50
+    # Per speaker, the last join or leave and one more (to see that no other shares its instant):
+    # not the 21 of their history.
+    assert 0 < read <= 50 * 2, read
 
 
 def test_a_batch_committed_after_its_settle_margin_counts_at_the_next_reconciliation(live):

@@ -25,6 +25,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from conductor.demo import DEMO_PASSWORD, demo_ensure
+from conductor.simulator import local_base_url
 
 GRACE_SECONDS = 25.0
 
@@ -127,6 +128,9 @@ class Command(BaseCommand):
                         "--demo",
                         "--tick-seconds",
                         str(settings.CONDUCTOR_TICK_SECONDS),
+                        # It listens on the attendee socket of the server started above.
+                        "--url",
+                        local_base_url(options["host"], options["port"]),
                     ],
                 )
             )

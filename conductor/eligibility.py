@@ -1,0 +1,144 @@
+"""Which intervention types a session may be sent now: its event's cool-downs and hourly cap.
+
+Feeds the pure `conductor.engine.policy.eligible` with the session's history. What counts as a
+use of a type, and when:
+
+- an executed intervention, at `executed_at`, delivered or not (it is on its way);
+- a pending one, at `created_at`: approving it would send it, so a decision does not propose
+  a second of the same type (or one more than the cap) while it waits.
+
+Holds, rejected, expired and failed interventions never count. Manual sends count like any
+executed one, though they are not themselves checked (they are the organizer's own choice).
+The caller holds the session's row lock, so that two decisions for one session see each other.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import Case, Count, F, Max, Min, Q, When
+
+from conductor.engine.policy import eligible
+from conductor.errors import ConflictError
+from conductor.models import Intervention, LiveSession
+
+CAP_WINDOW = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """When each type was last used, and the uses inside the cap's window (and the oldest)."""
+
+    last_used: dict[str, datetime]
+    in_last_hour: int
+    oldest_in_last_hour: datetime | None
+
+
+def session_usage(*, session: LiveSession, now: datetime, exclude_id: int | None = None) -> Usage:
+    """The session's uses of each type (see the module docstring), in one query.
+
+    `exclude_id`: an intervention left out, the pending one being approved.
+    """
+    used_at = Case(
+        When(status=Intervention.Status.PENDING, then=F("created_at")),
+        default=F("executed_at"),
+    )
+    counted = Intervention.objects.filter(
+        session_id=session.pk,
+        status__in=[Intervention.Status.EXECUTED, Intervention.Status.PENDING],
+    )
+    if exclude_id is not None:
+        counted = counted.exclude(pk=exclude_id)
+    counted = counted.annotate(used_at=used_at).filter(used_at__isnull=False)
+    recent = Q(used_at__gte=now - CAP_WINDOW)
+    rows = counted.values("type").annotate(
+        last=Max("used_at"), recent=Count("pk", filter=recent), oldest=Min("used_at", filter=recent)
+    )
+    oldest = [row["oldest"] for row in rows if row["oldest"] is not None]
+    return Usage(
+        last_used={row["type"]: row["last"] for row in rows},
+        in_last_hour=sum(row["recent"] for row in rows),
+        oldest_in_last_hour=min(oldest, default=None),
+    )
+
+
+def session_eligibility(
+    *, session: LiveSession, now: datetime, exclude_id: int | None = None
+) -> tuple[list[str], list[str]]:
+    """The types the session may be sent now, and one reason per excluded type.
+
+    As `conductor.engine.policy.eligible` returns them, from the session's usage (see the module
+    docstring); `exclude_id` is left out of the usage.
+    """
+    return _eligibility(
+        session, now, session_usage(session=session, now=now, exclude_id=exclude_id)
+    )
+
+
+def _eligibility(session: LiveSession, now: datetime, usage: Usage) -> tuple[list[str], list[str]]:
+    config = session.event.config
+    return eligible(
+        allowed=config.allowed_interventions,
+        seconds_since_last={t: (now - at).total_seconds() for t, at in usage.last_used.items()},
+        cooldowns=config.cooldowns.model_dump(),
+        executed_last_hour=usage.in_last_hour,
+        max_per_hour=config.max_interventions_per_hour,
+    )
+
+
+def require_approvable(*, session: LiveSession, intervention: Intervention, now: datetime) -> None:
+    """Raise ConflictError (409) when sending the pending `intervention` now breaks a rule.
+
+    Codes: `hourly_cap` (the event's cap is reached; says when a use leaves the window),
+    `cooling_down` (its type was used too recently; says how long is left), `not_allowed` (the
+    event no longer allows its type). Returns None when it may be sent.
+    """
+    usage = session_usage(session=session, now=now, exclude_id=intervention.pk)
+    types, reasons = _eligibility(session, now, usage)
+    if intervention.type in types:
+        return
+    config = session.event.config
+    if usage.in_last_hour >= config.max_interventions_per_hour:
+        cap = config.max_interventions_per_hour
+        wait = _seconds_until(usage.oldest_in_last_hour, CAP_WINDOW, now)
+        raise ConflictError(
+            f"The event's hourly cap is reached: {usage.in_last_hour} of {cap} sent or waiting "
+            "in the last hour; "
+            + (f"the next may go in {wait} s." if cap else "the event allows none."),
+            code="hourly_cap",
+        )
+    last = usage.last_used.get(intervention.type)
+    cooldown = timedelta(seconds=getattr(config.cooldowns, intervention.type, 0))
+    if last is not None and last + cooldown > now:
+        raise ConflictError(
+            f"{intervention.type} is cooling down: it was used {int((now - last).total_seconds())}"
+            f" s ago, and may go again in {_seconds_until(last, cooldown, now)} s.",
+            code="cooling_down",
+        )
+    why = "; ".join(_reasons_for(intervention.type, reasons))
+    raise ConflictError(f"{intervention.type} may not be sent now: {why}.", code="not_allowed")
+
+
+def require_eligible(*, session: LiveSession, type: str, now: datetime) -> None:
+    """Raise ConflictError `not_eligible` (409), with the reasons, when `type` may not be
+    decided now."""
+    types, reasons = session_eligibility(session=session, now=now)
+    if type not in types:
+        raise ConflictError(
+            f"{type} may not be sent now: {'; '.join(_reasons_for(type, reasons))}.",
+            code="not_eligible",
+        )
+
+
+def _reasons_for(type: str, reasons: list[str]) -> list[str]:
+    # The type's own reason; the cap's single reason stands for every type.
+    return [reason for reason in reasons if reason.startswith(f"{type} ")] or reasons
+
+
+def _seconds_until(start: datetime | None, span: timedelta, now: datetime) -> int:
+    if start is None:
+        return 0
+    # Rounded up: "0 s" for something still blocked would read as a bug.
+    return max(math.ceil((start + span - now).total_seconds()), 0)
