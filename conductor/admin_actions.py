@@ -19,20 +19,20 @@ def decide_each(
     *,
     approve: bool,
 ) -> None:
-    """Call `decide(id, reason)` for each id, recording why; report what was no longer pending."""
+    """Call `decide(id, reason)` for each id, recording why; report each refusal and its reason
+    (no longer pending, expired, cooling down, over the hourly cap)."""
     verb = "approved" if approve else "rejected"
-    done, skipped = 0, 0
+    done, refused = 0, []
     for pk in ids:
         try:
             decide(pk, f"{verb} in the admin")
             done += 1
-        except ConflictError:
-            skipped += 1
-    model_admin.message_user(
-        request,
-        f"{verb.capitalize()} {done}; {skipped} were no longer pending.",
-        messages.SUCCESS if done else messages.WARNING,
-    )
+        except ConflictError as error:
+            refused.append(f"#{pk}: {error.message}")
+    text = f"{verb.capitalize()} {done}."
+    if refused:
+        text += f" {len(refused)} refused: " + " ".join(refused)
+    model_admin.message_user(request, text, messages.SUCCESS if not refused else messages.WARNING)
 
 
 class ComputedAdmin(admin.ModelAdmin):  # type: ignore[type-arg]

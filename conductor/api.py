@@ -307,7 +307,18 @@ class InterventionOutputSerializer(serializers.Serializer):
             "type": serializers.CharField(),
             "status": serializers.CharField(),
             "confidence": serializers.FloatField(allow_null=True),
-            "propensity": serializers.FloatField(allow_null=True),
+            "propensity": serializers.FloatField(
+                allow_null=True,
+                help_text="The probability the policy had of doing exactly this, holdout "
+                "included (for off-policy evaluation).",
+            ),
+            "holdout": serializers.BooleanField(
+                help_text="A hold chosen by the event's holdout share, not by the policy."
+            ),
+            "context": serializers.CharField(help_text="The policy's context: anomaly|audience."),
+            "decision_score": serializers.FloatField(
+                allow_null=True, help_text="The engagement score when it was decided."
+            ),
             "reasoning": serializers.CharField(),
             "content": serializers.DictField(),
             "source": serializers.ChoiceField(choices=Intervention.Source.values),

@@ -36,19 +36,24 @@ class Usage:
     oldest_in_last_hour: datetime | None
 
 
-def session_usage(*, session: LiveSession, now: datetime, exclude_id: int | None = None) -> Usage:
+def session_usage(
+    *, session: LiveSession, now: datetime, exclude_id: int | None = None,
+    include_pending: bool = True,
+) -> Usage:  # fmt: skip
     """The session's uses of each type (see the module docstring), in one query.
 
-    `exclude_id`: an intervention left out, the pending one being approved.
+    `exclude_id`: an intervention left out, the pending one being approved. `include_pending`
+    False counts only what was sent: approving one proposal must not be refused because of
+    another proposal that is still waiting (whichever is approved first goes).
     """
     used_at = Case(
         When(status=Intervention.Status.PENDING, then=F("created_at")),
         default=F("executed_at"),
     )
-    counted = Intervention.objects.filter(
-        session_id=session.pk,
-        status__in=[Intervention.Status.EXECUTED, Intervention.Status.PENDING],
-    )
+    statuses = [Intervention.Status.EXECUTED]
+    if include_pending:
+        statuses.append(Intervention.Status.PENDING)
+    counted = Intervention.objects.filter(session_id=session.pk, status__in=statuses)
     if exclude_id is not None:
         counted = counted.exclude(pk=exclude_id)
     counted = counted.annotate(used_at=used_at).filter(used_at__isnull=False)
@@ -95,7 +100,9 @@ def require_approvable(*, session: LiveSession, intervention: Intervention, now:
     `cooling_down` (its type was used too recently; says how long is left), `not_allowed` (the
     event no longer allows its type). Returns None when it may be sent.
     """
-    usage = session_usage(session=session, now=now, exclude_id=intervention.pk)
+    usage = session_usage(
+        session=session, now=now, exclude_id=intervention.pk, include_pending=False
+    )
     types, reasons = _eligibility(session, now, usage)
     if intervention.type in types:
         return
@@ -104,9 +111,8 @@ def require_approvable(*, session: LiveSession, intervention: Intervention, now:
         cap = config.max_interventions_per_hour
         wait = _seconds_until(usage.oldest_in_last_hour, CAP_WINDOW, now)
         raise ConflictError(
-            f"The event's hourly cap is reached: {usage.in_last_hour} of {cap} sent or waiting "
-            "in the last hour; "
-            + (f"the next may go in {wait} s." if cap else "the event allows none."),
+            f"The event's hourly cap is reached: {usage.in_last_hour} of {cap} sent in the last "
+            "hour; " + (f"the next may go in {wait} s." if cap else "the event allows none."),
             code="hourly_cap",
         )
     last = usage.last_used.get(intervention.type)

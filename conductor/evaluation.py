@@ -40,7 +40,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -61,14 +61,15 @@ from conductor.simulator import WebsocketLink, attendee_url, local_base_url
 # Audience sizes drawn for the sessions: small rooms are common, big ones rare.
 SIZES: tuple[tuple[int, float], ...] = ((30, 0.4), (150, 0.4), (600, 0.2))
 ORGANIZERS = 8
-# Each simulated day starts at 09:00 of the next date; a session runs SESSION_MINUTES.
-SESSION_MINUTES = 20
+# Each simulated day starts at 09:00 of the next date; a session runs Config.session_minutes.
 # The first drop comes after the detector's baseline; then one every DROP_EVERY seconds.
 FIRST_DROP_SECONDS = 90.0
 DROP_EVERY_SECONDS = 210.0
 DELIVERY_WAIT_SECONDS = 5.0
 BOOTSTRAP = 1000
 OPE_BLOCKS = 10
+# Replays of each baseline (and of our policy on a memory store) with different seeds.
+REPLAYS = 10
 
 
 @dataclass
@@ -88,6 +89,8 @@ class DecisionPoint:
     delivery_id: str
     lift: float | None = None
     noise: float = 1.0  # the audience's effect factor for this delivery (1 when none applied)
+    # Sent and seen on the attendee socket (holds: nothing to send).
+    delivered: bool = False
 
 
 @dataclass
@@ -97,9 +100,12 @@ class Config:
     seed: int = 1
     drift_after: float = 0.5  # share of the sessions before the drift
     tick_seconds: int = 10
+    session_minutes: int = 20
     holdout_share: float = 0.1
-    half_life_hours: float = 24.0
-    effect_scale: float = 1.0
+    half_life_hours: float = 168.0
+    # The audience's table moves its level; the score follows at about a tenth (k, measured):
+    # three times the table gives score lifts of up to +-0.05, the realistic range.
+    effect_scale: float = 3.0
     out: Path = field(default_factory=lambda: Path("docs"))
 
 
@@ -210,32 +216,12 @@ def run_pipeline(config: Config, log: Callable[[str], None]) -> list[DecisionPoi
                 runs = []
                 for index in indexes:
                     organizer = organizers[index % ORGANIZERS]
-                    key = (organizer.pk, wave // 2)
+                    key = (organizer.pk, wave // 2)  # two-day events
                     if key not in events:
                         events[key] = _event(organizer, f"Eval {organizer.username} {key[1]}",
                                              config)  # fmt: skip
-                    session = services.session_create(
-                        event=events[key], title=f"Session {index}", mode=LiveSession.Mode.AUTO
-                    )
-                    services.session_update(session_id=session.pk, status="live")
-                    session.refresh_from_db()
-                    size = int(rng.choice([s for s, _ in SIZES], p=[p for _, p in SIZES]))
-                    drops = tuple(
-                        (FIRST_DROP_SECONDS + k * DROP_EVERY_SECONDS,
-                         world.SITUATIONS[int(rng.integers(len(world.SITUATIONS)))])
-                        for k in range(int((SESSION_MINUTES * 60 - FIRST_DROP_SECONDS)
-                                           // DROP_EVERY_SECONDS) + 1)
-                    )  # fmt: skip
-                    spec = world.AudienceSpec(
-                        size=size, seed=config.seed * 100_000 + index, drops=drops,
-                        drift_at=0.0 if index >= drift_from else None,
-                        effects=_scaled(world.DEFAULT_EFFECTS, config.effect_scale),
-                        drifted_effects=_scaled(world.DRIFTED_EFFECTS, config.effect_scale),
-                    )  # fmt: skip
-                    link = WebsocketLink(attendee_url(base, session))
-                    if not link.wait_connected(10):
-                        raise RuntimeError(f"session {session.pk}: attendee socket not open")
-                    runs.append((index, session, world.Audience(spec), _Buffer(link)))
+                    runs.append(_start(index, events[key], base, config, rng,
+                                       drifted=index >= drift_from))  # fmt: skip
                 points += _run_wave(runs, day, config, clock, window)
                 for _, session, _, buffer in runs:
                     services.session_update(session_id=session.pk, status="ended")
@@ -245,6 +231,35 @@ def run_pipeline(config: Config, log: Callable[[str], None]) -> list[DecisionPoi
         traveller.stop()
         celery_app.conf.task_always_eager = False
     return points
+
+
+def _start(
+    index: int, event: Event, base: str, config: Config, rng: np.random.Generator, *,
+    drifted: bool,
+) -> tuple[int, LiveSession, world.Audience, _Buffer]:  # fmt: skip
+    """A live session in auto mode, its simulated audience, and its attendee socket (open)."""
+    session = services.session_create(
+        event=event, title=f"Session {index}", mode=LiveSession.Mode.AUTO
+    )
+    services.session_update(session_id=session.pk, status="live")
+    session.refresh_from_db()
+    size = int(rng.choice([s for s, _ in SIZES], p=[p for _, p in SIZES]))
+    count = int((config.session_minutes * 60 - FIRST_DROP_SECONDS) // DROP_EVERY_SECONDS) + 1
+    drops = tuple(
+        (FIRST_DROP_SECONDS + k * DROP_EVERY_SECONDS,
+         world.SITUATIONS[int(rng.integers(len(world.SITUATIONS)))])
+        for k in range(count)
+    )  # fmt: skip
+    spec = world.AudienceSpec(
+        size=size, seed=config.seed * 100_000 + index, drops=drops,
+        drift_at=0.0 if drifted else None,
+        effects=_scaled(world.DEFAULT_EFFECTS, config.effect_scale),
+        drifted_effects=_scaled(world.DRIFTED_EFFECTS, config.effect_scale),
+    )  # fmt: skip
+    link = WebsocketLink(attendee_url(base, session))
+    if not link.wait_connected(10):
+        raise RuntimeError(f"session {session.pk}: the attendee socket did not open")
+    return index, session, world.Audience(spec), _Buffer(link)
 
 
 def _scaled(table: world.EffectTable, scale: float) -> world.EffectTable:
@@ -261,7 +276,7 @@ def _run_wave(
     points: list[DecisionPoint] = []
     by_session = {session.pk: (index, session, room, buf) for index, session, room, buf in runs}
     seen: set[int] = set()
-    rounds = SESSION_MINUTES * 60 // config.tick_seconds
+    rounds = config.session_minutes * 60 // config.tick_seconds
     end = day
     for step in range(rounds + 1):
         now = day + timedelta(seconds=step * config.tick_seconds)
@@ -277,9 +292,11 @@ def _run_wave(
                 ingest.signals_ingest(session=session, batch={"signals": signals})  # type: ignore[typeddict-item]
         tick.sessions_tick(now=now)
         measurement.interventions_measure(now=now)
-        decided = Intervention.objects.filter(session_id__in=by_session).exclude(
-            pk__in=seen
-        ).exclude(source=Intervention.Source.MANUAL)
+        decided = (
+            Intervention.objects.filter(session_id__in=by_session)
+            .exclude(pk__in=seen)
+            .exclude(source=Intervention.Source.MANUAL)
+        )
         waiting: dict[int, set[str]] = defaultdict(set)
         for intervention in decided:
             seen.add(intervention.pk)
@@ -297,6 +314,7 @@ def _run_wave(
             )  # fmt: skip
             if intervention.dispatched_at is not None:
                 waiting[intervention.session_id].add(str(intervention.delivery_id))
+                points[-1].delivered = True  # _wait_for raises unless the socket got it
         _wait_for(waiting, by_session)
     # Let the last decisions' windows pass, then measure them.
     clock.move_to(end + window + timedelta(seconds=config.tick_seconds))
@@ -374,7 +392,7 @@ def _fixed(point: DecisionPoint, rng: np.random.Generator) -> str:
 
 def _beta_bernoulli() -> tuple[Chooser, Learner]:
     """The earlier system: one global Beta(1, 1) per type, reward lift > 0, no discount."""
-    arms = {t: [1.0, 1.0] for t in INTERVENTION_TYPES}
+    arms: dict[str, list[float]] = {t: [1.0, 1.0] for t in INTERVENTION_TYPES}
 
     def choose(point: DecisionPoint, rng: np.random.Generator) -> str:
         draws = {t: rng.beta(a, b) for t, (a, b) in arms.items()}
@@ -433,14 +451,18 @@ def replay(
 
 
 def share_of_oracle(
-    points: Sequence[DecisionPoint], actions: Sequence[str], seed: int
+    points: Sequence[DecisionPoint], runs: Sequence[Sequence[str]], seed: int
 ) -> tuple[float, float, float]:
-    """Sum of true effects obtained / the oracle's, with a 95 % bootstrap CI over sessions."""
+    """Sum of true effects obtained / the oracle's, with a 95 % bootstrap CI over sessions.
+
+    `runs`: one list of actions per replay of the policy (seeds), averaged per session, so that
+    a stochastic policy's luck in one replay does not decide its figure.
+    """
     by_session: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for point, action in zip(points, actions, strict=True):
+    for index, point in enumerate(points):
         best = max(0.0, *(point.effects.get(t, 0.0) for t in INTERVENTION_TYPES))
-        got = 0.0 if action == HOLD else point.effects.get(action, 0.0)
-        by_session[point.session][0] += got
+        got = [0.0 if run[index] == HOLD else point.effects.get(run[index], 0.0) for run in runs]
+        by_session[point.session][0] += float(np.mean(got))
         by_session[point.session][1] += best
     sums = np.array(list(by_session.values()))
     if len(sums) == 0 or sums[:, 1].sum() == 0:
@@ -495,31 +517,38 @@ def evaluate(config: Config, log: Callable[[str], None]) -> Outcome:
     _save(points, config.out / "evaluation-points.json")
     slope = level_to_score_slope(points)
     log(f"{len(points)} measured decisions; score lift per level effect k = {slope:.2f}")
-    policies: dict[str, tuple[Chooser, Learner | None]] = {
-        "oracle": (_oracle, None),
-        "random": (_random, None),
-        "fixed rule": (_fixed, None),
-        "earlier bandit": _beta_bernoulli(),
-        "ours, replayed (lift)": _ours(config, "lift"),
-        "ours, replayed (binary)": _ours(config, "binary"),
+    # Fresh learners per replay: each seed is a policy starting from nothing.
+    policies: dict[str, Callable[[], tuple[Chooser, Learner | None]]] = {
+        "oracle": lambda: (_oracle, None),
+        "random": lambda: (_random, None),
+        "fixed rule": lambda: (_fixed, None),
+        "earlier bandit": _beta_bernoulli,
+        "ours, replayed (lift)": lambda: _ours(config, "lift"),
+        "ours, replayed (binary)": lambda: _ours(config, "binary"),
+        # What the holdout costs: the same policy sending something at every drop it can.
+        "ours, replayed (no holdout)": lambda: _ours(replace(config, holdout_share=0.0), "lift"),
     }
-    actions = {"ours (pipeline)": [p.chosen for p in points]}
-    for name, (choose, learn) in policies.items():
-        actions[name] = replay(points, choose, learn, slope, config.seed)
+    runs: dict[str, list[list[str]]] = {"ours (pipeline)": [[p.chosen for p in points]]}
+    for name, make in policies.items():
+        runs[name] = [
+            replay(points, *make(), slope, config.seed * 1000 + k) for k in range(REPLAYS)
+        ]
     shares: dict[str, dict[str, tuple[float, float, float]]] = {}
-    for name, chosen in actions.items():
+    phases: dict[str, Callable[[DecisionPoint], bool]] = {
+        "before drift": lambda p: not p.drifted,
+        "after drift": lambda p: p.drifted,
+        "all, holdout excluded": lambda p: not p.holdout,
+    }
+    for name, chosen in runs.items():
         shares[name] = {}
-        for phase, keep in (("before drift", False), ("after drift", True)):
-            pairs = [(p, a) for p, a in zip(points, chosen, strict=True) if p.drifted == keep]
+        for phase, keep in phases.items():
+            kept = [i for i, p in enumerate(points) if keep(p)]
             shares[name][phase] = share_of_oracle(
-                [p for p, _ in pairs], [a for _, a in pairs], config.seed
+                [points[i] for i in kept], [[run[i] for i in kept] for run in chosen], config.seed
             )
-        not_held = [(p, a) for p, a in zip(points, chosen, strict=True) if not p.holdout]
-        shares[name]["all, holdout excluded"] = share_of_oracle(
-            [p for p, _ in not_held], [a for _, a in not_held], config.seed
-        )
     ope = ope_check(points, slope)
-    _plot(points, actions, config.out / "evaluation-regret.png")
+    _plot(points, {name: chosen[0] for name, chosen in runs.items()},
+          config.out / "evaluation-regret.png")  # fmt: skip
     return Outcome(points, slope, shares, ope, time.monotonic() - started)
 
 
@@ -576,16 +605,21 @@ def report(outcome: Outcome, config: Config) -> str:
         f"{config.sessions} sessions, {len(outcome.points)} measured decisions, drift after "
         f"{config.drift_after:.0%}; holdout {config.holdout_share:.0%}; "
         f"{outcome.seconds:.0f} s",
-        "share of the oracle's lift (95% CI over sessions):",
+        f"share of the oracle's lift (95% CI over sessions; replays: mean of {REPLAYS} seeds):",
     ]
     for name, phases in outcome.shares.items():
         cells = "  ".join(f"{phase}: {v:.2f} [{lo:.2f}, {hi:.2f}]"
                           for phase, (v, lo, hi) in phases.items())  # fmt: skip
-        lines.append(f"  {name:<24} {cells}")
+        lines.append(f"  {name:<28} {cells}")
     ours, earlier = outcome.shares["ours (pipeline)"], outcome.shares["earlier bandit"]
     for phase in ("before drift", "after drift"):
         ratio = ours[phase][0] / earlier[phase][0] if earlier[phase][0] else math.nan
         lines.append(f"  ours / earlier bandit, {phase}: {ratio:.2f}x")
+    sent = [p for p in outcome.points if p.chosen != HOLD]
+    lines.append(
+        f"delivery: {sum(p.delivered for p in sent)} of {len(sent)} executed interventions "
+        "reached the attendee socket, once each"
+    )
     inverse = [1 / p.propensity for p in outcome.points]
     lines.append(
         f"propensities: mean 1/p of what was done {np.mean(inverse):.2f} (true propensities "

@@ -42,7 +42,7 @@ class PolicyOptions(BaseModel):
 
     # Evidence loses half its weight in this many hours: what worked last month counts less
     # than what worked today, however many decisions came in between.
-    half_life_hours: float = Field(72.0, gt=0, le=24 * 365, allow_inf_nan=False)
+    half_life_hours: float = Field(168.0, gt=0, le=24 * 365, allow_inf_nan=False)
     # What an outcome teaches: the measured lift itself (a Gaussian posterior per type), or
     # only whether the lift was positive (the earlier system's Beta-Bernoulli).
     reward: Literal["lift", "binary"] = "lift"

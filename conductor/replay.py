@@ -468,7 +468,7 @@ def _tick_json(tick: ReplayedTick) -> dict[str, Any]:
 
 
 _COLUMNS = (
-    f"{'time':<8}  {'+mm:ss':>7}  {'score':>5}  {'here':>4}  {'anomaly':<24}  {'decision':<16}  "
+    f"{'time':<8}  {'+mm:ss':>7}  {'score':>5}  {'present':>7}  {'anomaly':<24}  {'decision':<16}  "
     f"{'prop':>5}  {'conf':>5}  {'lift':>6}  {'would':<7}  recorded"
 )
 
@@ -519,7 +519,7 @@ def _tick_line(tick: ReplayedTick) -> str:
     recorded = ", ".join(f"{r.type} {r.status}" for r in tick.recorded) or "-"
     return (
         f"{tick.at:%H:%M:%S}  {f'+{minutes:02d}:{seconds:02d}':>7}  {tick.score:>5.2f}  "
-        f"{tick.aggregates.present:>4}  {anomaly:<24}  {figures}  {tick.would:<7}  {recorded}"
+        f"{tick.aggregates.present:>7}  {anomaly:<24}  {figures}  {tick.would:<7}  {recorded}"
     )
 
 

@@ -162,7 +162,9 @@ def session_live(request: HttpRequest, session_id: int) -> HttpResponse:
                 ("auto", "Automatic: decisions run"),
             ],
             "intervention_types": [
-                choice for choice in Intervention.Type.choices if choice[0] != Intervention.Type.HOLD
+                choice
+                for choice in Intervention.Type.choices
+                if choice[0] != Intervention.Type.HOLD
             ],
             "what_worked": what_worked(policy_report.event_policy_report(event=session.event)),
         },

@@ -39,16 +39,33 @@ async def _close_db_connections() -> Iterator[None]:
     await sync_to_async(connections.close_all)()
 
 
+def unused_port() -> int:
+    """A local port nobody listens on (bound, read, released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @pytest.fixture
 def redis_down(settings) -> Iterator[None]:
     """Our Redis client points at a port nobody listens on: every command is refused."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+    settings.REDIS_URL = f"redis://127.0.0.1:{unused_port()}/0"
     redis_client.cache_clear()  # the process's client was built from the real URL
     yield
     redis_client.cache_clear()
+
+
+@pytest.fixture
+def channel_layer_down(settings) -> None:
+    """The channel layer's Redis is a port nobody listens on (every send is refused); our own
+    Redis - cache, broker, counters - stays up."""
+    layer = settings.CHANNEL_LAYERS["default"]
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            **layer,
+            "CONFIG": {**layer["CONFIG"], "hosts": [f"redis://127.0.0.1:{unused_port()}/0"]},
+        }
+    }
 
 
 @pytest.fixture

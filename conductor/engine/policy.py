@@ -23,9 +23,9 @@ by time, not by update). Evidence is kept per context at nested scopes, from the
 
 A context is the anomaly type and the audience size (`PolicyContext`): about 3.5 decisions per
 event and context made anything finer (the engagement band too) a context the data could not
-fill. Each scope's posterior starts from its parent's, trusting the parent for at most
-`BORROW_CAP` observations, then adds its own: a new event starts from what worked for the
-organizer and everyone else, and its own outcomes outweigh the borrowed ones after a handful.
+fill. Each scope's posterior starts from its parent's, trusted as far as scopes are expected
+to differ (`LEVEL_SPREADS`), then adds its own: a new event starts from what worked for the
+organizer and everyone else, and its own outcomes take over as they accumulate.
 The posterior of the mean lift is Normal(mean, noise^2 / n), where noise is the pooled spread of
 outcomes around their arm's mean (with a `NOISE_PRIOR` of `NOISE_PRIOR_WEIGHT` observations).
 Every step is a weighted average with positive weights, so no history can produce an invalid
@@ -52,16 +52,21 @@ HOLD
 PRIOR_WEIGHT
     1 observation of lift 0 at the root: before any evidence every arm is a coin toss around
     "no change", and one real outcome already moves it.
-BORROW_CAP
-    4 observations: the most a scope borrows from its parent. Enough that what worked elsewhere
-    is tried first, little enough that 4 or 5 own outcomes outweigh it, so an event whose
-    audience differs is not held to the crowd's answer.
+LEVEL_SPREADS
+    How far a scope's mean lift is expected to sit from its parent's, in score points: 0.005
+    between contexts, 0.002 between an organizer and everyone, and between an event and its
+    organizer. A scope borrows its parent's posterior as 1 / (1 / n_parent + (spread / noise)^2)
+    observations (the normal hierarchical model): with outcomes as noisy as a live room's
+    (noise ~0.07), a context trusts everyone's evidence for up to ~200 observations and departs
+    from it as its own evidence accumulates. Measured with `make evaluate`: wider spreads split
+    the evidence into contexts the data cannot fill and lose lift (see the README).
 NOISE_PRIOR, NOISE_PRIOR_WEIGHT
     0.08 and 5 observations: the spread of one measured lift around its arm's mean before data
     says otherwise (a 60 s window of a live audience's score moves by a few points either way).
 DEFAULT_HALF_LIFE_SECONDS
-    72 hours: a few sessions of an event, or a conference's days, share their evidence in full;
-    last month's counts a quarter.
+    168 hours: a week of events shares its evidence in full, last month's counts a twentieth.
+    Shorter half-lives follow a change sooner but throw away evidence the noisy outcomes need
+    (`make evaluate`: 24 h captured less of the oracle's lift, before and after the drift).
 PROPENSITY_SAMPLES
     4000 joint draws: standard error of a propensity near 0.5 is about 0.008; the smallest
     reportable is 1 / 4000 (clamped there so an inverse-propensity weight stays finite).
@@ -90,12 +95,11 @@ AUDIENCE_MEDIUM_FROM = 50
 AUDIENCE_LARGE_FROM = 500
 
 PRIOR_WEIGHT = 1.0
-# How far a scope's mean lift may sit from its parent's: between contexts, between an
-# organizer and everyone, between an event and its organizer (see LEVEL_SPREADS above).
-LEVEL_SPREADS: tuple[float, ...] = (0.02, 0.005, 0.005)
+# Between contexts, between an organizer and everyone, between an event and its organizer.
+LEVEL_SPREADS: tuple[float, ...] = (0.005, 0.002, 0.002)
 NOISE_PRIOR = 0.08
 NOISE_PRIOR_WEIGHT = 5.0
-DEFAULT_HALF_LIFE_SECONDS = 72 * 3600.0
+DEFAULT_HALF_LIFE_SECONDS = 168 * 3600.0
 PROPENSITY_SAMPLES = 4000
 
 # The context of every context: the root of the hierarchy.
@@ -254,8 +258,8 @@ def beliefs(
 ) -> dict[str, Belief]:
     """Each arm's posterior, from the broadest level (first) to the narrowest (last).
 
-    Each level starts from its parent's posterior mean, trusted for at most BORROW_CAP
-    observations, and adds its own evidence decayed to `now`.
+    Each level starts from its parent's posterior, widened by the level's LEVEL_SPREADS, and adds
+    its own evidence decayed to `now`.
     """
     sd = noise_sd(levels, now, half_life)
     spreads = (0.0, *LEVEL_SPREADS)
@@ -356,7 +360,7 @@ class Decision:
         if self.evidence < 1.0:
             basis = "no similar drops measured yet, so this is a first try"
         else:
-            basis = f"learned from {self.evidence:.0f} similar drops"
+            basis = f"learned from {self.evidence:.0f} similar drops in your and others' events"
         return (
             f"Chose {self.type.replace('_', ' ')}: expected {_points(chosen.mean - base)} "
             f"over doing nothing ({basis}); {self.confidence:.0%} likely the best choice now."
@@ -423,9 +427,10 @@ class Policy:
             return None
         arms = [*types, HOLD]
         current = beliefs(levels, arms, now, self.half_life_seconds)
+        # Everyone's measured drops in this context (the second level), for the reasoning.
         evidence = sum(
             level.get(a, Evidence()).decayed(now, self.half_life_seconds).weight
-            for level in levels[-1:]
+            for level in levels[1:2]
             for a in arms
         )
         probabilities = self.selection_probabilities(current, arms, rng)

@@ -173,3 +173,34 @@ def test_a_body_over_the_upload_limit_is_413_and_stores_nothing(api, settings):
     assert not Event.objects.exists()
     small = api.post("/api/v1/events/", {"name": "small"}, format="json")
     assert small.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"holdout_share": 0.6}, "settings.holdout_share"),
+        ({"holdout_share": -0.1}, "settings.holdout_share"),
+        ({"policy": {"exploration": 2}}, "settings.policy.exploration"),
+        ({"policy": {"reward": "gaussian"}}, "settings.policy.reward"),
+        ({"policy": {"half_life_hours": 0}}, "settings.policy.half_life_hours"),
+    ],
+)
+def test_policy_settings_are_validated_naming_the_field(api, event, settings, field):
+    response = api.patch(f"/api/v1/events/{event.pk}/", {"settings": settings}, format="json")
+
+    assert response.status_code == 400
+    assert [d["field"] for d in response.json()["error"]["details"]] == [field]
+    event.refresh_from_db()
+    assert event.config.holdout_share == 0.1  # nothing changed
+
+
+def test_policy_settings_are_stored_and_a_partial_policy_patch_merges(api, event):
+    url = f"/api/v1/events/{event.pk}/"
+    api.patch(url, {"settings": {"holdout_share": 0, "policy": {"reward": "binary"}}},
+              format="json")  # fmt: skip
+    api.patch(url, {"settings": {"policy": {"half_life_hours": 12}}}, format="json")
+
+    event.refresh_from_db()
+    assert event.config.holdout_share == 0
+    assert event.config.policy.reward == "binary"
+    assert event.config.policy.half_life_hours == 12

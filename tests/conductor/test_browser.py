@@ -429,11 +429,6 @@ def test_the_live_view_shows_what_was_delivered_failed_and_held(asgi_server, bro
     assert errors == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="conductor.interventions.serialize() does not carry `holdout` yet, so the page "
-    "cannot tell a holdout from a policy hold; remove this mark once it does",
-)
 def test_the_live_view_tells_a_holdout_from_a_policy_hold(asgi_server, browser, django_side):
     from playwright.sync_api import expect
 

@@ -8,7 +8,6 @@ real (a channel layer on a port nobody listens on), never mocks of our code.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -216,21 +215,6 @@ async def test_the_sweep_resends_what_was_left_undelivered_and_never_sends_a_hol
     assert "not delivered within" in stale.failure_reason.lower()
     hold = await sync_to_async(Intervention.objects.get)(pk=rows["hold"].pk)
     assert (hold.status, hold.dispatched_at, hold.delivery_attempts) == ("held", None, 0)
-
-
-@pytest.fixture
-def channel_layer_down(settings) -> None:
-    """The channel layer points at a Redis port nobody listens on: every send is refused."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    layer = settings.CHANNEL_LAYERS["default"]
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            **layer,
-            "CONFIG": {**layer["CONFIG"], "hosts": [f"redis://127.0.0.1:{port}/0"]},
-        }
-    }
 
 
 def failed_count() -> float:

@@ -133,15 +133,17 @@ def test_the_summary_ranks_what_worked_by_mean_lift():
 
 def test_the_example_is_the_best_rewarded_text_of_the_chosen_type():
     found = [
-        recalled("poll", 0.1, 0.7, "good poll"),
-        recalled("poll", 0.2, 0.9, "best poll"),
-        recalled("broadcast", 0.3, 1.0, "a broadcast"),
-        recalled("poll", -0.1, 0.3, "a poll that did harm"),
+        # Rewards are points over doing nothing (conductor.measurement).
+        recalled("poll", 0.1, 0.03, "good poll"),
+        recalled("poll", 0.2, 0.05, "best poll"),
+        recalled("broadcast", 0.3, 0.08, "a broadcast"),
+        recalled("poll", -0.1, -0.02, "a poll that did harm"),
     ]
 
     assert memory.example(found, "poll") == "best poll"
     assert memory.example(found, "quiz") is None
-    assert memory.example([recalled("poll", -0.1, 0.3)], "poll") is None  # below the bar
+    assert memory.example([recalled("poll", -0.1, -0.02)], "poll") is None  # below the bar
+    assert memory.example([recalled("poll", 0.05, 0.01)], "poll") is None  # under 2 points
 
 
 @pytest.fixture

@@ -61,24 +61,29 @@ def test_admin_bulk_approves_and_rejects_interventions(client, live_session):
     client.force_login(staff)
     waiting = [
         Intervention.objects.create(
-            session=live_session, type="poll", status="pending", source="template"
+            session=live_session, type=kind, status="pending", source="template"
         )
-        for _ in range(3)
+        for kind in ("poll", "chat_prompt", "qna_prompt", "poll")
     ]
-    done = Intervention.objects.create(session=live_session, type="poll", status="executed",
+    done = Intervention.objects.create(session=live_session, type="broadcast", status="executed",
                                        source="template")  # fmt: skip
 
     response = client.post("/admin/conductor/intervention/", {
-        "action": "approve", "_selected_action": [waiting[0].pk, waiting[1].pk, done.pk]},
+        "action": "approve",
+        "_selected_action": [waiting[0].pk, waiting[1].pk, done.pk, waiting[3].pk]},
         follow=True)  # fmt: skip
     client.post("/admin/conductor/intervention/",
                 {"action": "reject", "_selected_action": [waiting[2].pk]})  # fmt: skip
 
-    assert "Approved 2; 1 were no longer pending." in response.content.decode()
+    page = response.content.decode()
+    assert "Approved 2. 2 refused:" in page
+    assert "no longer pending" in page
+    # Two polls: whichever went first, the other is refused, saying why.
+    assert "poll is cooling down: it was used 0 s ago" in page
     statuses = {i.pk: (i.status, i.decided_by_id) for i in Intervention.objects.all()}
-    assert statuses[waiting[0].pk] == ("executed", staff.pk)
+    assert sorted(statuses[w.pk][0] for w in (waiting[0], waiting[3])) == ["executed", "pending"]
     assert statuses[waiting[2].pk] == ("rejected", staff.pk)
     pages = ["/admin/conductor/intervention/", f"/admin/conductor/intervention/{done.pk}/change/",
-             "/admin/conductor/anomaly/", "/admin/conductor/policyarm/"]  # fmt: skip
+             "/admin/conductor/anomaly/", "/admin/conductor/policyevidence/"]  # fmt: skip
     for url in pages:
         assert client.get(url).status_code == 200

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from datetime import datetime, timedelta
 
 import pytest
@@ -151,22 +150,6 @@ def test_a_failure_before_the_runs_are_created_stores_nothing_of_the_tick(live):
     live.refresh_from_db()
     assert live.deciding_run == run
     assert EngagementSample.objects.filter(session=live).count() == failed + 1
-
-
-@pytest.fixture
-def channel_layer_down(settings):
-    """The channel layer's Redis is a port nobody listens on; our own Redis stays up."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    layer = settings.CHANNEL_LAYERS["default"]
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            **layer,
-            "CONFIG": {**layer["CONFIG"], "hosts": [f"redis://127.0.0.1:{port}/0"]},
-        }
-    }
-    return port
 
 
 @pytest.mark.django_db(transaction=True)

@@ -21,8 +21,8 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--drift-after", type=float, default=0.5)
         parser.add_argument("--holdout", type=float, default=0.1)
-        parser.add_argument("--half-life-hours", type=float, default=24.0)
-        parser.add_argument("--effect-scale", type=float, default=1.0)
+        parser.add_argument("--half-life-hours", type=float, default=168.0)
+        parser.add_argument("--effect-scale", type=float, default=3.0)
         parser.add_argument("--out", type=Path, default=Path("docs"))
 
     def handle(self, *args: Any, **options: Any) -> None:

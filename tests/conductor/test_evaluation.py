@@ -1,0 +1,116 @@
+"""`make evaluate`: the replay arithmetic, and a short run of the whole loop."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from conductor import evaluation as ev
+from conductor.engine.policy import HOLD
+from conductor.event_settings import INTERVENTION_TYPES
+from conductor.models import Intervention
+
+AT = datetime(2026, 1, 5, 9, tzinfo=UTC)
+
+
+def point(
+    session: int, effects: dict[str, float], chosen: str, lift: float, *,
+    drifted: bool = False, noise: float = 1.0, index: int = 0,
+) -> ev.DecisionPoint:  # fmt: skip
+    full = dict.fromkeys(INTERVENTION_TYPES, 0.0) | effects
+    return ev.DecisionPoint(
+        session=session, index=index, at=AT, context="SUDDEN_DROP|small", situation="SUDDEN_DROP",
+        size="small", drifted=drifted, effects=full, chosen=chosen, holdout=chosen == HOLD,
+        propensity=0.5, intervention_id=session, delivery_id=str(session), lift=lift,
+        noise=noise,
+    )  # fmt: skip
+
+
+def test_counterfactual_lifts_keep_the_draws_and_swap_the_effect():
+    p = point(1, {"poll": 0.3, "chat_prompt": 0.1}, "chat_prompt", 0.05, noise=1.2)
+
+    assert ev.counterfactual_lift(p, "chat_prompt", 0.1) == pytest.approx(0.05)
+    assert ev.counterfactual_lift(p, "poll", 0.1) == pytest.approx(0.05 + 0.1 * 1.2 * 0.2)
+    assert ev.counterfactual_lift(p, HOLD, 0.1) == pytest.approx(0.05 - 0.1 * 1.2 * 0.1)
+
+
+def test_share_of_the_oracle_is_what_was_obtained_over_the_best_available():
+    points = [
+        point(1, {"poll": 0.2, "chat_prompt": 0.1}, "chat_prompt", 0.0),
+        point(2, {"poll": -0.1}, HOLD, 0.0),  # nothing helps: the oracle does nothing too
+        point(3, {"gamification": 0.1}, "poll", 0.0),
+    ]
+
+    value, low, high = ev.share_of_oracle(points, [[p.chosen for p in points]], seed=1)
+
+    assert value == pytest.approx(0.1 / 0.3)
+    assert low <= value <= high
+    oracle = ev.replay(points, ev._oracle, None, 0.1, seed=1)
+    assert oracle == ["poll", HOLD, "gamification"]
+    assert ev.share_of_oracle(points, [oracle], seed=1)[0] == pytest.approx(1.0)
+    # Two replays are averaged per session.
+    assert ev.share_of_oracle(points, [oracle, [p.chosen for p in points]], 1)[0] == (
+        pytest.approx((1 + 0.1 / 0.3) / 2)
+    )
+
+
+def test_the_slope_is_the_measured_score_lift_per_level_effect():
+    rng = np.random.default_rng(3)
+    points = []
+    for i in range(400):
+        effect = float(rng.uniform(0, 0.3))
+        points.append(point(i, {"poll": effect}, "poll", 0.05 + 0.12 * effect))
+    assert ev.level_to_score_slope(points) == pytest.approx(0.12)
+    assert ev.level_to_score_slope(points[:2]) == 1.0  # too few to tell
+
+
+def test_learning_baselines_find_the_best_type_on_the_same_draws():
+    rng = np.random.default_rng(5)
+    points = [
+        point(
+            i,
+            {"qna_prompt": 0.3, "poll": 0.05},
+            "poll",
+            0.02 + 0.05 + float(rng.normal(0, 0.01)),
+            index=i,
+        )
+        for i in range(300)
+    ]
+    config = ev.Config(holdout_share=0.0)
+    ours = ev.replay(points, *ev._ours(config, "lift"), slope=1.0, seed=2)
+    earlier = ev.replay(points, *ev._beta_bernoulli(), slope=1.0, seed=2)
+
+    assert ours[-50:].count("qna_prompt") > 45
+    # lift > 0 every time: the earlier bandit's posteriors all grow alike, it keeps guessing.
+    assert earlier[-50:].count("qna_prompt") < 25
+    assert ev._fixed(points[0], rng) == "poll"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_short_evaluation_runs_the_whole_loop(tmp_path):
+    config = ev.Config(sessions=4, parallel=2, session_minutes=6, drift_after=0.5, out=tmp_path)
+    lines: list[str] = []
+
+    outcome = ev.evaluate(config, lines.append)
+
+    assert outcome.points, "no decision was measured"
+    sent = [p for p in outcome.points if p.chosen != HOLD]
+    assert sent
+    assert all(p.delivered for p in sent)  # every executed intervention reached its socket
+    assert not Intervention.objects.filter(status="executed", dispatched_at=None).exists()
+    assert {p.drifted for p in outcome.points} == {False, True}
+    assert outcome.shares["oracle"]["before drift"][0] == pytest.approx(1.0)
+    for phases in outcome.shares.values():
+        for value, low, high in phases.values():
+            assert 0 <= low <= value <= high <= 1
+    assert min(p.propensity for p in outcome.points) > 0
+    assert (tmp_path / "evaluation-regret.png").stat().st_size > 10_000
+    assert ev.load_points(tmp_path / "evaluation-points.json")[0].session == (
+        outcome.points[0].session
+    )
+    text = ev.report(outcome, config)
+    assert "earlier bandit" in text
+    assert "reached the attendee socket" in text
+    assert any(line.startswith("wave 2:") for line in lines)
