@@ -435,6 +435,19 @@ def _ours(config: Config, reward: str) -> tuple[Chooser, Learner]:
     return choose, learn
 
 
+def _hindsight(points: Sequence[DecisionPoint], group: Callable[[DecisionPoint], str]) -> list[str]:
+    """Each point's type with the best mean true effect over its group and side of the drift."""
+    effects: dict[tuple[bool, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for p in points:
+        for kind in INTERVENTION_TYPES:
+            effects[(p.drifted, group(p))][kind].append(p.effects.get(kind, 0.0))
+    best = {
+        key: max(INTERVENTION_TYPES, key=lambda kind: float(np.mean(by_type[kind])))
+        for key, by_type in effects.items()
+    }
+    return [best[(p.drifted, group(p))] for p in points]
+
+
 def replay(
     points: Sequence[DecisionPoint], choose: Chooser, learn: Learner | None, slope: float,
     seed: int,
@@ -514,7 +527,7 @@ def evaluate(config: Config, log: Callable[[str], None]) -> Outcome:
     """Run the pipeline, replay the baselines, check off-policy estimates; draw the curves."""
     started = time.monotonic()
     points = [p for p in run_pipeline(config, log) if p.lift is not None]
-    _save(points, config.out / "evaluation-points.json")
+    _save(points, Path(settings.DATA_DIR) / "evaluation-points.json")
     slope = level_to_score_slope(points)
     log(f"{len(points)} measured decisions; score lift per level effect k = {slope:.2f}")
     # Fresh learners per replay: each seed is a policy starting from nothing.
@@ -533,6 +546,10 @@ def evaluate(config: Config, log: Callable[[str], None]) -> Outcome:
         runs[name] = [
             replay(points, *make(), slope, config.seed * 1000 + k) for k in range(REPLAYS)
         ]
+    # Ceilings, in hindsight: the best single type, and the best type per policy context (what
+    # any learner choosing by our contexts could reach at most), each per side of the drift.
+    runs["hindsight: best type"] = [_hindsight(points, lambda p: "all")]
+    runs["hindsight: best per context"] = [_hindsight(points, lambda p: p.context)]
     shares: dict[str, dict[str, tuple[float, float, float]]] = {}
     phases: dict[str, Callable[[DecisionPoint], bool]] = {
         "before drift": lambda p: not p.drifted,
@@ -581,7 +598,7 @@ def _plot(points: Sequence[DecisionPoint], actions: dict[str, list[str]], path: 
                      for p in points])  # fmt: skip
     figure, axis = plt.subplots(figsize=(9, 5))
     for name, chosen in actions.items():
-        if name == "oracle":
+        if name == "oracle" or name.startswith("hindsight"):
             continue
         got = np.array([0.0 if a == HOLD else p.effects.get(a, 0.0)
                         for p, a in zip(points, chosen, strict=True)])  # fmt: skip
@@ -610,7 +627,7 @@ def report(outcome: Outcome, config: Config) -> str:
     for name, phases in outcome.shares.items():
         cells = "  ".join(f"{phase}: {v:.2f} [{lo:.2f}, {hi:.2f}]"
                           for phase, (v, lo, hi) in phases.items())  # fmt: skip
-        lines.append(f"  {name:<28} {cells}")
+        lines.append(f"  {name:<29} {cells}")
     ours, earlier = outcome.shares["ours (pipeline)"], outcome.shares["earlier bandit"]
     for phase in ("before drift", "after drift"):
         ratio = ours[phase][0] / earlier[phase][0] if earlier[phase][0] else math.nan

@@ -13,7 +13,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from agents.models import AgentRun
-from conductor import measurement, services, tick
+from conductor import measurement, policy_store, services, tick
 from conductor.asgi import application
 from conductor.audience import Audience, AudienceSpec
 from conductor.models import Anomaly, Intervention, LiveSession, PolicyEvidence
@@ -25,9 +25,17 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def setup_session() -> tuple[object, LiveSession]:
+    """A live session whose first decision sends something: no holdout, and doing nothing has
+    hurt before (in any context: the evidence reaches every context through the root)."""
     organizer = OrganizerFactory()
     session = LiveSessionFactory(event=EventFactory(organizers=[organizer]), topic="Rust")
     services.session_update(session_id=session.pk, status="live")
+    services.event_update_settings(event=session.event, settings={"holdout_share": 0})
+    for _ in range(20):
+        policy_store.policy_learn(
+            context="SUDDEN_DROP|medium", event_id=session.event_id, organizer_ids=[organizer.pk],
+            arm="hold", reward=-0.1, at=timezone.now().timestamp(), half_life=86_400.0,
+        )  # fmt: skip
     session.refresh_from_db()
     return organizer, session
 
