@@ -367,7 +367,8 @@ def level_to_score_slope(points: Sequence[DecisionPoint]) -> float:
 
 def counterfactual_lift(point: DecisionPoint, action: str, slope: float) -> float:
     """The lift `action` would have measured at this point, on the same draws."""
-    assert point.lift is not None  # noqa: S101 - only measured points are replayed
+    if point.lift is None:
+        raise ValueError("only measured decision points can be replayed")
     effect = 0.0 if action == HOLD else point.effects.get(action, 0.0)
     chosen = 0.0 if point.chosen == HOLD else point.effects.get(point.chosen, 0.0)
     return point.lift + slope * point.noise * (effect - chosen)

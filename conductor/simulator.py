@@ -61,7 +61,7 @@ def attendee_url(base: str, session: LiveSession) -> str:
 def local_base_url(host: str, port: int) -> str:
     """The ws:// base URL to reach a server listening on host:port from this machine."""
     # A wildcard address listens everywhere but cannot be connected to: use the loopback.
-    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104  # nosec B104
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     return f"ws://{host}:{port}"
