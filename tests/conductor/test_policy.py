@@ -99,11 +99,30 @@ def test_other_contexts_inform_a_new_context_through_the_root():
 
 def test_co_organizers_pool_their_evidence_and_scopes_lock_in_one_order():
     chain = scope_chain(context="X|small", event_id=7, organizer_ids=[5, 3, 5])
-    assert chain[2] == [("organizer", 3, "X|small"), ("organizer", 5, "X|small")]
+    assert chain[:3] == [[("global", 0, "*")], [("global", 0, "*|small")],
+                         [("global", 0, "X|small")]]  # fmt: skip
+    assert chain[3] == [("organizer", 3, "X|small"), ("organizer", 5, "X|small")]
     keys = scopes_to_update(context="X|small", event_id=7, organizer_ids=[5, 3])
     assert keys == sorted(keys)
     assert ("global", 0, "*") in keys
+    assert ("global", 0, "*|small") in keys
     assert ("event", 7, "X|small") in keys
+
+
+def test_what_worked_for_a_size_informs_a_new_context_of_that_size_most():
+    """Chat prompts lifted small rooms and hurt large ones (after a mass exit): a new kind of
+    drop starts from that difference, in another event of another organizer."""
+    store = MemoryStore()
+    for _ in range(40):
+        for context, lift in (("MASS_EXIT|small", 0.1), ("MASS_EXIT|large", -0.05)):
+            store.learn(context=context, event_id=1, organizer_ids=[1], arm="chat_prompt",
+                        reward=lift, at=0, half_life=DAY)  # fmt: skip
+    small, large = (
+        beliefs(store.levels(context=f"SUDDEN_DROP|{size}", event_id=2, organizer_ids=[2],
+                             now=0, half_life=DAY), ["chat_prompt"], 0, DAY)["chat_prompt"].mean
+        for size in ("small", "large")
+    )  # fmt: skip
+    assert small > large + 0.02
 
 
 def test_the_holdout_share_gets_a_hold_with_its_true_propensity():

@@ -64,7 +64,7 @@ def test_the_database_store_reads_what_the_memory_store_reads():
     }
     stored = policy_store.policy_levels(**kwargs)  # type: ignore[arg-type]
     expected = memory.levels(**kwargs)  # type: ignore[arg-type]
-    assert len(stored) == len(expected) == 4
+    assert len(stored) == len(expected) == 5
     for got, want in zip(stored, expected, strict=True):
         assert got.keys() == want.keys()
         for arm in want:
