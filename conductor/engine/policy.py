@@ -56,14 +56,14 @@ PRIOR_WEIGHT
 LEVEL_SPREADS
     How far a scope's mean lift is expected to sit from its parent's, in score points: 0.005
     between audience sizes and between the contexts of one size, 0.002 between an organizer and
-    everyone, and between an event and its organizer. (The audience size gets its own level
-    because it alone explains most of what the context does: in `make evaluate`, the best type
-    per size captures 0.84 of the oracle's lift against 0.86 for the best per context; the
-    level added 0.03 to the policy's share.) A scope borrows its parent's posterior as 1 / (1 / n_parent + (spread / noise)^2)
-    observations (the normal hierarchical model): with outcomes as noisy as a live room's
-    (noise ~0.07), a context trusts everyone's evidence for up to ~200 observations and departs
-    from it as its own evidence accumulates. Measured with `make evaluate`: wider spreads split
-    the evidence into contexts the data cannot fill and lose lift (see the README).
+    everyone, and between an event and its organizer. A scope borrows its parent's posterior as
+    1 / (1 / n_parent + (spread / noise)^2) observations (the normal hierarchical model): with
+    outcomes as noisy as a live room's (noise ~0.07), a context trusts everyone's evidence for
+    up to ~200 observations and departs from it as its own evidence accumulates. The audience
+    size has a level of its own because it alone explains most of what the context does (in
+    `make evaluate` the best type per size captures 0.84 of the oracle's lift, the best per
+    context 0.86; the level added 0.03 to the policy's share). Wider spreads split the evidence
+    into contexts the data cannot fill and lose lift (docs/evaluation.md).
 NOISE_PRIOR, NOISE_PRIOR_WEIGHT
     0.08 and 5 observations: the spread of one measured lift around its arm's mean before data
     says otherwise (a 60 s window of a live audience's score moves by a few points either way).
