@@ -6,8 +6,10 @@ N simulated sessions (`conductor.audience`) go through our own code on the real 
 the real Redis, on a simulated clock (time-machine): the audience's signals through ingestion,
 the tick (scores, anomalies, decision runs), the engagement agent (the production `Policy` with
 its PostgreSQL store), delivery (the outbox task, then the channel layer to a real attendee
-socket served by a real ASGI server in this process) and measurement. Celery tasks run eagerly
-in this process so that they see the simulated clock; everything else is what production runs.
+socket served by a real ASGI server in this process) and measurement. What the worker's tasks
+would do - execute the decision runs, deliver the executed interventions - this process does by
+calling the same services the tasks call (a worker in another process would not see the
+simulated clock); their messages, left on the evaluation's own broker, are purged at the end.
 The audience reacts only to what its socket receives.
 
 Sessions run in waves (one wave = one simulated day of `parallel` sessions across several
@@ -49,8 +51,10 @@ import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import User
 
+from agents import services as agent_services
+from agents.models import AgentRun
 from conductor import audience as world
-from conductor import ingest, measurement, services, tick
+from conductor import delivery, ingest, measurement, services, tick
 from conductor.accounts import organizer_ensure
 from conductor.engine import offpolicy
 from conductor.engine.policy import HOLD, MemoryStore, Policy, PolicyContext
@@ -196,8 +200,6 @@ def run_pipeline(config: Config, log: Callable[[str], None]) -> list[DecisionPoi
 
     from conductor.celery import app as celery_app
 
-    celery_app.conf.task_always_eager = True
-    celery_app.conf.task_eager_propagates = True
     rng = np.random.default_rng(config.seed)
     organizers = _organizers()
     start = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -229,7 +231,7 @@ def run_pipeline(config: Config, log: Callable[[str], None]) -> list[DecisionPoi
                 log(f"wave {wave + 1}: {len(indexes)} sessions, {len(points)} decisions so far")
     finally:
         traveller.stop()
-        celery_app.conf.task_always_eager = False
+        celery_app.control.purge()  # the tasks whose work _run_tasks did
     return points
 
 
@@ -291,6 +293,7 @@ def _run_wave(
             if signals:
                 ingest.signals_ingest(session=session, batch={"signals": signals})  # type: ignore[typeddict-item]
         tick.sessions_tick(now=now)
+        _run_tasks(list(by_session))
         measurement.interventions_measure(now=now)
         decided = (
             Intervention.objects.filter(session_id__in=by_session)
@@ -329,6 +332,21 @@ def _run_wave(
     for point in points:
         point.lift = lifts.get(point.intervention_id)
     return points
+
+
+def _run_tasks(session_ids: list[int]) -> None:
+    """The worker's part, on this process's clock: the tasks are thin, ids in and one service
+    call (agents.tasks execute_run, conductor.tasks dispatch_intervention)."""
+    runs = LiveSession.objects.filter(
+        pk__in=session_ids, deciding_run__status=AgentRun.Status.QUEUED
+    ).values_list("deciding_run_id", flat=True)
+    for run_id in list(runs):
+        agent_services.run_execute(run_id=run_id)
+    executed = Intervention.objects.filter(
+        session_id__in=session_ids, status=Intervention.Status.EXECUTED, dispatched_at=None
+    ).values_list("pk", flat=True)
+    for intervention_id in list(executed):
+        delivery.intervention_deliver(intervention_id=intervention_id)
 
 
 def _note_noise(points: list[DecisionPoint], applied: world.Applied) -> None:
