@@ -72,14 +72,15 @@ def reference_score(intervention: Intervention) -> float | None:
     return None if sample is None else float(sample)
 
 
-def natural_recovery(intervention: Intervention, policy: Policy, now: float) -> float:
+def natural_recovery(
+    intervention: Intervention, policy: Policy, now: float, organizer_ids: list[int]
+) -> float:
     """The lift expected with no intervention in this decision's context (the hold arm's
     posterior mean, from the event's holds, then the organizer's, then everyone's)."""
-    event = intervention.session.event
     levels = policy_store.policy_levels(
         context=intervention.context or ANY_CONTEXT,
-        event_id=event.pk,
-        organizer_ids=list(event.organizers.values_list("pk", flat=True)),
+        event_id=intervention.session.event_id,
+        organizer_ids=organizer_ids,
         now=now,
         half_life=policy.half_life_seconds,
     )
@@ -122,13 +123,16 @@ def _measure(intervention: Intervention, window: timedelta, now: datetime) -> No
         intervention.engagement_before = before
         intervention.engagement_after = after
         intervention.lift = lift
-        intervention.reward = lift - natural_recovery(intervention, policy, now.timestamp())
+        organizer_ids = list(intervention.session.event.organizers.values_list("pk", flat=True))
+        intervention.reward = lift - natural_recovery(
+            intervention, policy, now.timestamp(), organizer_ids
+        )
         if intervention.context and intervention.source != Intervention.Source.MANUAL:
             event = intervention.session.event
             policy_store.policy_learn(
                 context=intervention.context,
                 event_id=event.pk,
-                organizer_ids=list(event.organizers.values_list("pk", flat=True)),
+                organizer_ids=organizer_ids,
                 arm=intervention.type,
                 reward=policy.reward(lift),
                 at=start.timestamp(),
