@@ -299,6 +299,7 @@ def _run_wave(
             Intervention.objects.filter(session_id__in=by_session)
             .exclude(pk__in=seen)
             .exclude(source=Intervention.Source.MANUAL)
+            .order_by("pk")  # the replays depend on the order: the same seed, the same figures
         )
         waiting: dict[int, set[str]] = defaultdict(set)
         for intervention in decided:
