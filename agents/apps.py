@@ -17,7 +17,13 @@ class AgentsConfig(AppConfig):
 
         from django.db.models.signals import post_delete
 
+        from agents import scopes
         from agents.builtin.campaign import on_campaign_deleted
         from agents.models import Campaign
 
         post_delete.connect(on_campaign_deleted, sender=Campaign)
+        scopes.register(
+            "campaign",
+            label="Campaign",
+            reachable=lambda organizer_id: Campaign.objects.filter(organizer=organizer_id),
+        )

@@ -86,6 +86,10 @@ class AgentRun(models.Model):
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
     )
+    # What the run belongs to, when several organizers share it (agents.scopes): a decision run
+    # belongs to its event, so all of the event's organizers see it and are charged its usage.
+    scope_kind = models.CharField(max_length=32, blank=True, default="")
+    scope_id = models.BigIntegerField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
     due_at = models.DateTimeField(
         default=timezone.now,
@@ -103,11 +107,21 @@ class AgentRun(models.Model):
                 fields=["organizer", "idempotency_key"],
                 condition=models.Q(idempotency_key__isnull=False),
                 name="run_idempotency_key_per_organizer",
-            )
+            ),
+            models.CheckConstraint(
+                condition=models.Q(scope_kind="", scope_id__isnull=True)
+                | (~models.Q(scope_kind="") & models.Q(scope_id__isnull=False)),
+                name="run_scope_kind_and_id",
+            ),
         ]
         indexes = [
             models.Index(fields=["organizer", "-created_at"], name="run_organizer_created_idx"),
             models.Index(fields=["status"], name="run_status_idx"),
+            models.Index(
+                fields=["scope_kind", "scope_id"],
+                condition=models.Q(scope_id__isnull=False),
+                name="run_scope_idx",
+            ),
             # The rollups read a day's finished runs (agents.rollups).
             models.Index(
                 fields=["finished_at"],

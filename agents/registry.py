@@ -8,6 +8,7 @@ registered once, at start-up (`AgentsConfig.ready` imports `settings.AGENT_MODUL
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -22,9 +23,13 @@ if TYPE_CHECKING:
 
 
 class AgentInput(BaseModel):
-    """Base of intent input models: unknown fields are errors, not silently dropped."""
+    """Base of intent input models: unknown fields are errors, not silently dropped.
 
-    model_config = ConfigDict(extra="forbid")
+    Strict, as JSON reads it (`IntentSpec.parse`): `true` is not an integer and `"3"` is not a
+    number, so what is stored, approved and executed is what the caller meant.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,14 @@ class IntentSpec:
     input_model: type[BaseModel]
     output_model: type[BaseModel]
     description: str = ""
+
+    def parse(self, data: Any) -> BaseModel:
+        """The input model from JSON-shaped `data` (a request's, or a stored run's).
+
+        Read as JSON, so strict input models still take strings for URLs and the like. Raises
+        pydantic.ValidationError.
+        """
+        return self.input_model.model_validate_json(json.dumps(data, default=str))
 
 
 @dataclass(frozen=True)

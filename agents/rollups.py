@@ -11,12 +11,20 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from agents import scopes
 from agents.models import AgentRun
 from conductor.rollups import execute_refresh, recent_days
 
-# Token counts and cost come from the metrics each LLM call records (RunContext.llm).
+# Token counts and cost come from the metrics each LLM call records (RunContext.llm). A run is
+# charged to its organizer, or, when it belongs to a shared object (agents.scopes), to each
+# organizer who shares that object when the day is refreshed.
 _REFRESH = """
-WITH usage AS (
+WITH owned AS (
+    SELECT run.id AS run_id, run.organizer_id FROM agents_agentrun AS run
+    WHERE run.finished_at >= %(start)s AND run.finished_at < %(end)s AND run.scope_kind = ''
+    {shared}
+),
+usage AS (
     SELECT metric.run_id,
         sum(metric.value) FILTER (WHERE metric.name = 'llm.prompt_tokens') AS prompt_tokens,
         sum(metric.value) FILTER (WHERE metric.name = 'llm.completion_tokens')
@@ -29,7 +37,7 @@ WITH usage AS (
     GROUP BY metric.run_id
 ),
 fresh AS (
-    SELECT run.organizer_id, run.agent, (run.finished_at AT TIME ZONE 'UTC')::date AS day,
+    SELECT owned.organizer_id, run.agent, (run.finished_at AT TIME ZONE 'UTC')::date AS day,
         count(*) AS runs,
         count(*) FILTER (WHERE run.status = 'succeeded') AS succeeded,
         count(*) FILTER (WHERE run.status = 'failed') AS failed,
@@ -40,7 +48,8 @@ fresh AS (
         coalesce(sum(usage.prompt_tokens), 0)::bigint AS prompt_tokens,
         coalesce(sum(usage.completion_tokens), 0)::bigint AS completion_tokens,
         coalesce(sum(usage.cost_usd), 0) AS cost_usd
-    FROM agents_agentrun AS run
+    FROM owned
+    JOIN agents_agentrun AS run ON run.id = owned.run_id
     LEFT JOIN usage ON usage.run_id = run.id
     WHERE run.finished_at >= %(start)s AND run.finished_at < %(end)s
         AND run.status = ANY(%(terminal)s)
@@ -66,9 +75,30 @@ SELECT count(*) FROM upserted
 """
 
 
+_SHARED = """
+    UNION ALL
+    SELECT run.id, member.organizer_id FROM agents_agentrun AS run
+    JOIN ({members}) AS member
+        ON member.scope_kind = run.scope_kind AND member.scope_id = run.scope_id
+    WHERE run.finished_at >= %(start)s AND run.finished_at < %(end)s AND run.scope_kind <> ''
+"""
+
+
+def _statement() -> str:
+    kinds = scopes.shared()
+    if not kinds:
+        return _REFRESH.format(shared="")
+    # Kind names are identifiers (agents.scopes.register checks them), the tables our models'.
+    members = " UNION ALL ".join(
+        f"SELECT '{kind.name}' AS scope_kind, shares.* FROM ({kind.members.sql()}) AS shares"  # type: ignore[union-attr]  # noqa: S608
+        for kind in kinds
+    )
+    return _REFRESH.format(shared=_SHARED.format(members=members))
+
+
 def refresh(first: date, last: date | None = None) -> int:
     """Compute the rollups of the UTC days `first`..`last` (inclusive); return the rows written."""
-    return execute_refresh(_REFRESH, first, last, terminal=sorted(AgentRun.TERMINAL))
+    return execute_refresh(_statement(), first, last, terminal=sorted(AgentRun.TERMINAL))
 
 
 def refresh_recent(now: datetime | None = None) -> int:

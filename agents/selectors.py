@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Prefetch, QuerySet, prefetch_related_objects
+from django.db.models import Prefetch, Q, QuerySet, prefetch_related_objects
 
+from agents import scopes
 from agents.models import AgentRollup, AgentRun, AgentRunMetric, Approval, ToolExecution
 from conductor.errors import NotFoundError
 
@@ -15,9 +16,17 @@ if TYPE_CHECKING:
 
 
 def runs_for_user(user: User | AnonymousUser) -> QuerySet[AgentRun]:
+    """The runs the user may see and act on: their own, and those of objects they share.
+
+    A run that belongs to a shared object (an event: agents.scopes) is seen by the organizers who
+    reach that object now, whoever started it; its starter loses it on leaving the event.
+    """
     if not user.is_authenticated:
         return AgentRun.objects.none()
-    return AgentRun.objects.filter(organizer=user)
+    visible = Q(scope_kind="", organizer=user)
+    for kind in scopes.shared():
+        visible |= Q(scope_kind=kind.name, scope_id__in=kind.reachable(user.pk).values("pk"))
+    return AgentRun.objects.filter(visible)
 
 
 def run_get_for_user(user: User | AnonymousUser, run_id: int) -> AgentRun:
@@ -79,7 +88,7 @@ def approvals_waiting_for_user(user: User | AnonymousUser) -> QuerySet[Approval]
         return Approval.objects.none()
     return (
         Approval.objects.filter(
-            run__organizer=user,
+            run__in=runs_for_user(user),
             run__status=AgentRun.Status.AWAITING_APPROVAL,
             status=Approval.Status.PENDING,
         )

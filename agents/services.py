@@ -27,7 +27,7 @@ from django.utils import timezone
 from pydantic import ValidationError
 from redis import RedisError
 
-from agents import circuit
+from agents import circuit, scopes
 from agents.context import (
     ApprovalRejected,
     AwaitingApproval,
@@ -90,12 +90,16 @@ def run_create(
     parent: AgentRun | None = None,
     rate_limited: bool = True,
     allow_internal: bool = False,
+    scope: tuple[str, int] | None = None,
 ) -> tuple[AgentRun, bool]:
     """Validate and queue a run; return it and whether it was created (False: idempotent replay).
 
     Raises ApplicationError: 400 routing codes or `validation_error` with field paths under
-    `input`, 413 `input_too_large`, 429 `rate_limited`, 409 `idempotency_key_reused`.
+    `input`, 404 `not_found` for an object the input names that the organizer does not reach
+    (agents.scopes), 413 `input_too_large`, 429 `rate_limited`, 409 `idempotency_key_reused`.
     Nothing is stored unless the whole request is valid; the task is sent after commit.
+    `scope` (kind, id) makes the run belong to a shared object that the organizer shares: every
+    organizer who reaches it sees the run.
     Internal agents (`Agent.internal`) are unknown here unless the platform itself starts the
     run (`allow_internal`): never pass it on an integrator's request.
     """
@@ -108,9 +112,15 @@ def run_create(
             details=[{"field": "input", "message": "Too large."}],
         )
     try:
-        validated = spec.input_model.model_validate(data).model_dump(mode="json")
+        parsed = spec.parse(data)
     except ValidationError as error:
         raise validation_error_from_pydantic(error, prefix=("input",)) from None
+    if not allow_internal:
+        # The platform's own runs name what it found in the organizer's scope itself (the tick,
+        # one query for all its decisions); an organizer's request is checked object by object.
+        scopes.check_references(parsed, organizer_id=organizer.pk)
+    validated = parsed.model_dump(mode="json")
+    scope_kind, scope_id = scope or ("", None)
     if idempotency_key is not None:
         existing = AgentRun.objects.filter(
             organizer=organizer, idempotency_key=idempotency_key
@@ -132,6 +142,8 @@ def run_create(
                 input=validated,
                 idempotency_key=idempotency_key,
                 parent=parent,
+                scope_kind=scope_kind,
+                scope_id=scope_id,
             )
         transaction.on_commit(lambda: enqueue(run.pk, found))
     except IntegrityError:
@@ -272,7 +284,7 @@ def _execute_claimed(run: AgentRun) -> Outcome:
     context = RunContext(run, agent)
     metrics_of_attempt = context.pending_metrics
     try:
-        result = agent.handle(context, run.intent, spec.input_model.model_validate(run.input))
+        result = agent.handle(context, run.intent, spec.parse(run.input))
         output = spec.output_model.model_validate(result, from_attributes=True)
     except AwaitingApproval:
         run.status = AgentRun.Status.AWAITING_APPROVAL

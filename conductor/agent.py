@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from django.conf import settings
@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, ValidationError
 from agents.circuit import CircuitOpenError
 from agents.context import RunContext, ToolCallFailed
 from agents.registry import Agent, AgentInput, IntentSpec, RetryPolicy, registry
+from agents.scopes import Ref
 from conductor import content, interventions, memory, policy_store
 from conductor.eligibility import session_eligibility
 from conductor.engine.policy import HOLD, PolicyContext
@@ -27,8 +28,8 @@ from telemetry import metrics
 
 
 class DecideInput(AgentInput):
-    session_id: int
-    anomaly_id: int | None = None
+    session_id: Annotated[int, Ref("live_session")]
+    anomaly_id: Annotated[int | None, Ref("anomaly")] = None
 
 
 class DecideOutput(BaseModel):

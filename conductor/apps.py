@@ -10,10 +10,33 @@ class ConductorConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import m2m_changed, post_delete
 
+        from agents import scopes
         from conductor import collector, memory
-        from conductor.models import Event
+        from conductor.models import Anomaly, Event, LiveSession
         from telemetry.health import register_check
 
         register_check("collector", collector.check)
+        # What agent inputs may name, and what decision runs belong to (agents.scopes): an
+        # event's objects are reached by each of its organizers.
+        scopes.register(
+            "event",
+            label="Event",
+            reachable=lambda organizer_id: Event.objects.filter(organizers=organizer_id),
+            members=scopes.Members(Event.organizers.through, "event", "user"),
+        )
+        scopes.register(
+            "live_session",
+            label="Session",
+            reachable=lambda organizer_id: LiveSession.objects.filter(
+                event__organizers=organizer_id
+            ),
+        )
+        scopes.register(
+            "anomaly",
+            label="Anomaly",
+            reachable=lambda organizer_id: Anomaly.objects.filter(
+                session__event__organizers=organizer_id
+            ),
+        )
         m2m_changed.connect(memory.on_organizers_changed, sender=Event.organizers.through)
         post_delete.connect(memory.on_event_deleted, sender=Event)

@@ -56,6 +56,8 @@ class _Consumer(AsyncJsonWebsocketConsumer):
 class SessionDashboardConsumer(_Consumer):
     """`/ws/sessions/{id}/`: one socket per open dashboard of a live session."""
 
+    session_id: int
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -65,9 +67,18 @@ class SessionDashboardConsumer(_Consumer):
         if not await _may_watch(user, session_id):
             await self._refuse(CLOSE_FORBIDDEN)
             return
+        self.session_id = session_id
         await self._join(realtime.session_group(session_id))
 
     async def dashboard_message(self, message: dict[str, Any]) -> None:
+        # Access is checked again with each tick's sample (one indexed query per dashboard every
+        # few seconds): an organizer removed from the event, or deleted, stops watching within
+        # one tick, whatever removed them (API, admin, a script).
+        if message["event"] == "engagement.sample" and not await _may_watch(
+            self.scope["user"], self.session_id
+        ):
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
         await self.send_json({"type": message["event"], "data": message["data"]})
 
 

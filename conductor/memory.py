@@ -162,20 +162,52 @@ def forget(*, organizer_ids: Iterable[int] | None, event_ids: Iterable[int]) -> 
     return int(items.delete()[0])
 
 
+def share(*, organizer_ids: Iterable[int], event_ids: Iterable[int]) -> int:
+    """Give these organizers what was learned from these events; return the memories added.
+
+    Recall for an event reads what all its organizers hold (agents.memory.recall): a co-organizer
+    who joins gets the event's memories, so adding them hides nothing, and nothing of another
+    event of the others'. One copy of each key, whoever held it.
+    """
+    organizer_ids = list(organizer_ids)
+    items = (
+        MemoryItem.objects.filter(agent=AGENT, metadata__event_id__in=list(event_ids))
+        .order_by("key", "pk")
+        .distinct("key")
+    )
+    copies = [
+        MemoryItem(
+            organizer_id=organizer_id,
+            agent=item.agent,
+            key=item.key,
+            content=item.content,
+            embedding=item.embedding,
+            reward=item.reward,
+            metadata=item.metadata,
+        )
+        for item in items
+        for organizer_id in organizer_ids
+    ]
+    return len(MemoryItem.objects.bulk_create(copies, ignore_conflicts=True))
+
+
 def on_organizers_changed(
     sender: Any, instance: Any, action: str, reverse: bool, pk_set: set[int] | None, **kwargs: Any
 ) -> None:
-    """m2m_changed of Event.organizers, from either side: forget for whoever leaves an event."""
+    """m2m_changed of Event.organizers, from either side: an organizer who joins an event gets
+    its memories, one who leaves forgets them."""
     if action == "pre_clear":  # the set is gone after the clear: name it before
         pk_set = set(
             (instance.events if reverse else instance.organizers).values_list("pk", flat=True)
         )
-    elif action != "post_remove":
+    elif action not in ("post_remove", "post_add"):
         return
-    if reverse:  # user.events.remove(event, ...)
-        forget(organizer_ids=[instance.pk], event_ids=pk_set or ())
-    else:  # event.organizers.remove(user, ...)
-        forget(organizer_ids=pk_set or (), event_ids=[instance.pk])
+    # user.events.add/remove(event, ...) or event.organizers.add/remove(user, ...)
+    users, events = ([instance.pk], pk_set or ()) if reverse else (pk_set or (), [instance.pk])
+    if action == "post_add":
+        share(organizer_ids=users, event_ids=events)
+    else:
+        forget(organizer_ids=users, event_ids=events)
 
 
 def on_event_deleted(sender: Any, instance: Event, **kwargs: Any) -> None:

@@ -311,6 +311,7 @@ def _start_decisions(found: list[Anomaly], sessions: dict[int, LiveSession]) -> 
             idempotency_key=f"anomaly-{anomaly.pk}",
             rate_limited=False,
             allow_internal=True,  # the engagement agent is the platform's own
+            scope=("event", session.event_id),  # every organizer of the event sees it
         )
         deciding.append(session)
     LiveSession.objects.bulk_update(deciding, ["deciding_run"])

@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 from agents import predictive
 from agents.context import RunContext
 from agents.registry import Agent, AgentInput, IntentSpec, registry
+from connectors.ads.models import Channel
 
 
 class GenerateAdCopyInput(AgentInput):
@@ -27,7 +28,7 @@ class AdCopy(BaseModel):
 
 
 class AllocateBudgetInput(AgentInput):
-    channels: list[str] = Field(min_length=1, max_length=20)
+    channels: list[Channel] = Field(min_length=1, max_length=20)
     total_daily_budget: float = Field(gt=0, le=1_000_000)
     days: int = Field(7, ge=1, le=90)
     min_share: float = Field(0.05, ge=0, le=0.5)

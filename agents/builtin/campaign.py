@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Any
+from typing import Annotated, Any
 
 from django.db.models import Sum
 from pydantic import BaseModel, Field
@@ -20,6 +20,8 @@ from agents.builtin.social import Platform
 from agents.context import RunContext
 from agents.models import AgentRun, Campaign, CampaignMetric, MemoryItem
 from agents.registry import Agent, AgentInput, IntentSpec, registry
+from agents.scopes import Ref
+from connectors.ads.models import Channel
 
 
 class PlanCampaignInput(AgentInput):
@@ -27,7 +29,7 @@ class PlanCampaignInput(AgentInput):
     event_name: str = Field(min_length=1, max_length=200)
     audience: str = Field("event attendees", max_length=200)
     daily_budget: float = Field(0, ge=0, le=1_000_000)
-    ad_channels: list[str] | None = Field(
+    ad_channels: list[Channel] | None = Field(
         default=None,
         max_length=5,
         description="Unset: the best channels of your similar past campaigns, or search.",
@@ -68,7 +70,7 @@ class CampaignPlan(BaseModel):
 
 
 class CampaignReportInput(AgentInput):
-    campaign_id: int
+    campaign_id: Annotated[int, Ref("campaign")]
 
 
 class ChannelReport(BaseModel):

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from agents.context import RunContext
 from agents.registry import Agent, AgentInput, IntentSpec, registry
+from connectors.email.models import Address, HeaderText
 
 
 class GenerateSequenceInput(AgentInput):
@@ -72,9 +73,10 @@ class ABTestResult(BaseModel):
 
 
 class SendCampaignInput(AgentInput):
-    to: list[str] = Field(min_length=1, max_length=1000)
-    subject: str = Field(min_length=1, max_length=200)
-    text: str = Field(min_length=1)
+    # The connector's own types: what a human approves is what the connector will accept.
+    to: list[Address] = Field(min_length=1, max_length=1000)
+    subject: HeaderText = Field(min_length=1, max_length=200)
+    text: str = Field(min_length=1, max_length=100_000)
 
 
 class SendResult(BaseModel):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, HttpUrl, UrlConstraints
 
 from agents.context import RunContext
 from agents.registry import Agent, AgentInput, IntentSpec, registry
@@ -18,7 +18,7 @@ MAX_CHARS: dict[str, int] = {"x": 280, "linkedin": 3000, "instagram": 2200, "fac
 class GeneratePostInput(AgentInput):
     platform: Platform
     topic: str = Field(min_length=1, max_length=300)
-    link: str | None = Field(None, max_length=500)
+    link: Annotated[HttpUrl, UrlConstraints(max_length=500)] | None = None
 
 
 class SocialPost(BaseModel):

@@ -9,6 +9,7 @@ from agents import services
 from agents.builtin.email import Variant, two_proportion_test
 from agents.builtin.social import fit, normalize_hashtags
 from agents.models import AgentRun, Campaign, CampaignMetric, MemoryItem
+from conductor.errors import ApplicationError
 from connectors import fakes
 from tests.factories import OrganizerFactory
 
@@ -284,13 +285,54 @@ def test_a_plan_starts_the_children_it_chose_first_whatever_is_learned_meanwhile
     assert plan.children.count() == 2
 
 
-def test_campaign_report_of_someone_elses_campaign_fails(organizer_):
+@pytest.mark.parametrize("whose", ["someone else's", "nobody's"])
+def test_a_report_of_a_campaign_the_organizer_does_not_own_is_refused_before_any_run(
+    organizer_, whose
+):
     theirs = Campaign.objects.create(organizer=OrganizerFactory(), name="Theirs")
+    campaign_id = theirs.pk if whose == "someone else's" else theirs.pk + 1000
 
-    report = run(organizer_, "campaign-report", {"campaign_id": theirs.pk})
+    with pytest.raises(ApplicationError) as refused:
+        services.run_create(
+            organizer=organizer_, intent="campaign-report", data={"campaign_id": campaign_id}
+        )
 
-    assert report.status == "failed"
-    assert "not found" in report.error["message"]
+    # The same answer either way: nothing tells which ids exist, and no run is stored.
+    assert (refused.value.status_code, refused.value.message) == (404, "Campaign not found.")
+    assert refused.value.details == [{"field": "input.campaign_id", "message": "Not found."}]
+    assert not AgentRun.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("intent", "data", "field"),
+    [
+        ("send-campaign", {"to": ["a@example.com", "not an address"], "subject": "Hi",
+                           "text": "Hello"}, "input.to.1"),
+        ("send-campaign", {"to": ["a@example.com"], "subject": "Hi\r\nBcc: all@example.com",
+                           "text": "Hello"}, "input.subject"),
+        ("generate-post", {"platform": "x", "topic": "AI", "link": "javascript:alert(1)"},
+         "input.link"),
+        ("hashtag-pack", {"topic": "cloud", "count": True}, "input.count"),
+        ("allocate-budget", {"channels": [" "], "total_daily_budget": 10}, "input.channels.0"),
+    ],
+)  # fmt: skip
+def test_what_would_fail_when_acted_on_is_refused_before_anyone_approves_it(
+    organizer_, intent, data, field
+):
+    with pytest.raises(ApplicationError) as refused:
+        services.run_create(organizer=organizer_, intent=intent, data=data)
+
+    assert refused.value.status_code == 400
+    assert [detail["field"] for detail in refused.value.details] == [field]
+    assert not AgentRun.objects.exists()
+
+
+def test_an_address_is_stored_as_the_connector_will_send_it(organizer_):
+    sent = run(organizer_, "send-campaign", {"to": [" Ann@Example.COM "], "subject": "Hi",
+                                             "text": "Hello"})  # fmt: skip
+
+    assert sent.input["to"] == ["Ann@example.com"]
+    assert sent.status == "awaiting_approval"
 
 
 def test_social_helpers():

@@ -1,0 +1,161 @@
+"""Co-organizers are full organizers: the event's decision runs, usage, memory and live view."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.utils import timezone
+
+from agents import rollups
+from agents import services as agent_services
+from agents.models import AgentRollup, AgentRun, MemoryItem
+from conductor import memory, services, tick
+from conductor.asgi import application
+from conductor.models import Intervention, LiveSession
+from connectors import fakes
+from tests.conductor.live import activity, audience
+from tests.conductor.test_decisions import decide, dropped, learn
+from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _clean():
+    fakes.reset()
+
+
+@pytest.fixture
+def shared(organizer, other_organizer):
+    """A live session of an event with two organizers; `organizer` joined it first."""
+    event = EventFactory(organizers=[organizer])
+    event.organizers.add(other_organizer)
+    session = LiveSessionFactory(event=event, status="live")
+    services.event_update_settings(event=event, settings={"holdout_share": 0})
+    learn(session, "hold", -0.1, times=10)  # so the decision sends something
+    return session
+
+
+def decision_run(session: LiveSession) -> AgentRun:
+    """A drop in the session decided as the tick does: a run that belongs to the event."""
+    anomaly = dropped(session)
+    run, _ = agent_services.run_create(
+        organizer=session.event.organizers.order_by("pk").first(), agent="engagement",
+        intent="decide", data={"session_id": session.pk, "anomaly_id": anomaly.pk},
+        rate_limited=False, allow_internal=True, scope=("event", session.event_id),
+    )  # fmt: skip
+    agent_services.run_execute(run_id=run.pk)
+    return run
+
+
+def test_the_tick_gives_a_decision_run_to_the_event(shared):
+    start = timezone.now() - timedelta(minutes=5)
+    audience(shared, 10, start)  # present and silent: engagement 0
+    for step in range(7):
+        tick.sessions_tick(now=start + timedelta(seconds=5 * step + 5))
+
+    run = AgentRun.objects.get(agent="engagement")
+    assert (run.scope_kind, run.scope_id) == ("event", shared.event_id)
+
+
+def test_each_organizer_of_the_event_sees_the_run_behind_an_intervention(
+    shared, organizer, other_organizer, client_for
+):
+    run = decision_run(shared)
+    intervention = Intervention.objects.get(run=run)
+    stranger = OrganizerFactory()
+
+    for who, expected in ((organizer, 200), (other_organizer, 200), (stranger, 404)):
+        found = client_for(who).get(f"/api/v1/runs/{intervention.run_id}/")
+        assert found.status_code == expected, who
+        listed = client_for(who).get("/api/v1/runs/?agent=engagement").json()["results"]
+        assert [item["id"] for item in listed] == ([run.pk] if expected == 200 else [])
+
+
+def test_an_organizer_who_leaves_the_event_loses_its_runs_even_the_ones_they_started(
+    shared, organizer, other_organizer, client_for
+):
+    run = decision_run(shared)
+    assert run.organizer == organizer
+
+    shared.event.organizers.remove(organizer)
+
+    assert client_for(organizer).get(f"/api/v1/runs/{run.pk}/").status_code == 404
+    assert client_for(other_organizer).get(f"/api/v1/runs/{run.pk}/").status_code == 200
+
+
+def test_usage_is_charged_to_every_organizer_of_the_event(shared, organizer, other_organizer):
+    decision_run(shared)
+    own, _ = agent_services.run_create(
+        organizer=organizer, intent="generate-draft", data={"topic": "AI"}
+    )
+    agent_services.run_execute(run_id=own.pk)
+
+    rollups.refresh_recent()
+
+    usage = {
+        (row.organizer_id, row.agent): row.runs
+        for row in AgentRollup.objects.filter(organizer__in=[organizer, other_organizer])
+    }
+    assert usage == {
+        (organizer.pk, "engagement"): 1,
+        (other_organizer.pk, "engagement"): 1,
+        (organizer.pk, "content"): 1,  # an organizer's own run stays theirs
+    }
+
+
+def test_adding_a_co_organizer_keeps_the_events_memory(organizer, other_organizer):
+    session = LiveSessionFactory(event=EventFactory(organizers=[organizer]), status="live")
+    services.event_update_settings(event=session.event, settings={"holdout_share": 0})
+    learn(session, "hold", -0.1, times=10)
+    intervention = Intervention.objects.get(run=decide(session, dropped(session)))
+    Intervention.objects.filter(pk=intervention.pk).update(reward=0.2, lift=0.2)
+    intervention.refresh_from_db()
+    assert memory.remember(intervention)
+    situation = MemoryItem.objects.get().metadata["situation"]
+    assert len(memory.recall(organizer_ids=[organizer.pk], situation_text=situation)) == 1
+
+    session.event.organizers.add(other_organizer)
+
+    both = [organizer.pk, other_organizer.pk]
+    assert len(memory.recall(organizer_ids=both, situation_text=situation)) == 1
+    # Nothing of the first organizer's other events reaches the newcomer.
+    elsewhere = LiveSessionFactory(event=EventFactory(organizers=[organizer]), status="live")
+    services.event_update_settings(event=elsewhere.event, settings={"holdout_share": 0})
+    learn(elsewhere, "hold", -0.1, times=10)
+    other = Intervention.objects.get(run=decide(elsewhere, dropped(elsewhere)))
+    Intervention.objects.filter(pk=other.pk).update(reward=0.3, lift=0.3)
+    other.refresh_from_db()
+    memory.remember(other)
+    assert len(memory.recall(organizer_ids=[organizer.pk], situation_text=situation)) == 2
+    assert len(memory.recall(organizer_ids=[other_organizer.pk], situation_text=situation)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_removed_organizers_live_view_closes_at_the_next_tick():
+    def setup() -> tuple:
+        owner, helper = OrganizerFactory(), OrganizerFactory()
+        session = LiveSessionFactory(event=EventFactory(organizers=[owner, helper]))
+        services.session_update(session_id=session.pk, status="live")
+        now = timezone.now()
+        activity(session, audience(session, 10, now - timedelta(minutes=1)), now)
+        return owner, helper, session
+
+    owner, helper, session = await database_sync_to_async(setup)()
+    sockets = {}
+    for who in (owner, helper):
+        sockets[who] = WebsocketCommunicator(
+            application, f"/ws/sessions/{session.pk}/?token={who.auth_token.key}"
+        )
+        assert (await sockets[who].connect())[0]
+
+    await database_sync_to_async(session.event.organizers.remove)(helper)
+    await database_sync_to_async(tick.sessions_tick)()
+
+    assert (await sockets[owner].receive_json_from(timeout=5))["type"] == "engagement.sample"
+    closed = await sockets[helper].receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": 4403}
+    await sockets[owner].disconnect()
