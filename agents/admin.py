@@ -20,18 +20,20 @@ from agents.models import (
     MemoryItem,
     ToolExecution,
 )
-from conductor.admin_actions import ComputedAdmin, decide_each
+from conductor.admin_actions import ComputedAdmin, ServiceWrittenAdmin, decide_each
 from conductor.errors import ConflictError
 
 
 @admin.register(MemoryItem)
-class MemoryItemAdmin(admin.ModelAdmin):
+class MemoryItemAdmin(ComputedAdmin):
+    """Learned by the agents (agents.memory.learn): the embedding is computed from the situation
+    in `metadata`, so an edit by hand would make recall match on text that is no longer there."""
+
     list_display = ("agent", "key", "organizer", "reward", "created_at")
     list_filter = ("agent",)
     list_select_related = ("organizer",)
     search_fields = ("key", "content")
     exclude = ("embedding",)  # 256 floats are not for reading
-    readonly_fields = ("created_at",)
 
 
 @admin.register(AgentRollup)
@@ -75,7 +77,7 @@ class ApprovalInline(_ReadOnlyInline):
 
 
 @admin.register(AgentRun)
-class AgentRunAdmin(admin.ModelAdmin):
+class AgentRunAdmin(ServiceWrittenAdmin):
     list_display = ("id", "agent", "intent", "status", "organizer", "attempts", "created_at")
     list_filter = ("status", "agent", "intent")
     search_fields = ("=id", "idempotency_key", "organizer__username")
@@ -100,7 +102,7 @@ class AgentRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(Approval)
-class ApprovalAdmin(admin.ModelAdmin):
+class ApprovalAdmin(ServiceWrittenAdmin):
     list_display = ("id", "run_link", "tool", "action", "status", "requested_at", "expires_at",
                     "decided_by")  # fmt: skip
     list_filter = ("status", "tool", "expired")
@@ -139,16 +141,25 @@ class ApprovalAdmin(admin.ModelAdmin):
 
 
 class CampaignMetricInline(admin.TabularInline):
+    """Results as the channels reported them, which campaign-report reads: the one way to enter
+    them by hand, so they stay editable."""
+
     model = CampaignMetric
     extra = 0
     fields = ("kind", "channel", "value", "at")
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(ServiceWrittenAdmin):
+    """Planned by the campaign agent, which sets the status from its child runs: the campaign is
+    shown, not edited; its metrics can be entered below."""
+
     list_display = ("name", "organizer", "status", "budget", "created_at")
     list_filter = ("status", "kind")
     search_fields = ("name", "organizer__username")
     list_select_related = ("organizer",)
-    raw_id_fields = ("run",)
+    readonly_fields = [f.name for f in Campaign._meta.fields]
     inlines = [CampaignMetricInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # campaigns come from plan-campaign runs

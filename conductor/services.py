@@ -41,9 +41,10 @@ def event_create(
     return event
 
 
-def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """`target` with RFC 7386's merge `patch` applied (neither is changed)."""
-    merged = dict(target)
+def merge_patch(target: Any, patch: dict[str, Any]) -> dict[str, Any]:
+    """`target` with RFC 7386's merge `patch` applied (neither is changed); a `target` that is
+    not an object counts as an empty one, as the RFC says."""
+    merged = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
             merged.pop(key, None)
@@ -54,15 +55,38 @@ def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
+def merge_patch_between(source: Any, target: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch that turns `source` into `target` (`merge_patch(source, it) == target`).
+
+    Only what differs is in it: applied to a newer `source`, it keeps the newer keys it does not
+    touch. Assumes `target` holds no `null`s (a merge patch cannot write one).
+    """
+    if not isinstance(source, dict):
+        return dict(target)
+    patch: dict[str, Any] = dict.fromkeys(source.keys() - target.keys())
+    for key, value in target.items():
+        old = source.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            nested = merge_patch_between(old, value)
+            if nested:
+                patch[key] = nested
+        elif key not in source or old != value:
+            patch[key] = value
+    return patch
+
+
 @transaction.atomic
 def event_update_settings(*, event: Event, settings: dict[str, Any]) -> Event:
     """Merge `settings` into the event's current settings; the result is validated whole.
 
     A JSON merge patch (RFC 7386): nested objects (`cooldowns`) merge key by key, `null` puts a
-    setting back to its default, anything else replaces it.
+    setting back to its default, anything else replaces it. Returns `event` with the stored
+    settings; raises ApplicationError (400) naming each wrong field under `settings.`.
     """
-    merged = merge_patch(event.settings, settings)
-    event.settings = parse_event_settings(merged).model_dump(mode="json")
+    # Merge into the row as it is now, under its lock, not into the caller's copy: two
+    # concurrent patches of different keys would otherwise each write back the other's old value.
+    current = Event.objects.select_for_update().values_list("settings", flat=True).get(pk=event.pk)
+    event.settings = parse_event_settings(merge_patch(current, settings)).model_dump(mode="json")
     event.save(update_fields=["settings", "updated_at"])
     return event
 

@@ -87,3 +87,24 @@ def test_admin_bulk_approves_and_rejects_interventions(client, live_session):
              "/admin/conductor/anomaly/", "/admin/conductor/policyevidence/"]  # fmt: skip
     for url in pages:
         assert client.get(url).status_code == 200
+
+
+def test_saving_an_intervention_page_writes_nothing_to_it(client, live_session):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from conductor.models import Intervention
+
+    staff = get_user_model().objects.create_superuser("chief", password="x-admin-pass")
+    client.force_login(staff)
+    waiting = Intervention.objects.create(
+        session=live_session, type="poll", status="pending", source="template"
+    )
+
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(f"/admin/conductor/intervention/{waiting.pk}/change/", {})
+
+    assert response.status_code == 302
+    # Written back, the copy the page read would undo a decision or an expiry made meanwhile.
+    assert not [q for q in queries if q["sql"].startswith('UPDATE "conductor_intervention"')]
+    assert Intervention.objects.get(pk=waiting.pk).status == "pending"
