@@ -1,4 +1,8 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels."""
+"""ASGI entry point: HTTP through Django, websockets through Channels.
+
+HTTP bodies have a deadline (a slow client gets 408); a websocket whose database or Redis fails
+under it is closed with 1013 instead of crashing (conductor.middleware).
+"""
 
 from __future__ import annotations
 
@@ -13,12 +17,15 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from conductor.auth import BrowserOriginValidator, ConductorAuthStack  # noqa: E402
 from conductor.heap import freeze_startup_heap  # noqa: E402
+from conductor.middleware import RequestBodyDeadline, WebsocketOutageGuard  # noqa: E402
 from conductor.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
-        "websocket": BrowserOriginValidator(ConductorAuthStack(URLRouter(websocket_urlpatterns))),
+        "http": RequestBodyDeadline(django_asgi_app),
+        "websocket": WebsocketOutageGuard(
+            BrowserOriginValidator(ConductorAuthStack(URLRouter(websocket_urlpatterns)))
+        ),
     }
 )
 

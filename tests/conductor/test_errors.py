@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import kombu.exceptions
+import pytest
+import redis
 from django.core.exceptions import PermissionDenied
+from django.db import InterfaceError, OperationalError, connection
 from django.http import Http404
 from rest_framework import exceptions
 
-from conductor.errors import api_exception_handler
+from conductor.errors import ApplicationError, api_exception_handler
+from tests.conftest import unused_port
+from tests.factories import OrganizerFactory
 
 
 def body(response):
@@ -36,3 +42,49 @@ def test_unlisted_api_exception_keeps_its_status():
         status_code = 418
 
     assert body(api_exception_handler(Teapot("short and stout"), {})) == (418, "error")
+
+
+@pytest.mark.parametrize(
+    "outage",
+    [
+        OperationalError("connection refused"),
+        InterfaceError("connection already closed"),
+        redis.ConnectionError("Error 111 connecting"),
+        redis.TimeoutError("Timeout reading from socket"),
+        kombu.exceptions.OperationalError("broker unreachable"),
+    ],
+)
+def test_an_outage_is_503_unavailable_with_retry_after(outage):
+    response = api_exception_handler(outage, {})
+
+    assert body(response) == (503, "unavailable")
+    assert response.headers["Retry-After"] == "5"
+
+
+def test_an_application_error_raised_from_an_outage_keeps_its_own_code():
+    error = ApplicationError("Nope.", code="conflict", status_code=409)
+    error.__cause__ = OperationalError("gone")
+
+    assert body(api_exception_handler(error, {})) == (409, "conflict")
+
+
+def test_an_error_raised_from_an_outage_is_503():
+    error = RuntimeError("wrapped")
+    error.__cause__ = redis.ConnectionError("refused")
+
+    assert body(api_exception_handler(error, {})) == (503, "unavailable")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_page_is_503_unavailable_while_the_database_is_down(client, monkeypatch):
+    client.force_login(OrganizerFactory())
+    connection.close()
+    # The next connection goes to a port nobody listens on.
+    monkeypatch.setitem(connection.settings_dict, "OPTIONS", {"host": "127.0.0.1"})
+    monkeypatch.setitem(connection.settings_dict, "PORT", str(unused_port()))
+
+    response = client.get("/dashboard/")
+
+    connection.close()
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "unavailable"

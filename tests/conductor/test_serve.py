@@ -104,3 +104,26 @@ def test_run_serves_healthz_and_stops_on_sigterm_leaving_nothing(tmp_path):
     time.sleep(0.5)  # postgres children exit just after the postmaster
     left = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert left == []
+
+
+def test_a_crash_loop_stops_everything_naming_the_child_and_its_last_error(tmp_path):
+    env = {k: v for k, v in child_env().items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env["CONDUCTOR_DATA_DIR"] = str(tmp_path / "data")
+    env["CELERY_LOG_LEVEL"] = "NOPE"  # worker and beat refuse it at every start
+    process = serve(free_port(), env)
+    try:
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+    assert process.returncode == 1
+    assert re.search(r"(worker|beat) exited with code 2; starting it again in 0\.5 s", output)
+    crash = re.search(
+        r"^(worker|beat) died 5 times in 60 s \(last exit code 2\); stopping Conductor\. "
+        r"Last error: .*NOPE.*$",
+        output,
+        re.MULTILINE,
+    )
+    assert crash, output[-3000:]
+    assert "conductor stopped" in output
