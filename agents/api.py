@@ -19,10 +19,12 @@ from conductor import rollups
 from conductor.api import (
     DayRangeSerializer,
     DecisionInputSerializer,
+    QuerySerializer,
     StrictSerializer,
     no_nul_characters,
 )
 from conductor.pagination import PaginatedApi
+from conductor.schema import error_responses
 
 
 class ToolExecutionOutputSerializer(serializers.Serializer):
@@ -31,11 +33,11 @@ class ToolExecutionOutputSerializer(serializers.Serializer):
     seq = serializers.IntegerField()
     status = serializers.CharField()
     input = serializers.JSONField()
-    output = serializers.JSONField()
-    error = serializers.JSONField()
+    output = serializers.JSONField(allow_null=True)
+    error = serializers.JSONField(allow_null=True)
     attempt = serializers.IntegerField()
     started_at = serializers.DateTimeField()
-    finished_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
     duration_ms = serializers.IntegerField(allow_null=True)
 
 
@@ -55,7 +57,7 @@ class ApprovalOutputSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField()
     expired = serializers.BooleanField()
     decided_by = serializers.CharField(source="decided_by.username", allow_null=True, default=None)
-    decided_at = serializers.DateTimeField()
+    decided_at = serializers.DateTimeField(allow_null=True)
     reason = serializers.CharField()
 
 
@@ -66,14 +68,14 @@ class RunOutputSerializer(serializers.Serializer):
     intent = serializers.CharField()
     status = serializers.CharField()
     input = serializers.JSONField()
-    output = serializers.JSONField()
-    error = serializers.JSONField()
+    output = serializers.JSONField(allow_null=True)
+    error = serializers.JSONField(allow_null=True)
     attempts = serializers.IntegerField()
     idempotency_key = serializers.CharField(allow_null=True)
     parent_id = serializers.IntegerField(allow_null=True)  # "parent" is taken by DRF
     created_at = serializers.DateTimeField()
-    started_at = serializers.DateTimeField()
-    finished_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
     duration_ms = serializers.IntegerField(allow_null=True)
 
 
@@ -102,10 +104,14 @@ class RunListCreateApi(PaginatedApi):
     class InputSerializer(StrictSerializer):
         agent = serializers.CharField(required=False, max_length=64)
         intent = serializers.CharField(max_length=64)
-        input = serializers.JSONField(validators=[no_nul_characters])
+        input = serializers.DictField(
+            validators=[no_nul_characters],
+            help_text="The intent's input: its JSON Schema is the agent's `input_schema` "
+            "(GET /api/v1/agents/).",
+        )
         idempotency_key = serializers.CharField(required=False, max_length=200)
 
-    class FilterSerializer(serializers.Serializer):
+    class FilterSerializer(QuerySerializer):
         agent = serializers.CharField(required=False)
         intent = serializers.CharField(required=False)
         status = serializers.ChoiceField(choices=AgentRun.Status.values, required=False)
@@ -117,7 +123,10 @@ class RunListCreateApi(PaginatedApi):
         runs = selectors.runs_for_user(request.user).filter(**filters.validated_data)
         return self.paginate(runs, lambda page: RunOutputSerializer(page, many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={202: RunDetailOutputSerializer})
+    @extend_schema(
+        request=InputSerializer,
+        responses={202: RunDetailOutputSerializer, **error_responses(404, 409, 429)},
+    )
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -142,7 +151,7 @@ class RunDetailApi(APIView):
 
 
 class RunCancelApi(APIView):
-    @extend_schema(request=None, responses=RunDetailOutputSerializer)
+    @extend_schema(request=None, responses={200: RunDetailOutputSerializer, **error_responses(409)})
     def post(self, request: Request, run_id: int) -> Response:
         # The service loads the run under a row lock: the access check loads nothing, and the
         # detail is the run the service returns.
@@ -167,12 +176,18 @@ class _RunDecisionApi(APIView):
         return _detail(selectors.run_with_details(run))
 
 
-@extend_schema(request=_RunDecisionApi.InputSerializer, responses=RunDetailOutputSerializer)
+@extend_schema(
+    request=_RunDecisionApi.InputSerializer,
+    responses={200: RunDetailOutputSerializer, **error_responses(409)},
+)
 class RunApproveApi(_RunDecisionApi):
     approve = True
 
 
-@extend_schema(request=_RunDecisionApi.InputSerializer, responses=RunDetailOutputSerializer)
+@extend_schema(
+    request=_RunDecisionApi.InputSerializer,
+    responses={200: RunDetailOutputSerializer, **error_responses(409)},
+)
 class RunRejectApi(_RunDecisionApi):
     approve = False
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, timedelta
 from typing import Any, cast, get_args
 
 from django.contrib.auth.models import User
+from django.http import QueryDict
 from django.utils import timezone
 from django.utils.http import parse_header_parameters
-from drf_spectacular.extensions import OpenApiSerializerFieldExtension
-from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
+from drf_spectacular.utils import (
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from pydantic import BaseModel, ValidationError
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -21,22 +27,87 @@ from conductor.errors import ApplicationError
 from conductor.event_settings import INTERVENTION_TYPES, EventSettings
 from conductor.models import Intervention, InterventionRollup, LiveSession
 from conductor.pagination import PaginatedApi
+from conductor.schema import error_responses
 from conductor.serializers import AnomalyOutputSerializer, SampleOutputSerializer
 
 
-class StrictSerializer(serializers.Serializer):
-    """Rejects fields it does not know, so a typo is a 400 instead of silently ignored.
+def _json_type_error(field: serializers.Field, value: Any) -> str | None:
+    """Why `value` is not of the JSON type `field` documents, or None.
 
-    Unknown fields are reported together with every other invalid field.
+    DRF coerces (`5` becomes `"5"`, `1.0` becomes `1`); what is stored must be what was sent.
     """
+    if isinstance(field, serializers.CharField | serializers.ChoiceField):
+        return None if isinstance(value, str) else "Must be a string."
+    if isinstance(field, serializers.IntegerField):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else "Must be an integer."
+    if isinstance(field, serializers.FloatField):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if ok else "Must be a number."
+    if isinstance(field, serializers.BooleanField):
+        return None if isinstance(value, bool) else "Must be true or false."
+    return None
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects fields it does not know, so a typo is a 400 instead of silently ignored, and
+    values of another JSON type (no coercion: `true` is not `1`, `5` is not `"5"`).
+
+    Unknown fields are reported together with every other invalid field. `min_properties`
+    (documented as `minProperties`) is the fewest fields a request must give.
+    """
+
+    min_properties = 0
 
     def to_internal_value(self, data: Any) -> Any:
         unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
         errors: dict[str, Any] = {key: ["Unknown field."] for key in unknown}
+        if isinstance(data, dict):
+            for name, field in self.fields.items():
+                if name in data and data[name] is not None:
+                    message = _json_type_error(field, data[name])
+                    if message:
+                        errors[name] = [message]
+            if len(data) < self.min_properties:
+                fields = ", ".join(self.fields)
+                errors.setdefault("", []).append(f"Give at least one of: {fields}.")
         try:
             value = super().to_internal_value(data)
         except serializers.ValidationError as error:
-            errors.update(error.detail if isinstance(error.detail, dict) else {"": error.detail})
+            detail = error.detail if isinstance(error.detail, dict) else {"": error.detail}
+            errors = {**detail, **errors}
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+class QuerySerializer(serializers.Serializer):
+    """Query parameters, read as given: a value that does not parse is a 400 naming it, never
+    the default. An empty value is a wrong value, not a missing one, and a parameter given twice
+    is an error rather than its last copy."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, QueryDict):
+            return super().to_internal_value(data)
+        errors: dict[str, Any] = {}
+        values: dict[str, Any] = {}
+        for name, field in self.fields.items():
+            given = data.getlist(name)
+            if not given:
+                continue
+            if len(given) > 1:
+                errors[name] = ["Give it once."]
+            elif isinstance(field, serializers.IntegerField) and not _INTEGER.fullmatch(given[0]):
+                errors[name] = ["A valid integer is required."]
+            else:
+                values[name] = given[0]
+        try:
+            value = super().to_internal_value(values)  # a dict: no HTML-form reading of blanks
+        except serializers.ValidationError as error:
+            errors = {**cast(dict[str, Any], error.detail), **errors}
         if errors:
             raise serializers.ValidationError(errors)
         return value
@@ -46,11 +117,13 @@ DAYS_DEFAULT = 30
 DAYS_MAX = 366
 
 
-class DayRangeSerializer(serializers.Serializer):
+class DayRangeSerializer(QuerySerializer):
     """`?since=&until=`: UTC days, inclusive; the last 30 by default, at most 366."""
 
     since = serializers.DateField(
-        required=False, help_text="First UTC day (default: 29 days before `until`)."
+        required=False,
+        help_text="First UTC day (default: 29 days before `until`). Not after `until`, and at "
+        f"most {DAYS_MAX} days before it (else 400 naming `since`).",
     )
     until = serializers.DateField(required=False, help_text="Last UTC day (default: today).")
 
@@ -77,31 +150,23 @@ def no_nul_characters(value: Any) -> None:
         raise serializers.ValidationError(error)
 
 
-def inline_json_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The model's JSON Schema with its `$defs` inlined (OpenAPI has no `#/$defs`)."""
-    schema = model.model_json_schema()
-    definitions = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            if "$ref" in node:
-                return resolve(definitions[node["$ref"].rsplit("/", 1)[-1]])
-            return {key: resolve(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [resolve(item) for item in node]
-        return node
-
-    return dict(resolve(schema))
-
-
 class PydanticField(serializers.Field):
-    """A JSON object validated by a pydantic model; errors keep their nested field paths."""
+    """A JSON object validated by a pydantic model; errors keep their nested field paths.
 
-    def __init__(self, model: type[BaseModel], **kwargs: Any) -> None:
+    With `merge_patch=True` it is a JSON merge patch of the model, documented as one, that the
+    service merges and validates whole: here it only has to be an object.
+    """
+
+    def __init__(self, model: type[BaseModel], *, merge_patch: bool = False, **kwargs: Any):
         self.model = model
+        self.merge_patch = merge_patch
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if self.merge_patch:
+            if not isinstance(data, dict):
+                raise serializers.ValidationError("Must be an object.")
+            return data
         try:
             return self.model.model_validate(data).model_dump(mode="json")
         except ValidationError as error:
@@ -144,6 +209,7 @@ class SessionOutputSerializer(serializers.Serializer):
     attendee_key = serializers.CharField(help_text="Key for /ws/sessions/{id}/attendees/?key=")
     engagement = serializers.SerializerMethodField()
 
+    @extend_schema_field(SampleOutputSerializer(allow_null=True))
     def get_engagement(self, session: LiveSession) -> dict[str, Any] | None:
         # A list passes the page's latest samples (one query); a single session asks for its own.
         latest = self.context.get("latest_samples")
@@ -153,15 +219,6 @@ class SessionOutputSerializer(serializers.Serializer):
             else selectors.session_latest_sample(session)
         )
         return None if sample is None else dict(SampleOutputSerializer(sample).data)
-
-
-class PydanticFieldExtension(OpenApiSerializerFieldExtension):
-    """Documents a PydanticField with its model's JSON Schema."""
-
-    target_class = PydanticField
-
-    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
-        return inline_json_schema(self.target.model)
 
 
 class EventListCreateApi(PaginatedApi):
@@ -190,7 +247,10 @@ class EventListCreateApi(PaginatedApi):
 class EventDetailApi(APIView):
     @extend_schema_serializer(component_name="EventUpdateInput")
     class InputSerializer(StrictSerializer):
-        settings = serializers.DictField()
+        settings = PydanticField(
+            EventSettings, merge_patch=True,
+            help_text="A JSON merge patch of the settings: `null` puts one back to its default.",
+        )  # fmt: skip
 
     @extend_schema(responses=EventOutputSerializer)
     def get(self, request: Request, event_id: int) -> Response:
@@ -216,7 +276,7 @@ class SessionListCreateApi(PaginatedApi):
             choices=LiveSession.Mode.values, required=False, default=LiveSession.Mode.SEMI_AUTO
         )
 
-    class FilterSerializer(serializers.Serializer):
+    class FilterSerializer(QuerySerializer):
         event = serializers.IntegerField(required=False)
         status = serializers.ChoiceField(choices=LiveSession.Status.values, required=False)
 
@@ -237,7 +297,9 @@ class SessionListCreateApi(PaginatedApi):
         latest = selectors.latest_samples([session.pk for session in page])
         return SessionOutputSerializer(page, many=True, context={"latest_samples": latest}).data
 
-    @extend_schema(request=InputSerializer, responses={201: SessionOutputSerializer})
+    @extend_schema(
+        request=InputSerializer, responses={201: SessionOutputSerializer, **error_responses(404)}
+    )
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -250,13 +312,10 @@ class SessionListCreateApi(PaginatedApi):
 class SessionDetailApi(APIView):
     @extend_schema_serializer(component_name="SessionUpdateInput")
     class InputSerializer(StrictSerializer):
+        min_properties = 1
+
         mode = serializers.ChoiceField(choices=LiveSession.Mode.values, required=False)
         status = serializers.ChoiceField(choices=LiveSession.Status.values, required=False)
-
-        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-            if not attrs:
-                raise serializers.ValidationError("Give at least one of: mode, status.")
-            return attrs
 
     @extend_schema(responses=SessionOutputSerializer)
     def get(self, request: Request, session_id: int) -> Response:
@@ -265,10 +324,7 @@ class SessionDetailApi(APIView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={
-            200: SessionOutputSerializer,
-            409: inline_serializer("TransitionError", {"error": serializers.DictField()}),
-        },
+        responses={200: SessionOutputSerializer, **error_responses(409)},
     )
     def patch(self, request: Request, session_id: int) -> Response:
         session = selectors.session_get_for_user(request.user, session_id)
@@ -278,22 +334,33 @@ class SessionDetailApi(APIView):
         return Response(SessionOutputSerializer(session).data)
 
 
-class SignalDocSerializer(serializers.Serializer):
+class SignalDocSerializer(StrictSerializer):
     """Documents one signal (validation is done by conductor.ingest.SignalIn)."""
 
     def get_fields(self) -> dict[str, serializers.Field]:
         # Built here: a declared field named `data` would hide Serializer.data.
         return {
-            "id": serializers.CharField(required=False, max_length=100),
+            "id": serializers.CharField(
+                required=False, max_length=100, help_text="Repeats of an id are not stored."
+            ),
             "type": serializers.ChoiceField(choices=list(get_args(ingest.SignalType))),
             "attendee": serializers.CharField(max_length=128),
-            "at": serializers.DateTimeField(required=False),
+            "at": serializers.DateTimeField(
+                required=False,
+                help_text="When it happened (default: when received), with a UTC offset. At most "
+                f"{ingest.MAX_AGE} before the server's clock and {ingest.MAX_SKEW} after it "
+                "(else 400 naming the item's `at`).",
+            ),
             "data": serializers.DictField(required=False),
         }
 
 
-class SignalBatchDocSerializer(serializers.Serializer):
-    signals = SignalDocSerializer(many=True, help_text="1 to 5,000 signals")
+@extend_schema_serializer(component_name="SignalBatch")
+class SignalBatchDocSerializer(StrictSerializer):
+    signals = serializers.ListField(
+        child=SignalDocSerializer(), min_length=1, max_length=ingest.MAX_BATCH,
+        help_text=f"1 to {ingest.MAX_BATCH:,} signals",
+    )  # fmt: skip
 
 
 class InterventionOutputSerializer(serializers.Serializer):
@@ -347,7 +414,8 @@ class SessionSignalsApi(APIView):
     @extend_schema(
         request=SignalBatchDocSerializer,
         responses={202: inline_serializer("IngestResult", {
-            "accepted": serializers.IntegerField(), "duplicates": serializers.IntegerField()})},
+            "accepted": serializers.IntegerField(), "duplicates": serializers.IntegerField()}),
+            **error_responses(409)},
     )  # fmt: skip
     def post(self, request: Request, session_id: int) -> Response:
         session = selectors.session_get_for_user(request.user, session_id)
@@ -366,7 +434,7 @@ class SessionSignalsApi(APIView):
 
 
 class SessionEngagementApi(APIView):
-    class FilterSerializer(serializers.Serializer):
+    class FilterSerializer(QuerySerializer):
         since = serializers.DateTimeField(required=False)
         limit = serializers.IntegerField(required=False, min_value=1, max_value=5000, default=720)
 
@@ -411,7 +479,10 @@ class InterventionListCreateApi(PaginatedApi):
         queryset = session.interventions.select_related("decided_by").order_by("-created_at", "-id")
         return self.paginate(queryset, lambda page: [interventions.serialize(i) for i in page])
 
-    @extend_schema(request=InputSerializer, responses={201: InterventionOutputSerializer})
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: InterventionOutputSerializer, **error_responses(409)},
+    )
     def post(self, request: Request, session_id: int) -> Response:
         session = selectors.session_get_for_user(request.user, session_id)
         serializer = self.InputSerializer(data=request.data)
@@ -452,14 +523,16 @@ class _InterventionDecisionApi(APIView):
 
 
 @extend_schema(
-    request=_InterventionDecisionApi.InputSerializer, responses=InterventionOutputSerializer
+    request=_InterventionDecisionApi.InputSerializer,
+    responses={200: InterventionOutputSerializer, **error_responses(409)},
 )
 class InterventionApproveApi(_InterventionDecisionApi):
     approve = True
 
 
 @extend_schema(
-    request=_InterventionDecisionApi.InputSerializer, responses=InterventionOutputSerializer
+    request=_InterventionDecisionApi.InputSerializer,
+    responses={200: InterventionOutputSerializer, **error_responses(409)},
 )
 class InterventionRejectApi(_InterventionDecisionApi):
     approve = False
@@ -563,7 +636,7 @@ class EventPolicyReportApi(APIView):
     """Off-policy evaluation of an event's logged decisions: each intervention type's estimated
     lift if it were always chosen, and its effect over doing nothing (conductor.policy_report)."""
 
-    class FilterSerializer(serializers.Serializer):
+    class FilterSerializer(QuerySerializer):
         days = serializers.IntegerField(
             required=False, min_value=1, max_value=policy_report.DAYS_MAX,
             default=policy_report.DAYS_DEFAULT, help_text="Days of decisions to evaluate.",

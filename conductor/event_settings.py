@@ -1,6 +1,7 @@
 """Per-event conductor settings, stored as JSON on `Event.settings` and parsed by pydantic.
 
-Pure: no Django imports, so the policy and the API can share it.
+Pure: no Django imports, so the policy and the API can share it. Strict, as the API reads
+JSON: `true` is not an integer and `"3"` is not a number; only an integer may stand for a float.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ INTERVENTION_TYPES: tuple[InterventionType, ...] = (
 class Cooldowns(BaseModel):
     """Seconds before the same intervention type may be used again in a session."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     poll: int = Field(120, ge=0, le=86_400)
     chat_prompt: int = Field(60, ge=0, le=86_400)
@@ -38,7 +39,7 @@ class Cooldowns(BaseModel):
 class PolicyOptions(BaseModel):
     """How the conductor's policy learns for this event (conductor.engine.policy)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     # Evidence loses half its weight in this many hours: what worked last month counts less
     # than what worked today, however many decisions came in between.
@@ -51,10 +52,10 @@ class PolicyOptions(BaseModel):
 class EventSettings(BaseModel):
     """What the conductor may do for an event, and when it must ask first."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     allowed_interventions: list[InterventionType] = Field(
-        default_factory=lambda: list(INTERVENTION_TYPES)
+        default_factory=lambda: list(INTERVENTION_TYPES), json_schema_extra={"uniqueItems": True}
     )
     max_interventions_per_hour: int = Field(3, ge=0, le=120)
     auto_approve_threshold: float = Field(0.75, ge=0.0, le=1.0)

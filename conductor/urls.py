@@ -8,7 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from agents import api as agents_api
 from agents import views as agents_views
-from conductor import api, views
+from conductor import api, schema, views
 from telemetry.health import healthz
 
 handler404 = "conductor.errors.not_found"
@@ -73,7 +73,11 @@ urlpatterns = [
     ),
     path("dashboard/sessions/<int:session_id>/", views.session_live, name="session-live"),
     path("admin/", admin.site.urls),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path(
+        "api/schema/",
+        SpectacularAPIView.as_view(custom_settings=schema.SERVED_SETTINGS),
+        name="schema",
+    ),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", healthz, name="healthz"),
     path("metrics", ExportToDjangoView, name="metrics"),

@@ -324,3 +324,42 @@ def test_actions_load_the_run_once_and_do_not_grow(api, organizer, action):
     run_reads = [query["sql"] for query in captured if query["sql"].startswith(full_row)]
     assert len(run_reads) == 1
     assert run_reads[0].endswith("FOR UPDATE")
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("status=", "status"), ("status=done", "status"), ("offset=AAA", "offset"),
+     ("limit=-5", "limit")],
+)  # fmt: skip
+def test_a_bad_run_filter_is_a_400_naming_it(api, query, field):
+    AgentRunFactory()
+
+    response = api.get(f"/api/v1/runs/?{query}")
+
+    assert response.status_code == 400, response.content
+    assert [d["field"] for d in response.json()["error"]["details"]] == [field]
+
+
+def test_a_run_not_started_shows_null_times_as_the_schema_says(api, organizer):
+    run = AgentRunFactory(organizer=organizer)
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    components = schema["components"]["schemas"]
+
+    body = api.get(f"/api/v1/runs/{run.pk}/").json()
+
+    assert (body["started_at"], body["finished_at"], body["output"]) == (None, None, None)
+    for name in ("started_at", "finished_at", "output", "error"):
+        assert components["RunOutput"]["properties"][name]["nullable"] is True, name
+    assert components["ToolExecutionOutput"]["properties"]["finished_at"]["nullable"] is True
+    assert components["ApprovalOutput"]["properties"]["decided_at"]["nullable"] is True
+
+
+def test_create_run_documents_its_errors(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    responses = schema["paths"]["/api/v1/runs/"]["post"]["responses"]
+
+    assert set(responses) == {"202", "400", "401", "403", "404", "409", "413", "415", "429", "503"}
+    assert responses["429"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"
+    }

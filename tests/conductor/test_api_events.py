@@ -204,3 +204,64 @@ def test_policy_settings_are_stored_and_a_partial_policy_patch_merges(api, event
     assert event.config.holdout_share == 0
     assert event.config.policy.reward == "binary"
     assert event.config.policy.half_life_hours == 12
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"max_interventions_per_hour": True}, "settings.max_interventions_per_hour"),
+        ({"cooldowns": {"gamification": False}}, "settings.cooldowns.gamification"),
+        ({"approval_ttl_seconds": "600"}, "settings.approval_ttl_seconds"),
+        ({"holdout_share": True}, "settings.holdout_share"),
+    ],
+)
+def test_a_value_of_another_json_type_is_refused_not_coerced(api, event, settings, field):
+    created = api.post("/api/v1/events/", {"name": "X", "settings": settings}, format="json")
+    patched = api.patch(f"/api/v1/events/{event.pk}/", {"settings": settings}, format="json")
+
+    for response in (created, patched):
+        assert response.status_code == 400, response.content
+        assert [d["field"] for d in response.json()["error"]["details"]] == [field]
+    event.refresh_from_db()
+    assert event.settings == EventSettings().model_dump(mode="json")
+
+
+@pytest.mark.parametrize(("name", "field"), [(5, "name"), (True, "name")])
+def test_a_number_is_not_a_name(api, name, field):
+    response = api.post("/api/v1/events/", {"name": name}, format="json")
+
+    assert response.status_code == 400
+    assert [d["field"] for d in response.json()["error"]["details"]] == [field]
+    assert not Event.objects.exists()
+
+
+@pytest.mark.parametrize("query", ["since=", "since=2026-13-01", "until=yesterday",
+                                   "since=2026-01-01&since=2026-01-02"])  # fmt: skip
+def test_a_bad_day_is_a_400_naming_it(api, event, query):
+    response = api.get(f"/api/v1/events/{event.pk}/outcomes/?{query}")
+
+    assert response.status_code == 400, response.content
+    assert [d["field"] for d in response.json()["error"]["details"]] == [query.split("=")[0]]
+
+
+def test_the_schema_shows_the_settings_patch_and_its_limits(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    components = schema["components"]["schemas"]
+
+    patch = components["EventUpdateInputRequest"]
+    settings = patch["properties"]["settings"]
+    assert patch["additionalProperties"] is False
+    assert patch["required"] == ["settings"]
+    assert settings["additionalProperties"] is False
+    hourly = settings["properties"]["max_interventions_per_hour"]
+    assert (hourly["type"], hourly["minimum"], hourly["maximum"], hourly["nullable"]) == (
+        "integer",
+        0,
+        120,
+        True,
+    )
+    assert settings["properties"]["allowed_interventions"]["uniqueItems"] is True
+    half_life = components["EventCreateInputRequest"]["properties"]["settings"]["properties"][
+        "policy"
+    ]["properties"]["half_life_hours"]
+    assert (half_life["minimum"], half_life["exclusiveMinimum"]) == (0, True)  # OpenAPI 3.0

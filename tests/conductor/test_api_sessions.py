@@ -223,3 +223,50 @@ def test_session_list_queries_do_not_grow_with_the_page(api, event):
     body = api.get("/api/v1/sessions/").json()
     assert queries() == one
     assert all(item["engagement"]["score"] in (0.4, 0.5) for item in body["results"])
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("event=abc", "event"), ("event=", "event"), ("status=", "status"),
+     ("status=live&status=ended", "status"), ("event=1.0", "event")],
+)  # fmt: skip
+def test_a_bad_filter_is_a_400_naming_it(api, live_session, query, field):
+    response = api.get(f"/api/v1/sessions/?{query}")
+
+    assert response.status_code == 400, response.content
+    assert [d["field"] for d in response.json()["error"]["details"]] == [field]
+
+
+@pytest.mark.parametrize("query", ["since=", "since=soon", "limit=0", "limit=true"])
+def test_a_bad_engagement_query_is_a_400_naming_it(api, live_session, query):
+    response = api.get(f"/api/v1/sessions/{live_session.pk}/engagement/?{query}")
+
+    assert response.status_code == 400, response.content
+    assert [d["field"] for d in response.json()["error"]["details"]] == [query.split("=")[0]]
+
+
+def test_create_session_refuses_values_of_another_json_type(api, event):
+    a_boolean_event = api.post("/api/v1/sessions/", {"event": True, "title": "x"}, format="json")
+    a_number_title = api.post("/api/v1/sessions/", {"event": event.pk, "title": 5}, format="json")
+
+    for response, field in ((a_boolean_event, "event"), (a_number_title, "title")):
+        assert response.status_code == 400, response.content
+        assert [d["field"] for d in response.json()["error"]["details"]] == [field]
+    assert not event.sessions.exists()
+
+
+def test_the_schema_shows_the_limits_of_session_inputs(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    components = schema["components"]["schemas"]
+    patch = schema["paths"]["/api/v1/sessions/{session_id}/"]["patch"]
+
+    assert patch["requestBody"]["required"] is True
+    update = components["SessionUpdateInputRequest"]
+    assert (update["minProperties"], update["additionalProperties"]) == (1, False)
+    batch = components["SignalBatchRequest"]["properties"]["signals"]
+    assert (batch["minItems"], batch["maxItems"]) == (1, 5000)
+    signal = components["SignalDocRequest"]
+    assert signal["additionalProperties"] is False
+    assert signal["properties"]["attendee"]["minLength"] == 1
+    assert "6:00:00" in signal["properties"]["at"]["description"]
+    assert components["SessionOutput"]["properties"]["engagement"]["nullable"] is True

@@ -78,3 +78,36 @@ def test_the_schema_documents_the_page_of_every_list(api):
         assert set(page["properties"]) == {"count", "next", "previous", "results"}, path
         assert page["properties"]["results"]["type"] == "array"
         assert {"limit", "offset"} <= {parameter["name"] for parameter in operation["parameters"]}
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("offset=AAA", "offset"),
+        ("limit=-5", "limit"),
+        ("limit=0", "limit"),
+        ("limit=", "limit"),
+        ("offset=-1", "offset"),
+        ("offset=1.5", "offset"),
+        ("limit=2&limit=3", "limit"),
+        ("offset=99999999999999999999", "offset"),
+    ],
+)
+@pytest.mark.parametrize("path", list(LISTS.values()), ids=list(LISTS))
+def test_a_bad_page_parameter_is_a_400_naming_it(api, live_session, path, query, field):
+    response = api.get(f"{path.format(session=live_session.pk)}?{query}")
+
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert [detail["field"] for detail in error["details"]] == [field]
+
+
+def test_the_schema_shows_the_bounds_of_a_page(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    parameters = {
+        p["name"]: p["schema"] for p in schema["paths"]["/api/v1/runs/"]["get"]["parameters"]
+    }
+    assert parameters["limit"]["minimum"] == 1
+    assert parameters["offset"]["minimum"] == 0
