@@ -8,14 +8,17 @@ class ConductorConfig(AppConfig):
     verbose_name = "Live engagement"
 
     def ready(self) -> None:
+        from django.core import checks
         from django.db.models.signals import m2m_changed, post_delete
 
         from agents import scopes
         from conductor import collector, memory
+        from conductor.checks import check_session_pooling
         from conductor.models import Anomaly, Event, LiveSession
         from telemetry.health import register_check
 
         register_check("collector", collector.check)
+        checks.register(check_session_pooling, "database", deploy=True)
         # What agent inputs may name, and what decision runs belong to (agents.scopes): an
         # event's objects are reached by each of its organizers.
         scopes.register(

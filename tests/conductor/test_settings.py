@@ -86,6 +86,22 @@ def test_check_deploy_is_clean_with_production_variables():
     assert "no issues" in result.stdout
 
 
+def test_check_deploy_warns_when_configured_for_a_transaction_pooler(settings):
+    from conductor.checks import check_session_pooling
+
+    assert check_session_pooling() == []
+    settings.DATABASES = {
+        "default": database("postgres://conductor@pgbouncer:6432/conductor",
+                            prepared_statements=False)
+    }  # fmt: skip
+
+    (warning,) = check_session_pooling()
+
+    assert warning.id == "conductor.W001"
+    assert "prepared statements are off" in warning.msg
+    assert "session pooling" in warning.hint
+
+
 def test_production_refuses_the_development_secret():
     result = manage("check", **{**PRODUCTION, "SECRET_KEY": ""})
 
