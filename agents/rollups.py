@@ -90,7 +90,7 @@ def _statement() -> str:
         return _REFRESH.format(shared="")
     # Kind names are identifiers (agents.scopes.register checks them), the tables our models'.
     members = " UNION ALL ".join(
-        f"SELECT '{kind.name}' AS scope_kind, shares.* FROM ({kind.members.sql()}) AS shares"  # type: ignore[union-attr]  # noqa: S608
+        f"SELECT '{kind.name}' AS scope_kind, shares.* FROM ({kind.members.sql()}) AS shares"  # type: ignore[union-attr]  # noqa: S608  # nosec B608
         for kind in kinds
     )
     return _REFRESH.format(shared=_SHARED.format(members=members))
