@@ -9,7 +9,16 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "conductor.settings")
+    from django.conf import settings
     from django.core.management import execute_from_command_line
+
+    from conductor import embedded
+
+    # Every command runs against the services settings name: the embedded ones are started here
+    # (or attached to), never by importing settings.
+    embedded.start(
+        settings.DATA_DIR, database_url=settings.DATABASE_URL, redis_url=settings.REDIS_URL
+    )
 
     execute_from_command_line(sys.argv)
 

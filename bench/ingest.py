@@ -30,7 +30,12 @@ os.environ["SECURE_SSL_REDIRECT"] = "false"  # the in-process client speaks plai
 os.environ.setdefault("SECRET_KEY", uuid.uuid4().hex * 2)
 
 import django  # noqa: E402
+from django.conf import settings  # noqa: E402
 
+from conductor import embedded  # noqa: E402
+
+# Importing settings starts nothing: the benchmark starts its own embedded services.
+embedded.start(settings.DATA_DIR, database_url=settings.DATABASE_URL, redis_url=settings.REDIS_URL)
 django.setup()
 
 from django.contrib.auth import get_user_model  # noqa: E402

@@ -1,7 +1,6 @@
-"""Conductor: the project package and the live-engagement app."""
+"""Conductor: the project package and the live-engagement app.
 
-from __future__ import annotations
-
-from conductor.celery import app as celery_app
-
-__all__ = ["celery_app"]
+Importing it does nothing: the pure engine (`conductor.engine`) imports with numpy and pydantic
+alone. The Celery application is loaded by the app's `ready()` in every Django process, and by
+`celery -A conductor` in workers.
+"""

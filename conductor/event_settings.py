@@ -10,17 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-InterventionType = Literal[
-    "poll", "chat_prompt", "qna_prompt", "broadcast", "notification", "gamification"
-]
-INTERVENTION_TYPES: tuple[InterventionType, ...] = (
-    "poll",
-    "chat_prompt",
-    "qna_prompt",
-    "broadcast",
-    "notification",
-    "gamification",
-)
+from conductor.engine.vocabulary import INTERVENTION_TYPES, InterventionType
+
+__all__ = ["INTERVENTION_TYPES", "EventSettings", "InterventionType"]
 
 
 class Cooldowns(BaseModel):

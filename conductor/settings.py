@@ -1,8 +1,9 @@
 """Conductor settings: one module, driven by the environment, with development-safe defaults.
 
 See the configuration table in README.md. Production sets DATABASE_URL, REDIS_URL, SECRET_KEY,
-DEBUG=0 and ALLOWED_HOSTS; without DATABASE_URL / REDIS_URL an embedded PostgreSQL (pgvector) and
-Redis are started under CONDUCTOR_DATA_DIR (see conductor/embedded.py).
+DEBUG=0 and ALLOWED_HOSTS; without DATABASE_URL / REDIS_URL the embedded PostgreSQL (pgvector) and
+Redis under CONDUCTOR_DATA_DIR are used (conductor/embedded.py). A declaration: importing it starts
+nothing and installs no signal handler.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
 # -- Embedded services -------------------------------------------------------------------------
 
-DATA_DIR = Path(env("CONDUCTOR_DATA_DIR") or BASE_DIR / "var").resolve()
+# Where the embedded services are: their URLs, computed. Importing settings starts nothing;
+# manage.py and the test session start the services (conductor.embedded.start).
+DATA_DIR = embedded.data_dir(BASE_DIR / "var")
 DATABASE_URL = env("DATABASE_URL") or embedded.postgres_url(DATA_DIR)
 REDIS_URL = env("REDIS_URL") or embedded.redis_url(DATA_DIR)
 # Our own Redis calls (rate limits, cancel flags, circuits, collector counters, locks) give up

@@ -19,11 +19,16 @@ from django.core.cache import cache
 from django.db import connection, connections
 from rest_framework.test import APIClient
 
+from conductor import embedded
 from conductor.celery import app as celery_app
 from conductor.redis_client import redis_client
 from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+# The test session runs against the embedded services of var/test (settings_test), started here:
+# importing settings starts nothing. The session holds them until it exits.
+embedded.start(settings.DATA_DIR, database_url=settings.DATABASE_URL, redis_url=settings.REDIS_URL)
 
 
 @pytest.fixture(scope="session", autouse=True)

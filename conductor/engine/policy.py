@@ -88,7 +88,7 @@ from typing import Literal
 
 import numpy as np
 
-from conductor.event_settings import INTERVENTION_TYPES
+from conductor.engine.vocabulary import INTERVENTION_TYPES
 
 HOLD = "hold"
 ARMS: tuple[str, ...] = (*INTERVENTION_TYPES, HOLD)

@@ -137,10 +137,42 @@ def test_postgres_attach_prunes_pids_of_killed_processes():
     stale = dead_pid()
     pids.write([*pids.read(), stale])
 
-    url = embedded.postgres_url(settings.DATA_DIR)
+    url = embedded.attach_postgres(settings.DATA_DIR)
 
-    assert url.startswith("postgresql://")
+    assert url == embedded.postgres_url(settings.DATA_DIR)
     assert stale not in json.loads(pids_file.read_text())
+
+
+def test_importing_settings_starts_nothing(tmp_path):
+    """Settings are a declaration: the services' URLs, computed; no server, file or handler."""
+    code = textwrap.dedent(
+        """
+        import signal
+        import conductor.settings as settings
+        print(settings.DATABASE_URL, settings.REDIS_URL)
+        print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+        """
+    )
+    data = tmp_path / "data"
+    environment = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CONDUCTOR_DATA_DIR": str(data)}
+
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=settings.BASE_DIR, env=environment, text=True,
+        capture_output=True, check=True, timeout=60,
+    )  # fmt: skip
+
+    urls, untouched = done.stdout.splitlines()
+    assert urls == f"{embedded.postgres_url(data)} {embedded.redis_url(data)}"
+    assert untouched == "True"  # no SIGTERM handler installed
+    assert not data.exists()  # no server started, not even a directory made
+
+
+def test_a_data_dir_too_long_for_a_socket_is_a_clear_error(tmp_path):
+    deep = tmp_path / ("d" * 120)
+
+    with pytest.raises(embedded.EmbeddedServiceError, match="too long a path"):
+        embedded.attach_postgres(deep)
+    assert not deep.exists()
 
 
 def test_sigterm_becomes_a_normal_exit(tmp_path):
