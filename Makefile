@@ -27,8 +27,9 @@ test: $(STAMP)
 	@command -v chromium >/dev/null || echo "note: no chromium found; browser tests will be skipped (apt-get install chromium)"
 	$(PY) -m pytest $(COV) $(PYTEST_ARGS)
 
-## ruff, formatting and mypy on our packages (no services needed).
+## ruff, formatting, mypy and the import contracts (pyproject.toml) on our packages (no services).
 lint: $(STAMP)
+	$(VENV)/bin/lint-imports --no-logo
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	DATABASE_URL=postgres://lint@localhost/lint REDIS_URL=redis://localhost:6379/0 \

@@ -12,7 +12,7 @@ def main() -> None:
     from django.conf import settings
     from django.core.management import execute_from_command_line
 
-    from conductor import embedded
+    from conductor.core import embedded
 
     # Every command runs against the services settings name: the embedded ones are started here
     # (or attached to), never by importing settings.

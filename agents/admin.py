@@ -20,8 +20,8 @@ from agents.models import (
     MemoryItem,
     ToolExecution,
 )
-from conductor.admin_actions import ComputedAdmin, ServiceWrittenAdmin, decide_each
-from conductor.errors import ConflictError
+from conductor.core.admin_actions import ComputedAdmin, ServiceWrittenAdmin, decide_each
+from conductor.core.errors import ConflictError
 
 
 @admin.register(MemoryItem)

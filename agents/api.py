@@ -15,16 +15,16 @@ from rest_framework.views import APIView
 from agents import selectors, services
 from agents.models import AgentRollup, AgentRun
 from agents.registry import describe, registry
-from conductor import rollups
-from conductor.api import (
+from conductor.core import rollups
+from conductor.core.fields import (
     DayRangeSerializer,
     DecisionInputSerializer,
     QuerySerializer,
     StrictSerializer,
     no_nul_characters,
 )
-from conductor.pagination import PaginatedApi
-from conductor.schema import error_responses
+from conductor.core.pagination import PaginatedApi
+from conductor.core.schema import error_responses
 
 
 class ToolExecutionOutputSerializer(serializers.Serializer):

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 
-from conductor.redis_client import redis_client
+from conductor.core.redis_client import redis_client
 from telemetry import metrics
 
 

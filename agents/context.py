@@ -26,7 +26,7 @@ from redis import RedisError
 
 from agents import circuit
 from agents.models import AgentRun, AgentRunMetric, Approval, ToolExecution
-from conductor.redis_client import redis_client
+from conductor.core.redis_client import redis_client
 from connectors.base import Connector
 from connectors.errors import ConnectorError
 from connectors.factory import get_connector

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from conductor.errors import ApplicationError
+from conductor.core.errors import ApplicationError
 
 if TYPE_CHECKING:
     from agents.context import RunContext

@@ -13,7 +13,7 @@ from datetime import date, datetime
 
 from agents import scopes
 from agents.models import AgentRun
-from conductor.rollups import execute_refresh, recent_days
+from conductor.core.rollups import execute_refresh, recent_days
 
 # Token counts and cost come from the metrics each LLM call records (RunContext.llm). A run is
 # charged to its organizer, or, when it belongs to a shared object (agents.scopes), to each

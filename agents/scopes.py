@@ -22,7 +22,7 @@ from django.db import models
 from django.db.models import QuerySet
 from pydantic import BaseModel
 
-from conductor.errors import ApplicationError
+from conductor.core.errors import ApplicationError
 
 
 @dataclass(frozen=True)

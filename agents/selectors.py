@@ -9,7 +9,7 @@ from django.db.models import Prefetch, Q, QuerySet, prefetch_related_objects
 
 from agents import scopes
 from agents.models import AgentRollup, AgentRun, AgentRunMetric, Approval, ToolExecution
-from conductor.errors import NotFoundError
+from conductor.core.errors import NotFoundError
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User

@@ -40,8 +40,8 @@ from agents.context import (
 )
 from agents.models import AgentRun, AgentRunMetric, Approval
 from agents.registry import Agent, registry
-from conductor.errors import ApplicationError, ConflictError, validation_error_from_pydantic
-from conductor.redis_client import redis_client, redis_script
+from conductor.core.errors import ApplicationError, ConflictError, validation_error_from_pydantic
+from conductor.core.redis_client import redis_client, redis_script
 from telemetry import metrics
 
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ from django.views.decorators.http import require_POST
 
 from agents import selectors, services
 from agents.api import usage_totals
-from conductor.api import DAYS_DEFAULT
-from conductor.errors import ConflictError, NotFoundError
+from conductor.core.errors import ConflictError, NotFoundError
+from conductor.core.fields import DAYS_DEFAULT
 
 RECENT_RUNS = 20
 REASON_MAX_LENGTH = 2000

@@ -32,7 +32,7 @@ os.environ.setdefault("SECRET_KEY", uuid.uuid4().hex * 2)
 import django  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from conductor import embedded  # noqa: E402
+from conductor.core import embedded  # noqa: E402
 
 # Importing settings starts nothing: the benchmark starts its own embedded services.
 embedded.start(settings.DATA_DIR, database_url=settings.DATABASE_URL, redis_url=settings.REDIS_URL)
@@ -47,7 +47,7 @@ from psycopg.types.json import Jsonb  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
 from conductor import services, tick  # noqa: E402
-from conductor.heap import freeze_startup_heap  # noqa: E402
+from conductor.core.heap import freeze_startup_heap  # noqa: E402
 from conductor.models import Event, LiveSession, Signal  # noqa: E402
 
 BATCH = 5_000

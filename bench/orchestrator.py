@@ -47,7 +47,7 @@ import psutil  # noqa: E402
 import psycopg  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from conductor import embedded  # noqa: E402
+from conductor.core import embedded  # noqa: E402
 
 # Importing settings starts nothing: the benchmark starts its own embedded services.
 embedded.start(settings.DATA_DIR, database_url=settings.DATABASE_URL, redis_url=settings.REDIS_URL)
@@ -62,7 +62,7 @@ from django.utils import timezone  # noqa: E402
 from agents import services  # noqa: E402
 from agents.models import AgentRun  # noqa: E402
 from conductor.celery import app  # noqa: E402
-from conductor.redis_client import redis_client  # noqa: E402
+from conductor.core.redis_client import redis_client  # noqa: E402
 from connectors import fakes  # noqa: E402
 from connectors.factory import get_connector  # noqa: E402
 from telemetry.tasks import noop  # noqa: E402

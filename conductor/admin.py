@@ -11,8 +11,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from conductor import interventions, services
-from conductor.admin_actions import ComputedAdmin, ServiceWrittenAdmin, act_each, decide_each
-from conductor.errors import ApplicationError
+from conductor.core.admin_actions import ComputedAdmin, ServiceWrittenAdmin, act_each, decide_each
+from conductor.core.errors import ApplicationError
 from conductor.models import (
     Anomaly,
     EngagementSample,

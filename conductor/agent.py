@@ -20,9 +20,9 @@ from agents.context import RunContext, ToolCallFailed
 from agents.registry import Agent, AgentInput, IntentSpec, RetryPolicy, registry
 from agents.scopes import Ref
 from conductor import content, interventions, memory, policy_store
+from conductor.core.errors import ConflictError
 from conductor.eligibility import session_eligibility
 from conductor.engine.policy import HOLD, PolicyContext
-from conductor.errors import ConflictError
 from conductor.models import Anomaly, EngagementSample, Intervention, LiveSession
 from telemetry import metrics
 

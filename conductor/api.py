@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, timedelta
 from typing import Any, cast, get_args
 
 from django.contrib.auth.models import User
-from django.http import QueryDict
-from django.utils import timezone
 from django.utils.http import parse_header_parameters
 from drf_spectacular.utils import (
     extend_schema,
@@ -16,176 +12,27 @@ from drf_spectacular.utils import (
     extend_schema_serializer,
     inline_serializer,
 )
-from pydantic import BaseModel, ValidationError
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from conductor import ingest, interventions, policy_report, rollups, selectors, services
-from conductor.errors import ApplicationError
+from conductor import ingest, interventions, policy_report, selectors, services
+from conductor.core import rollups
+from conductor.core.errors import ApplicationError
+from conductor.core.fields import (
+    DayRangeSerializer,
+    DecisionInputSerializer,
+    PydanticField,
+    QuerySerializer,
+    StrictSerializer,
+    no_nul_characters,
+)
+from conductor.core.pagination import PaginatedApi
+from conductor.core.schema import error_responses
 from conductor.event_settings import INTERVENTION_TYPES, EventSettings
 from conductor.models import Intervention, InterventionRollup, LiveSession
-from conductor.pagination import PaginatedApi
-from conductor.schema import error_responses
 from conductor.serializers import AnomalyOutputSerializer, SampleOutputSerializer
-
-
-def _json_type_error(field: serializers.Field, value: Any) -> str | None:
-    """Why `value` is not of the JSON type `field` documents, or None.
-
-    DRF coerces (`5` becomes `"5"`, `1.0` becomes `1`); what is stored must be what was sent.
-    """
-    if isinstance(field, serializers.CharField | serializers.ChoiceField):
-        return None if isinstance(value, str) else "Must be a string."
-    if isinstance(field, serializers.IntegerField):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        return None if ok else "Must be an integer."
-    if isinstance(field, serializers.FloatField):
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return None if ok else "Must be a number."
-    if isinstance(field, serializers.BooleanField):
-        return None if isinstance(value, bool) else "Must be true or false."
-    return None
-
-
-class StrictSerializer(serializers.Serializer):
-    """Rejects fields it does not know, so a typo is a 400 instead of silently ignored, and
-    values of another JSON type (no coercion: `true` is not `1`, `5` is not `"5"`).
-
-    Unknown fields are reported together with every other invalid field. `min_properties`
-    (documented as `minProperties`) is the fewest fields a request must give.
-    """
-
-    min_properties = 0
-
-    def to_internal_value(self, data: Any) -> Any:
-        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
-        errors: dict[str, Any] = {key: ["Unknown field."] for key in unknown}
-        if isinstance(data, dict):
-            for name, field in self.fields.items():
-                if name in data and data[name] is not None:
-                    message = _json_type_error(field, data[name])
-                    if message:
-                        errors[name] = [message]
-            if len(data) < self.min_properties:
-                fields = ", ".join(self.fields)
-                errors.setdefault("", []).append(f"Give at least one of: {fields}.")
-        try:
-            value = super().to_internal_value(data)
-        except serializers.ValidationError as error:
-            detail = error.detail if isinstance(error.detail, dict) else {"": error.detail}
-            errors = {**detail, **errors}
-        if errors:
-            raise serializers.ValidationError(errors)
-        return value
-
-
-_INTEGER = re.compile(r"[+-]?[0-9]+")
-
-
-class QuerySerializer(serializers.Serializer):
-    """Query parameters, read as given: a value that does not parse is a 400 naming it, never
-    the default. An empty value is a wrong value, not a missing one, and a parameter given twice
-    is an error rather than its last copy."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        if not isinstance(data, QueryDict):
-            return super().to_internal_value(data)
-        errors: dict[str, Any] = {}
-        values: dict[str, Any] = {}
-        for name, field in self.fields.items():
-            given = data.getlist(name)
-            if not given:
-                continue
-            if len(given) > 1:
-                errors[name] = ["Give it once."]
-            elif isinstance(field, serializers.IntegerField) and not _INTEGER.fullmatch(given[0]):
-                errors[name] = ["A valid integer is required."]
-            else:
-                values[name] = given[0]
-        try:
-            value = super().to_internal_value(values)  # a dict: no HTML-form reading of blanks
-        except serializers.ValidationError as error:
-            errors = {**cast(dict[str, Any], error.detail), **errors}
-        if errors:
-            raise serializers.ValidationError(errors)
-        return value
-
-
-DAYS_DEFAULT = 30
-DAYS_MAX = 366
-
-
-class DayRangeSerializer(QuerySerializer):
-    """`?since=&until=`: UTC days, inclusive; the last 30 by default, at most 366."""
-
-    since = serializers.DateField(
-        required=False,
-        help_text="First UTC day (default: 29 days before `until`). Not after `until`, and at "
-        f"most {DAYS_MAX} days before it (else 400 naming `since`).",
-    )
-    until = serializers.DateField(required=False, help_text="Last UTC day (default: today).")
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        until = attrs.get("until") or timezone.now().astimezone(UTC).date()
-        since = attrs.get("since") or until - timedelta(days=DAYS_DEFAULT - 1)
-        if since > until:
-            raise serializers.ValidationError({"since": "Must not be after until."})
-        if (until - since).days >= DAYS_MAX:
-            raise serializers.ValidationError({"since": f"At most {DAYS_MAX} days at a time."})
-        return {**attrs, "since": since, "until": until}
-
-
-def no_nul_characters(value: Any) -> None:
-    """Validator for JSON input: PostgreSQL text and jsonb cannot hold a NUL character.
-
-    Raises ValidationError naming the path to the first string or key that has one.
-    """
-    path = ingest.nul_path(value)
-    if path is not None:
-        error: Any = ["Contains a NUL character."]
-        for part in reversed(path):
-            error = {part: error}
-        raise serializers.ValidationError(error)
-
-
-class PydanticField(serializers.Field):
-    """A JSON object validated by a pydantic model; errors keep their nested field paths.
-
-    With `merge_patch=True` it is a JSON merge patch of the model, documented as one, that the
-    service merges and validates whole: here it only has to be an object.
-    """
-
-    def __init__(self, model: type[BaseModel], *, merge_patch: bool = False, **kwargs: Any):
-        self.model = model
-        self.merge_patch = merge_patch
-        super().__init__(**kwargs)
-
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        if self.merge_patch:
-            if not isinstance(data, dict):
-                raise serializers.ValidationError("Must be an object.")
-            return data
-        try:
-            return self.model.model_validate(data).model_dump(mode="json")
-        except ValidationError as error:
-            raise serializers.ValidationError(_nest(error)) from None
-
-    def to_representation(self, value: Any) -> Any:
-        return value
-
-
-def _nest(error: ValidationError) -> dict[str, Any]:
-    """pydantic's flat error locations as the nested dict DRF reports."""
-    nested: dict[str, Any] = {}
-    for item in error.errors(include_url=False):
-        *parents, leaf = [str(part) for part in item["loc"]] or [""]
-        node = nested
-        for part in parents:
-            node = node.setdefault(part, {})
-        node.setdefault(leaf, []).append(item["msg"])
-    return nested
 
 
 class EventOutputSerializer(serializers.Serializer):
@@ -496,13 +343,6 @@ class InterventionListCreateApi(PaginatedApi):
             reason=data.get("reason", ""),
         )
         return Response(interventions.serialize(intervention), status=status.HTTP_201_CREATED)
-
-
-@extend_schema_serializer(component_name="DecisionInput")
-class DecisionInputSerializer(StrictSerializer):
-    """Approve or reject, saying why (optional)."""
-
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
 
 class _InterventionDecisionApi(APIView):

@@ -14,7 +14,7 @@ class ConductorConfig(AppConfig):
         from agents import scopes
         from conductor import collector, memory
         from conductor.celery import app as celery_app
-        from conductor.checks import check_session_pooling
+        from conductor.core.checks import check_session_pooling
         from conductor.models import Anomaly, Event, LiveSession
         from telemetry.health import register_check
 

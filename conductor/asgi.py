@@ -1,7 +1,7 @@
 """ASGI entry point: HTTP through Django, websockets through Channels.
 
 HTTP bodies have a deadline (a slow client gets 408); a websocket whose database or Redis fails
-under it is closed with 1013 instead of crashing (conductor.middleware).
+under it is closed with 1013 instead of crashing (conductor.core.middleware).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from conductor.auth import BrowserOriginValidator, ConductorAuthStack  # noqa: E402
-from conductor.heap import freeze_startup_heap  # noqa: E402
-from conductor.middleware import RequestBodyDeadline, WebsocketOutageGuard  # noqa: E402
+from conductor.core.auth import BrowserOriginValidator, ConductorAuthStack  # noqa: E402
+from conductor.core.heap import freeze_startup_heap  # noqa: E402
+from conductor.core.middleware import RequestBodyDeadline, WebsocketOutageGuard  # noqa: E402
 from conductor.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(

@@ -62,8 +62,8 @@ def release_db_connections(sender: Any = None, signal: Any = None, **kwargs: Any
 
 
 def freeze_before_fork(**kwargs: Any) -> None:
-    """In the worker's main process, before its pool forks (conductor.heap)."""
-    from conductor.heap import freeze_startup_heap
+    """In the worker's main process, before its pool forks (conductor.core.heap)."""
+    from conductor.core.heap import freeze_startup_heap
 
     freeze_startup_heap()
 

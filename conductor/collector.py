@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import redis
 
-from conductor.redis_client import redis_client
+from conductor.core.redis_client import redis_client
 from telemetry import metrics
 
 CONSECUTIVE_ERRORS_LIMIT = 10
@@ -39,7 +39,7 @@ def _minute_key(minute: int, part: str) -> str:
 # After a Redis failure, this process leaves the counters alone for this long: a Redis that
 # hangs costs one socket timeout per pause, not one per request.
 PAUSE_AFTER_FAILURE_SECONDS = 10.0
-# Until when each client (one per process, conductor.redis_client) is left alone.
+# Until when each client (one per process, conductor.core.redis_client) is left alone.
 _paused_until: weakref.WeakKeyDictionary[redis.Redis, float] = weakref.WeakKeyDictionary()
 
 

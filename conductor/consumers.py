@@ -9,9 +9,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from conductor import realtime, selectors
-from conductor.auth import query_param
+from conductor.core.auth import query_param
+from conductor.core.errors import NotFoundError
 from conductor.delivery import attendee_group
-from conductor.errors import NotFoundError
 from conductor.models import LiveSession
 
 CLOSE_UNAUTHENTICATED = 4401

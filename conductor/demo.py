@@ -6,7 +6,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from conductor import services
-from conductor.accounts import organizer_ensure
+from conductor.core.accounts import organizer_ensure
 from conductor.models import Event, LiveSession
 
 DEMO_USERNAME = "demo"

@@ -20,8 +20,8 @@ from datetime import datetime, timedelta
 
 from django.db.models import Case, Count, F, Max, Min, Q, When
 
+from conductor.core.errors import ConflictError
 from conductor.engine.policy import eligible
-from conductor.errors import ConflictError
 from conductor.models import Intervention, LiveSession
 
 CAP_WINDOW = timedelta(hours=1)

@@ -55,7 +55,7 @@ from agents import services as agent_services
 from agents.models import AgentRun
 from conductor import audience as world
 from conductor import delivery, ingest, measurement, services, tick
-from conductor.accounts import organizer_ensure
+from conductor.core.accounts import organizer_ensure
 from conductor.engine import offpolicy
 from conductor.engine.policy import HOLD, MemoryStore, Policy, PolicyContext
 from conductor.event_settings import INTERVENTION_TYPES

@@ -21,7 +21,8 @@ from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter, ValidationEr
 from typing_extensions import TypedDict
 
 from conductor import collector, services
-from conductor.errors import ApplicationError, ConflictError, is_outage
+from conductor.core.errors import ApplicationError, ConflictError, is_outage
+from conductor.core.fields import nul_path
 from conductor.models import LiveSession, Signal
 from telemetry import metrics
 
@@ -97,28 +98,6 @@ def _nul_details(batch: SignalBatch) -> list[dict[str, Any]]:
         for field in ("id", "attendee", "data")
         if nul_path(item.get(field)) is not None
     ]
-
-
-def nul_path(value: Any) -> list[str] | None:
-    """The path to the first string or key of JSON `value` holding a NUL, or None.
-
-    PostgreSQL text and jsonb cannot hold one.
-    """
-    if isinstance(value, str):
-        return [] if "\x00" in value else None
-    if isinstance(value, dict):
-        items: Any = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        if isinstance(key, str) and "\x00" in key:
-            return [key]
-        path = nul_path(item)
-        if path is not None:
-            return [str(key), *path]
-    return None
 
 
 # One encoder: json.dumps with a non-default option builds a new one per call.

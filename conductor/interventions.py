@@ -15,7 +15,7 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from conductor import content, eligibility, realtime
-from conductor.errors import (
+from conductor.core.errors import (
     ApplicationError,
     ConflictError,
     NotFoundError,

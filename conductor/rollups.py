@@ -3,20 +3,15 @@
 A day's rows are computed afresh from its interventions in one statement - upserted, and the rows
 left without interventions deleted - so refreshing a day again gives the same rows, and a lift
 measured after the last refresh is counted by the next. Beat refreshes yesterday and today every
-few minutes (`conductor.refresh_rollups`). Agent runs have theirs (agents.rollups); `totals`
-serves both.
+few minutes (`conductor.refresh_rollups`). Agent runs have theirs (agents.rollups); the helpers
+both use are the kernel's (conductor.core.rollups).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, TypeVar
+from datetime import date, datetime
 
-from django.db import connection, models
-from django.utils import timezone
-
-RollupT = TypeVar("RollupT", bound=models.Model)
+from conductor.core.rollups import execute_refresh, recent_days
 
 _REFRESH = """
 WITH fresh AS (
@@ -64,59 +59,3 @@ def refresh_recent(now: datetime | None = None) -> int:
     """Refresh yesterday and today (UTC)."""
     first, last = recent_days(now)
     return refresh(first, last)
-
-
-def recent_days(now: datetime | None = None) -> tuple[date, date]:
-    """Yesterday and today (UTC): what finished just before midnight is yesterday's."""
-    today = (now or timezone.now()).astimezone(UTC).date()
-    return today - timedelta(days=1), today
-
-
-def execute_refresh(statement: str, first: date, last: date | None, **params: Any) -> int:
-    """Run a rollup statement over the UTC days `first`..`last`; return the rows it wrote.
-
-    The statement gets `start` and `end` (the days' bounds as times), `first` and `last` (the
-    days), `now`, and `params`.
-    """
-    last = last or first
-    if last < first:
-        raise ValueError(f"{last} is before {first}")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            statement,
-            {
-                "start": datetime.combine(first, time.min, tzinfo=UTC),
-                "end": datetime.combine(last + timedelta(days=1), time.min, tzinfo=UTC),
-                "first": first,
-                "last": last,
-                "now": timezone.now(),
-                **params,
-            },
-        )
-        return int(cursor.fetchone()[0])
-
-
-def totals(rows: Iterable[RollupT], *, by: str, fields: Sequence[str]) -> list[RollupT]:
-    """One unsaved row per value of `by`, summing `fields` over the days (for their rates)."""
-    summed: dict[Any, RollupT] = {}
-    for row in rows:
-        key = getattr(row, by)
-        total = summed.get(key)
-        if total is None:
-            total = summed[key] = type(row)(**{by: key, **dict.fromkeys(fields, 0)})
-        for name in fields:
-            setattr(total, name, getattr(total, name) + getattr(row, name))
-    return [summed[key] for key in sorted(summed)]
-
-
-def report(
-    days: list[RollupT], *, since: date, until: date, by: str, fields: Sequence[str]
-) -> dict[str, Any]:
-    """What a rollup endpoint answers: the range, when it was last computed, totals, the days."""
-    return {
-        "since": since,
-        "until": until,
-        "refreshed_at": max((row.refreshed_at for row in days), default=None),  # type: ignore[attr-defined]
-        "totals": totals(days, by=by, fields=fields),
-        "days": days,
-    }

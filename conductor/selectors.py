@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from django.db.models import OuterRef, QuerySet, Subquery
 
-from conductor.errors import NotFoundError
+from conductor.core.errors import NotFoundError
 from conductor.models import EngagementSample, Event, Intervention, LiveSession
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from conductor import interventions, realtime
-from conductor.errors import ConflictError, validation_error_from_pydantic
+from conductor.core.errors import ConflictError, validation_error_from_pydantic
 from conductor.event_settings import EventSettings
 from conductor.models import Event, LiveSession
 

@@ -1,9 +1,9 @@
 """Conductor settings: one module, driven by the environment, with development-safe defaults.
 
 See the configuration table in README.md. Production sets DATABASE_URL, REDIS_URL, SECRET_KEY,
-DEBUG=0 and ALLOWED_HOSTS; without DATABASE_URL / REDIS_URL the embedded PostgreSQL (pgvector) and
-Redis under CONDUCTOR_DATA_DIR are used (conductor/embedded.py). A declaration: importing it starts
-nothing and installs no signal handler.
+DEBUG=0 and ALLOWED_HOSTS; without DATABASE_URL / REDIS_URL the embedded PostgreSQL (pgvector)
+and Redis under CONDUCTOR_DATA_DIR are used (conductor/core/embedded.py). A declaration:
+importing it starts nothing and installs no signal handler.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import dj_database_url
 import structlog
 from django.core.exceptions import ImproperlyConfigured
 
-from conductor import embedded
+from conductor.core import embedded
 from connectors.mode import mock_mode
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -52,7 +52,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 # -- Embedded services -------------------------------------------------------------------------
 
 # Where the embedded services are: their URLs, computed. Importing settings starts nothing;
-# manage.py and the test session start the services (conductor.embedded.start).
+# manage.py and the test session start the services (conductor.core.embedded.start).
 DATA_DIR = embedded.data_dir(BASE_DIR / "var")
 DATABASE_URL = env("DATABASE_URL") or embedded.postgres_url(DATA_DIR)
 REDIS_URL = env("REDIS_URL") or embedded.redis_url(DATA_DIR)
@@ -86,8 +86,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     # 503 `unavailable` instead of a 500 page when PostgreSQL or Redis is down (for everything
-    # below it; DRF views answer the same through conductor.errors).
-    "conductor.middleware.ServiceUnavailableMiddleware",
+    # below it; DRF views answer the same through conductor.core.errors).
+    "conductor.core.middleware.ServiceUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -100,7 +100,7 @@ MIDDLEWARE = [
 ]
 
 # A request body not fully received this long after the request started is answered 408
-# (conductor.middleware.RequestBodyDeadline): a client sending a byte a second cannot hold a
+# (conductor.core.middleware.RequestBodyDeadline): a client sending a byte a second cannot hold a
 # request open for ever.
 REQUEST_BODY_TIMEOUT_SECONDS = float(env("REQUEST_BODY_TIMEOUT_SECONDS", "20"))
 
@@ -207,16 +207,16 @@ X_FRAME_OPTIONS = "DENY"
 REST_FRAMEWORK: dict[str, Any] = {
     # Token first so that a request without credentials gets 401 with WWW-Authenticate, not 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "conductor.auth.TokenAuthentication",
+        "conductor.core.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["conductor.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["conductor.core.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "conductor.pagination.Pagination",
+    "DEFAULT_PAGINATION_CLASS": "conductor.core.pagination.Pagination",
     "PAGE_SIZE": 50,
-    "EXCEPTION_HANDLER": "conductor.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "conductor.core.errors.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Conductor API",

@@ -34,7 +34,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from conductor import ingest
 from conductor.audience import Applied, Audience
-from conductor.errors import ApplicationError
+from conductor.core.errors import ApplicationError
 from conductor.models import LiveSession
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from celery import Task, shared_task
 from django.utils import timezone
 
 from conductor import delivery, interventions, measurement, rollups, tick
-from conductor.redis_client import redis_client, redis_script
+from conductor.core.redis_client import redis_client, redis_script
 
 TICK_LOCK = "conductor:tick-lock"
 # Delete the lock only if it still holds our token.

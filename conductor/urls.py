@@ -8,10 +8,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from agents import api as agents_api
 from agents import views as agents_views
-from conductor import api, schema, views
+from conductor import api, views
+from conductor.core import schema
 from telemetry.health import healthz
 
-handler404 = "conductor.errors.not_found"
+handler404 = "conductor.core.errors.not_found"
 
 api_v1 = [
     path("events/", api.EventListCreateApi.as_view(), name="event-list"),

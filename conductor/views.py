@@ -10,8 +10,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from conductor import policy_report, selectors
+from conductor.core.errors import NotFoundError
 from conductor.engine.score import BANDS
-from conductor.errors import NotFoundError
 from conductor.models import EngagementSample, Intervention, LiveSession
 
 BAND_LABELS: dict[str, str] = {band: band.replace("_", " ") for band in BANDS}

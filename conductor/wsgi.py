@@ -9,6 +9,6 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "conductor.settings")
 application = get_wsgi_application()
 
-from conductor.heap import freeze_startup_heap  # noqa: E402
+from conductor.core.heap import freeze_startup_heap  # noqa: E402
 
 freeze_startup_heap()

@@ -22,6 +22,6 @@ def _heartbeat_on_start(**kwargs: Any) -> None:
 @shared_task(name="telemetry.tasks.noop", ignore_result=True)
 def noop(counter_key: str) -> None:
     """Does nothing but count itself: the baseline of the benchmarks, and a broker smoke test."""
-    from conductor.redis_client import redis_client
+    from conductor.core.redis_client import redis_client
 
     redis_client().incr(counter_key)

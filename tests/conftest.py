@@ -19,9 +19,9 @@ from django.core.cache import cache
 from django.db import connection, connections
 from rest_framework.test import APIClient
 
-from conductor import embedded
 from conductor.celery import app as celery_app
-from conductor.redis_client import redis_client
+from conductor.core import embedded
+from conductor.core.redis_client import redis_client
 from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
 
 BASE_DIR = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@
 
 from django.db import migrations, models
 
-from conductor.migration_ops import drop_invalid
+from conductor.core.migration_ops import drop_invalid
 
 
 class Migration(migrations.Migration):

@@ -8,7 +8,7 @@
 
 from django.db import migrations, models
 
-from conductor.migration_ops import drop_invalid
+from conductor.core.migration_ops import drop_invalid
 
 PRESENCE = models.Q(('type__in', ['join', 'leave']))
 

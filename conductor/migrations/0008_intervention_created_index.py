@@ -1,9 +1,9 @@
 # The index the rollups read a day's interventions by, built concurrently. Non-atomic, and safe to
-# run again after a failure part way through (see conductor.migration_ops).
+# run again after a failure part way through (see conductor.core.migration_ops).
 
 from django.db import migrations, models
 
-from conductor.migration_ops import drop_invalid
+from conductor.core.migration_ops import drop_invalid
 
 
 class Migration(migrations.Migration):

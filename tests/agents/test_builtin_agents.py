@@ -9,7 +9,7 @@ from agents import services
 from agents.builtin.email import Variant, two_proportion_test
 from agents.builtin.social import fit, normalize_hashtags
 from agents.models import AgentRun, Campaign, CampaignMetric, MemoryItem
-from conductor.errors import ApplicationError
+from conductor.core.errors import ApplicationError
 from connectors import fakes
 from tests.factories import OrganizerFactory
 

@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 
 from agents import circuit, services
 from agents.models import AgentRun, Approval, Campaign, ToolExecution
-from conductor.redis_client import redis_client
+from conductor.core.redis_client import redis_client
 from connectors import fakes
 from tests.factories import OrganizerFactory
 

@@ -15,7 +15,7 @@ from agents.registry import (
     describe,
     registry,
 )
-from conductor.errors import ApplicationError
+from conductor.core.errors import ApplicationError
 
 
 class In(AgentInput):

@@ -22,7 +22,7 @@ from rest_framework.test import APIClient
 
 from conductor import delivery, interventions, services
 from conductor.asgi import application
-from conductor.errors import ConflictError
+from conductor.core.errors import ConflictError
 from conductor.models import Intervention, LiveSession
 from conductor.tasks import dispatch_intervention
 from connectors import fakes

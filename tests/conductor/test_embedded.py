@@ -17,8 +17,8 @@ import pytest
 import redis
 from django.conf import settings
 
-from conductor import embedded
-from conductor.embedded import EmbeddedRedis, PidList
+from conductor.core import embedded
+from conductor.core.embedded import EmbeddedRedis, PidList
 
 
 def dead_pid() -> int:
@@ -41,7 +41,7 @@ def attach_in_child(directory, *, then: str) -> subprocess.Popen:
         f"""
         import sys, time
         from pathlib import Path
-        from conductor.embedded import EmbeddedRedis
+        from conductor.core.embedded import EmbeddedRedis
         EmbeddedRedis(Path({str(directory)!r})).attach()
         print("attached", flush=True)
         {then}
@@ -181,7 +181,7 @@ def test_sigterm_becomes_a_normal_exit(tmp_path):
         f"""
         import atexit, os, signal, time
         from pathlib import Path
-        from conductor import embedded
+        from conductor.core import embedded
         atexit.register(lambda: Path({str(tmp_path / "released")!r}).write_text("yes"))
         embedded._exit_normally_on_sigterm()
         print("ready", flush=True)

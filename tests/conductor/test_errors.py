@@ -8,7 +8,7 @@ from django.db import InterfaceError, OperationalError, connection
 from django.http import Http404
 from rest_framework import exceptions
 
-from conductor.errors import ApplicationError, api_exception_handler
+from conductor.core.errors import ApplicationError, api_exception_handler
 from tests.conftest import unused_port
 from tests.factories import OrganizerFactory
 

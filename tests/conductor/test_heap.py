@@ -12,7 +12,7 @@ from celery import signals
 from django.conf import settings
 
 from conductor.celery import freeze_before_fork
-from conductor.heap import freeze_startup_heap
+from conductor.core.heap import freeze_startup_heap
 from tests.conftest import child_env
 
 

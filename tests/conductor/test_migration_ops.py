@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from conductor.migration_ops import drop_invalid
+from conductor.core.migration_ops import drop_invalid
 
 # Outside a transaction block, as migrations run it (CONCURRENTLY refuses one).
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,4 +1,4 @@
-"""conductor.redis_client: our own Redis calls give up on a server that does not answer."""
+"""conductor.core.redis_client: our own Redis calls give up on a server that does not answer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import socket
 import pytest
 import redis
 
-from conductor.redis_client import redis_client
+from conductor.core.redis_client import redis_client
 
 
 def test_a_server_that_accepts_but_never_answers_times_out(settings):

@@ -87,7 +87,7 @@ def test_check_deploy_is_clean_with_production_variables():
 
 
 def test_check_deploy_warns_when_configured_for_a_transaction_pooler(settings):
-    from conductor.checks import check_session_pooling
+    from conductor.core.checks import check_session_pooling
 
     assert check_session_pooling() == []
     settings.DATABASES = {

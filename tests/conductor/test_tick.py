@@ -134,7 +134,7 @@ def test_a_drop_becomes_one_anomaly_and_one_decision(live):
 
 
 def test_the_tick_task_skips_while_another_runs(live):
-    from conductor.redis_client import redis_client
+    from conductor.core.redis_client import redis_client
     from conductor.tasks import TICK_LOCK, run_tick
 
     redis_client().set(TICK_LOCK, "another tick", ex=60)
@@ -147,7 +147,7 @@ def test_the_tick_task_skips_while_another_runs(live):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_tick_past_its_lock_leaves_the_next_ticks_lock_alone():
-    from conductor.redis_client import redis_client
+    from conductor.core.redis_client import redis_client
     from conductor.tasks import TICK_LOCK, run_tick
 
     redis_client().delete(TICK_LOCK)

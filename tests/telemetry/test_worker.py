@@ -33,7 +33,7 @@ def test_heartbeat_task_runs_on_a_worker_process(worker, client):
 
 @pytest.mark.django_db(transaction=True)
 def test_noop_tasks_are_counted_by_a_worker(worker):
-    from conductor.redis_client import redis_client
+    from conductor.core.redis_client import redis_client
     from telemetry.tasks import noop
 
     for _ in range(5):

@@ -4,8 +4,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from conductor.accounts import organizer_create
-from conductor.errors import ApplicationError
+from conductor.core.accounts import organizer_create
+from conductor.core.errors import ApplicationError
 
 
 class Command(BaseCommand):

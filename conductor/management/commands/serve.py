@@ -17,8 +17,8 @@ What dies is started again:
   not bad luck: everything stops, with one line naming the child and its last error (children's
   stderr passes through this process, which keeps its tail).
 - The embedded PostgreSQL and Redis this process attached to are checked every half second and
-  started again on the same data directory and socket (conductor.embedded), so every client
-  reconnects to the same URL; meanwhile requests get 503 `unavailable` (conductor.errors).
+  started again on the same data directory and socket (conductor.core.embedded), so every client
+  reconnects to the same URL; meanwhile requests get 503 `unavailable` (conductor.core.errors).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from conductor import embedded
+from conductor.core import embedded
 from conductor.demo import DEMO_PASSWORD, demo_ensure
 from conductor.simulator import local_base_url
 

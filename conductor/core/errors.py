@@ -6,7 +6,7 @@ details name the `field` path (and the batch `index` where there is one).
 An outage of PostgreSQL or Redis (a connection refused, dropped or timed out) is a 503
 `unavailable` with Retry-After, never a 500: the request did nothing that needs repairing and
 can be sent again once the service is back (`is_outage`). The same answer is given for plain
-Django views by `conductor.middleware.ServiceUnavailableMiddleware`.
+Django views by `conductor.core.middleware.ServiceUnavailableMiddleware`.
 """
 
 from __future__ import annotations

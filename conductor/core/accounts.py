@@ -6,7 +6,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
-from conductor.errors import ConflictError
+from conductor.core.errors import ConflictError
 
 
 @transaction.atomic

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.core.signals import got_request_exception
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
-from conductor.errors import RETRY_AFTER_SECONDS, error_body, is_outage, unavailable_body
+from conductor.core.errors import RETRY_AFTER_SECONDS, error_body, is_outage, unavailable_body
 
 logger = logging.getLogger(__name__)
 

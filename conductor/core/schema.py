@@ -1,6 +1,6 @@
 """What drf-spectacular needs to document the API as it behaves.
 
-- `ErrorSerializer`: the one error shape of conductor.errors (component `Error`).
+- `ErrorSerializer`: the one error shape of conductor.core.errors (component `Error`).
 - `document_errors`: a postprocessing hook giving every operation the error statuses its shape
   makes possible - 400 for a body or a query, 401, 403 for a write (a session login without its
   CSRF token), 404 for an object in the path, 413 and 415 for a body, 503 when the database or
@@ -52,7 +52,7 @@ class ErrorBodySerializer(serializers.Serializer[Any]):
 
 
 class ErrorSerializer(serializers.Serializer[Any]):
-    """`conductor.errors.error_body`."""
+    """`conductor.core.errors.error_body`."""
 
     error = ErrorBodySerializer()
 
@@ -88,7 +88,7 @@ def document_errors(
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     if ERROR_COMPONENT not in schemas:
         raise RuntimeError(
-            "No view uses conductor.schema.error_responses, so the Error component is missing."
+            "No view uses conductor.core.schema.error_responses, so the Error component is missing."
         )
     reference = {"$ref": f"#/components/schemas/{ERROR_COMPONENT}"}
     for path, methods in result.get("paths", {}).items():
@@ -233,8 +233,8 @@ SERVED_SETTINGS = {
     "COMPONENT_SPLIT_PATCH": False,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "conductor.schema.document_errors",
-        "conductor.schema.document_parameters",
-        "conductor.schema.require_bodies",
+        "conductor.core.schema.document_errors",
+        "conductor.core.schema.document_parameters",
+        "conductor.core.schema.require_bodies",
     ],
 }

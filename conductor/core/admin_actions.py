@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
-from conductor.errors import ConflictError
+from conductor.core.errors import ConflictError
 
 
 def act_each(
