@@ -46,9 +46,9 @@ from django.utils import timezone  # noqa: E402
 from psycopg.types.json import Jsonb  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
-from conductor import services, tick  # noqa: E402
 from conductor.core.heap import freeze_startup_heap  # noqa: E402
-from conductor.models import Event, LiveSession, Signal  # noqa: E402
+from conductor.live import services, tick  # noqa: E402
+from conductor.live.models import Event, LiveSession, Signal  # noqa: E402
 
 BATCH = 5_000
 ROUNDS = 15

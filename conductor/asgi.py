@@ -18,7 +18,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from conductor.core.auth import BrowserOriginValidator, ConductorAuthStack  # noqa: E402
 from conductor.core.heap import freeze_startup_heap  # noqa: E402
 from conductor.core.middleware import RequestBodyDeadline, WebsocketOutageGuard  # noqa: E402
-from conductor.routing import websocket_urlpatterns  # noqa: E402
+from conductor.live.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

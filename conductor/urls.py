@@ -8,8 +8,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from agents import api as agents_api
 from agents import views as agents_views
-from conductor import api, views
 from conductor.core import schema
+from conductor.live import api, views
 from telemetry.health import healthz
 
 handler404 = "conductor.core.errors.not_found"

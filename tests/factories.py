@@ -4,7 +4,7 @@ import factory
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
-from conductor.models import Event, LiveSession
+from conductor.live.models import Event, LiveSession
 
 
 class OrganizerFactory(factory.django.DjangoModelFactory):

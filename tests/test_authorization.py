@@ -30,7 +30,7 @@ from agents import services as agent_services
 from agents.models import AgentRun, Campaign
 from agents.registry import registry
 from conductor.asgi import application
-from conductor.models import Anomaly, Intervention
+from conductor.live.models import Anomaly, Intervention
 from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
 
 CANARY = "canary-7f3a"  # in every name, title and input of the owner's objects
@@ -348,7 +348,7 @@ async def _socket_answer(path: str) -> int | str:
 
 @pytest.mark.django_db(transaction=True)
 async def test_each_socket_answers_each_role_as_the_table_says():
-    from conductor import routing
+    from conductor.live import routing
 
     paths = {str(route.pattern) for route in routing.websocket_urlpatterns}
     assert paths == {"ws/sessions/<int:session_id>/", "ws/sessions/<int:session_id>/attendees/"}

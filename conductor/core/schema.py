@@ -201,7 +201,7 @@ def merge_patch_schema(schema: dict[str, Any]) -> dict[str, Any]:
 class PydanticFieldExtension(OpenApiSerializerFieldExtension):  # type: ignore[no-untyped-call]
     """Documents a PydanticField with its model's JSON Schema."""
 
-    target_class = "conductor.api.PydanticField"
+    target_class = "conductor.live.api.PydanticField"
     match_subclasses = True
 
     def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
@@ -212,7 +212,7 @@ class PydanticFieldExtension(OpenApiSerializerFieldExtension):  # type: ignore[n
 class StrictSerializerExtension(OpenApiSerializerExtension):  # type: ignore[no-untyped-call]
     """A StrictSerializer answers 400 to a field it does not know: `additionalProperties: false`."""
 
-    target_class = "conductor.api.StrictSerializer"
+    target_class = "conductor.live.api.StrictSerializer"
     match_subclasses = True
 
     def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:

@@ -218,7 +218,7 @@
     ];
   }
 
-  // The one rendering of an intervention, fed by its API shape (conductor.interventions
+  // The one rendering of an intervention, fed by its API shape (conductor.live.interventions
   // .serialize): the catch-up over HTTP and the websocket's intervention.updated both land here.
   function interventionItem(i) {
     const item = document.createElement("li");

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from conductor.models import LiveSession, Signal
+from conductor.live.models import LiveSession, Signal
 
 
 def audience(session: LiveSession, people: int, at: datetime) -> list[str]:

@@ -15,8 +15,8 @@ from django.db import connection, connections
 from django.test import Client
 
 from conductor.asgi import application
-from conductor.event_settings import EventSettings
-from conductor.models import Event, Intervention, LiveSession
+from conductor.live.event_settings import EventSettings
+from conductor.live.models import Event, Intervention, LiveSession
 from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
 
 SESSIONS = "/admin/conductor/livesession/"

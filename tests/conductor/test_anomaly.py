@@ -5,7 +5,7 @@ import random
 import pytest
 from pydantic import ValidationError
 
-from conductor.engine.anomaly import (
+from conductor.live.engine.anomaly import (
     DEFAULT_CONFIG,
     RECENT_LENGTH,
     Anomaly,

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from conductor.event_settings import Cooldowns, EventSettings
-from conductor.models import Event
+from conductor.live.event_settings import Cooldowns, EventSettings
+from conductor.live.models import Event
 from tests.factories import EventFactory
 
 pytestmark = pytest.mark.django_db

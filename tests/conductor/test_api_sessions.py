@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from conductor.models import EngagementSample, LiveSession
+from conductor.live.models import EngagementSample, LiveSession
 from tests.factories import EventFactory, LiveSessionFactory
 
 pytestmark = pytest.mark.django_db

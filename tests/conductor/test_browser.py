@@ -22,8 +22,8 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from conductor import delivery, interventions, realtime, services, tick
-from conductor.models import Intervention, LiveSession
+from conductor.live import delivery, interventions, realtime, services, tick
+from conductor.live.models import Intervention, LiveSession
 from tests.conductor.live import activity, audience
 from tests.conftest import child_env
 from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
@@ -337,7 +337,7 @@ def _measure(intervention: Intervention, *, before: float, after: float, reward:
 
 
 def _fail_delivery(intervention: Intervention, reason: str) -> None:
-    """Fail the delivery as its last refused attempt does (conductor.delivery)."""
+    """Fail the delivery as its last refused attempt does (conductor.live.delivery)."""
     Intervention.objects.filter(pk=intervention.pk).update(
         delivery_attempts=delivery.MAX_DELIVERY_ATTEMPTS
     )

@@ -12,9 +12,9 @@ from django.utils import timezone
 from agents import rollups
 from agents import services as agent_services
 from agents.models import AgentRollup, AgentRun, MemoryItem
-from conductor import memory, services, tick
 from conductor.asgi import application
-from conductor.models import Intervention, LiveSession
+from conductor.live import memory, services, tick
+from conductor.live.models import Intervention, LiveSession
 from connectors import fakes
 from tests.conductor.live import activity, audience
 from tests.conductor.test_decisions import decide, dropped, learn

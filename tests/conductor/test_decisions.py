@@ -14,9 +14,9 @@ from prometheus_client import REGISTRY
 
 from agents import services as agent_services
 from agents.models import AgentRun, MemoryItem
-from conductor import content, interventions, measurement, memory, policy_store, services
-from conductor.event_settings import INTERVENTION_TYPES
-from conductor.models import (
+from conductor.live import content, interventions, measurement, memory, policy_store, services
+from conductor.live.event_settings import INTERVENTION_TYPES
+from conductor.live.models import (
     Anomaly,
     EngagementSample,
     Intervention,

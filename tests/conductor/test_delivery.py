@@ -20,11 +20,11 @@ from django.utils import timezone
 from prometheus_client import REGISTRY
 from rest_framework.test import APIClient
 
-from conductor import delivery, interventions, services
 from conductor.asgi import application
 from conductor.core.errors import ConflictError
-from conductor.models import Intervention, LiveSession
-from conductor.tasks import dispatch_intervention
+from conductor.live import delivery, interventions, services
+from conductor.live.models import Intervention, LiveSession
+from conductor.live.tasks import dispatch_intervention
 from connectors import fakes
 from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
 

@@ -13,11 +13,11 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from agents.models import AgentRun
-from conductor import measurement, policy_store, services, tick
 from conductor.asgi import application
-from conductor.audience import Audience, AudienceSpec
-from conductor.models import Anomaly, Intervention, LiveSession, PolicyEvidence
-from conductor.simulator import Simulation
+from conductor.live import measurement, policy_store, services, tick
+from conductor.live.audience import Audience, AudienceSpec
+from conductor.live.models import Anomaly, Intervention, LiveSession, PolicyEvidence
+from conductor.live.simulator import Simulation
 from connectors import fakes
 from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from conductor import evaluation as ev
-from conductor.engine.policy import HOLD
-from conductor.event_settings import INTERVENTION_TYPES
-from conductor.models import Intervention
+from conductor.live import evaluation as ev
+from conductor.live.engine.policy import HOLD
+from conductor.live.event_settings import INTERVENTION_TYPES
+from conductor.live.models import Intervention
 
 AT = datetime(2026, 1, 5, 9, tzinfo=UTC)
 

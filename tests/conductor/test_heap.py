@@ -29,7 +29,7 @@ def test_freezing_moves_the_loaded_heap_out_of_the_collectors_way(unfrozen):
     freeze_startup_heap()
 
     assert gc.get_freeze_count() > 10_000  # modules, models, URL patterns and views
-    assert "conductor.views" in sys.modules
+    assert "conductor.live.views" in sys.modules
 
 
 def test_the_worker_freezes_before_its_pool_forks(unfrozen):

@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from agents.memory import Recalled
 from agents.models import MemoryItem
-from conductor import memory
-from conductor.models import EngagementSample, Intervention, LiveSession
+from conductor.live import memory
+from conductor.live.models import EngagementSample, Intervention, LiveSession
 from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
 
 pytestmark = pytest.mark.django_db
@@ -133,7 +133,7 @@ def test_the_summary_ranks_what_worked_by_mean_lift():
 
 def test_the_example_is_the_best_rewarded_text_of_the_chosen_type():
     found = [
-        # Rewards are points over doing nothing (conductor.measurement).
+        # Rewards are points over doing nothing (conductor.live.measurement).
         recalled("poll", 0.1, 0.03, "good poll"),
         recalled("poll", 0.2, 0.05, "best poll"),
         recalled("broadcast", 0.3, 0.08, "a broadcast"),

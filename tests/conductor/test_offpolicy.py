@@ -1,4 +1,4 @@
-"""Off-policy evaluation (conductor.engine.offpolicy): hand-computed logs and a known bandit."""
+"""Off-policy evaluation (conductor.live.engine.offpolicy): hand-computed logs, a known bandit."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from conductor.engine import offpolicy
-from conductor.engine.offpolicy import LoggedDecision, RewardModel, always, evaluate, greedy
+from conductor.live.engine import offpolicy
+from conductor.live.engine.offpolicy import LoggedDecision, RewardModel, always, evaluate, greedy
 
 # Two contexts, two actions; by hand (n = 5):
 #   always(poll): weights 2, 0, 4, 0, 2  ->  IPS = (2*1 + 4*2 + 2*3) / 5 = 3.2

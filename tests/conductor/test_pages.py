@@ -7,7 +7,7 @@ import re
 import pytest
 from django.utils import timezone
 
-from conductor.models import EngagementSample, Intervention, LiveSession
+from conductor.live.models import EngagementSample, Intervention, LiveSession
 from tests.factories import EventFactory, LiveSessionFactory
 
 pytestmark = pytest.mark.django_db

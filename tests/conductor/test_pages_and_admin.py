@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
-from conductor.models import EngagementSample
+from conductor.live.models import EngagementSample
 
 pytestmark = pytest.mark.django_db
 
@@ -54,7 +54,7 @@ def test_model_strings(live_session):
 
 
 def test_admin_bulk_approves_and_rejects_interventions(client, live_session):
-    from conductor.models import Intervention, LiveSession
+    from conductor.live.models import Intervention, LiveSession
 
     LiveSession.objects.filter(pk=live_session.pk).update(status="live")
     staff = get_user_model().objects.create_superuser("chief", password="x-admin-pass")
@@ -93,7 +93,7 @@ def test_saving_an_intervention_page_writes_nothing_to_it(client, live_session):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from conductor.models import Intervention
+    from conductor.live.models import Intervention
 
     staff = get_user_model().objects.create_superuser("chief", password="x-admin-pass")
     client.force_login(staff)

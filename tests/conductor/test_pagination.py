@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from conductor.models import Anomaly, Intervention
+from conductor.live.models import Anomaly, Intervention
 from tests.agents.factories import AgentRunFactory
 from tests.factories import EventFactory, LiveSessionFactory
 

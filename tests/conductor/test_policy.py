@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conductor.engine.policy import (
+from conductor.live.engine.policy import (
     ARMS,
     HOLD,
     Evidence,
@@ -22,7 +22,7 @@ from conductor.engine.policy import (
     scope_chain,
     scopes_to_update,
 )
-from conductor.event_settings import INTERVENTION_TYPES
+from conductor.live.event_settings import INTERVENTION_TYPES
 
 DAY = 86_400.0
 

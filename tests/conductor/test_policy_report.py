@@ -9,8 +9,8 @@ import factory
 import pytest
 from django.utils import timezone
 
-from conductor.engine import offpolicy
-from conductor.models import Intervention
+from conductor.live.engine import offpolicy
+from conductor.live.models import Intervention
 from tests.factories import EventFactory, LiveSessionFactory
 
 pytestmark = pytest.mark.django_db

@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connections
 
-from conductor import policy_store
-from conductor.engine.policy import MemoryStore
-from conductor.models import PolicyEvidence
+from conductor.live import policy_store
+from conductor.live.engine.policy import MemoryStore
+from conductor.live.models import PolicyEvidence
 from tests.factories import EventFactory, OrganizerFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

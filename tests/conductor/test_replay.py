@@ -17,11 +17,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agents.models import AgentRun
-from conductor import policy_store, tick
-from conductor.audience import Audience, AudienceSpec
-from conductor.engine.policy import PolicyContext
-from conductor.ingest import signals_ingest
-from conductor.models import (
+from conductor.live import policy_store, tick
+from conductor.live.audience import Audience, AudienceSpec
+from conductor.live.engine.policy import PolicyContext
+from conductor.live.ingest import signals_ingest
+from conductor.live.models import (
     Anomaly,
     EngagementSample,
     Intervention,
@@ -29,7 +29,7 @@ from conductor.models import (
     PolicyEvidence,
     Signal,
 )
-from conductor.replay import session_timeline
+from conductor.live.replay import session_timeline
 from tests.conftest import BASE_DIR, child_env
 from tests.factories import LiveSessionFactory
 

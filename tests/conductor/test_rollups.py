@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from django.conf import settings
 
-from conductor import rollups
-from conductor.models import Intervention, InterventionRollup
-from conductor.tasks import refresh_rollups
+from conductor.live import rollups
+from conductor.live.models import Intervention, InterventionRollup
+from conductor.live.tasks import refresh_rollups
 from tests.factories import EventFactory, LiveSessionFactory
 
 pytestmark = pytest.mark.django_db

@@ -19,7 +19,7 @@ from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from agents.models import AgentRun, Approval, ToolExecution
-from conductor.models import Anomaly, Intervention
+from conductor.live.models import Anomaly, Intervention
 from tests.agents.factories import AgentRunFactory
 from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
 

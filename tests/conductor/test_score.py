@@ -5,7 +5,7 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from conductor.engine.score import (
+from conductor.live.engine.score import (
     BANDS,
     CHAT_SATURATION,
     WEIGHTS,

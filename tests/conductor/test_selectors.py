@@ -9,8 +9,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from conductor import selectors
-from conductor.models import EngagementSample
+from conductor.live import selectors
+from conductor.live.models import EngagementSample
 from tests.conductor.plans import rows_read
 from tests.factories import LiveSessionFactory
 

@@ -9,8 +9,8 @@ import pytest
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from conductor import collector
-from conductor.models import LiveSession, Signal
+from conductor.live import collector
+from conductor.live.models import LiveSession, Signal
 from tests.database import inserts_fail
 from tests.factories import EventFactory, LiveSessionFactory
 
@@ -246,7 +246,7 @@ def test_a_batch_racing_another_with_the_same_ids_is_deduplicated(api, live_sess
 
 
 def test_engagement_and_anomalies_endpoints(api, client_for, other_organizer, live_session):
-    from conductor.models import Anomaly, EngagementSample
+    from conductor.live.models import Anomaly, EngagementSample
 
     now = timezone.now()
     for seconds in (20, 10, 0):

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from conductor.audience import (
+from conductor.live.audience import (
     AUDIENCE_LARGE_FROM,
     AUDIENCE_MEDIUM_FROM,
     DEFAULT_EFFECTS,
@@ -28,10 +28,10 @@ from conductor.audience import (
     AudienceSpec,
     EffectTable,
 )
-from conductor.delivery import attendee_group
-from conductor.demo import DEMO_LIVE_TITLE, demo_live_session
-from conductor.models import Anomaly, Intervention, LiveSession, Signal
-from conductor.simulator import Simulation, WebsocketLink, attendee_url, local_base_url
+from conductor.live.delivery import attendee_group
+from conductor.live.demo import DEMO_LIVE_TITLE, demo_live_session
+from conductor.live.models import Anomaly, Intervention, LiveSession, Signal
+from conductor.live.simulator import Simulation, WebsocketLink, attendee_url, local_base_url
 
 T0 = datetime(2025, 5, 1, 9, 0, tzinfo=UTC)
 ACTIVITY = {"chat_message", "reaction", "question", "poll_vote"}
@@ -216,7 +216,7 @@ def test_the_effect_tables_are_complete_realistic_and_drift():
 
 
 def test_the_audience_speaks_the_projects_names():
-    from conductor.engine import policy
+    from conductor.live.engine import policy
 
     assert set(SITUATIONS) == set(Anomaly.Type.values)
     assert set(INTERVENTION_TYPES) == set(Intervention.Type.values) - {"hold"}
@@ -229,7 +229,7 @@ def test_the_audience_is_pure():
     """It loads on its own, with numpy and the standard library only."""
     code = (
         "import importlib.util, sys\n"
-        "spec = importlib.util.spec_from_file_location('audience', 'conductor/audience.py')\n"
+        "spec = importlib.util.spec_from_file_location('audience', 'conductor/live/audience.py')\n"
         "module = importlib.util.module_from_spec(spec)\n"
         "sys.modules['audience'] = module\n"
         "spec.loader.exec_module(module)\n"

@@ -11,9 +11,9 @@ from django.db import connections
 from django.utils import timezone
 
 from agents.models import AgentRun
-from conductor import tick
-from conductor.engine.score import ACTIVE_WINDOW_SECONDS
-from conductor.models import Anomaly, EngagementSample, LiveSession, Signal
+from conductor.live import tick
+from conductor.live.engine.score import ACTIVE_WINDOW_SECONDS
+from conductor.live.models import Anomaly, EngagementSample, LiveSession, Signal
 from tests.conductor.live import activity, audience
 
 pytestmark = pytest.mark.django_db
@@ -50,7 +50,9 @@ def test_active_means_any_activity_within_the_scores_active_window(live):
 
     data = tick.live_aggregates(now)[live.pk]
 
-    assert ACTIVE_WINDOW_SECONDS == 180  # the score's documented window (conductor.engine.score)
+    assert (
+        ACTIVE_WINDOW_SECONDS == 180
+    )  # the score's documented window (conductor.live.engine.score)
     assert data.active == 1  # spoke 160 s ago: active; reacted 200 s ago: no longer
     assert data.chat_messages == 0  # both outside the rate window
 
@@ -135,7 +137,7 @@ def test_a_drop_becomes_one_anomaly_and_one_decision(live):
 
 def test_the_tick_task_skips_while_another_runs(live):
     from conductor.core.redis_client import redis_client
-    from conductor.tasks import TICK_LOCK, run_tick
+    from conductor.live.tasks import TICK_LOCK, run_tick
 
     redis_client().set(TICK_LOCK, "another tick", ex=60)
     assert run_tick() == 0
@@ -148,7 +150,7 @@ def test_the_tick_task_skips_while_another_runs(live):
 @pytest.mark.django_db(transaction=True)
 def test_a_tick_past_its_lock_leaves_the_next_ticks_lock_alone():
     from conductor.core.redis_client import redis_client
-    from conductor.tasks import TICK_LOCK, run_tick
+    from conductor.live.tasks import TICK_LOCK, run_tick
 
     redis_client().delete(TICK_LOCK)
     # Another session holds the sessions table, so the tick waits inside its lock for as long
@@ -183,7 +185,7 @@ def test_a_tick_past_its_lock_leaves_the_next_ticks_lock_alone():
 
 
 def test_waiting_interventions_expire_when_engagement_is_back_to_before_the_drop(live):
-    from conductor.models import Intervention
+    from conductor.live.models import Intervention
 
     now = timezone.now()
     names = audience(live, 40, now - timedelta(minutes=5))
@@ -212,7 +214,7 @@ def test_waiting_interventions_expire_when_engagement_is_back_to_before_the_drop
 
 
 def test_no_new_decision_while_one_waits_for_the_organizer(live):
-    from conductor.models import Intervention
+    from conductor.live.models import Intervention
 
     start = timezone.now() - timedelta(minutes=10)
     names = audience(live, 40, start)
@@ -229,7 +231,7 @@ def test_no_new_decision_while_one_waits_for_the_organizer(live):
 
 
 def test_a_proposal_past_its_time_does_not_hold_back_a_new_decision(live):
-    from conductor.models import Intervention
+    from conductor.live.models import Intervention
 
     start = timezone.now() - timedelta(minutes=10)
     names = audience(live, 40, start)

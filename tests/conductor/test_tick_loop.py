@@ -11,9 +11,9 @@ from prometheus_client import REGISTRY
 
 from agents import services as agent_services
 from agents.models import AgentRun
-from conductor import tick
 from conductor.celery import app as celery_app
-from conductor.models import Anomaly, EngagementSample, LiveSession
+from conductor.live import tick
+from conductor.live.models import Anomaly, EngagementSample, LiveSession
 from tests.agents.factories import AgentRunFactory
 from tests.conductor.live import activity, audience
 from tests.database import inserts_fail

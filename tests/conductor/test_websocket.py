@@ -8,8 +8,8 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from conductor import realtime, services
 from conductor.asgi import application
+from conductor.live import realtime, services
 from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -176,7 +176,7 @@ async def test_a_tick_sample_reaches_the_dashboard():
 
     from django.utils import timezone
 
-    from conductor import tick
+    from conductor.live import tick
     from tests.conductor.live import activity, audience
 
     owner, _, session = await make_session()
@@ -209,9 +209,9 @@ async def test_tick_messages_are_what_the_api_returns():
     from django.utils import timezone
     from rest_framework.test import APIClient
 
-    from conductor import tick
-    from conductor.engine.anomaly import DetectorState
-    from conductor.models import LiveSession
+    from conductor.live import tick
+    from conductor.live.engine.anomaly import DetectorState
+    from conductor.live.models import LiveSession
     from tests.conductor.live import activity, audience
 
     owner, _, session = await make_session()
@@ -254,7 +254,7 @@ async def test_tick_messages_are_what_the_api_returns():
 async def test_an_approval_through_the_api_reaches_the_dashboard():
     from rest_framework.test import APIClient
 
-    from conductor.models import Intervention
+    from conductor.live.models import Intervention
 
     owner, _, session = await make_session()
 

@@ -7,7 +7,7 @@ import time_machine
 from django.core.cache import cache
 from django.db import OperationalError, connection
 
-from conductor import collector
+from conductor.live import collector
 from telemetry.health import HEARTBEAT_KEY, record_worker_heartbeat
 
 pytestmark = pytest.mark.django_db

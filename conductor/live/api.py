@@ -1,0 +1,492 @@
+"""HTTP API for events and live sessions: one view per resource, parse -> service -> serialize."""
+
+from __future__ import annotations
+
+from typing import Any, cast, get_args
+
+from django.contrib.auth.models import User
+from django.utils.http import parse_header_parameters
+from drf_spectacular.utils import (
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+    inline_serializer,
+)
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from conductor.core import rollups
+from conductor.core.errors import ApplicationError
+from conductor.core.fields import (
+    DayRangeSerializer,
+    DecisionInputSerializer,
+    PydanticField,
+    QuerySerializer,
+    StrictSerializer,
+    no_nul_characters,
+)
+from conductor.core.pagination import PaginatedApi
+from conductor.core.schema import error_responses
+from conductor.live import ingest, interventions, policy_report, selectors, services
+from conductor.live.event_settings import INTERVENTION_TYPES, EventSettings
+from conductor.live.models import Intervention, InterventionRollup, LiveSession
+from conductor.live.serializers import AnomalyOutputSerializer, SampleOutputSerializer
+
+
+class EventOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    settings = serializers.JSONField()
+    created_at = serializers.DateTimeField()
+
+
+class SessionOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    event = serializers.IntegerField(source="event_id")
+    title = serializers.CharField()
+    topic = serializers.CharField()
+    mode = serializers.CharField()
+    status = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField(allow_null=True)
+    attendee_key = serializers.CharField(help_text="Key for /ws/sessions/{id}/attendees/?key=")
+    engagement = serializers.SerializerMethodField()
+
+    @extend_schema_field(SampleOutputSerializer(allow_null=True))
+    def get_engagement(self, session: LiveSession) -> dict[str, Any] | None:
+        # A list passes the page's latest samples (one query); a single session asks for its own.
+        latest = self.context.get("latest_samples")
+        sample = (
+            latest.get(session.pk)
+            if latest is not None
+            else selectors.session_latest_sample(session)
+        )
+        return None if sample is None else dict(SampleOutputSerializer(sample).data)
+
+
+class EventListCreateApi(PaginatedApi):
+    @extend_schema_serializer(component_name="EventCreateInput")
+    class InputSerializer(StrictSerializer):
+        name = serializers.CharField(max_length=200)
+        description = serializers.CharField(required=False, allow_blank=True, default="")
+        settings = PydanticField(EventSettings, required=False, default=dict)
+
+    @extend_schema(responses=EventOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return self.paginate(
+            selectors.events_for_user(request.user),
+            lambda page: EventOutputSerializer(page, many=True).data,
+        )
+
+    @extend_schema(request=InputSerializer, responses={201: EventOutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        organizer = cast(User, request.user)  # IsAuthenticated ran first
+        event = services.event_create(organizer=organizer, **serializer.validated_data)
+        return Response(EventOutputSerializer(event).data, status=status.HTTP_201_CREATED)
+
+
+class EventDetailApi(APIView):
+    @extend_schema_serializer(component_name="EventUpdateInput")
+    class InputSerializer(StrictSerializer):
+        settings = PydanticField(
+            EventSettings, merge_patch=True,
+            help_text="A JSON merge patch of the settings: `null` puts one back to its default.",
+        )  # fmt: skip
+
+    @extend_schema(responses=EventOutputSerializer)
+    def get(self, request: Request, event_id: int) -> Response:
+        event = selectors.event_get_for_user(request.user, event_id)
+        return Response(EventOutputSerializer(event).data)
+
+    @extend_schema(request=InputSerializer, responses=EventOutputSerializer)
+    def patch(self, request: Request, event_id: int) -> Response:
+        event = selectors.event_get_for_user(request.user, event_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        event = services.event_update_settings(event=event, **serializer.validated_data)
+        return Response(EventOutputSerializer(event).data)
+
+
+class SessionListCreateApi(PaginatedApi):
+    @extend_schema_serializer(component_name="SessionCreateInput")
+    class InputSerializer(StrictSerializer):
+        event = serializers.IntegerField()
+        title = serializers.CharField(max_length=200)
+        topic = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+        mode = serializers.ChoiceField(
+            choices=LiveSession.Mode.values, required=False, default=LiveSession.Mode.SEMI_AUTO
+        )
+
+    class FilterSerializer(QuerySerializer):
+        event = serializers.IntegerField(required=False)
+        status = serializers.ChoiceField(choices=LiveSession.Status.values, required=False)
+
+    @extend_schema(parameters=[FilterSerializer], responses=SessionOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        sessions = selectors.sessions_for_user(request.user)
+        if "event" in filters.validated_data:
+            sessions = sessions.filter(event_id=filters.validated_data["event"])
+        if "status" in filters.validated_data:
+            sessions = sessions.filter(status=filters.validated_data["status"])
+        return self.paginate(sessions, self._render)
+
+    @staticmethod
+    def _render(page: list[LiveSession]) -> Any:
+        # The page's latest samples in one query, not one per session.
+        latest = selectors.latest_samples([session.pk for session in page])
+        return SessionOutputSerializer(page, many=True, context={"latest_samples": latest}).data
+
+    @extend_schema(
+        request=InputSerializer, responses={201: SessionOutputSerializer, **error_responses(404)}
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        event = selectors.event_get_for_user(request.user, data.pop("event"))
+        session = services.session_create(event=event, **data)
+        return Response(SessionOutputSerializer(session).data, status=status.HTTP_201_CREATED)
+
+
+class SessionDetailApi(APIView):
+    @extend_schema_serializer(component_name="SessionUpdateInput")
+    class InputSerializer(StrictSerializer):
+        min_properties = 1
+
+        mode = serializers.ChoiceField(choices=LiveSession.Mode.values, required=False)
+        status = serializers.ChoiceField(choices=LiveSession.Status.values, required=False)
+
+    @extend_schema(responses=SessionOutputSerializer)
+    def get(self, request: Request, session_id: int) -> Response:
+        session = selectors.session_get_for_user(request.user, session_id)
+        return Response(SessionOutputSerializer(session).data)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: SessionOutputSerializer, **error_responses(409)},
+    )
+    def patch(self, request: Request, session_id: int) -> Response:
+        session = selectors.session_get_for_user(request.user, session_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        session = services.session_update(session_id=session.pk, **serializer.validated_data)
+        return Response(SessionOutputSerializer(session).data)
+
+
+class SignalDocSerializer(StrictSerializer):
+    """Documents one signal (validation is done by conductor.live.ingest.SignalIn)."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # Built here: a declared field named `data` would hide Serializer.data.
+        return {
+            "id": serializers.CharField(
+                required=False, max_length=100, help_text="Repeats of an id are not stored."
+            ),
+            "type": serializers.ChoiceField(choices=list(get_args(ingest.SignalType))),
+            "attendee": serializers.CharField(max_length=128),
+            "at": serializers.DateTimeField(
+                required=False,
+                help_text="When it happened (default: when received), with a UTC offset. At most "
+                f"{ingest.MAX_AGE} before the server's clock and {ingest.MAX_SKEW} after it "
+                "(else 400 naming the item's `at`).",
+            ),
+            "data": serializers.DictField(required=False),
+        }
+
+
+@extend_schema_serializer(component_name="SignalBatch")
+class SignalBatchDocSerializer(StrictSerializer):
+    signals = serializers.ListField(
+        child=SignalDocSerializer(), min_length=1, max_length=ingest.MAX_BATCH,
+        help_text=f"1 to {ingest.MAX_BATCH:,} signals",
+    )  # fmt: skip
+
+
+class InterventionOutputSerializer(serializers.Serializer):
+    """Documents `conductor.live.interventions.serialize`."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # Built here: a declared field named `source` would hide Field.source.
+        return {
+            "id": serializers.IntegerField(),
+            "session": serializers.IntegerField(),
+            "type": serializers.CharField(),
+            "status": serializers.CharField(),
+            "confidence": serializers.FloatField(allow_null=True),
+            "propensity": serializers.FloatField(
+                allow_null=True,
+                help_text="The probability the policy had of doing exactly this, holdout "
+                "included (for off-policy evaluation).",
+            ),
+            "holdout": serializers.BooleanField(
+                help_text="A hold chosen by the event's holdout share, not by the policy."
+            ),
+            "context": serializers.CharField(help_text="The policy's context: anomaly|audience."),
+            "decision_score": serializers.FloatField(
+                allow_null=True, help_text="The engagement score when it was decided."
+            ),
+            "reasoning": serializers.CharField(),
+            "content": serializers.DictField(),
+            "source": serializers.ChoiceField(choices=Intervention.Source.values),
+            "anomaly": serializers.IntegerField(allow_null=True),
+            "run": serializers.IntegerField(allow_null=True),
+            "created_at": serializers.DateTimeField(),
+            "expires_at": serializers.DateTimeField(allow_null=True),
+            "decided_by": serializers.CharField(allow_null=True),
+            "decided_at": serializers.DateTimeField(allow_null=True),
+            "decision_reason": serializers.CharField(),
+            "executed_at": serializers.DateTimeField(allow_null=True),
+            "delivered_at": serializers.DateTimeField(
+                allow_null=True, help_text="When it was sent to the attendees."
+            ),
+            "delivery_id": serializers.UUIDField(
+                help_text="Carried by the attendee message; a repeat of it is a re-send."
+            ),
+            "failure_reason": serializers.CharField(help_text="Why it was not delivered."),
+            "outcome": serializers.DictField(allow_null=True),
+        }
+
+
+class SessionSignalsApi(APIView):
+    """Signals in batches of up to 5,000; all-or-nothing; repeats of an id are not stored."""
+
+    @extend_schema(
+        request=SignalBatchDocSerializer,
+        responses={202: inline_serializer("IngestResult", {
+            "accepted": serializers.IntegerField(), "duplicates": serializers.IntegerField()}),
+            **error_responses(409)},
+    )  # fmt: skip
+    def post(self, request: Request, session_id: int) -> Response:
+        session = selectors.session_get_for_user(request.user, session_id)
+        # Media types are case-insensitive; JSON is UTF-8 (RFC 8259), which parse_batch decodes.
+        media_type, params = parse_header_parameters(request.content_type or "")
+        if media_type != "application/json" or params.get("charset", "utf-8").lower() != "utf-8":
+            raise ApplicationError(
+                "Send the batch as application/json (UTF-8).", code="unsupported_media_type",
+                status_code=415,
+            )  # fmt: skip
+        result = ingest.signals_ingest(session=session, batch=ingest.parse_batch(request.body))
+        return Response(
+            {"accepted": result.accepted, "duplicates": result.duplicates},
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class SessionEngagementApi(APIView):
+    class FilterSerializer(QuerySerializer):
+        since = serializers.DateTimeField(required=False)
+        limit = serializers.IntegerField(required=False, min_value=1, max_value=5000, default=720)
+
+    @extend_schema(
+        parameters=[FilterSerializer],
+        responses=inline_serializer(
+            "EngagementSamples", {"samples": SampleOutputSerializer(many=True)}
+        ),
+    )
+    def get(self, request: Request, session_id: int) -> Response:
+        session = selectors.session_get_for_user(request.user, session_id)
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        samples = selectors.session_samples(
+            session,
+            since=filters.validated_data.get("since"),
+            limit=filters.validated_data["limit"],
+        )
+        return Response({"samples": SampleOutputSerializer(samples, many=True).data})
+
+
+class SessionAnomaliesApi(PaginatedApi):
+    @extend_schema(responses=AnomalyOutputSerializer(many=True))
+    def get(self, request: Request, session_id: int) -> Response:
+        session = selectors.session_get_for_user(request.user, session_id)
+        return self.paginate(
+            session.anomalies.all(), lambda page: AnomalyOutputSerializer(page, many=True).data
+        )
+
+
+class InterventionListCreateApi(PaginatedApi):
+    @extend_schema_serializer(component_name="ManualInterventionInput")
+    class InputSerializer(StrictSerializer):
+        # A hold is the policy's choice to send nothing: not something to send by hand.
+        type = serializers.ChoiceField(choices=INTERVENTION_TYPES)
+        content = serializers.DictField(required=False, validators=[no_nul_characters])
+        reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+    @extend_schema(responses=InterventionOutputSerializer(many=True))
+    def get(self, request: Request, session_id: int) -> Response:
+        session = selectors.session_get_for_user(request.user, session_id)
+        queryset = session.interventions.select_related("decided_by").order_by("-created_at", "-id")
+        return self.paginate(queryset, lambda page: [interventions.serialize(i) for i in page])
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: InterventionOutputSerializer, **error_responses(409)},
+    )
+    def post(self, request: Request, session_id: int) -> Response:
+        session = selectors.session_get_for_user(request.user, session_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        intervention = interventions.intervention_create_manual(
+            session=session,
+            type=data["type"],
+            user=cast(User, request.user),
+            content_in=data.get("content"),
+            reason=data.get("reason", ""),
+        )
+        return Response(interventions.serialize(intervention), status=status.HTTP_201_CREATED)
+
+
+class _InterventionDecisionApi(APIView):
+    approve: bool
+    InputSerializer = DecisionInputSerializer
+
+    def post(self, request: Request, intervention_id: int) -> Response:
+        intervention = selectors.intervention_get_for_user(request.user, intervention_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        decided = interventions.intervention_decide(
+            intervention_id=intervention.pk,
+            user=cast(User, request.user),
+            approve=self.approve,
+            reason=serializer.validated_data.get("reason", ""),
+        )
+        return Response(interventions.serialize(decided))
+
+
+@extend_schema(
+    request=_InterventionDecisionApi.InputSerializer,
+    responses={200: InterventionOutputSerializer, **error_responses(409)},
+)
+class InterventionApproveApi(_InterventionDecisionApi):
+    approve = True
+
+
+@extend_schema(
+    request=_InterventionDecisionApi.InputSerializer,
+    responses={200: InterventionOutputSerializer, **error_responses(409)},
+)
+class InterventionRejectApi(_InterventionDecisionApi):
+    approve = False
+
+
+# -- outcomes: the daily intervention rollups -------------------------------------------------
+
+_OUTCOME_COUNTS = ("proposed", "executed", "rejected", "expired", "failed", "measured",
+                   "lift_sum", "reward_sum")  # fmt: skip
+
+
+class OutcomeOutputSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    proposed = serializers.IntegerField()
+    executed = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    expired = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    measured = serializers.IntegerField()
+    mean_lift = serializers.FloatField(allow_null=True)
+    mean_reward = serializers.FloatField(allow_null=True)
+
+
+class OutcomeDayOutputSerializer(OutcomeOutputSerializer):
+    day = serializers.DateField()
+
+
+class OutcomesResponseSerializer(serializers.Serializer):
+    since = serializers.DateField()
+    until = serializers.DateField()
+    refreshed_at = serializers.DateTimeField(allow_null=True)
+    totals = OutcomeOutputSerializer(many=True)
+    days = OutcomeDayOutputSerializer(many=True)
+
+
+class EventOutcomesApi(APIView):
+    """Per intervention type and UTC day of an event: what became of the interventions, and the
+    mean measured lift and reward (rollups, recomputed every 5 minutes)."""
+
+    @extend_schema(parameters=[DayRangeSerializer], responses=OutcomesResponseSerializer)
+    def get(self, request: Request, event_id: int) -> Response:
+        event = selectors.event_get_for_user(request.user, event_id)
+        filters = DayRangeSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        since, until = filters.validated_data["since"], filters.validated_data["until"]
+        days = list(
+            InterventionRollup.objects.filter(event=event, day__gte=since, day__lte=until).order_by(
+                "-day", "type"
+            )
+        )
+        data = rollups.report(days, since=since, until=until, by="type", fields=_OUTCOME_COUNTS)
+        return Response(OutcomesResponseSerializer(data).data)
+
+
+# -- policy report: off-policy estimates of what worked ------------------------------------------
+
+
+class EstimateOutputSerializer(serializers.Serializer):
+    value = serializers.FloatField(allow_null=True)
+    ci = serializers.ListField(
+        child=serializers.FloatField(), min_length=2, max_length=2, allow_null=True,
+        help_text="95% percentile bootstrap interval [low, high].",
+    )  # fmt: skip
+
+
+class PolicyEstimatesOutputSerializer(serializers.Serializer):
+    ips = EstimateOutputSerializer(help_text="Inverse propensity scoring.")
+    snips = EstimateOutputSerializer(help_text="Self-normalized IPS; null without support.")
+    dr = EstimateOutputSerializer(help_text="Doubly robust with a per-context mean-lift model.")
+
+
+class PolicyArmOutputSerializer(PolicyEstimatesOutputSerializer):
+    action = serializers.CharField(help_text="The intervention type (or hold).")
+    logged = serializers.IntegerField(help_text="Measured decisions of this type.")
+    mean_logged_lift = serializers.FloatField()
+    vs_hold = EstimateOutputSerializer(
+        allow_null=True,
+        help_text="DR(always this type) - DR(always hold): the effect over doing nothing.",
+    )
+
+
+class PolicyReportOutputSerializer(serializers.Serializer):
+    event = serializers.IntegerField()
+    days = serializers.IntegerField()
+    decisions = serializers.IntegerField(help_text="Measured policy decisions in the window.")
+    holds = serializers.IntegerField()
+    on_policy = EstimateOutputSerializer(help_text="Mean lift of the decisions as logged.")
+    arms = PolicyArmOutputSerializer(
+        many=True, help_text='The value of "always this type", per logged type.'
+    )
+    greedy = PolicyEstimatesOutputSerializer(
+        help_text="The best logged type per context, as learnt from the same logs (optimistic)."
+    )
+    natural_recovery = EstimateOutputSerializer(
+        allow_null=True, help_text="Mean lift of the holds; null when none was measured."
+    )
+    notes = serializers.ListField(child=serializers.CharField())
+
+
+class EventPolicyReportApi(APIView):
+    """Off-policy evaluation of an event's logged decisions: each intervention type's estimated
+    lift if it were always chosen, and its effect over doing nothing
+    (conductor.live.policy_report)."""
+
+    class FilterSerializer(QuerySerializer):
+        days = serializers.IntegerField(
+            required=False, min_value=1, max_value=policy_report.DAYS_MAX,
+            default=policy_report.DAYS_DEFAULT, help_text="Days of decisions to evaluate.",
+        )  # fmt: skip
+
+    @extend_schema(parameters=[FilterSerializer], responses=PolicyReportOutputSerializer)
+    def get(self, request: Request, event_id: int) -> Response:
+        event = selectors.event_get_for_user(request.user, event_id)
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        report = policy_report.event_policy_report(event=event, days=filters.validated_data["days"])
+        return Response(PolicyReportOutputSerializer(report).data)

@@ -1,0 +1,121 @@
+"""Websocket consumers: authorize in connect(), join the group, forward group messages."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from conductor.core.auth import query_param
+from conductor.core.errors import NotFoundError
+from conductor.live import realtime, selectors
+from conductor.live.delivery import attendee_group
+from conductor.live.models import LiveSession
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+
+
+@database_sync_to_async
+def _may_watch(user: Any, session_id: int) -> bool:
+    try:
+        selectors.session_get_for_user(user, session_id)
+    except NotFoundError:
+        return False
+    return True
+
+
+class _Consumer(AsyncJsonWebsocketConsumer):
+    group: str | None = None
+
+    async def _join(self, group: str) -> None:
+        # Join before accepting, so nothing sent after the client sees "open" can be missed.
+        self.group = group
+        await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+
+    async def _refuse(self, code: int) -> None:
+        # Accept first: a close before accept is an HTTP 403 and the browser never sees our code.
+        await self.accept()
+        await self.close(code=code)
+
+    async def disconnect(self, code: int) -> None:
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        """Clients only listen (dashboard actions go through the API, attendee activity arrives
+        as signals): what they send is ignored unread, so a frame that is not JSON cannot end
+        the socket with an error."""
+
+
+class SessionDashboardConsumer(_Consumer):
+    """`/ws/sessions/{id}/`: one socket per open dashboard of a live session."""
+
+    session_id: int
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self._refuse(CLOSE_UNAUTHENTICATED)
+            return
+        session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
+        if not await _may_watch(user, session_id):
+            await self._refuse(CLOSE_FORBIDDEN)
+            return
+        self.session_id = session_id
+        await self._join(realtime.session_group(session_id))
+
+    async def dashboard_message(self, message: dict[str, Any]) -> None:
+        # Access is checked again with each tick's sample (one indexed query per dashboard every
+        # few seconds): an organizer removed from the event, or deleted, stops watching within
+        # one tick, whatever removed them (API, admin, a script).
+        if message["event"] == "engagement.sample" and not await _may_watch(
+            self.scope["user"], self.session_id
+        ):
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        await self.send_json({"type": message["event"], "data": message["data"]})
+
+
+@database_sync_to_async
+def _attendee_key_matches(session_id: int, key: str) -> bool:
+    stored = (
+        LiveSession.objects.filter(pk=session_id).values_list("attendee_key", flat=True).first()
+    )
+    # Compared as bytes: compare_digest refuses str with non-ASCII characters.
+    return stored is not None and secrets.compare_digest(stored.encode(), key.encode())
+
+
+class AttendeeConsumer(_Consumer):
+    """`/ws/sessions/{id}/attendees/?key=`: where attendee clients receive interventions."""
+
+    async def connect(self) -> None:
+        key = query_param(self.scope, "key")
+        if not key:
+            await self._refuse(CLOSE_UNAUTHENTICATED)
+            return
+        session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
+        if not await _attendee_key_matches(session_id, key):
+            await self._refuse(CLOSE_FORBIDDEN)
+            return
+        await self._join(attendee_group(session_id))
+
+    async def attendee_intervention(self, message: dict[str, Any]) -> None:
+        """One delivery (conductor.live.delivery). A crash between send and mark sends it again with
+        the same `delivery_id`: clients drop one they have seen."""
+        sent = message["intervention"]
+        await self.send_json(
+            {
+                "type": "intervention",
+                "id": sent["id"],
+                "delivery_id": sent["delivery_id"],
+                "intervention_type": sent["intervention_type"],
+                "content": sent["content"],
+                "sent_at": sent["sent_at"],
+            }
+        )

@@ -1,0 +1,227 @@
+"""Signal ingestion: validate a whole batch at the edge, then store it in one COPY.
+
+A batch is all-or-nothing: any invalid item and nothing is stored. A signal id seen before in
+the session is counted as a duplicate and not stored again (a unique index decides, so two
+concurrent batches cannot both store it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal, NotRequired
+
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.utils import timezone
+from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter, ValidationError, with_config
+from typing_extensions import TypedDict
+
+from conductor.core.errors import ApplicationError, ConflictError, is_outage
+from conductor.core.fields import nul_path
+from conductor.live import collector, services
+from conductor.live.models import LiveSession, Signal
+from telemetry import metrics
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 5_000
+# Event time may lag (buffered clients) but not by much, and never lead by more than clock skew.
+MAX_AGE = timedelta(hours=6)
+MAX_SKEW = timedelta(minutes=5)
+
+SignalType = Literal["join", "leave", "chat_message", "reaction", "poll_vote", "question"]
+
+
+# TypedDicts, not models: a batch of 5,000 validates ~35% faster without building objects.
+@with_config(ConfigDict(extra="forbid"))
+class SignalIn(TypedDict):
+    id: NotRequired[Annotated[str, Field(min_length=1, max_length=100)]]
+    type: SignalType
+    attendee: Annotated[str, Field(min_length=1, max_length=128)]
+    at: NotRequired[AwareDatetime]
+    data: NotRequired[dict[str, Any]]
+
+
+@with_config(ConfigDict(extra="forbid"))
+class SignalBatch(TypedDict):
+    signals: Annotated[list[SignalIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+_BATCH = TypeAdapter(SignalBatch)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+
+
+def _invalid(details: list[dict[str, Any]]) -> ApplicationError:
+    collector.record_rejected(max(1, len({d.get("index") for d in details})))
+    return ApplicationError(
+        f"The batch has {len(details)} invalid item(s); nothing was stored.",
+        code="validation_error",
+        details=details,
+    )
+
+
+def parse_batch(body: bytes) -> SignalBatch:
+    """Validate a request body. Raises ApplicationError naming each bad item's index and field."""
+    try:
+        batch = _BATCH.validate_json(body)
+    except ValidationError as error:
+        details = []
+        for item in error.errors(include_url=False):
+            loc = list(item["loc"])
+            if loc[:1] == ["signals"] and len(loc) > 1 and isinstance(loc[1], int):
+                details.append({"index": loc[1], "field": ".".join(map(str, loc[2:])),
+                                "message": item["msg"]})  # fmt: skip
+            else:
+                details.append({"field": ".".join(map(str, loc)), "message": item["msg"]})
+        raise _invalid(details) from None
+    # PostgreSQL text and jsonb cannot hold NUL: refuse it here with its item, not at the COPY.
+    if b"\\u0000" in body:
+        details = _nul_details(batch)
+        if details:
+            raise _invalid(details)
+    return batch
+
+
+def _nul_details(batch: SignalBatch) -> list[dict[str, Any]]:
+    return [
+        {"index": index, "field": field, "message": "Contains a NUL character."}
+        for index, item in enumerate(batch["signals"])
+        for field in ("id", "attendee", "data")
+        if nul_path(item.get(field)) is not None
+    ]
+
+
+# One encoder: json.dumps with a non-default option builds a new one per call.
+_to_json = json.JSONEncoder(allow_nan=False).encode
+_COLUMNS = ("session_id", "signal_id", "type", "attendee", "at", "data", "received_at")
+
+
+def signals_ingest(*, session: LiveSession, batch: SignalBatch) -> IngestResult:
+    """Store a validated batch for a session. Raises ConflictError (409) for an ended session,
+    ApplicationError (400) for event times out of range or data JSON cannot hold, (503
+    `unavailable`) when the database cannot be reached and (503 `write_failed`) when it refuses
+    the write; after a 503 nothing of the batch was stored."""
+    if session.status == LiveSession.Status.ENDED:
+        raise ConflictError(
+            "The session has ended; it takes no more signals.", code="session_ended"
+        )
+    now = timezone.now()
+    rows: list[tuple[Any, ...]] = []
+    invalid: list[dict[str, Any]] = []
+    for index, item in enumerate(batch["signals"]):
+        at = item.get("at") or now
+        if at > now + MAX_SKEW or at < now - MAX_AGE:
+            invalid.append({"index": index, "field": "at", "message": _range_message(at, now)})
+        # Serialized here, not by the COPY: jsonb has no NaN or Infinity (which the parser
+        # accepts, and gives for a number too large for a float), and this is where the item
+        # can still be named.
+        try:
+            data = _to_json(item.get("data", {}))
+        except ValueError:
+            invalid.append({"index": index, "field": "data", "message": _NOT_FINITE})
+            continue
+        rows.append((session.pk, item.get("id"), item["type"], item["attendee"], at, data, now))
+    if invalid:
+        raise _invalid(invalid)
+    try:
+        accepted = _copy(rows)
+    except DatabaseError as error:
+        collector.record_write_error()
+        # Only a COPY that committed is answered 202: whatever failed before the commit kept
+        # nothing. (A connection lost during the commit itself leaves the outcome unknown; a
+        # retried batch with ids is then deduplicated.)
+        if is_outage(error):
+            raise ApplicationError(
+                "The database is unavailable; nothing was kept. Retry the batch.",
+                code="unavailable",
+                status_code=503,
+            ) from error
+        raise ApplicationError(
+            "The signals could not be stored; nothing was kept. Retry the batch.",
+            code="write_failed",
+            status_code=503,
+        ) from error
+    if session.status == LiveSession.Status.SCHEDULED:  # the first signals start it
+        _start_session(session)
+    duplicates = len(rows) - accepted
+    collector.record_batch(processed=len(rows), duplicates=duplicates)
+    for kind, count in Counter(item["type"] for item in batch["signals"]).items():
+        metrics.SIGNALS_INGESTED.labels(type=kind).inc(count)
+    return IngestResult(accepted=accepted, duplicates=duplicates)
+
+
+def _start_session(session: LiveSession) -> None:
+    """Mark a scheduled session live. The signals are stored by now: a failure here must not
+    turn them into a 503 that the client would answer by sending them again, so it is logged
+    and the next batch tries again."""
+    try:
+        with contextlib.suppress(ConflictError):  # ended meanwhile: the signals are kept
+            services.session_update(session_id=session.pk, status=LiveSession.Status.LIVE)
+    except DatabaseError:
+        logger.warning("session %s not marked live; the next batch retries", session.pk,
+                       exc_info=True)  # fmt: skip
+
+
+_NOT_FINITE = "Holds NaN, Infinity or a number too large for JSON."
+
+
+def _range_message(at: datetime, now: datetime) -> str:
+    if at > now:
+        return f"More than {MAX_SKEW.seconds // 60} minutes in the future."
+    return f"More than {MAX_AGE.seconds // 3600} hours in the past."
+
+
+def _copy(rows: list[tuple[Any, ...]]) -> int:
+    """COPY the rows in; repeated ids are skipped. Returns how many were stored.
+
+    Most batches repeat nothing, so the rows go straight in; when the unique index refuses one
+    (a client retried a batch, or two raced), the batch goes through a staging table and
+    `INSERT ... ON CONFLICT DO NOTHING` instead.
+    """
+    ids = [row[1] for row in rows if row[1] is not None]
+    if len(ids) == len(set(ids)):
+        try:
+            with transaction.atomic():
+                _copy_into(Signal._meta.db_table, rows)
+            return len(rows)
+        except IntegrityError:
+            if not ids:
+                raise
+    columns = ", ".join(_COLUMNS)
+    with transaction.atomic(), connection.cursor() as cursor:
+        # One staging table per connection, emptied for each batch (a batch inside a larger
+        # transaction must not see the rows of the one before).
+        cursor.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS signal_stage (session_id bigint, "
+            "signal_id varchar(100), type varchar(16), attendee varchar(128), at timestamptz, "
+            "data jsonb, received_at timestamptz) ON COMMIT DELETE ROWS"
+        )
+        cursor.execute("TRUNCATE signal_stage")
+        _copy_into("signal_stage", rows)
+        cursor.execute(
+            f"INSERT INTO {Signal._meta.db_table} ({columns}) "  # noqa: S608  # nosec B608
+            f"SELECT {columns} FROM signal_stage "
+            "ON CONFLICT (session_id, signal_id) WHERE signal_id IS NOT NULL DO NOTHING"
+        )
+        return int(cursor.rowcount)
+
+
+def _copy_into(table: str, rows: list[tuple[Any, ...]]) -> None:
+    # The raw psycopg cursor skips Django's error translation: restore it, so that a refused
+    # row is an IntegrityError here like anywhere else.
+    with (
+        connection.wrap_database_errors,
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {table} ({', '.join(_COLUMNS)}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)

@@ -1,0 +1,344 @@
+"""Events, their live sessions and the engagement samples scored for them."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+
+from conductor.live.event_settings import EventSettings
+
+
+def default_event_settings() -> dict[str, Any]:
+    return EventSettings().model_dump()
+
+
+def new_attendee_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Event(models.Model):
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    organizers = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="events")
+    settings = models.JSONField(default=default_event_settings)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def config(self) -> EventSettings:
+        """The parsed settings (stored JSON is always written through EventSettings)."""
+        return EventSettings.model_validate(self.settings)
+
+
+class LiveSession(models.Model):
+    class Mode(models.TextChoices):
+        MANUAL = "manual", "Manual: every decision waits for the organizer"
+        SEMI_AUTO = "semi_auto", "Semi-automatic: confident decisions run at once"
+        AUTO = "auto", "Automatic: decisions run at once"
+
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled"
+        LIVE = "live"
+        ENDED = "ended"
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="sessions")
+    title = models.CharField(max_length=200)
+    topic = models.CharField(max_length=500, blank=True)
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.SEMI_AUTO)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
+    # Attendee clients and event platforms join /ws/sessions/{id}/attendees/?key=<attendee_key>.
+    attendee_key = models.CharField(max_length=64, default=new_attendee_key)
+    # The drop detector's state between ticks (conductor.live.engine.anomaly.DetectorState).
+    detector_state = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    # The decision the tick started last: while it is unfinished, no other one starts (one
+    # decision in flight per session, conductor.live.tick).
+    deciding_run = models.ForeignKey(
+        "agents.AgentRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status"], name="session_status_idx")]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class EngagementSample(models.Model):
+    """One scoring of a live session: the score, its band and each component's contribution."""
+
+    session = models.ForeignKey(LiveSession, on_delete=models.CASCADE, related_name="samples")
+    at = models.DateTimeField()
+    score = models.FloatField()
+    band = models.CharField(max_length=16)
+    components = models.JSONField(default=dict)
+    present = models.PositiveIntegerField(default=0)
+    active = models.PositiveIntegerField(default=0)
+    # Signals per minute in the rate window, by kind (chat, reactions, questions, votes, leaves).
+    rates = models.JSONField(default=dict, blank=True)
+    # Presence counted from the signals received before `at` - SETTLE_SECONDS only: the next
+    # tick starts from it and reads only the attendees with newer signals (conductor.live.tick).
+    present_settled = models.IntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["at"]
+        indexes = [models.Index(fields=["session", "-at"], name="sample_session_at_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.session_id} {self.at:%H:%M:%S} {self.score:.2f}"
+
+
+class Signal(models.Model):
+    """One thing an attendee did in a live session, at event time."""
+
+    class Type(models.TextChoices):
+        JOIN = "join"
+        LEAVE = "leave"
+        CHAT_MESSAGE = "chat_message"
+        REACTION = "reaction"
+        POLL_VOTE = "poll_vote"
+        QUESTION = "question"
+
+    session = models.ForeignKey(LiveSession, on_delete=models.CASCADE, related_name="signals")
+    # The sender's id, for deduplication; NULL when the sender gave none.
+    signal_id = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001
+    type = models.CharField(max_length=16, choices=Type.choices)
+    attendee = models.CharField(max_length=128)
+    at = models.DateTimeField()
+    data = models.JSONField(default=dict, blank=True)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "signal_id"],
+                condition=models.Q(signal_id__isnull=False),
+                name="signal_unique_id_per_session",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["session", "at"], name="signal_session_at_idx"),
+            # Presence (joins and leaves) only, for the tick: each attendee's history, and the
+            # attendees with signals received since the last tick.
+            models.Index(
+                fields=["session", "attendee", "at"],
+                include=["id", "type", "received_at"],
+                condition=models.Q(type__in=["join", "leave"]),
+                name="signal_presence_idx",
+            ),
+            models.Index(
+                fields=["session", "received_at"],
+                condition=models.Q(type__in=["join", "leave"]),
+                name="signal_presence_received_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} by {self.attendee}"
+
+
+class Anomaly(models.Model):
+    class Type(models.TextChoices):
+        SUDDEN_DROP = "SUDDEN_DROP"
+        GRADUAL_DECLINE = "GRADUAL_DECLINE"
+        LOW_ENGAGEMENT = "LOW_ENGAGEMENT"
+        MASS_EXIT = "MASS_EXIT"
+
+    class Severity(models.TextChoices):
+        WARNING = "WARNING"
+        CRITICAL = "CRITICAL"
+
+    session = models.ForeignKey(LiveSession, on_delete=models.CASCADE, related_name="anomalies")
+    type = models.CharField(max_length=20, choices=Type.choices)
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    score = models.FloatField()
+    baseline = models.FloatField()
+    deviation = models.FloatField()
+    message = models.TextField()
+    detected_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-detected_at", "-id"]
+        indexes = [models.Index(fields=["session", "-detected_at"], name="anomaly_session_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.type} ({self.severity})"
+
+
+class Intervention(models.Model):
+    """Something the conductor (or the organizer) does to lift engagement, and its outcome."""
+
+    class Type(models.TextChoices):
+        POLL = "poll"
+        CHAT_PROMPT = "chat_prompt"
+        QNA_PROMPT = "qna_prompt"
+        BROADCAST = "broadcast"
+        NOTIFICATION = "notification"
+        GAMIFICATION = "gamification"
+        # Deliberately nothing: the policy's "do nothing" arm, or the event's holdout.
+        HOLD = "hold"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        EXECUTED = "executed"
+        REJECTED = "rejected"
+        EXPIRED = "expired"
+        FAILED = "failed"
+        # A hold decision: nothing is sent; its outcome measures the natural recovery.
+        HELD = "held"
+
+    class Source(models.TextChoices):
+        LLM = "llm"
+        TEMPLATE = "template"
+        MANUAL = "manual"
+        # A hold: the policy decided, and there is nothing to write.
+        POLICY = "policy"
+
+    session = models.ForeignKey(LiveSession, on_delete=models.CASCADE, related_name="interventions")
+    anomaly = models.ForeignKey(
+        Anomaly, null=True, blank=True, on_delete=models.SET_NULL, related_name="interventions"
+    )
+    run = models.OneToOneField(
+        "agents.AgentRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="intervention",
+    )
+    type = models.CharField(max_length=16, choices=Type.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    content = models.JSONField(default=dict)
+    template = models.CharField(max_length=64, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    propensity = models.FloatField(null=True, blank=True)
+    posterior = models.JSONField(default=dict, blank=True)
+    context = models.CharField(max_length=100, blank=True)
+    reasoning = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    executed_at = models.DateTimeField(null=True, blank=True)
+    # The outbox: attendee clients drop a repeated delivery_id; a claim is a lease so that a
+    # redelivered task does not send while another one is sending (conductor.live.delivery).
+    delivery_id = models.UUIDField(default=uuid.uuid4, editable=False)
+    delivery_attempts = models.PositiveSmallIntegerField(default=0)
+    delivery_claimed_until = models.DateTimeField(null=True, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    failure_reason = models.TextField(blank=True)
+    # A hold chosen by the event's holdout share rather than by the policy.
+    holdout = models.BooleanField(default=False)
+    # The engagement score when the decision was made: the reward's reference level.
+    decision_score = models.FloatField(null=True, blank=True)
+    engagement_before = models.FloatField(null=True, blank=True)
+    engagement_after = models.FloatField(null=True, blank=True)
+    lift = models.FloatField(null=True, blank=True)
+    reward = models.FloatField(null=True, blank=True)
+    outcome_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["session", "status"], name="intervention_session_idx"),
+            models.Index(fields=["status", "executed_at"], name="intervention_outcome_idx"),
+            # The rollups read a day's interventions (conductor.live.rollups).
+            models.Index(fields=["created_at"], name="intervention_created_idx"),
+            # The delivery sweep: executed and not yet delivered (a handful at most).
+            models.Index(
+                fields=["executed_at"],
+                condition=models.Q(status="executed", dispatched_at__isnull=True),
+                name="intervention_undelivered_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} ({self.status})"
+
+
+class InterventionRollup(models.Model):
+    """One UTC day of an event's interventions of one type: what became of them, what they lifted.
+
+    Computed from the interventions (conductor.live.rollups), never counted up by hand: a day
+    refreshed again comes out the same.
+    """
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="intervention_rollups")
+    type = models.CharField(max_length=16, choices=Intervention.Type.choices)
+    day = models.DateField(help_text="When the interventions were decided (UTC).")
+    proposed = models.PositiveIntegerField(help_text="Decided or sent by hand that day.")
+    executed = models.PositiveIntegerField()
+    rejected = models.PositiveIntegerField()
+    expired = models.PositiveIntegerField()
+    failed = models.PositiveIntegerField()
+    measured = models.PositiveIntegerField(help_text="Executed ones whose lift was measured.")
+    lift_sum = models.FloatField()
+    reward_sum = models.FloatField()
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-day", "type"]
+        constraints = [
+            models.UniqueConstraint(fields=["event", "type", "day"], name="rollup_event_type_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.day}: {self.proposed} proposed"
+
+    @property
+    def mean_lift(self) -> float | None:
+        return self.lift_sum / self.measured if self.measured else None
+
+    @property
+    def mean_reward(self) -> float | None:
+        return self.reward_sum / self.measured if self.measured else None
+
+
+class PolicyEvidence(models.Model):
+    """Time-discounted evidence about one intervention type's lift in one context and scope.
+
+    Scopes nest: `global` (scope_id 0), `organizer` (a user id), `event` (an event id). The
+    sums are discounted to `as_of` (conductor.live.engine.policy.Evidence); rows are only ever
+    updated under a row lock, in one lock order (conductor.live.policy_store).
+    """
+
+    class Scope(models.TextChoices):
+        GLOBAL = "global"
+        ORGANIZER = "organizer"
+        EVENT = "event"
+
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    scope_id = models.BigIntegerField(default=0)
+    context = models.CharField(max_length=100)
+    arm = models.CharField(max_length=16, choices=Intervention.Type.choices)
+    weight = models.FloatField(default=0.0)
+    total = models.FloatField(default=0.0)
+    total_sq = models.FloatField(default=0.0)
+    as_of = models.DateTimeField()
+    updates = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scope", "scope_id", "context", "arm"], name="policy_evidence_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope}:{self.scope_id} {self.context}/{self.arm}: n={self.weight:.1f}"

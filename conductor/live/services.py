@@ -1,0 +1,148 @@
+"""Writes for events and live sessions. Side effects leave only after the transaction commits."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+from django.utils import timezone
+from pydantic import ValidationError
+
+from conductor.core.errors import ConflictError, validation_error_from_pydantic
+from conductor.live import interventions, realtime
+from conductor.live.event_settings import EventSettings
+from conductor.live.models import Event, LiveSession
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+
+def parse_event_settings(raw: dict[str, Any] | None) -> EventSettings:
+    """Raises ApplicationError (400) naming each wrong field under `settings.`."""
+    try:
+        return EventSettings.model_validate(raw or {})
+    except ValidationError as error:
+        raise validation_error_from_pydantic(error, prefix=("settings",)) from None
+
+
+@transaction.atomic
+def event_create(
+    *,
+    organizer: User,
+    name: str,
+    description: str = "",
+    settings: dict[str, Any] | None = None,
+) -> Event:
+    config = parse_event_settings(settings)
+    event = Event.objects.create(
+        name=name, description=description, settings=config.model_dump(mode="json")
+    )
+    event.organizers.add(organizer)
+    return event
+
+
+def merge_patch(target: Any, patch: dict[str, Any]) -> dict[str, Any]:
+    """`target` with RFC 7386's merge `patch` applied (neither is changed); a `target` that is
+    not an object counts as an empty one, as the RFC says."""
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_patch(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def merge_patch_between(source: Any, target: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch that turns `source` into `target` (`merge_patch(source, it) == target`).
+
+    Only what differs is in it: applied to a newer `source`, it keeps the newer keys it does not
+    touch. Assumes `target` holds no `null`s (a merge patch cannot write one).
+    """
+    if not isinstance(source, dict):
+        return dict(target)
+    patch: dict[str, Any] = dict.fromkeys(source.keys() - target.keys())
+    for key, value in target.items():
+        old = source.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            nested = merge_patch_between(old, value)
+            if nested:
+                patch[key] = nested
+        elif key not in source or old != value:
+            patch[key] = value
+    return patch
+
+
+@transaction.atomic
+def event_update_settings(*, event: Event, settings: dict[str, Any]) -> Event:
+    """Merge `settings` into the event's current settings; the result is validated whole.
+
+    A JSON merge patch (RFC 7386): nested objects (`cooldowns`) merge key by key, `null` puts a
+    setting back to its default, anything else replaces it. Returns `event` with the stored
+    settings; raises ApplicationError (400) naming each wrong field under `settings.`.
+    """
+    # Merge into the row as it is now, under its lock, not into the caller's copy: two
+    # concurrent patches of different keys would otherwise each write back the other's old value.
+    current = Event.objects.select_for_update().values_list("settings", flat=True).get(pk=event.pk)
+    event.settings = parse_event_settings(merge_patch(current, settings)).model_dump(mode="json")
+    event.save(update_fields=["settings", "updated_at"])
+    return event
+
+
+@transaction.atomic
+def session_create(
+    *, event: Event, title: str, topic: str = "", mode: str = LiveSession.Mode.SEMI_AUTO
+) -> LiveSession:
+    return LiveSession.objects.create(event=event, title=title, topic=topic, mode=mode)
+
+
+_TRANSITIONS = {
+    LiveSession.Status.SCHEDULED: {LiveSession.Status.LIVE, LiveSession.Status.ENDED},
+    LiveSession.Status.LIVE: {LiveSession.Status.ENDED},
+    LiveSession.Status.ENDED: set(),
+}
+
+
+@transaction.atomic
+def session_update(
+    *, session_id: int, mode: str | None = None, status: str | None = None
+) -> LiveSession:
+    """Change a session's mode and/or status; the next decision reads the new mode.
+
+    Raises ConflictError (409) for a status change the lifecycle does not allow
+    (scheduled -> live -> ended).
+    """
+    # Lock the row: the tick loop and the organizer may write the same session at once.
+    session = LiveSession.objects.select_for_update().get(pk=session_id)
+    fields: list[str] = []
+    if mode is not None and mode != session.mode:
+        session.mode = mode
+        fields.append("mode")
+    if status is not None and status != session.status:
+        if status not in _TRANSITIONS[LiveSession.Status(session.status)]:
+            raise ConflictError(
+                f"A {session.status} session cannot become {status}.", code="invalid_transition"
+            )
+        now = timezone.now()
+        if status == LiveSession.Status.LIVE:
+            session.started_at = now
+            fields.append("started_at")
+        if status == LiveSession.Status.ENDED:
+            session.ended_at = now
+            session.started_at = session.started_at or now
+            fields += ["ended_at", "started_at"]
+            interventions.interventions_expire(
+                session_id=session.pk, now=now, reason="the session ended"
+            )
+        session.status = status
+        fields.append("status")
+    if fields:
+        session.save(update_fields=fields)
+        realtime.publish_on_commit(
+            session.pk,
+            "session.updated",
+            {"id": session.pk, "mode": session.mode, "status": session.status},
+        )
+    return session

@@ -1,0 +1,70 @@
+"""Celery tasks of the live conductor: thin, idempotent, ids in and a service call."""
+
+from __future__ import annotations
+
+import uuid
+
+from celery import Task, shared_task
+from django.utils import timezone
+
+from conductor.core.redis_client import redis_client, redis_script
+from conductor.live import delivery, interventions, measurement, rollups, tick
+
+TICK_LOCK = "conductor:tick-lock"
+# Delete the lock only if it still holds our token.
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@shared_task(name="conductor.tick", ignore_result=True)
+def run_tick() -> int:
+    """Score all live sessions and measure due rewards. Skips if the previous tick still runs."""
+    # The lock expires on its own, so a tick killed halfway never blocks the next ones.
+    token = uuid.uuid4().hex
+    if not redis_client().set(TICK_LOCK, token, nx=True, ex=60):
+        return 0
+    try:
+        result = tick.sessions_tick()
+        measurement.interventions_measure(now=timezone.now())
+        interventions.pending_gauge()
+        return result.sessions
+    finally:
+        # Only our own lock: past its expiry, the next tick may hold a new one.
+        redis_script(_RELEASE_LOCK)(keys=[TICK_LOCK], args=[token])
+
+
+@shared_task(
+    bind=True, name="conductor.dispatch_intervention", ignore_result=True, max_retries=None
+)
+def dispatch_intervention(self: Task, intervention_id: int, attempt: int | None = None) -> bool:
+    """Send an executed intervention to its attendees (the outbox, conductor.live.delivery).
+
+    A refused send is retried with exponential backoff, holding its claim (`attempt`); after
+    MAX_DELIVERY_ATTEMPTS the intervention is failed. The attempts are counted on the row, not
+    by Celery, so that the sweep's re-sends count too.
+    """
+    try:
+        return delivery.intervention_deliver(intervention_id=intervention_id, attempt=attempt)
+    except delivery.DeliveryError as error:
+        if error.attempt >= delivery.MAX_DELIVERY_ATTEMPTS:
+            delivery.intervention_delivery_fail(
+                intervention_id=intervention_id, attempt=error.attempt, reason=error.reason
+            )
+            return False
+        raise self.retry(
+            kwargs={"intervention_id": intervention_id, "attempt": error.attempt},
+            countdown=delivery.retry_countdown(error.attempt),
+            exc=error,
+        ) from error
+
+
+@shared_task(name="conductor.sweep_undelivered", ignore_result=True)
+def sweep_undelivered() -> int:
+    return delivery.interventions_sweep_undelivered(now=timezone.now())
+
+
+@shared_task(name="conductor.refresh_rollups", ignore_result=True)
+def refresh_rollups() -> int:
+    return rollups.refresh_recent()

@@ -1,0 +1,329 @@
+"""The tick: every CONDUCTOR_TICK_SECONDS, score every live session and react to drops.
+
+One query aggregates the signals of all live sessions; scoring and detection are pure; samples,
+anomalies, detector states and the decisions' agent runs are written in one transaction; runs are
+enqueued and dashboards told after commit. One decision is in flight per session at a time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import User
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from agents import services as agent_services
+from conductor.live import eligibility, interventions, realtime
+from conductor.live.engine.anomaly import DetectorState, Observation, detect
+from conductor.live.engine.score import ACTIVE_WINDOW_SECONDS, WindowAggregates, score_engagement
+from conductor.live.models import Anomaly, EngagementSample, LiveSession
+from conductor.live.serializers import AnomalyOutputSerializer, SampleOutputSerializer
+from telemetry import metrics
+
+# A short rate window: the score must follow a drop within a tick or two (5 s ticks), not a
+# minute later. Rates are still expressed per minute by the score, so the window length is free.
+# Who counts as active is the score's definition (ACTIVE_WINDOW_SECONDS), not the tick's.
+RATE_WINDOW_SECONDS = 30
+_SEVERITY: dict[str, int] = {Anomaly.Severity.WARNING: 1, Anomaly.Severity.CRITICAL: 2}
+
+# Presence is carried from tick to tick instead of re-read from every join and leave of the
+# session: the previous sample holds the presence settled by the signals received up to
+# SETTLE_SECONDS before it, and this tick re-evaluates only the attendees with a presence signal
+# received after that cut, or timed after the previous tick. The margin covers the time between
+# a batch's `received_at` and its commit (one COPY) and clock skew between processes. Once per
+# RECONCILE_SECONDS (at a different moment for each session) a session's presence is counted
+# from all its signals again, so a batch that ever took longer to commit is counted within that
+# period. The result equals counting every attendee's last join or leave at each tick.
+SETTLE_SECONDS = 30
+RECONCILE_SECONDS = 300
+
+_AGGREGATES_SQL = """
+WITH live AS (
+    SELECT id FROM conductor_livesession WHERE status = 'live'
+), checkpoint AS (
+    SELECT live.id AS session_id, prev.present_settled AS settled, prev.at AS since,
+        prev.at - make_interval(secs => %(settle)s) AS since_settled
+    FROM live CROSS JOIN LATERAL (
+        SELECT at, present_settled FROM conductor_engagementsample
+        WHERE session_id = live.id ORDER BY at DESC LIMIT 1
+    ) prev
+    WHERE prev.present_settled IS NOT NULL AND prev.at <= %(now)s
+        AND floor((extract(epoch FROM prev.at) + live.id) / %(reconcile)s)
+            = floor((extract(epoch FROM %(now)s) + live.id) / %(reconcile)s)
+), base AS (
+    SELECT live.id AS session_id, c.since, c.since_settled, c.settled
+    FROM live LEFT JOIN checkpoint c ON c.session_id = live.id
+), changed AS (
+    -- Whose presence may differ from the checkpoint's: everyone's, without a checkpoint.
+    SELECT b.session_id, b.since, b.since_settled, a.attendee
+    FROM base b CROSS JOIN LATERAL (
+        SELECT s.attendee FROM conductor_signal s
+        WHERE b.since IS NULL AND s.session_id = b.session_id AND s.type IN ('join', 'leave')
+        UNION
+        SELECT s.attendee FROM conductor_signal s
+        WHERE s.session_id = b.session_id AND s.type IN ('join', 'leave')
+            AND s.received_at > b.since_settled
+        UNION
+        SELECT s.attendee FROM conductor_signal s
+        WHERE s.session_id = b.session_id AND s.type IN ('join', 'leave')
+            AND s.at > b.since AND s.at <= %(now)s
+    ) a
+), states AS (
+    -- Is the attendee's last join or leave a join: now; now among the settled signals; and
+    -- as the checkpoint counted it.
+    SELECT c.session_id, st.*
+    FROM changed c CROSS JOIN LATERAL (
+        SELECT
+            (array_agg(s.type ORDER BY s.at DESC, s.id DESC)
+                FILTER (WHERE s.at <= %(now)s))[1] = 'join' AS present,
+            (array_agg(s.type ORDER BY s.at DESC, s.id DESC)
+                FILTER (WHERE s.at <= %(now)s AND s.received_at <= %(settled_until)s))[1]
+                = 'join' AS settled,
+            (array_agg(s.type ORDER BY s.at DESC, s.id DESC)
+                FILTER (WHERE s.at <= c.since AND s.received_at <= c.since_settled))[1]
+                = 'join' AS counted
+        FROM conductor_signal s
+        WHERE s.session_id = c.session_id AND s.attendee = c.attendee
+            AND s.type IN ('join', 'leave')
+    ) st
+), presence AS (
+    SELECT session_id,
+        count(*) FILTER (WHERE present) - count(*) FILTER (WHERE counted) AS present,
+        count(*) FILTER (WHERE settled) - count(*) FILTER (WHERE counted) AS settled
+    FROM states GROUP BY session_id
+), attendees AS (
+    -- One scan of the window: what each attendee did, and whether any of it was activity.
+    SELECT s.session_id, s.attendee,
+        bool_or(s.type <> 'join' AND s.type <> 'leave') AS spoke,
+        count(*) FILTER (WHERE s.type = 'chat_message' AND s.at > %(rate_since)s) AS chat,
+        count(*) FILTER (WHERE s.type = 'reaction' AND s.at > %(rate_since)s) AS reactions,
+        count(*) FILTER (WHERE s.type = 'poll_vote' AND s.at > %(rate_since)s) AS poll_votes,
+        count(*) FILTER (WHERE s.type = 'question' AND s.at > %(rate_since)s) AS questions,
+        count(*) FILTER (WHERE s.type = 'leave' AND s.at > %(rate_since)s) AS leaves
+    FROM conductor_signal s JOIN live ON live.id = s.session_id
+    WHERE s.at > %(active_since)s AND s.at <= %(now)s
+    GROUP BY s.session_id, s.attendee
+), activity AS (
+    -- Active: spoke in the window and present now - the last join or leave at or before now is
+    -- a join (one backward step on signal_presence_idx per speaker). Whoever spoke and then
+    -- left is no longer active.
+    SELECT w.session_id,
+        count(*) FILTER (WHERE last.type = 'join') AS active,
+        sum(w.chat)::bigint AS chat, sum(w.reactions)::bigint AS reactions,
+        sum(w.poll_votes)::bigint AS poll_votes, sum(w.questions)::bigint AS questions,
+        sum(w.leaves)::bigint AS leaves
+    FROM attendees w LEFT JOIN LATERAL (
+        SELECT p.type FROM conductor_signal p
+        WHERE w.spoke AND p.session_id = w.session_id AND p.attendee = w.attendee
+            AND p.type IN ('join', 'leave') AND p.at <= %(now)s
+        ORDER BY p.at DESC, p.id DESC
+        LIMIT 1
+    ) last ON true
+    GROUP BY w.session_id
+)
+SELECT b.session_id, coalesce(b.settled, 0) + coalesce(p.present, 0),
+    coalesce(b.settled, 0) + coalesce(p.settled, 0), coalesce(a.active, 0), coalesce(a.chat, 0),
+    coalesce(a.reactions, 0), coalesce(a.poll_votes, 0), coalesce(a.questions, 0),
+    coalesce(a.leaves, 0)
+FROM base b LEFT JOIN presence p ON p.session_id = b.session_id
+LEFT JOIN activity a ON a.session_id = b.session_id
+"""
+
+
+@dataclass(frozen=True)
+class TickResult:
+    sessions: int
+    anomalies: int
+    decisions: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SessionWindow:
+    aggregates: WindowAggregates
+    present_settled: int  # stored on the sample: the next tick's starting point
+
+
+def live_aggregates(now: datetime) -> dict[int, WindowAggregates]:
+    """Each live session's aggregates at `now`: presence, activity and rates in the window."""
+    return {session_id: window.aggregates for session_id, window in _live_windows(now).items()}
+
+
+def _live_windows(now: datetime) -> dict[int, SessionWindow]:
+    params: dict[str, datetime | int] = {
+        "now": now,
+        "settle": SETTLE_SECONDS,
+        "settled_until": now - timedelta(seconds=SETTLE_SECONDS),
+        "reconcile": RECONCILE_SECONDS,
+        "rate_since": now - timedelta(seconds=RATE_WINDOW_SECONDS),
+        "active_since": now - timedelta(seconds=ACTIVE_WINDOW_SECONDS),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_AGGREGATES_SQL, params)
+        rows = cursor.fetchall()
+    result = {}
+    for session_id, present, settled, active, chat, reactions, votes, questions, leaves in rows:
+        # Never below 0, even counted from a checkpoint that missed a late batch (see above).
+        present = max(0, present)
+        aggregates = WindowAggregates(
+            present=present,
+            # `active` counts only attendees present now, from all their signals; `present` may
+            # lag a late batch until the next reconciliation (see above), and must stay the larger.
+            active=min(active, present),
+            window_seconds=RATE_WINDOW_SECONDS,
+            chat_messages=chat,
+            reactions=reactions,
+            poll_votes=votes,
+            questions=questions,
+            leaves=leaves,
+        )
+        result[session_id] = SessionWindow(aggregates, settled)
+    return result
+
+
+def sessions_tick(*, now: datetime | None = None) -> TickResult:
+    """Score every live session once; store samples and anomalies; start decisions.
+
+    Samples, anomalies, detector states and the decision runs commit together, or none of them
+    does (the next tick then detects the drop again); runs are enqueued and dashboards told only
+    after commit, and a dashboard that cannot be told fails nothing (conductor.live.realtime).
+    """
+    started = time.perf_counter()
+    now = now or timezone.now()
+    windows = _live_windows(now)
+    sessions = {s.pk: s for s in LiveSession.objects.filter(pk__in=windows).select_related("event")}
+    samples: list[EngagementSample] = []
+    found: list[Anomaly] = []
+    scores: dict[int, float] = {}
+    for session_id, window in windows.items():
+        session = sessions[session_id]
+        data = window.aggregates
+        scored = score_engagement(data)
+        state = DetectorState.model_validate(session.detector_state or {})
+        state, anomalies = detect(
+            state,
+            Observation(at=now.timestamp(), score=scored.score, present=data.present,
+                        leaves=data.leaves),
+        )  # fmt: skip
+        scores[session_id] = scored.score
+        session.detector_state = state.model_dump(mode="json")
+        samples.append(
+            EngagementSample(
+                session_id=session_id,
+                at=now,
+                score=scored.score,
+                band=scored.band,
+                components=scored.components_map(),
+                present=data.present,
+                active=data.active,
+                rates=_rates(data),
+                present_settled=window.present_settled,
+            )
+        )
+        found += [
+            Anomaly(
+                session_id=session_id, type=a.type, severity=a.severity, score=a.score,
+                baseline=a.baseline, deviation=a.deviation, message=a.message, detected_at=now,
+            )
+            for a in anomalies
+        ]  # fmt: skip
+
+    # Proposals that are due go first: one past its time must not hold back a new drop's decision.
+    interventions.interventions_expire_recovered(scores=scores, now=now)
+    interventions.interventions_expire_due(now=now)
+    with transaction.atomic():
+        EngagementSample.objects.bulk_create(samples)
+        Anomaly.objects.bulk_create(found)
+        # Also locks the sessions' rows: a tick that overlaps this one (past its lock) waits
+        # here until this one commits, and so sees the decisions it started.
+        LiveSession.objects.bulk_update(sessions.values(), ["detector_state"], batch_size=500)
+        decisions = _start_decisions(found, sessions)
+        # The API's own representations (one serializer call for all: a tick has thousands).
+        messages: list[realtime.Message] = [
+            (sample.session_id, "engagement.sample", data)
+            for sample, data in zip(
+                samples, SampleOutputSerializer(samples, many=True).data, strict=True
+            )
+        ]
+        messages += [
+            (anomaly.session_id, "anomaly.detected", data)
+            for anomaly, data in zip(
+                found, AnomalyOutputSerializer(found, many=True).data, strict=True
+            )
+        ]
+        # After the runs' enqueues (registered by run_create): decisions before dashboards.
+        realtime.publish_many_on_commit(messages)
+
+    for sample in samples:
+        metrics.ENGAGEMENT_SCORE.observe(sample.score)
+    for anomaly in found:
+        metrics.ANOMALIES.labels(type=anomaly.type, severity=anomaly.severity).inc()
+    seconds = time.perf_counter() - started
+    metrics.TICK_DURATION.observe(seconds)
+    return TickResult(len(samples), len(found), decisions, seconds)
+
+
+def _start_decisions(found: list[Anomaly], sessions: dict[int, LiveSession]) -> int:
+    """Start one decision per session and tick, for its most severe new anomaly; return how many.
+
+    Runs inside the tick's transaction, with the sessions' rows locked. A session gets no new
+    decision while one is in flight (conductor.live.eligibility). The run started becomes the
+    session's `deciding_run`, in the same transaction.
+    """
+    candidates = {anomaly.session_id for anomaly in found}
+    if not candidates:
+        return 0
+    free = eligibility.sessions_free_to_decide(candidates)
+    worst: dict[int, Anomaly] = {}
+    for anomaly in found:
+        if anomaly.session_id not in free:
+            continue
+        current = worst.get(anomaly.session_id)
+        if current is None or _SEVERITY[anomaly.severity] > _SEVERITY[current.severity]:
+            worst[anomaly.session_id] = anomaly
+    organizers = _first_organizers({sessions[session_id].event_id for session_id in worst})
+    deciding: list[LiveSession] = []
+    for session_id, anomaly in worst.items():
+        session = sessions[session_id]
+        organizer = organizers.get(session.event_id)
+        if organizer is None:
+            continue
+        session.deciding_run, _ = agent_services.run_create(
+            organizer=organizer,
+            agent="engagement",
+            intent="decide",
+            data={"session_id": session_id, "anomaly_id": anomaly.pk},
+            idempotency_key=f"anomaly-{anomaly.pk}",
+            rate_limited=False,
+            allow_internal=True,  # the engagement agent is the platform's own
+            scope=("event", session.event_id),  # every organizer of the event sees it
+        )
+        deciding.append(session)
+    LiveSession.objects.bulk_update(deciding, ["deciding_run"])
+    return len(deciding)
+
+
+def _first_organizers(event_ids: set[int]) -> dict[int, User]:
+    """Each event's first organizer (lowest id), who owns the runs its drops start; one query."""
+    if not event_ids:
+        return {}
+    organizers: dict[int, User] = {}
+    users = User.objects.filter(events__in=event_ids).annotate(event_pk=F("events")).order_by("pk")
+    for user in users:
+        organizers.setdefault(user.event_pk, user)
+    return organizers
+
+
+def _rates(data: WindowAggregates) -> dict[str, float]:
+    per_minute = 60 / data.window_seconds
+    return {
+        "chat": data.chat_messages * per_minute,
+        "reactions": data.reactions * per_minute,
+        "questions": data.questions * per_minute,
+        "poll_votes": data.poll_votes * per_minute,
+        "leaves": data.leaves * per_minute,
+    }

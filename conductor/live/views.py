@@ -1,0 +1,171 @@
+"""Server-rendered pages: the front page, the organizer's dashboard and a session's live view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from conductor.core.errors import NotFoundError
+from conductor.live import policy_report, selectors
+from conductor.live.engine.score import BANDS
+from conductor.live.models import EngagementSample, Intervention, LiveSession
+
+BAND_LABELS: dict[str, str] = {band: band.replace("_", " ") for band in BANDS}
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    """The front page: what Conductor is; organizers go straight to their dashboard."""
+    if request.user.is_authenticated:
+        return redirect("dashboard")
+    return render(request, "home.html")
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    session: LiveSession
+    sample: EngagementSample | None
+
+    @property
+    def score_percent(self) -> int | None:
+        return None if self.sample is None else round(self.sample.score * 100)
+
+    @property
+    def band_label(self) -> str:
+        return "" if self.sample is None else BAND_LABELS.get(self.sample.band, self.sample.band)
+
+    @property
+    def mode_label(self) -> str:
+        return LiveSession.Mode(self.session.mode).name.replace("_", "-").lower()
+
+
+def _events(request: HttpRequest) -> list[Any]:
+    events = list(selectors.events_for_user(request.user).order_by("name"))
+    sessions = list(selectors.sessions_for_user(request.user).order_by("-status", "-created_at"))
+    latest = selectors.latest_samples([s.pk for s in sessions])
+    for event in events:
+        event.session_rows = [  # type: ignore[attr-defined]
+            SessionRow(s, latest.get(s.pk)) for s in sessions if s.event_id == event.pk
+        ]
+    return events
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    return render(request, "dashboard/index.html", {"events": _events(request)})
+
+
+@login_required
+def dashboard_sessions(request: HttpRequest) -> HttpResponse:
+    """The sessions table alone, refreshed by the dashboard every few seconds."""
+    return render(request, "dashboard/_sessions.html", {"events": _events(request)})
+
+
+#: How the "What worked" panel names each type, as a plural noun.
+ARM_LABELS: dict[str, str] = {
+    "poll": "Polls",
+    "chat_prompt": "Chat prompts",
+    "qna_prompt": "Q&A prompts",
+    "broadcast": "Broadcasts",
+    "notification": "Notifications",
+    "gamification": "Gamification",
+}
+
+
+def _points(value: float) -> str:
+    rounded = round(value, 2)
+    return f"{rounded:+.2f}" if rounded else "0.00"  # never "-0.00"
+
+
+def _sentence(estimate: dict[str, Any], what: str) -> str:
+    """One estimate in words: `+0.06 engagement points <what> (95% CI +0.02 to +0.10)`."""
+    text = f"{_points(estimate['value'])} engagement points {what}"
+    ci = estimate["ci"]
+    if ci is None:
+        return text
+    return f"{text} ({policy_report.CONFIDENCE_PERCENT}% CI {_points(ci[0])} to {_points(ci[1])})"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+@dataclass(frozen=True)
+class WhatWorked:
+    """The "What worked" panel in plain words: one line per type, or a note when data is short."""
+
+    days: int
+    lines: list[str]
+    recovery: str | None
+    note: str | None
+
+
+def what_worked(report: dict[str, Any]) -> WhatWorked:
+    """Put an event's policy report (conductor.live.policy_report) into sentences."""
+    decisions = report["decisions"]
+    if decisions < policy_report.MIN_DECISIONS:
+        return WhatWorked(
+            days=report["days"],
+            lines=[],
+            recovery=None,
+            note=(
+                f"Too little data yet: {_plural(decisions, 'measured decision')} for this event; "
+                f"estimates appear from {policy_report.MIN_DECISIONS} on."
+            ),
+        )
+    lines = []
+    for arm in report["arms"]:
+        if arm["action"] == policy_report.HOLD:
+            continue
+        label = ARM_LABELS.get(arm["action"], arm["action"].replace("_", " ").capitalize())
+        tries = "1 try" if arm["logged"] == 1 else f"{arm['logged']} tries"
+        if arm["vs_hold"] is not None and arm["vs_hold"]["value"] is not None:
+            effect = _sentence(arm["vs_hold"], "over doing nothing")
+            lines.append(f"{label}: {effect}, {tries}")
+        elif arm["dr"]["value"] is not None:
+            lines.append(f"{label}: {_sentence(arm['dr'], 'if always chosen')}, {tries}")
+    recovery = report["natural_recovery"]
+    return WhatWorked(
+        days=report["days"],
+        lines=lines,
+        recovery=(
+            None
+            if recovery is None
+            else f"Doing nothing: engagement moved {_sentence(recovery, 'on its own')}, "
+            f"{_plural(report['holds'], 'hold')}"
+        ),
+        note=(
+            None
+            if recovery is not None
+            else "No hold measured yet, so the effect over doing nothing cannot be estimated."
+        ),
+    )
+
+
+@login_required
+def session_live(request: HttpRequest, session_id: int) -> HttpResponse:
+    try:
+        session = selectors.session_get_for_user(request.user, session_id)
+    except NotFoundError:
+        raise Http404("No such session.") from None
+    return render(
+        request,
+        "dashboard/session.html",
+        {
+            "session": session,
+            "modes": [
+                ("manual", "Manual: I approve everything"),
+                ("semi_auto", "Semi-automatic: confident decisions run"),
+                ("auto", "Automatic: decisions run"),
+            ],
+            "intervention_types": [
+                choice
+                for choice in Intervention.Type.choices
+                if choice[0] != Intervention.Type.HOLD
+            ],
+            "what_worked": what_worked(policy_report.event_policy_report(event=session.event)),
+        },
+    )
