@@ -134,7 +134,7 @@ def test_a_failed_unlock_closes_the_connection_so_the_lock_goes_with_it():
     connection.connection.close()  # broken under Django's feet
 
     with pytest.raises(DatabaseError):
-        services._unlock(1)
+        services.lifecycle.unlock(1)
 
     assert connection.connection is None
 
