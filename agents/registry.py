@@ -50,7 +50,11 @@ class IntentSpec:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with jitter, for errors that a retry can help."""
+    """Exponential backoff with jitter, for errors that a retry can help.
+
+    Not tenacity: the wait is a Celery countdown between task executions, not a loop in one
+    process, so only the delay is needed - these few lines.
+    """
 
     max_attempts: int = 3
     backoff_seconds: float = 0.5

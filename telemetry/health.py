@@ -1,4 +1,9 @@
-"""Liveness of the parts the product depends on: database, Redis and a Celery worker."""
+"""Liveness of the parts the product depends on: database, Redis and a Celery worker.
+
+Ours rather than django-health-check's: its JSON has another shape than the documented
+`{"status", "checks"}` of /healthz, and the checks that matter here (the worker's heartbeat, the
+collector) would be our own plugins anyway.
+"""
 
 from __future__ import annotations
 

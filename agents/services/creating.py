@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 MAX_INPUT_BYTES = 256 * 1024
 
 
-# Count a run in the current minute's window, and let the window expire: one round trip.
+# Count a run in the current minute's window, and let the window expire: one round trip. (The
+# `limits` package's Redis fixed window is this same INCR and EXPIRE, one dependency more.)
 _COUNT_RUN = """
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], 120) end

@@ -12,6 +12,7 @@ from django.utils.html import format_html
 
 from conductor.core.admin_actions import ComputedAdmin, ServiceWrittenAdmin, act_each, decide_each
 from conductor.core.errors import ApplicationError
+from conductor.core.merge_patch import merge_patch_between
 from conductor.live import interventions, services
 from conductor.live.models import (
     Anomaly,
@@ -87,9 +88,7 @@ class EventAdmin(admin.ModelAdmin):
             # What the staff changed, as a patch: merged under the row's lock, it keeps what an
             # organizer changed in the meantime in the other settings. Each setting is valid on
             # its own (the form checked them), so the merged whole is valid too.
-            patch = services.merge_patch_between(
-                form.initial["settings"], form.cleaned_data["settings"]
-            )
+            patch = merge_patch_between(form.initial["settings"], form.cleaned_data["settings"])
             services.event_update_settings(event=obj, settings=patch)
 
 

@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 # Sends refused in a row before the intervention is failed; the task retries after
 # retry_countdown(attempt): 2, 4, 8, 16 s, so the last try comes ~30 s after the first.
 MAX_DELIVERY_ATTEMPTS = 5
+# Our schedule rather than Celery's retry_backoff: attempts are counted on the row, so the
+# sweep's re-sends count too (Celery counts only its own retries of one message).
 RETRY_BACKOFF_SECONDS = 2.0
 # How long a claim keeps others away. Longer than a send (SEND_TIMEOUT_SECONDS), the organizer's
 # note (the connector timeout) and the longest retry countdown: the sweep never steps in while a

@@ -42,6 +42,7 @@ import numpy as np
 from django.conf import settings
 from pydantic import ValidationError
 
+from conductor.core.merge_patch import merge_patch
 from conductor.live import policy_store
 from conductor.live.eligibility import CAP_WINDOW
 from conductor.live.engine.anomaly import Anomaly as Detected
@@ -217,22 +218,6 @@ def _nest(path: list[str], value: Any) -> dict[str, Any]:
     for key in reversed(path[1:]):
         value = {key: value}
     return {path[0]: value}
-
-
-def merge_patch(target: Any, patch: Any, *, keep_nulls: bool = False) -> Any:
-    """RFC 7386 JSON merge patch: objects merge key by key, null removes, the rest replaces.
-
-    `keep_nulls` keeps null values (to combine patches before applying them).
-    """
-    if not isinstance(patch, dict):
-        return patch
-    merged = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None and not keep_nulls:
-            merged.pop(key, None)
-        else:
-            merged[key] = merge_patch(merged.get(key), value, keep_nulls=keep_nulls)
-    return merged
 
 
 def candidate_settings(stored: Mapping[str, Any], changes: Mapping[str, Any]) -> EventSettings:

@@ -9,6 +9,7 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from conductor.core.errors import ConflictError, validation_error_from_pydantic
+from conductor.core.merge_patch import merge_patch
 from conductor.live import interventions, realtime
 from conductor.live.event_settings import EventSettings
 from conductor.live.models import Event, LiveSession
@@ -39,40 +40,6 @@ def event_create(
     )
     event.organizers.add(organizer)
     return event
-
-
-def merge_patch(target: Any, patch: dict[str, Any]) -> dict[str, Any]:
-    """`target` with RFC 7386's merge `patch` applied (neither is changed); a `target` that is
-    not an object counts as an empty one, as the RFC says."""
-    merged = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge_patch(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def merge_patch_between(source: Any, target: dict[str, Any]) -> dict[str, Any]:
-    """The merge patch that turns `source` into `target` (`merge_patch(source, it) == target`).
-
-    Only what differs is in it: applied to a newer `source`, it keeps the newer keys it does not
-    touch. Assumes `target` holds no `null`s (a merge patch cannot write one).
-    """
-    if not isinstance(source, dict):
-        return dict(target)
-    patch: dict[str, Any] = dict.fromkeys(source.keys() - target.keys())
-    for key, value in target.items():
-        old = source.get(key)
-        if isinstance(value, dict) and isinstance(old, dict):
-            nested = merge_patch_between(old, value)
-            if nested:
-                patch[key] = nested
-        elif key not in source or old != value:
-            patch[key] = value
-    return patch
 
 
 @transaction.atomic

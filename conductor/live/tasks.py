@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-import uuid
+import contextlib
 
 from celery import Task, shared_task
 from django.utils import timezone
+from redis.exceptions import LockNotOwnedError
 
-from conductor.core.redis_client import redis_client, redis_script
+from conductor.core.redis_client import redis_client
 from conductor.live import delivery, interventions, measurement, rollups, tick
 
 TICK_LOCK = "conductor:tick-lock"
-# Delete the lock only if it still holds our token.
-_RELEASE_LOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+# A tick killed halfway leaves its lock to expire, so it never blocks the next ones for long.
+TICK_LOCK_SECONDS = 60
 
 
 @shared_task(name="conductor.tick", ignore_result=True)
 def run_tick() -> int:
     """Score all live sessions and measure due rewards. Skips if the previous tick still runs."""
-    # The lock expires on its own, so a tick killed halfway never blocks the next ones.
-    token = uuid.uuid4().hex
-    if not redis_client().set(TICK_LOCK, token, nx=True, ex=60):
+    lock = redis_client().lock(TICK_LOCK, timeout=TICK_LOCK_SECONDS)
+    if not lock.acquire(blocking=False):
         return 0
     try:
         result = tick.sessions_tick()
@@ -31,8 +28,10 @@ def run_tick() -> int:
         interventions.pending_gauge()
         return result.sessions
     finally:
-        # Only our own lock: past its expiry, the next tick may hold a new one.
-        redis_script(_RELEASE_LOCK)(keys=[TICK_LOCK], args=[token])
+        # Only our own lock (redis-py checks its token): past its expiry, the next tick may
+        # hold a new one.
+        with contextlib.suppress(LockNotOwnedError):
+            lock.release()
 
 
 @shared_task(
