@@ -319,7 +319,7 @@ ADS_API_KEY = env("ADS_API_KEY")
 CIRCUIT_BREAKER_THRESHOLD = int(env("CIRCUIT_BREAKER_THRESHOLD", "3"))
 CIRCUIT_BREAKER_COOLDOWN_SECONDS = float(env("CIRCUIT_BREAKER_COOLDOWN_SECONDS", "10"))
 # Modules whose import registers agents (see agents/registry.py).
-AGENT_MODULES = ["agents.builtin", "conductor.live.agent"]
+AGENT_MODULES = ["agents.builtin", "conductor.live.decide"]
 # The largest page a list of the API answers, whatever `?limit=` asks.
 API_MAX_PAGE_SIZE = 500
 # Runs per organizer and agent per minute.

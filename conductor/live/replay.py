@@ -2,7 +2,7 @@
 
 The session's recorded signals are replayed tick by tick, every `tick_seconds` from the first
 signal until the first tick at or after the last one. Each tick does what the production tick
-(conductor.live.tick) and the engagement agent (conductor.live.agent) do, in Python and read-only:
+(conductor.live.tick) and the engagement agent (conductor.live.decide) do, in Python and read-only:
 
 - aggregates with the tick's definitions (`Timeline.aggregates_at`): present = attendees whose
   last join or leave at or before `now` (ties by id) is a join; active = present attendees with
@@ -386,7 +386,7 @@ def replay_timeline(
 
 
 def _would(decision: Decision | None, mode: str, threshold: float) -> str:
-    """As conductor.live.agent executes a decision: holds at once, others by the session's mode."""
+    """As conductor.live.decide executes a decision: holds at once, others by the session's mode."""
     if decision is None:
         return "skip"
     if decision.type == HOLD:
