@@ -81,6 +81,7 @@ urlpatterns = [
     ),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", healthz, name="healthz"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("metrics", ExportToDjangoView, name="metrics"),
     path("api/v1/", include(api_v1)),
 ]

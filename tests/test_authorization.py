@@ -76,6 +76,7 @@ ROUTES: dict[str, dict[str, str]] = {
     "schema": roles(PUBLIC, PUBLIC, PUBLIC),
     "docs": roles(PUBLIC, PUBLIC, PUBLIC),
     "healthz": roles(HEALTH, HEALTH, HEALTH),
+    "favicon": roles(PUBLIC, PUBLIC, PUBLIC),
     "metrics": roles(PUBLIC, PUBLIC, PUBLIC),
     "event-list": LIST_API,
     "event-detail": OBJECT_API,

@@ -24,10 +24,11 @@ class _Content(BaseModel):
 
 
 class PollContent(_Content):
-    """A poll: a question under 100 characters that is not yes/no, and 3-4 options."""
+    """A poll: a question under 100 characters that is not yes/no, and 2-6 options (the LLM is
+    asked for 3-4; an organizer may write fewer or more)."""
 
     question: str = Field(min_length=5, max_length=99)
-    options: list[str] = Field(min_length=3, max_length=4)
+    options: list[str] = Field(min_length=2, max_length=6)
 
     @field_validator("question")
     @classmethod

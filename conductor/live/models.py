@@ -172,6 +172,7 @@ class Anomaly(models.Model):
 
     class Meta:
         ordering = ["-detected_at", "-id"]
+        verbose_name_plural = "anomalies"
         indexes = [models.Index(fields=["session", "-detected_at"], name="anomaly_session_idx")]
 
     def __str__(self) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 
 from conductor.core.errors import NotFoundError
 from conductor.live import policy_report, selectors
@@ -169,3 +170,11 @@ def session_live(request: HttpRequest, session_id: int) -> HttpResponse:
             "what_worked": what_worked(policy_report.event_policy_report(event=session.event)),
         },
     )
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """/favicon.ico, which browsers and bookmark tools ask for whatever a page's icon link says.
+
+    Resolved per request: the static file's hashed name is known once static files are collected.
+    """
+    return redirect(static("favicon.svg"), permanent=False)

@@ -32,6 +32,17 @@
     if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
     return new Date(iso).toLocaleTimeString();
   }
+  // A relative time that stays current: the clock below refreshes every `.ago` each second.
+  function ago(iso, before = "", after = "", className = "") {
+    const node = document.createElement("span");
+    if (className) node.className = className;
+    const when = document.createElement("time");
+    when.className = "ago";
+    when.dateTime = iso;
+    when.textContent = relative(iso);
+    node.append(before, when, after);
+    return node;
+  }
   function countdown(iso) {
     const left = Math.max(0, Math.round((new Date(iso).getTime() - Date.now()) / 1000));
     return `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}`;
@@ -73,6 +84,7 @@
     if (!response.ok) {
       const error = new Error(payload && payload.error ? payload.error.message : response.statusText);
       error.status = response.status;
+      error.details = (payload && payload.error && payload.error.details) || [];
       throw error;
     }
     return payload;
@@ -135,7 +147,8 @@
     if (!chart) {
       chart = new uPlot({
         width, height: 220,
-        scales: { x: { time: true }, y: { range: [-0.25, 1] } },
+        // Engagement is a share: the axis runs 0-100 % whatever the data.
+        scales: { x: { time: true }, y: { range: [0, 1] } },
         axes: [{}, { values: (u, ticks) => ticks.map((t) => `${Math.round(t * 100)}%`) }],
         series: [
           {},
@@ -159,7 +172,7 @@
       item.append(
         text("span", a.severity === "CRITICAL" ? "Critical" : "Warning", `severity severity-${a.severity}`),
         text("strong", ` ${a.type.replace("_", " ").toLowerCase()} `),
-        text("span", `${relative(a.detected_at)} — ${a.message}`),
+        ago(a.detected_at, "", ` — ${a.message}`),
       );
       return item;
     }));
@@ -214,7 +227,7 @@
     return [
       text("strong", what),
       text("span", ` (${why})`, "status status-held"),
-      text("span", `${chance} · ${relative(i.created_at)}`, "muted"),
+      ago(i.created_at, `${chance} · `, "", "muted"),
     ];
   }
 
@@ -232,7 +245,7 @@
       head.append(
         text("strong", TYPE_LABELS[i.type] || i.type),
         text("span", ` ${i.status}`, `status status-${i.status}`),
-        text("span", ` · confidence ${percent(i.confidence)} · ${i.source} · ${relative(i.created_at)}`, "muted"),
+        ago(i.created_at, ` · confidence ${percent(i.confidence)} · ${i.source} · `, "", "muted"),
       );
       item.append(head, text("p", describe(i.content), "content"));
     }
@@ -294,21 +307,69 @@
     }
   });
 
-  document.getElementById("manual").addEventListener("submit", async (event) => {
+  // -- sending by hand: what the organizer typed, for every type --------------------------------
+  const manual = document.getElementById("manual");
+  function manualFields() {
+    const type = manual.elements.type.value;
+    return [...manual.querySelectorAll("fieldset")].find(
+      (set) => set.dataset.for.split(" ").includes(type));
+  }
+  function showManualFields() {
+    for (const set of manual.querySelectorAll("fieldset")) set.hidden = set !== manualFields();
+  }
+  function typedContent(type) {
+    const value = (name) => manual.elements[name].value.trim();
+    if (type === "poll") {
+      const options = value("options").split("\n").map((line) => line.trim()).filter(Boolean);
+      return value("question") || options.length ? { question: value("question"), options } : null;
+    }
+    if (type === "chat_prompt" || type === "qna_prompt") {
+      return value("text") ? { text: value("text") } : null;
+    }
+    if (type === "broadcast") {
+      return value("headline")
+        ? { headline: value("headline"), call_to_action: value("call_to_action") || "Join in" }
+        : null;
+    }
+    if (type === "notification") {
+      return value("title") || value("body") ? { title: value("title"), body: value("body") } : null;
+    }
+    if (type === "gamification") {
+      return value("challenge")
+        ? { challenge: value("challenge"), points: Number(value("points") || 50) }
+        : null;
+    }
+    return null;
+  }
+  function showManualErrors(details) {
+    const list = document.getElementById("manual-errors");
+    list.replaceChildren(...details.map((detail) => {
+      const field = (detail.field || "").replace(/^content\.?/, "").replace(/\.(\d+)$/, " $1");
+      return text("li", field ? `${field}: ${detail.message}` : detail.message);
+    }));
+    list.hidden = !details.length;
+  }
+  showManualFields(); // the browser may have kept another type selected across a reload
+  manual.elements.type.addEventListener("change", () => {
+    showManualFields();
+    showManualErrors([]);
+  });
+  manual.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const form = event.target;
-    const type = form.elements.type.value;
-    const typed = form.elements.text.value.trim();
+    const type = manual.elements.type.value;
     const body = { type };
-    if (typed && (type === "chat_prompt" || type === "qna_prompt")) body.content = { text: typed };
-    if (typed && type === "broadcast") body.content = { headline: typed, call_to_action: "Join in" };
+    const content = typedContent(type);
+    if (content) body.content = content;
     try {
       const created = await call("POST", `/sessions/${sessionId}/interventions/`, body);
       state.interventions.set(created.id, created);
-      form.reset();
+      manual.reset();
+      showManualFields();
+      showManualErrors([]);
       notice("");
       renderInterventions();
     } catch (error) {
+      showManualErrors(error.details || []);
       notice(`Not sent: ${error.message}`);
     }
   });
@@ -394,6 +455,9 @@
   setInterval(() => {
     for (const node of document.querySelectorAll(".countdown")) {
       node.textContent = `expires in ${countdown(node.dataset.expires)}`;
+    }
+    for (const node of document.querySelectorAll("time.ago")) {
+      node.textContent = relative(node.dateTime);
     }
     const latest = state.samples[state.samples.length - 1];
     if (latest) document.getElementById("updated").textContent = relative(latest.at);

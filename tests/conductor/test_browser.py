@@ -6,6 +6,7 @@ without downloading a browser. Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import socket
@@ -449,3 +450,73 @@ def test_the_live_view_tells_a_holdout_from_a_policy_hold(asgi_server, browser, 
     expect(page.locator(f"#decisions li[data-id='{chosen.pk}']")).to_contain_text(
         "Did nothing (the policy expected no intervention to beat the natural recovery)"
     )
+
+
+def test_send_now_sends_what_the_organizer_typed(asgi_server, browser, django_side):
+    """A poll as typed (question and options), a notification as typed; what the API refuses is
+    named next to the form and nothing is sent; the attendee app receives the typed poll."""
+    from playwright.sync_api import expect
+    from websockets.sync.client import connect
+
+    def setup() -> LiveSession:
+        owner = OrganizerFactory(username="owner")
+        session = LiveSessionFactory(event=EventFactory(organizers=[owner]), title="Keynote")
+        services.session_update(session_id=session.pk, status="live")
+        return LiveSession.objects.get(pk=session.pk)
+
+    session = django_side(setup)
+    page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    log_in(page, asgi_server, "owner", next_path=f"/dashboard/sessions/{session.pk}/")
+    page.wait_for_selector("#socket.socket-live")
+    form = page.locator("#manual")
+
+    # Refused: the reason is named by field, and nothing is stored or sent.
+    form.locator("select[name=type]").select_option("poll")
+    form.locator("input[name=question]").fill("Is this fun?")
+    form.locator("textarea[name=options]").fill("Yes\nNo")
+    form.get_by_role("button", name="Send now").click()
+    page.locator("#manual-errors li").first.wait_for()
+    assert "question" in page.text_content("#manual-errors")
+    assert django_side(Intervention.objects.count) == 0
+
+    # The poll as typed: its question and its five options, in order.
+    question = "Which topic should we dig into next?"
+    options = ["Costs", "Speed", "Risk", "Hiring", "Tooling"]
+    form.locator("input[name=question]").fill(question)
+    form.locator("textarea[name=options]").fill("\n".join(options))
+    form.get_by_role("button", name="Send now").click()
+    page.locator("#decisions li .status-executed").first.wait_for()
+    expect(page.locator("#manual-errors")).to_be_hidden()  # the refusal's reasons are gone
+    # Its time stays current: "just now" becomes "N s ago" without anything new arriving.
+    page.wait_for_function(
+        "document.querySelector('#decisions time.ago').textContent.endsWith(' s ago')",
+        timeout=15_000,
+    )
+    poll = django_side(Intervention.objects.get, type="poll")
+    assert (poll.source, poll.content) == ("manual", {"question": question, "options": options})
+
+    # Each type takes its own fields: a notification as typed.
+    form.locator("select[name=type]").select_option("notification")
+    expect(form.locator("input[name=question]")).to_be_hidden()
+    form.locator("input[name=title]").fill("Break in 5 minutes")
+    form.locator("input[name=body]").fill("Coffee is served in the hall.")
+    form.get_by_role("button", name="Send now").click()
+    page.locator("#decisions li .status-executed").nth(1).wait_for()
+    sent = django_side(Intervention.objects.get, type="notification")
+    assert sent.content == {"title": "Break in 5 minutes", "body": "Coffee is served in the hall."}
+
+    # The attendee app receives the poll exactly as typed (the worker's part done here).
+    attendees = asgi_server.replace("http", "ws") + (
+        f"/ws/sessions/{session.pk}/attendees/?key={session.attendee_key}"
+    )
+    with connect(attendees, open_timeout=10) as attendee:
+        assert django_side(delivery.intervention_deliver, intervention_id=poll.pk)
+        received = json.loads(attendee.recv(timeout=10))
+    assert received["type"] == "intervention"
+    assert received["intervention_type"] == "poll"
+    assert received["content"] == {"question": question, "options": options}
+    # Chromium logs the refused request; nothing else went wrong.
+    assert [e for e in errors if "status of 400" not in e] == []

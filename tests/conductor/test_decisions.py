@@ -270,7 +270,8 @@ def test_every_template_fits_its_type(kind, family):
     [
         ("poll", {"question": "Do you like it?", "options": ["a", "b", "c"]}),
         ("poll", {"question": "Which one?", "options": ["yes", "no", "maybe"]}),
-        ("poll", {"question": "Which one?", "options": ["a", "b"]}),
+        ("poll", {"question": "Which one?", "options": ["a"]}),  # 2 to 6 options
+        ("poll", {"question": "Which one?", "options": list("abcdefg")}),
         ("poll", {"question": "Which one?" + "x" * 100, "options": ["a", "b", "c"]}),
         ("chat_prompt", {"text": "Hello there. Say something!"}),
         ("broadcast", {"headline": "Hi", "call_to_action": "Go"}),

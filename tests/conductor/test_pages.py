@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
+from django.contrib.staticfiles import finders
 from django.utils import timezone
 
 from conductor.live.models import EngagementSample, Intervention, LiveSession
@@ -93,3 +95,15 @@ def test_send_now_offers_every_intervention_type_but_hold(client, organizer):
     offered = re.findall(r'<option value="([a-z_]+)"', form)
     assert offered == [t for t in Intervention.Type.values if t != Intervention.Type.HOLD]
     assert "hold" not in offered
+
+
+def test_the_favicon_is_found_where_browsers_ask_for_it(client):
+    response = client.get("/favicon.ico")
+
+    assert (response.status_code, response["Location"]) == (302, "/static/favicon.svg")
+    assert "<svg" in Path(finders.find("favicon.svg")).read_text()
+    assert 'rel="icon" href="/static/favicon.svg"' in client.get("/login/").content.decode()
+
+
+def test_the_admin_names_anomalies_in_english(admin_client):
+    assert b"Anomalies" in admin_client.get("/admin/").content
