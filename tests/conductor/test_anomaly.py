@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 from pydantic import ValidationError
@@ -69,8 +70,10 @@ def test_a_drop_is_found_within_two_ticks(after, severity):
     assert anomaly.severity == severity
     assert anomaly.baseline == pytest.approx(0.6, abs=0.05)
     assert anomaly.deviation == pytest.approx(anomaly.score - anomaly.baseline)
-    assert f"{anomaly.score:.2f}" in anomaly.message
-    assert f"{anomaly.baseline:.2f}" in anomaly.message
+    # As the dashboard shows it: percentages, and the fall in points.
+    assert f"to {round(anomaly.score * 100)}%" in anomaly.message
+    assert f"baseline of {round(anomaly.baseline * 100)}%" in anomaly.message
+    assert " points lower" in anomaly.message
 
 
 @pytest.mark.parametrize(
@@ -154,7 +157,7 @@ def test_a_gradual_decline_is_a_decline_not_a_drop(step):
     tick, anomaly = found[0]
     assert tick < 20  # within the ten declining ticks
     assert anomaly.severity == "WARNING"
-    assert "per tick" in anomaly.message
+    assert re.search(r"\(-\d+\.\d points a tick\) to \d+%", anomaly.message), anomaly.message
 
 
 def test_a_steep_decline_is_critical():

@@ -192,10 +192,20 @@ def _sudden_drop(
         baseline=baseline,
         deviation=score - baseline,
         message=(
-            f"Engagement fell suddenly to {score:.2f} from a baseline of {baseline:.2f} "
-            f"({share:.0%} lower)."
+            f"Engagement fell suddenly to {_percent(score)} from its baseline of "
+            f"{_percent(baseline)} ({_points(fall)} lower)."
         ),
     )
+
+
+# Messages speak as the dashboard does: engagement as a percentage, changes in points.
+def _percent(score: float) -> str:
+    return f"{round(score * 100)}%"
+
+
+def _points(change: float) -> str:
+    points = round(abs(change) * 100)
+    return f"{points} point{'' if points == 1 else 's'}"
 
 
 def _gradual_decline(
@@ -221,7 +231,8 @@ def _gradual_decline(
         deviation=score - baseline,
         message=(
             f"Engagement has declined steadily over the last {len(window)} ticks "
-            f"({slope:+.3f} per tick) to {score:.2f}, below its baseline of {baseline:.2f}."
+            f"({slope * 100:+.1f} points a tick) to {_percent(score)}, below its baseline of "
+            f"{_percent(baseline)}."
         ),
     )
 
@@ -238,7 +249,7 @@ def _low_engagement(score: float, baseline: float, config: DetectorConfig) -> An
         score=score,
         baseline=baseline,
         deviation=score - baseline,
-        message=f"Engagement is very low at {score:.2f} (at or below {limit:.2f}).",
+        message=f"Engagement is very low at {_percent(score)} (at or below {_percent(limit)}).",
     )
 
 
@@ -257,7 +268,7 @@ def _mass_exit(
         deviation=observation.score - baseline,
         message=(
             f"{observation.leaves} of {audience} attendees left in the last window "
-            f"({leave_rate:.0%}); engagement is {observation.score:.2f}."
+            f"({leave_rate:.0%}); engagement is {_percent(observation.score)}."
         ),
     )
 
