@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
@@ -45,7 +46,12 @@ class SessionRow:
 
 def _events(request: HttpRequest) -> list[Any]:
     events = list(selectors.events_for_user(request.user).order_by("name"))
-    sessions = list(selectors.sessions_for_user(request.user).order_by("-status", "-created_at"))
+    waiting = Count("interventions", filter=Q(interventions__status=Intervention.Status.PENDING))
+    sessions = list(
+        selectors.sessions_for_user(request.user)
+        .annotate(waiting=waiting)
+        .order_by("-status", "-created_at")
+    )
     latest = selectors.latest_samples([s.pk for s in sessions])
     for event in events:
         event.session_rows = [  # type: ignore[attr-defined]
@@ -54,15 +60,21 @@ def _events(request: HttpRequest) -> list[Any]:
     return events
 
 
+def _overview(request: HttpRequest) -> dict[str, Any]:
+    events = _events(request)
+    waiting = sum(row.session.waiting for event in events for row in event.session_rows)
+    return {"events": events, "waiting_total": waiting}
+
+
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboard/index.html", {"events": _events(request)})
+    return render(request, "dashboard/index.html", _overview(request))
 
 
 @login_required
 def dashboard_sessions(request: HttpRequest) -> HttpResponse:
     """The sessions table alone, refreshed by the dashboard every few seconds."""
-    return render(request, "dashboard/_sessions.html", {"events": _events(request)})
+    return render(request, "dashboard/_sessions.html", _overview(request))
 
 
 #: How the "What worked" panel names each type, as a plural noun.
@@ -77,12 +89,13 @@ ARM_LABELS: dict[str, str] = {
 
 
 def _points(value: float) -> str:
-    rounded = round(value, 2)
-    return f"{rounded:+.2f}" if rounded else "0.00"  # never "-0.00"
+    """A lift (a fraction of the score) in points out of 100, as everywhere on the dashboard."""
+    rounded = round(value * 100)
+    return f"{rounded:+d}" if rounded else "0"  # never "-0"
 
 
 def _sentence(estimate: dict[str, Any], what: str) -> str:
-    """One estimate in words: `+0.06 engagement points <what> (95% CI +0.02 to +0.10)`."""
+    """One estimate in words: `+6 engagement points <what> (95% CI +2 to +10)`."""
     text = f"{_points(estimate['value'])} engagement points {what}"
     ci = estimate["ci"]
     if ci is None:

@@ -270,9 +270,37 @@
     return item;
   }
 
+  // A proposal waiting shows in the tab's title; with the organizer's permission, a new one
+  // also raises a browser notification while the tab is in the background.
+  const pageTitle = document.title;
+  const seenPending = new Set();
+  let pendingKnown = false;
+  function signalPending(pending) {
+    document.title = pending.length ? `(${pending.length}) ${pageTitle}` : pageTitle;
+    const fresh = pending.filter((i) => !seenPending.has(i.id));
+    for (const i of fresh) seenPending.add(i.id);
+    const allowed = "Notification" in window && Notification.permission === "granted";
+    if (pendingKnown && fresh.length && allowed && document.hidden) {
+      new Notification("A proposal is waiting for you", {
+        body: `${TYPE_LABELS[fresh[0].type] || fresh[0].type}: ${describe(fresh[0].content)}`,
+        tag: `conductor-session-${sessionId}`,
+      });
+    }
+    pendingKnown = true;
+  }
+  const notify = document.getElementById("notify");
+  if ("Notification" in window && Notification.permission === "default") {
+    notify.hidden = false;
+    notify.addEventListener("click", async () => {
+      await Notification.requestPermission();
+      notify.hidden = true;
+    });
+  }
+
   function renderInterventions() {
     const all = [...state.interventions.values()].sort((a, b) => b.id - a.id);
     const pending = all.filter((i) => i.status === "pending");
+    signalPending(pending);
     const pendingList = document.getElementById("pending");
     pendingList.replaceChildren(...(pending.length
       ? pending.map(interventionItem)

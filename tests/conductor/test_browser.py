@@ -176,8 +176,10 @@ def test_an_organizer_runs_a_live_session_from_the_dashboard(asgi_server, browse
     item = page.locator(f"#pending li[data-id='{waiting.pk}']")
     item.wait_for()
     assert "expires in" in item.text_content()
+    assert page.title() == "(1) Keynote · Conductor"  # seen from another tab too
     item.get_by_role("button", name="Approve").click()
     page.locator(f"#decisions li[data-id='{waiting.pk}'] .status-executed").wait_for()
+    assert page.title() == "Keynote · Conductor"
     decided = django_side(Intervention.objects.select_related("decided_by").get, pk=waiting.pk)
     assert decided.status == "executed"
     assert decided.decided_by == owner

@@ -107,3 +107,19 @@ def test_the_favicon_is_found_where_browsers_ask_for_it(client):
 
 def test_the_admin_names_anomalies_in_english(admin_client):
     assert b"Anomalies" in admin_client.get("/admin/").content
+
+
+def test_the_dashboard_counts_what_waits_for_the_organizer(client, organizer):
+    event = EventFactory(organizers=[organizer], name="DevConf")
+    busy = LiveSessionFactory(event=event, title="Keynote", status="live")
+    LiveSessionFactory(event=event, title="Workshop", status="live")
+    for kind in ("poll", "broadcast"):
+        Intervention.objects.create(session=busy, type=kind, status="pending", source="template")
+    Intervention.objects.create(session=busy, type="poll", status="executed", source="manual")
+    client.force_login(organizer)
+
+    page = client.get("/dashboard/").content.decode()
+
+    assert 'data-total="2"' in page  # the title reads "(2) Dashboard · Conductor"
+    assert f'href="/dashboard/sessions/{busy.pk}/">2 proposals</a>' in page
+    assert page.count(">nothing</span>") == 1  # the workshop waits for nothing

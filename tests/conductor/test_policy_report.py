@@ -188,11 +188,12 @@ def test_the_session_page_shows_what_worked_in_plain_words(client, organizer, li
     page = client.get(f"/dashboard/sessions/{live_session.pk}/").content.decode()
 
     assert "What worked" in page
-    ci = r"\(95% CI [+-]0\.\d\d to [+-]0\.\d\d\)"
-    assert re.search(rf"Polls: \+0\.07 engagement points over doing nothing {ci}, 3 tries", page)
-    assert re.search(rf"Chat prompts: \+0\.02 engagement points over doing nothing {ci}", page)
+    # Points out of 100, as the live view and the decisions' reasoning speak.
+    ci = r"\(95% CI (0|[+-]\d+) to (0|[+-]\d+)\)"
+    assert re.search(rf"Polls: \+7 engagement points over doing nothing {ci}, 3 tries", page)
+    assert re.search(rf"Chat prompts: \+2 engagement points over doing nothing {ci}", page)
     assert re.search(
-        rf"Doing nothing: engagement moved \+0\.02 engagement points on its own {ci}", page
+        rf"Doing nothing: engagement moved \+2 engagement points on its own {ci}", page
     )
     assert "4 holds" in page
     assert "Too little data" not in page
