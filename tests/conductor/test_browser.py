@@ -522,3 +522,47 @@ def test_send_now_sends_what_the_organizer_typed(asgi_server, browser, django_si
     assert received["content"] == {"question": question, "options": options}
     # Chromium logs the refused request; nothing else went wrong.
     assert [e for e in errors if "status of 400" not in e] == []
+
+
+def test_every_page_fits_a_phone(asgi_server, browser, django_side):
+    """At 390 px nothing scrolls sideways: tables stack their rows, forms and lists wrap."""
+    from agents import rollups as agent_rollups
+    from agents import services as agent_services
+    from agents.models import Approval
+    from tests.agents.factories import AgentRunFactory
+
+    def setup() -> LiveSession:
+        owner = OrganizerFactory(username="owner")
+        session = LiveSessionFactory(
+            event=EventFactory(organizers=[owner], name="A conference with a rather long name"),
+            title="Kubernetes at scale: what broke in production and how we fixed it",
+        )
+        services.session_update(session_id=session.pk, status="live")
+        audience(session, 30, timezone.now() - timedelta(minutes=2))
+        tick.sessions_tick()
+        for intent, data in (("generate-draft", {"topic": "AI"}), ("hashtag-pack", {"topic": "x"})):
+            run, _ = agent_services.run_create(organizer=owner, intent=intent, data=data)
+            agent_services.run_execute(run_id=run.pk)
+        waiting = AgentRunFactory(organizer=owner, agent="email", intent="send-campaign",
+                                  status="awaiting_approval")  # fmt: skip
+        Approval.objects.create(
+            run=waiting, seq=0, tool="email", action="send",
+            arguments={"to": [f"attendee-{n}@example.com" for n in range(12)],
+                       "subject": "Last tickets for the conference", "text": "Hi " * 80},
+            default_decision="rejected", expires_at=timezone.now() + timedelta(minutes=30),
+        )  # fmt: skip
+        agent_rollups.refresh_recent()
+        return LiveSession.objects.get(pk=session.pk)
+
+    session = django_side(setup)
+    page = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+    log_in(page, asgi_server, "owner")
+    page.wait_for_url("**/dashboard/")
+    ARTIFACTS.mkdir(exist_ok=True)
+    for path, name in (("/dashboard/", "dashboard"), ("/dashboard/agents/", "agents"),
+                       (f"/dashboard/sessions/{session.pk}/", "live-view")):  # fmt: skip
+        page.goto(f"{asgi_server}{path}")
+        page.wait_for_load_state("networkidle")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        page.screenshot(path=str(ARTIFACTS / f"phone-{name}.png"), full_page=True)
+        assert width <= 390, f"{path} is {width} px wide at 390"
