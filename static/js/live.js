@@ -123,8 +123,9 @@
     const list = document.getElementById("components");
     list.replaceChildren(
       ...COMPONENTS.filter((name) => name in latest.components).map((name) => {
-        const value = latest.components[name];
-        const item = text("li", `${name} ${value >= 0 ? "+" : ""}${value.toFixed(2)}`);
+        // Each component's share of the score, in points out of 100 like the score itself.
+        const value = Math.round(latest.components[name] * 100) || 0; // never "-0"
+        const item = text("li", `${name} ${value > 0 ? "+" : ""}${value} ${pointWord(value)}`);
         item.className = value < 0 ? "negative" : "";
         return item;
       })
@@ -149,6 +150,8 @@
         width, height: 220,
         // Engagement is a share: the axis runs 0-100 % whatever the data.
         scales: { x: { time: true }, y: { range: [0, 1] } },
+        // The legend names the lines; the values are in the headline and the chips below.
+        legend: { live: false },
         axes: [{}, { values: (u, ticks) => ticks.map((t) => `${Math.round(t * 100)}%`) }],
         series: [
           {},
