@@ -381,6 +381,7 @@
     list.hidden = !details.length;
   }
   showManualFields(); // the browser may have kept another type selected across a reload
+  applyStatus(root.dataset.status);
   manual.elements.type.addEventListener("change", () => {
     showManualFields();
     showManualErrors([]);
@@ -427,6 +428,22 @@
   }
 
   // -- the websocket --------------------------------------------------------------------------
+  // Only a live session takes interventions; an ended one is read-only, and its socket is no
+  // longer "live" (nothing more will come).
+  function applyStatus(status) {
+    root.dataset.status = status;
+    const closed = document.getElementById("manual-closed");
+    manual.hidden = status !== "live";
+    closed.hidden = status === "live";
+    closed.textContent = status === "ended"
+      ? "The session has ended: nothing more is sent."
+      : "Interventions can be sent once the session is live.";
+    document.getElementById("mode").disabled = status === "ended";
+    if (status === "ended" && document.getElementById("socket").classList.contains("socket-live")) {
+      setSocket("ended", "Ended");
+    }
+  }
+
   function setSocket(stateName, label) {
     const node = document.getElementById("socket");
     node.className = `socket socket-${stateName}`;
@@ -440,7 +457,8 @@
     socket.addEventListener("open", async () => {
       opened = true;
       retries = 0;
-      setSocket("live", "Live");
+      if (root.dataset.status === "ended") setSocket("ended", "Ended");
+      else setSocket("live", "Live");
       await catchUp().catch((error) => notice(`Could not catch up: ${error.message}`));
     });
     socket.addEventListener("message", (event) => {
@@ -459,6 +477,7 @@
         const status = document.getElementById("status");
         status.textContent = message.data.status;
         status.className = `status status-${message.data.status}`;
+        applyStatus(message.data.status);
       }
     });
     socket.addEventListener("close", (event) => {

@@ -566,3 +566,34 @@ def test_every_page_fits_a_phone(asgi_server, browser, django_side):
         width = page.evaluate("document.documentElement.scrollWidth")
         page.screenshot(path=str(ARTIFACTS / f"phone-{name}.png"), full_page=True)
         assert width <= 390, f"{path} is {width} px wide at 390"
+
+
+def test_an_ended_session_reads_as_ended(asgi_server, browser, django_side):
+    """Ending the session turns the live view read-only at once: no send form, no mode switch,
+    and the connection no longer says Live."""
+    from playwright.sync_api import expect
+
+    def setup() -> LiveSession:
+        owner = OrganizerFactory(username="owner")
+        session = LiveSessionFactory(event=EventFactory(organizers=[owner]), title="Keynote")
+        services.session_update(session_id=session.pk, status="live")
+        return session
+
+    session = django_side(setup)
+    page = browser.new_context().new_page()
+    log_in(page, asgi_server, "owner", next_path=f"/dashboard/sessions/{session.pk}/")
+    page.wait_for_selector("#socket.socket-live")
+    expect(page.locator("#manual")).to_be_visible()
+
+    django_side(services.session_update, session_id=session.pk, status="ended")
+
+    expect(page.locator("#manual")).to_be_hidden()
+    expect(page.locator("#manual-closed")).to_have_text(
+        "The session has ended: nothing more is sent."
+    )
+    expect(page.locator("#mode")).to_be_disabled()
+    expect(page.locator("#socket")).to_have_text("Ended")
+    # Opened afresh, it is the same.
+    page.reload()
+    expect(page.locator("#socket")).to_have_text("Ended")
+    expect(page.locator("#manual")).to_be_hidden()
