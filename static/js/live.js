@@ -316,11 +316,19 @@
   }
 
   // -- actions --------------------------------------------------------------------------------
+  // A success clears the notice only if no action started after it: a slow answer must not
+  // erase what a later action had to say.
+  let latestAction = 0;
+  function succeeded(action) {
+    if (action === latestAction) notice("");
+  }
+
   async function decide(id, action) {
+    const started = ++latestAction;
     try {
       const updated = await call("POST", `/interventions/${id}/${action}/`, {});
       state.interventions.set(updated.id, updated);
-      notice("");
+      succeeded(started);
     } catch (error) {
       // Decided elsewhere (another tab, expiry): say so and show its real state.
       notice(`Could not ${action}: ${error.message}`);
@@ -330,9 +338,10 @@
   }
 
   document.getElementById("mode").addEventListener("change", async (event) => {
+    const started = ++latestAction;
     try {
       await call("PATCH", `/sessions/${sessionId}/`, { mode: event.target.value });
-      notice("");
+      succeeded(started);
     } catch (error) {
       notice(`Could not change the mode: ${error.message}`);
     }
@@ -392,13 +401,14 @@
     const body = { type };
     const content = typedContent(type);
     if (content) body.content = content;
+    const started = ++latestAction;
     try {
       const created = await call("POST", `/sessions/${sessionId}/interventions/`, body);
       state.interventions.set(created.id, created);
       manual.reset();
       showManualFields();
       showManualErrors([]);
-      notice("");
+      succeeded(started);
       renderInterventions();
     } catch (error) {
       showManualErrors(error.details || []);

@@ -118,6 +118,8 @@ def _propose_chat_prompt(session, session_with_event):
 
 
 def test_an_organizer_runs_a_live_session_from_the_dashboard(asgi_server, browser, django_side):
+    from playwright.sync_api import expect
+
     ARTIFACTS.mkdir(exist_ok=True)
 
     def setup() -> tuple:
@@ -193,8 +195,7 @@ def test_an_organizer_runs_a_live_session_from_the_dashboard(asgi_server, browse
         Intervention.objects.filter(pk=stale.pk).update, status="rejected", decided_by=stranger
     )
     stale_item.get_by_role("button", name="Approve").click(timeout=5000)
-    page.locator("#notice").wait_for()
-    assert "no longer pending" in page.text_content("#notice")
+    expect(page.locator("#notice")).to_contain_text("no longer pending")
     page.locator(f"#decisions li[data-id='{stale.pk}']").wait_for()
 
     # Phone width still works.
