@@ -258,6 +258,8 @@
     const outcome = outcomeLine(i);
     if (outcome) item.append(outcome);
     if (i.decided_by) item.append(text("p", `Decided by ${i.decided_by}${i.decision_reason ? ` (${i.decision_reason})` : ""}`, "muted"));
+    // Nobody decided an expired one: say why it went (time ran out, engagement recovered, ...).
+    else if (i.status === "expired") item.append(text("p", `Expired: ${i.decision_reason || "not decided in time"}`, "muted"));
     if (i.status === "pending" && i.type !== "hold") {
       const actions = document.createElement("div");
       actions.className = "actions";

@@ -378,6 +378,13 @@ def test_the_live_view_shows_what_was_delivered_failed_and_held(asgi_server, bro
                        "to beat letting the room recover on its own.")  # fmt: skip
     held = decision(hold.pk)
     expect(held).to_contain_text("Did nothing")
+
+    # An expired proposal says why it went, though nobody decided it.
+    gone = django_side(_decide, session, "notification", source="template", execute_now=False,
+                       content={"title": "Break soon", "body": "Coffee in the hall."})  # fmt: skip
+    django_side(interventions.interventions_expire, session_id=session.pk, now=timezone.now(),
+                reason="engagement recovered")  # fmt: skip
+    expect(decision(gone.pk)).to_contain_text("Expired: engagement recovered")
     expect(held).to_contain_text("chosen with probability 12%")
     assert "Hold" not in held.inner_text()
     assert "Sending" not in held.inner_text()
