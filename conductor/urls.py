@@ -73,6 +73,17 @@ urlpatterns = [
         name="agents-decide",
     ),
     path("dashboard/sessions/<int:session_id>/", views.session_live, name="session-live"),
+    path(
+        "dashboard/sessions/<int:session_id>/status/", views.session_status, name="session-status"
+    ),
+    path("dashboard/events/new/", views.event_new, name="event-new"),
+    path("dashboard/events/<int:event_id>/", views.event_page, name="event-page"),
+    path("dashboard/events/<int:event_id>/settings/", views.event_settings, name="event-settings"),
+    path(
+        "dashboard/events/<int:event_id>/sessions/",
+        views.event_session_new,
+        name="event-session-new",
+    ),
     path("admin/", admin.site.urls),
     path(
         "api/schema/",

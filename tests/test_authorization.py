@@ -73,6 +73,11 @@ ROUTES: dict[str, dict[str, str]] = {
     "agents-page": {**roles(LOGIN, OK, EMPTY), "co_organizer": EMPTY},
     "agents-decide": {**roles(LOGIN, OK, HIDDEN), "co_organizer": HIDDEN},
     "session-live": PAGE,
+    "session-status": PAGE,
+    "event-new": roles(LOGIN, OK, OK),  # anyone logged in creates events of their own
+    "event-page": PAGE,
+    "event-settings": PAGE,
+    "event-session-new": PAGE,
     "schema": roles(PUBLIC, PUBLIC, PUBLIC),
     "docs": roles(PUBLIC, PUBLIC, PUBLIC),
     "healthz": roles(HEALTH, HEALTH, HEALTH),
@@ -98,6 +103,8 @@ ROUTES: dict[str, dict[str, str]] = {
     "run-approve": OWN_RUN,
     "run-reject": OWN_RUN,
 }
+# Pages that only take a form's POST (GET is 405 for everyone, and says nothing).
+POST_ONLY = {"agents-decide", "session-status", "event-settings", "event-session-new"}
 # Every admin page: staff only; the others are sent to the admin's login, the login page itself
 # excepted. Staff see everything in the admin (that is what it is for).
 ADMIN = {**roles(ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN), "staff": STAFF}
@@ -302,7 +309,7 @@ def test_each_route_answers_each_role_as_the_table_says(world, route):
     kwargs = _admin_kwargs(route.pattern, world) if admin else world.kwargs(route.pattern)
     url = "/" + _fill(route.pattern, kwargs)
     table = expectations(route.name)
-    methods = ["post"] if route.name == "agents-decide" else _methods(route.callback)
+    methods = ["post"] if route.name in POST_ONLY else _methods(route.callback)
     # The owner last: what they are allowed to do may change the objects the others probe.
     for role in ("anonymous", "other_organizer", "staff", "co_organizer", "owner"):
         expected = table[role]

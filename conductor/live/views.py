@@ -1,19 +1,23 @@
-"""Server-rendered pages: the front page, the organizer's dashboard and a session's live view."""
+"""Server-rendered pages: the front page, the organizer's dashboard, an event's page (its
+settings and sessions) and a session's live view. Every write goes through the services."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
+from django.views.decorators.http import require_POST
 
-from conductor.core.errors import NotFoundError
-from conductor.live import policy_report, selectors
+from conductor.core.errors import ApplicationError, NotFoundError
+from conductor.live import policy_report, selectors, services
 from conductor.live.engine.score import BANDS
+from conductor.live.forms import EventForm, SessionForm, SettingsForm
 from conductor.live.models import EngagementSample, Intervention, LiveSession
 
 BAND_LABELS: dict[str, str] = {band: band.replace("_", " ") for band in BANDS}
@@ -191,3 +195,106 @@ def favicon(request: HttpRequest) -> HttpResponse:
     Resolved per request: the static file's hashed name is known once static files are collected.
     """
     return redirect(static("favicon.svg"), permanent=False)
+
+
+# -- events and sessions, from the browser -------------------------------------------------------
+
+
+def _event_or_404(request: HttpRequest, event_id: int) -> Any:
+    try:
+        return selectors.event_get_for_user(request.user, event_id)
+    except NotFoundError:
+        raise Http404("No such event.") from None
+
+
+def _session_or_404(request: HttpRequest, session_id: int) -> LiveSession:
+    try:
+        return selectors.session_get_for_user(request.user, session_id)
+    except NotFoundError:
+        raise Http404("No such session.") from None
+
+
+@login_required
+def event_new(request: HttpRequest) -> HttpResponse:
+    """A new event, with the default settings; the organizer lands on its page."""
+    form = EventForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        event = services.event_create(organizer=request.user, **form.cleaned_data)  # type: ignore[arg-type]
+        messages.success(request, f"{event.name} is created. Add its sessions below.")
+        return redirect("event-page", event_id=event.pk)
+    return render(request, "dashboard/event_new.html", {"form": form})
+
+
+def _event_page(
+    request: HttpRequest,
+    event: Any,
+    *,
+    settings_form: SettingsForm | None = None,
+    session_form: SessionForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    sessions = selectors.sessions_for_user(request.user).filter(event=event)
+    return render(
+        request,
+        "dashboard/event.html",
+        {
+            "event": event,
+            "sessions": sessions.order_by("-created_at"),
+            "settings_form": settings_form
+            or SettingsForm(initial=SettingsForm.initial_from(event.config)),
+            "session_form": session_form or SessionForm(),
+        },
+        status=status,
+    )
+
+
+@login_required
+def event_page(request: HttpRequest, event_id: int) -> HttpResponse:
+    return _event_page(request, _event_or_404(request, event_id))
+
+
+@login_required
+@require_POST
+def event_settings(request: HttpRequest, event_id: int) -> HttpResponse:
+    """Save the settings form through the API's service; its refusals go next to their field."""
+    event = _event_or_404(request, event_id)
+    form = SettingsForm(request.POST)
+    if form.is_valid():
+        try:
+            services.event_update_settings(event=event, settings=form.settings_patch())
+        except ApplicationError as error:
+            form.add_service_errors(error)
+        else:
+            messages.success(request, "Settings saved: the next decision uses them.")
+            return redirect("event-page", event_id=event.pk)
+    return _event_page(request, event, settings_form=form, status=400)
+
+
+@login_required
+@require_POST
+def event_session_new(request: HttpRequest, event_id: int) -> HttpResponse:
+    event = _event_or_404(request, event_id)
+    form = SessionForm(request.POST)
+    if not form.is_valid():
+        return _event_page(request, event, session_form=form, status=400)
+    session = services.session_create(event=event, **form.cleaned_data)
+    messages.success(request, f"{session.title} is scheduled. Go live when it starts.")
+    return redirect("event-page", event_id=event.pk)
+
+
+@login_required
+@require_POST
+def session_status(request: HttpRequest, session_id: int) -> HttpResponse:
+    """Go live or end, from the event's page (the page asks for a confirmation first)."""
+    session = _session_or_404(request, session_id)
+    status = request.POST.get("status", "")
+    if status not in (LiveSession.Status.LIVE, LiveSession.Status.ENDED):
+        return HttpResponse("Choose live or ended.", status=400)
+    try:
+        services.session_update(session_id=session.pk, status=status)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        done = "is live" if status == LiveSession.Status.LIVE else "has ended"
+        messages.success(request, f"{session.title} {done}.")
+    return redirect("event-page", event_id=session.event_id)

@@ -568,7 +568,9 @@ def test_every_page_fits_a_phone(asgi_server, browser, django_side):
     page.wait_for_url("**/dashboard/")
     ARTIFACTS.mkdir(exist_ok=True)
     for path, name in (("/dashboard/", "dashboard"), ("/dashboard/agents/", "agents"),
-                       (f"/dashboard/sessions/{session.pk}/", "live-view")):  # fmt: skip
+                       (f"/dashboard/sessions/{session.pk}/", "live-view"),
+                       (f"/dashboard/events/{session.event_id}/", "event"),
+                       ("/dashboard/events/new/", "event-new")):  # fmt: skip
         page.goto(f"{asgi_server}{path}")
         page.wait_for_load_state("networkidle")
         width = page.evaluate("document.documentElement.scrollWidth")
@@ -605,3 +607,51 @@ def test_an_ended_session_reads_as_ended(asgi_server, browser, django_side):
     page.reload()
     expect(page.locator("#socket")).to_have_text("Ended")
     expect(page.locator("#manual")).to_be_hidden()
+
+
+def test_a_new_organizer_sets_up_an_event_from_the_browser(asgi_server, browser, django_side):
+    """No API, no admin: create an event, add a session, go live (confirmed), change a setting
+    (a wrong one is named next to its field), end the session (confirmed)."""
+    from playwright.sync_api import expect
+
+    django_side(OrganizerFactory, username="newcomer")
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    confirmations: list[str] = []
+
+    def accept(dialog) -> None:
+        confirmations.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", accept)
+    log_in(page, asgi_server, "newcomer")
+    page.wait_for_url("**/dashboard/")
+    page.get_by_role("link", name="New event").click()
+    page.get_by_label("Name").fill("DevConf")
+    page.get_by_role("button", name="Create the event").click()
+    expect(page.locator("h1")).to_have_text("DevConf")
+
+    page.get_by_label("Title").fill("Keynote")
+    page.get_by_label("Topic").fill("Rust at scale")
+    page.get_by_role("button", name="Add the session").click()
+    page.get_by_role("button", name="Go live").click()
+    expect(page.locator(".messages")).to_contain_text("Keynote is live")
+    assert confirmations[-1].startswith("Go live with Keynote?")
+
+    page.get_by_label("Holdout (%)").fill("80")
+    page.get_by_role("button", name="Save the settings").click()
+    expect(page.locator(".field-invalid")).to_contain_text("less than or equal to 0.5")
+    page.get_by_label("Holdout (%)").fill("20")
+    page.get_by_role("button", name="Save the settings").click()
+    expect(page.locator(".messages")).to_contain_text("Settings saved")
+    expect(page.get_by_label("Holdout (%)")).to_have_value("20")
+
+    page.get_by_role("link", name="Keynote").click()
+    page.wait_for_selector("#socket.socket-live")
+    page.go_back()
+    page.get_by_role("button", name="End the session").click()
+    expect(page.locator(".messages")).to_contain_text("Keynote has ended")
+    session = django_side(LiveSession.objects.select_related("event").get, title="Keynote")
+    assert (session.status, session.event.config.holdout_share) == ("ended", 0.2)
+    assert errors == []

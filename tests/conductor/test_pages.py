@@ -67,10 +67,12 @@ def test_dashboard_lists_my_sessions_with_score_and_band_label(client, organizer
     assert "htmx.min.js" in page
 
 
-def test_dashboard_without_events_points_to_the_api(client, organizer):
+def test_dashboard_without_events_points_to_the_new_event_form(client, organizer):
     client.force_login(organizer)
 
-    assert "Create one through the" in client.get("/dashboard/").content.decode()
+    page = client.get("/dashboard/").content.decode()
+
+    assert 'No events yet: <a href="/dashboard/events/new/">create one</a>' in page
 
 
 def test_live_view_is_only_for_the_sessions_organizers(client, organizer, other_organizer):
