@@ -107,14 +107,20 @@ def test_usage_is_charged_to_every_organizer_of_the_event(shared, organizer, oth
     }
 
 
-def test_adding_a_co_organizer_keeps_the_events_memory(organizer, other_organizer):
-    session = LiveSessionFactory(event=EventFactory(organizers=[organizer]), status="live")
+def remembered(organizers: list, *, reward: float) -> LiveSession:
+    """A live session of a new event of `organizers`, whose decision was measured and learned."""
+    session = LiveSessionFactory(event=EventFactory(organizers=organizers), status="live")
     services.event_update_settings(event=session.event, settings={"holdout_share": 0})
     learn(session, "hold", -0.1, times=10)
     intervention = Intervention.objects.get(run=decide(session, dropped(session)))
-    Intervention.objects.filter(pk=intervention.pk).update(reward=0.2, lift=0.2)
+    Intervention.objects.filter(pk=intervention.pk).update(reward=reward, lift=reward)
     intervention.refresh_from_db()
     assert memory.remember(intervention)
+    return session
+
+
+def test_adding_a_co_organizer_keeps_the_events_memory(organizer, other_organizer):
+    session = remembered([organizer], reward=0.2)
     situation = MemoryItem.objects.get().metadata["situation"]
     assert len(memory.recall(organizer_ids=[organizer.pk], situation_text=situation)) == 1
 
@@ -123,13 +129,7 @@ def test_adding_a_co_organizer_keeps_the_events_memory(organizer, other_organize
     both = [organizer.pk, other_organizer.pk]
     assert len(memory.recall(organizer_ids=both, situation_text=situation)) == 1
     # Nothing of the first organizer's other events reaches the newcomer.
-    elsewhere = LiveSessionFactory(event=EventFactory(organizers=[organizer]), status="live")
-    services.event_update_settings(event=elsewhere.event, settings={"holdout_share": 0})
-    learn(elsewhere, "hold", -0.1, times=10)
-    other = Intervention.objects.get(run=decide(elsewhere, dropped(elsewhere)))
-    Intervention.objects.filter(pk=other.pk).update(reward=0.3, lift=0.3)
-    other.refresh_from_db()
-    memory.remember(other)
+    remembered([organizer], reward=0.3)
     assert len(memory.recall(organizer_ids=[organizer.pk], situation_text=situation)) == 2
     assert len(memory.recall(organizer_ids=[other_organizer.pk], situation_text=situation)) == 1
 
