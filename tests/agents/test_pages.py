@@ -44,7 +44,7 @@ def test_the_page_shows_my_waiting_actions_runs_and_usage(logged_in, organizer, 
     assert "&quot;text&quot;: &quot;Big &lt;news&gt;&quot;" in page  # as JSON, escaped
     assert f"run {theirs.pk}" not in page
     assert f"/dashboard/agents/runs/{mine.pk}/approve/" in page
-    assert "<td>email</td>" in page  # usage
+    assert '<td data-label="Agent">email</td>' in page  # usage
     assert "3000 ms" in page  # the recent run
     assert '<a href="/dashboard/agents/">Agents</a>' in page
 
