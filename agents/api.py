@@ -59,6 +59,8 @@ class ApprovalOutputSerializer(serializers.Serializer):
     decided_by = serializers.CharField(source="decided_by.username", allow_null=True, default=None)
     decided_at = serializers.DateTimeField(allow_null=True)
     reason = serializers.CharField()
+    edited_arguments = serializers.JSONField(allow_null=True)
+    edited_by = serializers.CharField(source="edited_by.username", allow_null=True, default=None)
 
 
 class RunOutputSerializer(serializers.Serializer):
@@ -161,7 +163,7 @@ class RunCancelApi(APIView):
 
 class _RunDecisionApi(APIView):
     approve: bool
-    InputSerializer = DecisionInputSerializer
+    InputSerializer: type[DecisionInputSerializer] = DecisionInputSerializer
 
     def post(self, request: Request, run_id: int) -> Response:
         run_id = selectors.run_id_for_user(request.user, run_id)
@@ -172,16 +174,32 @@ class _RunDecisionApi(APIView):
             approve=self.approve,
             user=cast(User, request.user),
             reason=serializer.validated_data.get("reason", ""),
+            arguments=serializer.validated_data.get("arguments"),
         )
         return _detail(selectors.run_with_details(run))
 
 
+@extend_schema_serializer(component_name="ApproveInput")
+class ApproveInputSerializer(DecisionInputSerializer):
+    """Approve, saying why (optional), and change some of the call's arguments first."""
+
+    arguments = serializers.DictField(
+        required=False,
+        validators=[no_nul_characters],
+        help_text="Arguments of the waiting call to change before it is made (e.g. `subject`), "
+        "checked as its connector checks them: an invalid one is a 400 naming "
+        "`arguments.<name>`. The change is recorded with who made it (`edited_arguments`, "
+        "`edited_by`); `arguments` keeps what the agent asked for.",
+    )
+
+
 @extend_schema(
-    request=_RunDecisionApi.InputSerializer,
+    request=ApproveInputSerializer,
     responses={200: RunDetailOutputSerializer, **error_responses(409)},
 )
 class RunApproveApi(_RunDecisionApi):
     approve = True
+    InputSerializer = ApproveInputSerializer
 
 
 @extend_schema(

@@ -24,7 +24,7 @@ from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 from redis import RedisError
 
-from agents import circuit
+from agents import budget, circuit
 from agents.models import AgentRun, AgentRunMetric, Approval, ToolExecution
 from conductor.core.redis_client import redis_client
 from connectors.base import Connector
@@ -75,6 +75,17 @@ class ToolCallFailed(Exception):
         self.action = action
         self.code = "tool_failed"
         self.retryable = error.retryable
+
+
+class BudgetExhausted(ToolCallFailed):
+    """The organizer's monthly LLM budget is spent (agents.budget): no retry helps this month."""
+
+    def __init__(self, spend: budget.MonthlySpend) -> None:
+        super().__init__(
+            "llm", "complete", ConnectorError(spend.exhausted_message, retryable=False)
+        )
+        self.code = "llm_budget_spent"
+        self.spend = spend
 
 
 class ReplayMismatch(Exception):
@@ -184,7 +195,9 @@ class RunContext:
         if cancelled is not None:
             raise RunCancelled("cancelled by request")
         if f"{tool}.{action}" in self.agent.approval_required:
-            self._require_approval(seq, tool, action, arguments)
+            arguments = self._require_approval(seq, tool, action, arguments)
+        if tool == "llm":
+            self._check_llm_budget(seq, action, arguments)
         counting_failures = circuit.evaluate(tool, circuit_state)
         return self._execute(seq, tool, action, arguments, counting_failures, timeout)
 
@@ -226,6 +239,21 @@ class RunContext:
                 ),
             ) from None
 
+    def _check_llm_budget(self, seq: int, action: str, arguments: dict[str, Any]) -> None:
+        """Refuse the LLM call, recording it as failed, once the monthly budget is spent.
+
+        Counts this attempt's calls, whose cost is stored only when the attempt ends. Raises
+        BudgetExhausted.
+        """
+        pending = sum(m.value for m in self.pending_metrics if m.name == budget.COST_METRIC)
+        spend = budget.budget_check(organizer_id=self.run.organizer_id, pending_usd=pending)
+        if not spend.exhausted:
+            return
+        failure = {"message": spend.exhausted_message, "retryable": False}
+        now, started = timezone.now(), time.perf_counter()
+        self._record(seq, "llm", action, arguments, now, started, error=failure)
+        raise BudgetExhausted(spend)
+
     def _next_seq(self) -> int:
         seq = self._seq
         self._seq += 1
@@ -240,7 +268,11 @@ class RunContext:
 
     def _require_approval(
         self, seq: int, tool: str, action: str, arguments: dict[str, Any]
-    ) -> None:
+    ) -> dict[str, Any]:
+        """Return the arguments approved for the call: as asked, or as a person edited them.
+
+        Raises AwaitingApproval until a decision, ApprovalRejected after a rejection.
+        """
         approval = Approval.objects.filter(run=self.run, seq=seq).first()
         if approval is None:
             approval = Approval.objects.create(
@@ -256,6 +288,7 @@ class RunContext:
             raise AwaitingApproval(approval)
         if approval.status == Approval.Status.REJECTED:
             raise ApprovalRejected(approval)
+        return approval.effective_arguments
 
     def _execute(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -269,6 +271,18 @@ class Approval(models.Model):
     )
     decided_at = models.DateTimeField(null=True, blank=True)
     reason = models.TextField(blank=True)
+    # `arguments` stays what the agent asked for; a person may change it before approving, and
+    # the call is then made with `edited_arguments` (agents.context).
+    edited_arguments = models.JSONField(
+        null=True, blank=True, help_text="The arguments as changed before approval, if they were."
+    )
+    edited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
 
     class Meta:
         ordering = ["-requested_at", "-id"]
@@ -277,6 +291,12 @@ class Approval(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool}.{self.action} for run {self.run_id} ({self.status})"
+
+    @property
+    def effective_arguments(self) -> dict[str, Any]:
+        """The arguments the call is made with: the edited ones, else those asked for."""
+        chosen = self.arguments if self.edited_arguments is None else self.edited_arguments
+        return dict(chosen)
 
 
 class Campaign(models.Model):
@@ -320,3 +340,30 @@ class CampaignMetric(models.Model):
 
     def __str__(self) -> str:
         return f"{self.campaign_id} {self.kind}={self.value}"
+
+
+class LLMBudgetAlert(models.Model):
+    """An organizer was told their LLM spend passed the warning share of the month's budget.
+
+    One row per organizer and UTC month (agents.budget): the alert goes out once a month, however
+    many workers notice the crossing at the same time.
+    """
+
+    organizer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="llm_budget_alerts"
+    )
+    month = models.DateField(help_text="The first day of the UTC month.")
+    spent_usd = models.FloatField(help_text="The month's spend when the alert was sent.")
+    budget_usd = models.FloatField()
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-month", "organizer"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organizer", "month"], name="llm_budget_alert_once_a_month"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"LLM budget alert for {self.organizer_id} in {self.month:%Y-%m}"

@@ -65,7 +65,7 @@ def _detail_prefetches() -> list[Prefetch[Any]]:
     return [
         Prefetch("tool_executions", queryset=ToolExecution.objects.order_by("seq", "attempt")),
         Prefetch("metrics", queryset=AgentRunMetric.objects.order_by("id")),
-        Prefetch("approvals", queryset=Approval.objects.select_related("decided_by")),
+        Prefetch("approvals", queryset=Approval.objects.select_related("decided_by", "edited_by")),
         Prefetch("children", queryset=AgentRun.objects.only("id", "parent_id")),
     ]
 

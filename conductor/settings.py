@@ -118,6 +118,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "connectors.llm.context_processors.llm",
             ],
         },
     },
@@ -304,6 +305,11 @@ LLM_TIMEOUT_SECONDS = float(env("LLM_TIMEOUT_SECONDS", "8"))
 # USD per 1,000 tokens, for the cost metric of each LLM call.
 LLM_COST_PER_1K_PROMPT_TOKENS = float(env("LLM_COST_PER_1K_PROMPT_TOKENS", "0.00015"))
 LLM_COST_PER_1K_COMPLETION_TOKENS = float(env("LLM_COST_PER_1K_COMPLETION_TOKENS", "0.0006"))
+# USD of LLM calls per organizer and UTC month (agents.budget): from 80 % the organizer is
+# warned, at 100 % new texts come from templates until the month ends. 0 = no limit.
+CONDUCTOR_LLM_MONTHLY_BUDGET_USD = float(env("CONDUCTOR_LLM_MONTHLY_BUDGET_USD", "20"))
+if CONDUCTOR_LLM_MONTHLY_BUDGET_USD < 0:
+    raise ImproperlyConfigured("CONDUCTOR_LLM_MONTHLY_BUDGET_USD must be 0 (no limit) or more")
 EMAIL_HOST = env("EMAIL_HOST")
 EMAIL_PORT = int(env("EMAIL_PORT", "587"))
 EMAIL_HOST_USER = env("EMAIL_HOST_USER")

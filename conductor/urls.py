@@ -9,7 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from agents import api as agents_api
 from agents import views as agents_views
 from conductor.core import schema
-from conductor.live import api, views
+from conductor.live import api, report_views, views
 from telemetry.health import healthz
 
 handler404 = "conductor.core.errors.not_found"
@@ -67,17 +67,47 @@ urlpatterns = [
     path("dashboard/", views.dashboard, name="dashboard"),
     path("dashboard/sessions/", views.dashboard_sessions, name="dashboard-sessions"),
     path("dashboard/agents/", agents_views.agents_page, name="agents-page"),
+    path("dashboard/agents/new/", agents_views.agents_new, name="agents-new"),
+    path(
+        "dashboard/agents/new/<str:agent>/<str:intent>/",
+        agents_views.agent_start,
+        name="agents-start",
+    ),
+    path("dashboard/agents/runs/<int:run_id>/", agents_views.run_page, name="agents-run"),
+    # Before the decisions: "progress" would be taken for one.
+    path(
+        "dashboard/agents/runs/<int:run_id>/progress/",
+        agents_views.run_progress,
+        name="agents-run-progress",
+    ),
     path(
         "dashboard/agents/runs/<int:run_id>/<str:decision>/",
         agents_views.decide_run,
         name="agents-decide",
     ),
     path("dashboard/sessions/<int:session_id>/", views.session_live, name="session-live"),
+    path("dashboard/sessions/<int:session_id>/edit/", views.session_edit, name="session-edit"),
+    path(
+        "dashboard/sessions/<int:session_id>/report/",
+        report_views.session_report,
+        name="session-report",
+    ),
+    path(
+        "dashboard/sessions/<int:session_id>/report/interventions.csv",
+        report_views.interventions_csv,
+        name="session-report-interventions",
+    ),
+    path(
+        "dashboard/sessions/<int:session_id>/report/engagement.csv",
+        report_views.engagement_csv,
+        name="session-report-engagement",
+    ),
     path(
         "dashboard/sessions/<int:session_id>/status/", views.session_status, name="session-status"
     ),
     path("dashboard/events/new/", views.event_new, name="event-new"),
     path("dashboard/events/<int:event_id>/", views.event_page, name="event-page"),
+    path("dashboard/events/<int:event_id>/edit/", views.event_edit, name="event-edit"),
     path("dashboard/events/<int:event_id>/settings/", views.event_settings, name="event-settings"),
     path(
         "dashboard/events/<int:event_id>/sessions/",

@@ -72,11 +72,20 @@ ROUTES: dict[str, dict[str, str]] = {
     "dashboard-sessions": roles(LOGIN, OK, EMPTY),
     "agents-page": {**roles(LOGIN, OK, EMPTY), "co_organizer": EMPTY},
     "agents-decide": {**roles(LOGIN, OK, HIDDEN), "co_organizer": HIDDEN},
+    "agents-new": roles(LOGIN, OK, OK),  # anyone logged in starts agents of their own
+    "agents-start": roles(LOGIN, OK, OK),
+    "agents-run": {**PAGE, "co_organizer": HIDDEN},  # as OWN_RUN: the owner started it alone
+    "agents-run-progress": {**PAGE, "co_organizer": HIDDEN},
     "session-live": PAGE,
+    "session-report": PAGE,
+    "session-report-interventions": PAGE,
+    "session-report-engagement": PAGE,
     "session-status": PAGE,
     "event-new": roles(LOGIN, OK, OK),  # anyone logged in creates events of their own
     "event-page": PAGE,
     "event-settings": PAGE,
+    "event-edit": PAGE,
+    "session-edit": PAGE,
     "event-session-new": PAGE,
     "schema": roles(PUBLIC, PUBLIC, PUBLIC),
     "docs": roles(PUBLIC, PUBLIC, PUBLIC),
@@ -164,6 +173,8 @@ class World:
             "intervention_id": self.intervention.pk,
             "run_id": self.run.pk,
             "decision": "approve",
+            "agent": "email",
+            "intent": "send-campaign",
         }
         return {name: value for name, value in values.items() if f"<int:{name}>" in pattern
                 or f"<str:{name}>" in pattern}  # fmt: skip

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -12,6 +12,7 @@ from agents.context import cancel_key
 from agents.models import AgentRun, Approval
 from agents.registry import registry
 from agents.services.creating import enqueue
+from agents.services.editing import approval_edited_arguments
 from agents.services.lifecycle import RunLock, finish, run_error, update_pending_gauge
 from conductor.core.errors import ConflictError
 from conductor.core.redis_client import redis_client
@@ -50,14 +51,25 @@ def run_cancel(*, run_id: int) -> AgentRun:
 
 
 def approval_decide(
-    *, run_id: int, approve: bool, user: User | None, reason: str = "", expired: bool = False
+    *,
+    run_id: int,
+    approve: bool,
+    user: User | None,
+    reason: str = "",
+    expired: bool = False,
+    arguments: dict[str, Any] | None = None,
 ) -> AgentRun:
     """Approve or reject the pending approval of a run awaiting one.
 
-    Approved: the run is queued again and resumes without repeating earlier tool calls.
-    Rejected: the run fails with the reason. Raises ConflictError (409) when the run is not
-    awaiting approval, and `approval_expired` when the approval's time ran out before the sweep
-    came: the agent's default decision is applied then, as the sweep would have.
+    Approved: the run is queued again and resumes without repeating earlier tool calls. With
+    `arguments` (some of the call's, changed), the call is made with them: they are checked as
+    the connector checks its requests (`approval_edited_arguments`: ApplicationError 400 naming
+    the field, and nothing is decided), and the change is recorded with who made it, the asked
+    arguments kept. Rejected: the run fails with the reason (`arguments` are not used).
+
+    Raises ConflictError (409) when the run is not awaiting approval, and `approval_expired`
+    when the approval's time ran out before the sweep came: the agent's default decision is
+    applied then, as the sweep would have (an edit is dropped with it).
     """
     late = False
     with transaction.atomic():
@@ -71,12 +83,20 @@ def approval_decide(
             late = expired = True
             approve = approval.default_decision == Approval.Status.APPROVED
             user, reason = None, _expiry_reason(approval.default_decision)
+        elif approve and arguments is not None:
+            approval.edited_arguments = approval_edited_arguments(
+                approval=approval, changes=arguments
+            )
+            approval.edited_by = user if approval.edited_arguments is not None else None
         approval.status = Approval.Status.APPROVED if approve else Approval.Status.REJECTED
         approval.decided_by = user
         approval.decided_at = timezone.now()
         approval.reason = reason
         approval.expired = expired
-        approval.save(update_fields=["status", "decided_by", "decided_at", "reason", "expired"])
+        approval.save(
+            update_fields=["status", "decided_by", "decided_at", "reason", "expired",
+                           "edited_arguments", "edited_by"]
+        )  # fmt: skip
         if approve:
             run.status = AgentRun.Status.QUEUED
             run.resumes += 1

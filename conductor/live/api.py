@@ -94,8 +94,12 @@ class EventListCreateApi(PaginatedApi):
 class EventDetailApi(APIView):
     @extend_schema_serializer(component_name="EventUpdateInput")
     class InputSerializer(StrictSerializer):
+        min_properties = 1
+
+        name = serializers.CharField(max_length=200, required=False)
+        description = serializers.CharField(required=False, allow_blank=True)
         settings = PydanticField(
-            EventSettings, merge_patch=True,
+            EventSettings, merge_patch=True, required=False,
             help_text="A JSON merge patch of the settings: `null` puts one back to its default.",
         )  # fmt: skip
 
@@ -109,7 +113,7 @@ class EventDetailApi(APIView):
         event = selectors.event_get_for_user(request.user, event_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        event = services.event_update_settings(event=event, **serializer.validated_data)
+        event = services.event_update(event=event, **serializer.validated_data)
         return Response(EventOutputSerializer(event).data)
 
 
@@ -161,6 +165,8 @@ class SessionDetailApi(APIView):
     class InputSerializer(StrictSerializer):
         min_properties = 1
 
+        title = serializers.CharField(max_length=200, required=False)
+        topic = serializers.CharField(max_length=500, required=False, allow_blank=True)
         mode = serializers.ChoiceField(choices=LiveSession.Mode.values, required=False)
         status = serializers.ChoiceField(choices=LiveSession.Status.values, required=False)
 
@@ -226,6 +232,11 @@ class InterventionOutputSerializer(serializers.Serializer):
                 help_text="The probability the policy had of doing exactly this, holdout "
                 "included (for off-policy evaluation).",
             ),
+            "posterior": serializers.DictField(
+                child=serializers.DictField(child=serializers.FloatField()),
+                help_text="Each option's belief at the decision, by type (and hold): the "
+                "expected lift `mean`, its `sd` and the outcomes' weight `n` behind it.",
+            ),
             "holdout": serializers.BooleanField(
                 help_text="A hold chosen by the event's holdout share, not by the policy."
             ),
@@ -234,7 +245,13 @@ class InterventionOutputSerializer(serializers.Serializer):
                 allow_null=True, help_text="The engagement score when it was decided."
             ),
             "reasoning": serializers.CharField(),
-            "content": serializers.DictField(),
+            "content": serializers.DictField(help_text="What is (or would be) sent."),
+            "original_content": serializers.DictField(
+                allow_null=True,
+                help_text="The proposal as decided, when the organizer edited it before "
+                "approving; null otherwise.",
+            ),
+            "edited_by": serializers.CharField(allow_null=True),
             "source": serializers.ChoiceField(choices=Intervention.Source.values),
             "anomaly": serializers.IntegerField(allow_null=True),
             "run": serializers.IntegerField(allow_null=True),
@@ -323,7 +340,9 @@ class InterventionListCreateApi(PaginatedApi):
     @extend_schema(responses=InterventionOutputSerializer(many=True))
     def get(self, request: Request, session_id: int) -> Response:
         session = selectors.session_get_for_user(request.user, session_id)
-        queryset = session.interventions.select_related("decided_by").order_by("-created_at", "-id")
+        queryset = session.interventions.select_related("decided_by", "edited_by").order_by(
+            "-created_at", "-id"
+        )
         return self.paginate(queryset, lambda page: [interventions.serialize(i) for i in page])
 
     @extend_schema(
@@ -347,7 +366,7 @@ class InterventionListCreateApi(PaginatedApi):
 
 class _InterventionDecisionApi(APIView):
     approve: bool
-    InputSerializer = DecisionInputSerializer
+    InputSerializer: type[StrictSerializer] = DecisionInputSerializer
 
     def post(self, request: Request, intervention_id: int) -> Response:
         intervention = selectors.intervention_get_for_user(request.user, intervention_id)
@@ -358,16 +377,29 @@ class _InterventionDecisionApi(APIView):
             user=cast(User, request.user),
             approve=self.approve,
             reason=serializer.validated_data.get("reason", ""),
+            content_in=serializer.validated_data.get("content"),
         )
         return Response(interventions.serialize(decided))
 
 
+@extend_schema_serializer(component_name="ApprovalInput")
+class ApprovalInputSerializer(DecisionInputSerializer):
+    """Approve, saying why (optional), with the content changed first (optional)."""
+
+    content = serializers.DictField(
+        required=False, validators=[no_nul_characters],
+        help_text="The content to send instead of the proposal's, as the type's content "
+        "(e.g. a poll's question and 2-6 options); the proposal is kept as original_content.",
+    )  # fmt: skip
+
+
 @extend_schema(
-    request=_InterventionDecisionApi.InputSerializer,
+    request=ApprovalInputSerializer,
     responses={200: InterventionOutputSerializer, **error_responses(409)},
 )
 class InterventionApproveApi(_InterventionDecisionApi):
     approve = True
+    InputSerializer = ApprovalInputSerializer
 
 
 @extend_schema(

@@ -69,6 +69,14 @@ class PromptContent(_Content):
         return text
 
 
+class ChatPromptContent(PromptContent):
+    """A chat prompt. Its own class so that the schema's name tells the LLM which kind it writes."""
+
+
+class QnaPromptContent(PromptContent):
+    """A Q&A prompt. Its own class so that the schema's name tells the LLM which kind it writes."""
+
+
 class BroadcastContent(_Content):
     """A short banner with a call to action."""
 
@@ -88,8 +96,8 @@ class GamificationContent(_Content):
 
 CONTENT_MODELS: dict[str, type[_Content]] = {
     "poll": PollContent,
-    "chat_prompt": PromptContent,
-    "qna_prompt": PromptContent,
+    "chat_prompt": ChatPromptContent,
+    "qna_prompt": QnaPromptContent,
     "broadcast": BroadcastContent,
     "notification": NotificationContent,
     "gamification": GamificationContent,

@@ -16,14 +16,15 @@ from django.utils import timezone
 from pydantic import BaseModel, Field, ValidationError
 
 from agents.circuit import CircuitOpenError
-from agents.context import RunContext, ToolCallFailed
+from agents.context import BudgetExhausted, RunContext, ToolCallFailed
 from agents.registry import Agent, AgentInput, IntentSpec, RetryPolicy, registry
 from agents.scopes import Ref
 from conductor.core.errors import ConflictError
-from conductor.live import content, interventions, memory, policy_store
+from conductor.live import content, interventions, memory, policy_store, realtime
 from conductor.live.eligibility import session_eligibility
 from conductor.live.engine.policy import HOLD, PolicyContext
 from conductor.live.models import Anomaly, EngagementSample, Intervention, LiveSession
+from conductor.live.serializers import AnomalyOutputSerializer
 from telemetry import metrics
 
 
@@ -43,7 +44,14 @@ class DecideOutput(BaseModel):
     reasoning: str = Field(description="Why this intervention, or why none.")
 
 
-def _skip(reason: str) -> DecideOutput:
+def _skip(reason: str, anomaly: Anomaly | None = None) -> DecideOutput:
+    """No decision; the drop it was for says why on the live view."""
+    if anomaly is not None:
+        anomaly.skipped_reason = f"No intervention. {reason}"
+        anomaly.save(update_fields=["skipped_reason"])
+        realtime.publish_on_commit(
+            anomaly.session_id, "anomaly.updated", AnomalyOutputSerializer(anomaly).data
+        )
     return DecideOutput(decided=False, reasoning=reason)
 
 
@@ -80,13 +88,14 @@ class EngagementAgent(Agent):
         )
         sample = session.samples.order_by("-at").first()
         if sample is None:
-            return _skip("No engagement measured yet.")
+            return _skip("No engagement measured yet.", anomaly)
         config = session.event.config
         now = timezone.now()
 
         allowed, excluded = session_eligibility(session=session, now=now)
         anomaly_type = anomaly.type if anomaly else "NONE"
-        context = PolicyContext.build(anomaly_type, sample.present).key()
+        situation = PolicyContext.build(anomaly_type, sample.present)
+        context = situation.key()
         policy = policy_store.policy_for(config)
         organizer_ids = list(session.event.organizers.values_list("pk", flat=True))
         levels = policy_store.policy_levels(
@@ -100,7 +109,7 @@ class EngagementAgent(Agent):
             levels, allowed, now=now.timestamp(), rng=np.random.default_rng(ctx.run.pk)
         )
         if decision is None:
-            return _skip("Nothing can be sent now: " + "; ".join(excluded) + ".")
+            return _skip("Nothing can be sent now: " + "; ".join(excluded) + ".", anomaly)
         ctx.metric("decision.confidence", decision.confidence)
         ctx.metric("decision.propensity", decision.propensity)
         record = Intervention(
@@ -114,7 +123,7 @@ class EngagementAgent(Agent):
             context=context,
             holdout=decision.holdout,
             decision_score=sample.score,
-            reasoning=decision.reasoning(),
+            reasoning=decision.reasoning(situation),
         )
         if decision.type == HOLD:
             record.source = Intervention.Source.POLICY
@@ -129,25 +138,45 @@ class EngagementAgent(Agent):
                 ),
             )
             ctx.metric("memory.recalled", len(recalled))
-            record.content, record.source, record.template = _write(
+            record.content, record.source, record.template, written_note = _write(
                 ctx, decision.type, session, sample, anomaly,
                 memory.example(recalled, decision.type),
             )  # fmt: skip
-            record.reasoning = f"{record.reasoning} {memory.summary(recalled)}".strip()
             execute_now = session.mode == LiveSession.Mode.AUTO or (
                 session.mode == LiveSession.Mode.SEMI_AUTO
                 and decision.confidence >= config.auto_approve_threshold
             )
+            told = (record.reasoning, written_note, memory.summary(recalled), _who_acts(
+                session.mode, decision.confidence, config.auto_approve_threshold
+            ))  # fmt: skip
+            record.reasoning = " ".join(part for part in told if part)
         try:
             intervention = interventions.intervention_record_decision(
                 intervention=record, session=session, execute_now=execute_now
             )
         except ConflictError as refused:
             # Another decision (or a manual send) used the type while this one was written.
-            return _skip(f"{decision.type} is no longer possible: {refused.message}")
+            return _skip(f"{decision.type} is no longer possible: {refused.message}", anomaly)
         if anomaly is not None:
             metrics.DECISION_LATENCY.observe((timezone.now() - anomaly.detected_at).total_seconds())
         return _output(intervention)
+
+
+def _who_acts(mode: str, confidence: float, threshold: float) -> str:
+    """Why it was sent at once or waits for the organizer, in the session's mode."""
+    if mode == LiveSession.Mode.AUTO:
+        return "Sent on its own (automatic mode)."
+    if mode == LiveSession.Mode.MANUAL:
+        return "Waiting for your approval (manual mode)."
+    if confidence >= threshold:
+        return (
+            f"Sent on its own: {confidence:.0%} sure this is the best choice, at or above "
+            f"your {threshold:.0%} threshold for semi-automatic mode."
+        )
+    return (
+        f"Waiting for your approval: semi-automatic mode sends on its own from {threshold:.0%} "
+        f"sure this is the best choice, and with what is measured so far it is {confidence:.0%}."
+    )
 
 
 def _output(intervention: Intervention) -> DecideOutput:
@@ -163,6 +192,9 @@ def _output(intervention: Intervention) -> DecideOutput:
     )
 
 
+BUDGET_SPENT_NOTE = "Template text: monthly LLM budget spent."
+
+
 def _write(
     ctx: RunContext,
     intervention_type: str,
@@ -170,12 +202,13 @@ def _write(
     sample: EngagementSample,
     anomaly: Anomaly | None,
     example: str | None = None,
-) -> tuple[dict[str, Any], str, str]:
+) -> tuple[dict[str, Any], str, str, str]:
     """The content from the LLM within LLM_TIMEOUT_SECONDS, else from a template.
 
     `example`: a text of this type that worked in a similar moment before (conductor.live.memory).
 
-    Returns (content, source, template key).
+    Returns (content, source, template key, a note for the reasoning when the organizer should
+    know why a template was used: the monthly LLM budget is spent, agents.budget).
     """
     prompt = (
         f"Live session {session.title!r} about {session.topic or 'its subject'}: engagement is "
@@ -207,9 +240,11 @@ def _write(
             },
             timeout=settings.LLM_TIMEOUT_SECONDS,
         )
-        return content.validate(intervention_type, _json(answer["content"])), "llm", ""
+        return content.validate(intervention_type, _json(answer["content"])), "llm", "", ""
     except CircuitOpenError:
         reason = "circuit_open"
+    except BudgetExhausted:
+        reason = "budget_spent"
     except ToolCallFailed:
         reason = (
             "timeout" if time.monotonic() - started >= settings.LLM_TIMEOUT_SECONDS else "error"
@@ -224,7 +259,8 @@ def _write(
         session.topic,
         interventions.recent_templates(session.pk),
     )
-    return written, "template", template
+    note = BUDGET_SPENT_NOTE if reason == "budget_spent" else ""
+    return written, "template", template, note
 
 
 def _json(text: str) -> dict[str, Any]:

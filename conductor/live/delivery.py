@@ -137,7 +137,7 @@ def _claim(intervention_id: int, *, now: datetime, held_attempt: int | None) -> 
     )  # fmt: skip
     if not claimed:
         return None
-    return Intervention.objects.select_related("session__event", "decided_by").get(
+    return Intervention.objects.select_related("session__event", "decided_by", "edited_by").get(
         pk=intervention_id
     )
 
@@ -196,7 +196,7 @@ def intervention_delivery_fail(*, intervention_id: int, attempt: int, reason: st
     with transaction.atomic():
         intervention = (
             Intervention.objects.select_for_update(of=("self",))
-            .select_related("decided_by")
+            .select_related("decided_by", "edited_by")
             .filter(
                 pk=intervention_id,
                 status=Intervention.Status.EXECUTED,
@@ -239,7 +239,7 @@ def interventions_sweep_undelivered(*, now: datetime) -> int:
         for stale in (
             waiting.filter(executed_at__lt=deadline)
             .select_for_update(of=("self",), skip_locked=True)
-            .select_related("decided_by")
+            .select_related("decided_by", "edited_by")
         ):
             _fail(stale, f"Not delivered within {DELIVERY_DEADLINE_SECONDS} s of its execution.")
     due = list(

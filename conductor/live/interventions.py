@@ -47,11 +47,14 @@ def serialize(intervention: Intervention) -> dict[str, Any]:
         "status": intervention.status,
         "confidence": intervention.confidence,
         "propensity": intervention.propensity,
+        "posterior": intervention.posterior,
         "holdout": intervention.holdout,
         "context": intervention.context,
         "decision_score": intervention.decision_score,
         "reasoning": intervention.reasoning,
         "content": intervention.content,
+        "original_content": intervention.original_content,
+        "edited_by": intervention.edited_by.get_username() if intervention.edited_by else None,
         "source": intervention.source,
         "anomaly": intervention.anomaly_id,
         "run": intervention.run_id,
@@ -168,7 +171,7 @@ def _expire(intervention: Intervention, now: datetime, reason: str) -> None:
 def _pending_for_update(intervention_id: int) -> Intervention:
     intervention = (
         Intervention.objects.select_for_update(of=("self",))
-        .select_related("session__event", "decided_by")
+        .select_related("session__event", "decided_by", "edited_by")
         .get(pk=intervention_id)
     )
     if intervention.status != Intervention.Status.PENDING:
@@ -179,10 +182,16 @@ def _pending_for_update(intervention_id: int) -> Intervention:
 
 
 def intervention_decide(
-    *, intervention_id: int, user: User, approve: bool, reason: str = ""
-) -> Intervention:
+    *, intervention_id: int, user: User, approve: bool, reason: str = "",
+    content_in: dict[str, Any] | None = None,
+) -> Intervention:  # fmt: skip
     """The organizer's decision on a pending intervention: approved, it is executed now;
     otherwise rejected. Records who, when and why.
+
+    An approval may carry the organizer's edit of the content (`content_in`, validated as the
+    type's content: ApplicationError 400 naming the field, and nothing changes). What is sent is
+    the edit; the proposal as decided is kept in `original_content`, the editor in `edited_by`.
+    The type stays, so the outcome is learned for the type the policy chose.
 
     Raises ConflictError (409) when it is no longer pending - `expired` when its time ran out
     before the sweep marked it: it is marked expired then, and not executed - and, for an
@@ -210,6 +219,8 @@ def intervention_decide(
         else:
             if approve:
                 eligibility.require_approvable(session=session, intervention=intervention, now=now)
+                if content_in is not None:
+                    _edit(intervention, content_in, user)
             _decide(intervention, user=user, approve=approve, reason=reason, now=now)
     if late:
         # After the block: the expiry is committed, not rolled back with the error.
@@ -219,6 +230,18 @@ def intervention_decide(
             code="expired",
         )
     return intervention
+
+
+def _edit(intervention: Intervention, content_in: dict[str, Any], user: User) -> None:
+    """Put the organizer's edit of a proposal in place (a pending proposal is never a hold)."""
+    try:
+        edited = content.validate(intervention.type, content_in)
+    except ValidationError as error:
+        raise validation_error_from_pydantic(error, prefix=("content",)) from None
+    if edited != intervention.content:
+        intervention.original_content = intervention.content
+        intervention.content = edited
+        intervention.edited_by = user
 
 
 def _decide(
@@ -232,8 +255,11 @@ def _decide(
     else:
         intervention.status = Intervention.Status.REJECTED
     intervention.save(
-        update_fields=["status", "decided_by", "decided_at", "decision_reason", "executed_at"]
-    )
+        update_fields=[
+            "status", "decided_by", "decided_at", "decision_reason", "executed_at", "content",
+            "original_content", "edited_by",
+        ]
+    )  # fmt: skip
     count(intervention)
     publish(intervention)
     if approve:

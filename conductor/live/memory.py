@@ -19,7 +19,7 @@ from typing import Any
 
 from agents import memory
 from agents.models import MemoryItem
-from conductor.live.engine.policy import audience_bucket
+from conductor.live.engine.policy import ARM_PLURALS, audience_bucket, points_text
 from conductor.live.models import EngagementSample, Event, Intervention, LiveSession
 
 AGENT = "engagement"
@@ -119,20 +119,26 @@ def recall(
 
 
 def summary(recalled: Sequence[memory.Recalled]) -> str:
-    """One sentence for the decision's reasoning: what worked in similar moments."""
-    if not recalled:
-        return "Memory: no similar moment measured yet in your events."
+    """One sentence for the decision's reasoning: how each type did in similar moments, in points
+    (nothing when no similar moment was measured: the decision's own sentence says enough)."""
     lifts: dict[str, list[float]] = defaultdict(list)
     for found in recalled:
         lift = found.item.metadata.get("lift")
         if lift is not None:
             lifts[str(found.item.metadata.get("type", "?"))].append(float(lift))
+    if not lifts:
+        return ""
     ranked = sorted(lifts.items(), key=lambda pair: -sum(pair[1]) / len(pair[1]))
     told = ", ".join(
-        f"{kind} {sum(values) / len(values):+.2f} lift over {len(values)}"
+        f"{ARM_PLURALS.get(kind, kind).lower()} {points_text(sum(values) / len(values))} "
+        f"({_times(len(values))})"
         for kind, values in ranked
     )
-    return f"Memory: {len(recalled)} similar moments in your events ({told})."
+    return f"In similar moments of your events: {told}."
+
+
+def _times(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"
 
 
 def example(recalled: Sequence[memory.Recalled], intervention_type: str) -> str | None:

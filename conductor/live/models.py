@@ -169,6 +169,8 @@ class Anomaly(models.Model):
     deviation = models.FloatField()
     message = models.TextField()
     detected_at = models.DateTimeField()
+    # Why no intervention answered it, when none did (another decision in flight, cool-downs).
+    skipped_reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-detected_at", "-id"]
@@ -223,6 +225,11 @@ class Intervention(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     source = models.CharField(max_length=16, choices=Source.choices)
     content = models.JSONField(default=dict)
+    # The proposal as decided, when the organizer changed its content before approving it.
+    original_content = models.JSONField(null=True, blank=True)
+    edited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     template = models.CharField(max_length=64, blank=True)
     confidence = models.FloatField(null=True, blank=True)
     propensity = models.FloatField(null=True, blank=True)

@@ -26,7 +26,13 @@ logger = logging.getLogger(__name__)
 PUBLISH_TIMEOUT_SECONDS = 2.0
 
 DASHBOARD_MESSAGE_TYPES = frozenset(
-    {"engagement.sample", "anomaly.detected", "intervention.updated", "session.updated"}
+    {
+        "engagement.sample",
+        "anomaly.detected",
+        "anomaly.updated",
+        "intervention.updated",
+        "session.updated",
+    }
 )
 
 Message = tuple[int, str, dict[str, Any]]

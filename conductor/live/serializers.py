@@ -28,3 +28,6 @@ class AnomalyOutputSerializer(serializers.Serializer):
     deviation = serializers.FloatField()
     message = serializers.CharField()
     detected_at = serializers.DateTimeField()
+    skipped_reason = serializers.CharField(
+        help_text="Why no intervention answered this drop; empty when one did or is on its way."
+    )

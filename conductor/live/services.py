@@ -59,6 +59,26 @@ def event_update_settings(*, event: Event, settings: dict[str, Any]) -> Event:
 
 
 @transaction.atomic
+def event_update(
+    *, event: Event, name: str | None = None, description: str | None = None,
+    settings: dict[str, Any] | None = None,
+) -> Event:  # fmt: skip
+    """Rename or describe an event, and/or merge into its settings (event_update_settings)."""
+    changes = {
+        field: value
+        for field, value in (("name", name), ("description", description))
+        if value is not None
+    }
+    for field, value in changes.items():
+        setattr(event, field, value)
+    if changes:
+        event.save(update_fields=[*changes, "updated_at"])
+    if settings is not None:
+        event = event_update_settings(event=event, settings=settings)
+    return event
+
+
+@transaction.atomic
 def session_create(
     *, event: Event, title: str, topic: str = "", mode: str = LiveSession.Mode.SEMI_AUTO
 ) -> LiveSession:
@@ -74,9 +94,10 @@ _TRANSITIONS = {
 
 @transaction.atomic
 def session_update(
-    *, session_id: int, mode: str | None = None, status: str | None = None
-) -> LiveSession:
-    """Change a session's mode and/or status; the next decision reads the new mode.
+    *, session_id: int, mode: str | None = None, status: str | None = None,
+    title: str | None = None, topic: str | None = None,
+) -> LiveSession:  # fmt: skip
+    """Change a session's title, topic, mode and/or status; the next decision reads them.
 
     Raises ConflictError (409) for a status change the lifecycle does not allow
     (scheduled -> live -> ended).
@@ -84,6 +105,10 @@ def session_update(
     # Lock the row: the tick loop and the organizer may write the same session at once.
     session = LiveSession.objects.select_for_update().get(pk=session_id)
     fields: list[str] = []
+    for field, value in (("title", title), ("topic", topic)):
+        if value is not None and value != getattr(session, field):
+            setattr(session, field, value)
+            fields.append(field)
     if mode is not None and mode != session.mode:
         session.mode = mode
         fields.append("mode")

@@ -267,12 +267,18 @@ def sessions_tick(*, now: datetime | None = None) -> TickResult:
     return TickResult(len(samples), len(found), decisions, seconds)
 
 
+# Why a drop got no decision of its own, as the live view says it.
+BUSY = "No new decision: the conductor is still on an earlier drop (deciding, or waiting for you)."
+ALSO_NOW = "Answered with the more severe drop detected at the same moment."
+
+
 def _start_decisions(found: list[Anomaly], sessions: dict[int, LiveSession]) -> int:
     """Start one decision per session and tick, for its most severe new anomaly; return how many.
 
     Runs inside the tick's transaction, with the sessions' rows locked. A session gets no new
     decision while one is in flight (conductor.live.eligibility). The run started becomes the
-    session's `deciding_run`, in the same transaction.
+    session's `deciding_run`, in the same transaction. The anomalies left without a decision say
+    why (`skipped_reason`).
     """
     candidates = {anomaly.session_id for anomaly in found}
     if not candidates:
@@ -281,10 +287,16 @@ def _start_decisions(found: list[Anomaly], sessions: dict[int, LiveSession]) -> 
     worst: dict[int, Anomaly] = {}
     for anomaly in found:
         if anomaly.session_id not in free:
+            anomaly.skipped_reason = BUSY
             continue
         current = worst.get(anomaly.session_id)
         if current is None or _SEVERITY[anomaly.severity] > _SEVERITY[current.severity]:
             worst[anomaly.session_id] = anomaly
+    skipped = [a for a in found if a.skipped_reason or worst.get(a.session_id, a) is not a]
+    for anomaly in skipped:
+        anomaly.skipped_reason = anomaly.skipped_reason or ALSO_NOW
+    if skipped:
+        Anomaly.objects.bulk_update(skipped, ["skipped_reason"], batch_size=500)
     organizers = _first_organizers({sessions[session_id].event_id for session_id in worst})
     deciding: list[LiveSession] = []
     for session_id, anomaly in worst.items():

@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.templatetags.static import static
 from django.views.decorators.http import require_POST
 
+from agents.budget import month_spend_for_user
 from conductor.core.errors import ApplicationError, NotFoundError
 from conductor.live import policy_report, selectors, services
 from conductor.live.engine.score import BANDS
@@ -72,7 +73,9 @@ def _overview(request: HttpRequest) -> dict[str, Any]:
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboard/index.html", _overview(request))
+    """The organizer's events and sessions, and their LLM spend this month against the budget."""
+    spend = month_spend_for_user(request.user)
+    return render(request, "dashboard/index.html", {**_overview(request), "llm_spend": spend})
 
 
 @login_required
@@ -165,10 +168,13 @@ def what_worked(report: dict[str, Any]) -> WhatWorked:
 
 @login_required
 def session_live(request: HttpRequest, session_id: int) -> HttpResponse:
+    """The live view; an ended session opens on its report (the live view stays at ?live=1)."""
     try:
         session = selectors.session_get_for_user(request.user, session_id)
     except NotFoundError:
         raise Http404("No such session.") from None
+    if session.status == LiveSession.Status.ENDED and request.GET.get("live") != "1":
+        return redirect("session-report", session_id=session.pk)
     return render(
         request,
         "dashboard/session.html",
@@ -298,3 +304,44 @@ def session_status(request: HttpRequest, session_id: int) -> HttpResponse:
         done = "is live" if status == LiveSession.Status.LIVE else "has ended"
         messages.success(request, f"{session.title} {done}.")
     return redirect("event-page", event_id=session.event_id)
+
+
+@login_required
+def event_edit(request: HttpRequest, event_id: int) -> HttpResponse:
+    """Rename or describe an event (its settings have their own form on its page)."""
+    event = _event_or_404(request, event_id)
+    form = EventForm(
+        request.POST or None, initial={"name": event.name, "description": event.description}
+    )
+    if request.method == "POST" and form.is_valid():
+        services.event_update(event=event, **form.cleaned_data)
+        messages.success(request, f"{event.name} is saved.")
+        return redirect("event-page", event_id=event.pk)
+    return render(
+        request,
+        "dashboard/edit.html",
+        {"form": form, "heading": f"Edit {event.name}", "back": f"/dashboard/events/{event.pk}/"},
+        status=400 if form.errors else 200,
+    )
+
+
+@login_required
+def session_edit(request: HttpRequest, session_id: int) -> HttpResponse:
+    """Change a session's title, topic or mode; its status changes from the event's page."""
+    session = _session_or_404(request, session_id)
+    initial = {"title": session.title, "topic": session.topic, "mode": session.mode}
+    form = SessionForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        services.session_update(session_id=session.pk, **form.cleaned_data)
+        messages.success(request, f"{form.cleaned_data['title']} is saved.")
+        return redirect("event-page", event_id=session.event_id)
+    return render(
+        request,
+        "dashboard/edit.html",
+        {
+            "form": form,
+            "heading": f"Edit {session.title}",
+            "back": f"/dashboard/events/{session.event_id}/",
+        },
+        status=400 if form.errors else 200,
+    )

@@ -1,7 +1,9 @@
 """The deterministic fake LLM, and `fake_instance`: a value valid against a JSON Schema.
 
 The same request gives the same answer in every process: the seed is the sha256 of the request's
-canonical JSON, never `hash()` (randomised per process).
+canonical JSON, never `hash()` (randomised per process). What the product asks for (a poll, an
+email sequence...) is written from templates an organizer can read (connectors.llm.writers);
+any other schema gets a generic instance.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from connectors import fakes
 from connectors.base import BaseConnector, canonical_json, stable_seed
 from connectors.errors import ConnectorError
+from connectors.llm import writers
 from connectors.llm.models import NAME, REQUESTS, LLMRequest, LLMResponse, cost_usd
 
 FAKE_MODEL = "fake-llm"
@@ -52,9 +55,10 @@ _FOLLOW_UPS = (
 class FakeLLM(BaseConnector):
     """A deterministic stand-in for the LLM (model "fake-llm"); no network, no side effect.
 
-    With `json_schema`, the content is JSON of `fake_instance(json_schema, seed)`; without, a
-    sentence or two about the last user message. Tokens are ceil(characters / 4) of the message
-    contents and of the answer; the cost uses the real client's prices.
+    With `json_schema`, the content is JSON of a demo text (connectors.llm.writers) when the
+    `schema_name` is one the product asks for, else of `fake_instance(json_schema, seed)`;
+    without, a sentence or two about the last user message. Tokens are ceil(characters / 4) of
+    the message contents and of the answer; the cost uses the real client's prices.
     """
 
     name = NAME
@@ -64,10 +68,15 @@ class FakeLLM(BaseConnector):
         """Answer `request` after applying the injected behaviour (fakes.before_call)."""
         fakes.before_call(NAME)
         seed = stable_seed(request.model_dump(mode="json"))
-        words = words_of(_last_user_text(request))
+        prompt = _last_user_text(request)
+        words = words_of(prompt)
         if request.json_schema is not None:
+            rng = random.Random(seed)  # noqa: S311 - demo text, not security
+            written = writers.write(request.schema_name, request.json_schema, prompt, rng)
             try:
-                content = json.dumps(fake_instance(request.json_schema, seed, words=words))
+                if written is None:
+                    written = fake_instance(request.json_schema, seed, words=words)
+                content = json.dumps(written)
             except ValueError as exc:
                 raise ConnectorError(
                     f"llm: the fake cannot answer this schema: {exc}", retryable=False

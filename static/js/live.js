@@ -14,6 +14,9 @@
     poll: "Poll", chat_prompt: "Chat prompt", qna_prompt: "Q&A prompt", broadcast: "Broadcast",
     notification: "Notification", gamification: "Gamification",
   };
+  const SOURCE_LABELS = {
+    llm: "written by the LLM", template: "from a template", manual: "sent by hand", policy: "policy",
+  };
   const COMPONENTS = ["active", "chat", "polls", "questions", "reactions", "leaves"];
   const COLORS = ["#2457c5", "#2a9d8f", "#e9c46a", "#8e44ad", "#f4a261", "#c0392b", "#555"];
 
@@ -152,12 +155,24 @@
         scales: { x: { time: true }, y: { range: [0, 1] } },
         // The legend names the lines; the values are in the headline and the chips below.
         legend: { live: false },
-        axes: [{}, { values: (u, ticks) => ticks.map((t) => `${Math.round(t * 100)}%`) }],
+        axes: [
+          // Clock times at least 80 px apart ("12:03:40pm" labels overlapped); seconds only
+          // when the ticks are less than a minute apart (the first minute of a session), and
+          // a time said once (ticks under a second apart).
+          {
+            space: 80,
+            values: (u, ticks, axis, space, incr) => ticks
+              .map((t) => clock(t * 1000).slice(0, incr < 60 ? 8 : 5))
+              .map((label, k, labels) => (k && label === labels[k - 1] ? "" : label)),
+          },
+          { values: (u, ticks) => ticks.map((t) => `${Math.round(t * 100)}%`) },
+        ],
         series: [
           {},
           { label: "score", stroke: COLORS[0], width: 2 },
           ...COMPONENTS.map((name, i) => ({ label: name, stroke: COLORS[i + 1], show: showComponents })),
         ],
+        hooks: { draw: [markChart] },
       }, chartData(), node);
       return;
     }
@@ -166,7 +181,63 @@
     chart.setData(chartData());
   }
 
+  // -- the chart's marks: drops and the interventions sent, at their times ----------------------
+  // Drawn as elements over uPlot's plot area, so each has a title (hover) and a click or tap
+  // shows its details under the chart. Fed by what the socket and the API already carry: an
+  // anomaly's detected_at, an intervention's delivered_at (or executed_at while it is sending).
+  const chartDetail = text("p", "", "chart-detail muted");
+  chartDetail.id = "chart-detail";
+  chartDetail.setAttribute("aria-live", "polite");
+  document.getElementById("chart").after(chartDetail);
+
+  function chartMarks() {
+    const drops = [...state.anomalies.values()].map((a) => ({
+      kind: "drop", id: a.id, at: a.detected_at,
+      title: `${a.severity === "CRITICAL" ? "Critical" : "Warning"}: `
+        + `${a.type.replace("_", " ").toLowerCase()} at ${clock(a.detected_at)} — ${a.message}`,
+    }));
+    const sent = [...state.interventions.values()]
+      .filter((i) => i.status === "executed" && i.type !== "hold")
+      .map((i) => {
+        const outcome = outcomeLine(i);
+        const what = describe(i.content);
+        const at = i.delivered_at || i.executed_at;
+        return {
+          kind: "intervention", id: i.id, at,
+          title: [`${TYPE_LABELS[i.type] || i.type} at ${clock(at)}`, what && `“${what}”`,
+            outcome ? outcome.textContent : "outcome not measured yet"].filter(Boolean).join(" · "),
+        };
+      });
+    return [...drops, ...sent];
+  }
+
+  function markChart(u) {
+    const plot = u || chart;
+    if (!plot) return;
+    const { min, max } = plot.scales.x;
+    const marks = chartMarks().filter((m) => {
+      const t = new Date(m.at).getTime() / 1000;
+      return min != null && t >= min && t <= max;
+    });
+    for (const node of plot.over.querySelectorAll(".chart-marker")) node.remove();
+    plot.over.append(...marks.map((m) => {
+      const node = document.createElement("span");
+      node.className = `chart-marker chart-marker-${m.kind}`;
+      node.dataset.id = m.id;
+      node.title = m.title;
+      node.tabIndex = 0;
+      node.setAttribute("role", "img");
+      node.setAttribute("aria-label", m.title);
+      node.style.left = `${plot.valToPos(new Date(m.at).getTime() / 1000, "x")}px`;
+      const show = () => { chartDetail.textContent = m.title; };
+      node.addEventListener("click", show);
+      node.addEventListener("focus", show);
+      return node;
+    }));
+  }
+
   function renderAnomalies() {
+    markChart();
     const list = document.getElementById("anomalies");
     const items = [...state.anomalies.values()].sort((a, b) => (a.detected_at < b.detected_at ? 1 : -1));
     if (!items.length) return;
@@ -177,6 +248,7 @@
         text("strong", ` ${a.type.replace("_", " ").toLowerCase()} `),
         ago(a.detected_at, "", ` — ${a.message}`),
       );
+      if (a.skipped_reason) item.append(text("p", a.skipped_reason, "muted skipped"));
       return item;
     }));
   }
@@ -248,13 +320,18 @@
       head.append(
         text("strong", TYPE_LABELS[i.type] || i.type),
         text("span", ` ${i.status}`, `status status-${i.status}`),
-        ago(i.created_at, ` · confidence ${percent(i.confidence)} · ${i.source} · `, "", "muted"),
+        ago(i.created_at, ` · ${SOURCE_LABELS[i.source] || i.source} · `, "", "muted"),
       );
       item.append(head, text("p", describe(i.content), "content"));
+      if (i.original_content) {
+        item.append(text("p", `Edited by ${i.edited_by} before approval; proposed: ${describe(i.original_content)}`, "muted edited"));
+      }
     }
     const delivery = deliveryLine(i);
     if (delivery) item.append(delivery);
-    if (i.reasoning) item.append(text("p", i.reasoning, "muted reasoning"));
+    if (i.reasoning) item.append(text("p", i.reasoning, "reasoning"));
+    const stats = statistics(i);
+    if (stats) item.append(stats);
     const outcome = outcomeLine(i);
     if (outcome) item.append(outcome);
     if (i.decided_by) item.append(text("p", `Decided by ${i.decided_by}${i.decision_reason ? ` (${i.decision_reason})` : ""}`, "muted"));
@@ -267,12 +344,112 @@
       timer.dataset.expires = i.expires_at;
       const approve = text("button", "Approve", "primary");
       approve.addEventListener("click", () => decide(i.id, "approve"));
+      const edit = text("button", "Edit", "secondary");
+      edit.addEventListener("click", () => {
+        editing.set(i.id, { draft: { ...i.content }, errors: [] });
+        renderInterventions();
+        const first = document.querySelector(`li[data-id="${i.id}"] form.edit [name]`);
+        if (first) first.focus();
+      });
       const reject = text("button", "Reject", "secondary");
       reject.addEventListener("click", () => decide(i.id, "reject"));
-      actions.append(approve, reject, timer);
-      item.append(actions);
+      actions.append(approve, edit, reject, timer);
+      item.append(editing.has(i.id) ? editForm(i) : actions);
+      if (editing.has(i.id)) item.append(timer);
     }
     return item;
+  }
+
+  // The statistics behind a decision, for who wants them: each option's expected change over
+  // the room's recovery, the chance the choice is the best, and the probability of the action.
+  function statistics(i) {
+    const posterior = i.posterior || {};
+    const arms = Object.entries(posterior).sort((a, b) => b[1].mean - a[1].mean);
+    if (!arms.length && i.confidence == null) return null;
+    const box = document.createElement("details");
+    box.className = "statistics";
+    box.append(text("summary", "Details"));
+    if (i.confidence != null) {
+      box.append(text("p", `Chance this is the best choice now: ${percent(i.confidence)}`
+        + (i.propensity == null ? "" : ` · probability of this action: ${percent(i.propensity)} (holdout included)`)));
+    }
+    if (arms.length) {
+      const list = document.createElement("ul");
+      for (const [arm, belief] of arms) {
+        const expected = points(belief.mean);
+        list.append(text("li", `${TYPE_LABELS[arm] || (arm === "hold" ? "Doing nothing" : arm)}: `
+          + `${signed(expected)} ${pointWord(expected)} expected (± ${Math.round(belief.sd * 100)}, `
+          + `${Math.round(belief.n)} outcomes' weight)`));
+      }
+      box.append(text("p", "Expected change in engagement after a drop like this:"), list);
+    }
+    return box;
+  }
+
+  // -- editing a proposal before approving it ---------------------------------------------------
+  // Drafts survive the list's re-rendering (a new proposal, a catch-up); the focus comes back.
+  const editing = new Map();
+  const FIELD_LABELS = {
+    question: "Question", options: "Options (one per line, 2 to 6)", text: "Text",
+    headline: "Headline", call_to_action: "Call to action", title: "Title", body: "Message",
+    challenge: "Challenge", points: "Points",
+  };
+  function editForm(i) {
+    const { draft, errors } = editing.get(i.id);
+    const form = document.createElement("form");
+    form.className = "edit";
+    for (const [name, value] of Object.entries(draft)) {
+      const label = text("label", FIELD_LABELS[name] || name);
+      const input = document.createElement(Array.isArray(value) ? "textarea" : "input");
+      input.name = name;
+      if (Array.isArray(value)) input.rows = Math.max(3, value.length);
+      if (typeof value === "number") input.type = "number";
+      input.value = Array.isArray(value) ? value.join("\n") : String(value);
+      input.addEventListener("input", () => {
+        draft[name] = Array.isArray(value)
+          ? input.value.split("\n").map((line) => line.trim()).filter(Boolean)
+          : typeof value === "number" ? Number(input.value) : input.value;
+      });
+      label.append(input);
+      for (const error of errors.filter((e) => e.field === name)) {
+        label.append(text("span", error.message, "field-error"));
+      }
+      form.append(label);
+    }
+    for (const error of errors.filter((e) => !(e.field in draft))) {
+      form.append(text("p", error.message, "field-error"));
+    }
+    const send = text("button", "Approve as edited", "primary");
+    send.type = "submit";
+    const cancel = text("button", "Cancel", "secondary");
+    cancel.type = "button";
+    cancel.addEventListener("click", () => {
+      editing.delete(i.id);
+      renderInterventions();
+    });
+    form.append(send, cancel);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const started = ++latestAction;
+      try {
+        const updated = await call("POST", `/interventions/${i.id}/approve/`, { content: draft });
+        editing.delete(i.id);
+        state.interventions.set(updated.id, updated);
+        succeeded(started);
+      } catch (error) {
+        editing.get(i.id).errors = (error.details || []).map((detail) => ({
+          field: (detail.field || "").replace(/^content\.?/, "").replace(/\.\d+$/, ""),
+          message: detail.message,
+        }));
+        notice(`Could not approve: ${error.message}`);
+        if (error.status === 409) {
+          editing.delete(i.id);
+          await refreshInterventions();
+        }
+      }
+      renderInterventions();
+    });
+    return form;
   }
 
   // A proposal waiting shows in the tab's title; with the organizer's permission, a new one
@@ -303,13 +480,28 @@
   }
 
   function renderInterventions() {
+    markChart();
     const all = [...state.interventions.values()].sort((a, b) => b.id - a.id);
     const pending = all.filter((i) => i.status === "pending");
     signalPending(pending);
+    for (const id of editing.keys()) {
+      if (!pending.some((i) => i.id === id)) editing.delete(id); // decided elsewhere, or expired
+    }
     const pendingList = document.getElementById("pending");
+    const focused = document.activeElement && pendingList.contains(document.activeElement)
+      && document.activeElement.name ? document.activeElement : null;
+    const restore = focused && {
+      id: focused.closest("li").dataset.id, name: focused.name,
+      start: focused.selectionStart, end: focused.selectionEnd,
+    };
     pendingList.replaceChildren(...(pending.length
       ? pending.map(interventionItem)
       : [text("li", "Nothing is waiting.", "muted")]));
+    const again = restore && pendingList.querySelector(`li[data-id="${restore.id}"] [name="${restore.name}"]`);
+    if (again) {
+      again.focus();
+      if (restore.start != null && again.setSelectionRange) again.setSelectionRange(restore.start, restore.end);
+    }
     const decided = all.filter((i) => i.status !== "pending");
     const decisionList = document.getElementById("decisions");
     decisionList.replaceChildren(...(decided.length
@@ -476,7 +668,7 @@
     socket.addEventListener("message", (event) => {
       const message = JSON.parse(event.data);
       if (message.type === "engagement.sample") addSamples([message.data]);
-      if (message.type === "anomaly.detected") {
+      if (message.type === "anomaly.detected" || message.type === "anomaly.updated") {
         state.anomalies.set(message.data.id, message.data);
         renderAnomalies();
       }

@@ -121,6 +121,28 @@ def test_patch_event_settings_merges_and_validates(api, event, client_for, other
     assert other.status_code == 404
 
 
+def test_patch_renames_and_describes_an_event_and_keeps_its_settings(api, event):
+    url = f"/api/v1/events/{event.pk}/"
+    before = event.settings
+
+    response = api.patch(url, {"name": "DevConf 2027", "description": "Two days."}, format="json")
+
+    assert response.status_code == 200, response.content
+    shown = response.json()
+    assert (shown["name"], shown["description"]) == ("DevConf 2027", "Two days.")
+    event.refresh_from_db()
+    assert (event.name, event.description, event.settings) == ("DevConf 2027", "Two days.", before)
+    for body, field in (({}, ""), ({"name": ""}, "name")):
+        refused = api.patch(url, body, format="json")
+        assert refused.status_code == 400
+        assert refused.json()["error"]["details"][0]["field"] == field
+    # Name and settings together: one wrong setting refuses both.
+    both = api.patch(url, {"name": "Renamed", "settings": {"holdout_share": 2}}, format="json")
+    assert both.status_code == 400
+    event.refresh_from_db()
+    assert event.name == "DevConf 2027"
+
+
 def test_patch_merges_nested_settings_and_null_restores_a_default(api, event):
     url = f"/api/v1/events/{event.pk}/"
     api.patch(url, {"settings": {"cooldowns": {"poll": 30, "chat_prompt": 20}}}, format="json")
@@ -251,7 +273,8 @@ def test_the_schema_shows_the_settings_patch_and_its_limits(api):
     patch = components["EventUpdateInputRequest"]
     settings = patch["properties"]["settings"]
     assert patch["additionalProperties"] is False
-    assert patch["required"] == ["settings"]
+    assert "required" not in patch  # any of name, description, settings
+    assert patch["minProperties"] == 1
     assert settings["additionalProperties"] is False
     hourly = settings["properties"]["max_interventions_per_hour"]
     assert (hourly["type"], hourly["minimum"], hourly["maximum"], hourly["nullable"]) == (

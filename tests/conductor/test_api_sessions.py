@@ -99,6 +99,22 @@ def test_patch_mode(api, live_session):
     assert live_session.mode == "auto"
 
 
+def test_patch_renames_a_session_and_keeps_what_it_was_not_given(api, live_session):
+    url = f"/api/v1/sessions/{live_session.pk}/"
+
+    renamed = api.patch(url, {"title": "Closing keynote", "topic": ""}, format="json")
+
+    assert renamed.status_code == 200, renamed.content
+    assert (renamed.json()["title"], renamed.json()["topic"]) == ("Closing keynote", "")
+    live_session.refresh_from_db()
+    assert (live_session.title, live_session.mode) == ("Closing keynote", "semi_auto")
+    blank = api.patch(url, {"title": "", "mode": "auto"}, format="json")
+    assert blank.status_code == 400
+    assert blank.json()["error"]["details"][0]["field"] == "title"
+    live_session.refresh_from_db()
+    assert (live_session.title, live_session.mode) == ("Closing keynote", "semi_auto")
+
+
 @pytest.mark.parametrize("body", [{"mode": "turbo"}, {}, {"mode": "auto", "event": 3}])
 def test_patch_rejects_bad_input_and_keeps_mode(api, live_session, body):
     response = api.patch(f"/api/v1/sessions/{live_session.pk}/", body, format="json")

@@ -18,12 +18,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
 from conductor.live import delivery, interventions, realtime, services, tick
+from conductor.live.engine.policy import Policy, PolicyContext
 from conductor.live.models import Intervention, LiveSession
 from tests.conductor.live import activity, audience
 from tests.conftest import child_env
@@ -336,7 +338,9 @@ def _measure(intervention: Intervention, *, before: float, after: float, reward:
         engagement_before=before, engagement_after=after, lift=after - before, reward=reward,
         outcome_at=timezone.now(),
     )  # fmt: skip
-    measured = Intervention.objects.select_related("decided_by").get(pk=intervention.pk)
+    measured = Intervention.objects.select_related("decided_by", "edited_by").get(
+        pk=intervention.pk
+    )
     realtime.publish(measured.session_id, "intervention.updated", interventions.serialize(measured))
 
 
@@ -532,6 +536,92 @@ def test_send_now_sends_what_the_organizer_typed(asgi_server, browser, django_si
     assert [e for e in errors if "status of 400" not in e] == []
 
 
+def test_an_organizer_reads_why_edits_a_proposal_and_the_attendees_get_the_edit(
+    asgi_server, browser, django_side
+):
+    """The reason in plain words, the statistics under "Details"; an edit the type refuses is
+    named next to its field; a draft survives another proposal arriving; the edit is sent."""
+    from playwright.sync_api import expect
+    from websockets.sync.client import connect
+
+    def setup() -> LiveSession:
+        owner = OrganizerFactory(username="owner")
+        session = LiveSessionFactory(event=EventFactory(organizers=[owner]), title="Keynote")
+        services.session_update(session_id=session.pk, status="live")
+        return LiveSession.objects.select_related("event").get(pk=session.pk)
+
+    session = django_side(setup)
+    context = PolicyContext.from_key("SUDDEN_DROP|large")
+    choice = Policy(holdout_share=0).decide([], ["poll"], now=0, rng=np.random.default_rng(3))
+    while choice is None or choice.type != "poll":  # hold is an arm too
+        choice = Policy(holdout_share=0).decide([], ["poll"], now=0, rng=np.random.default_rng())
+    proposed = {"question": "Which part next?", "options": ["Demos", "Q&A"]}
+    waiting = django_side(
+        _decide, session, "poll", execute_now=False, source="template", content=proposed,
+        confidence=choice.confidence, propensity=choice.propensity,
+        posterior=choice.posterior(), reasoning=choice.reasoning(context),
+    )  # fmt: skip
+    page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    log_in(page, asgi_server, "owner", next_path=f"/dashboard/sessions/{session.pk}/")
+    page.wait_for_selector("#socket.socket-live")
+    item = page.locator(f"#pending li[data-id='{waiting.pk}']")
+
+    expect(item.locator(".reasoning")).to_have_text(
+        "Polls haven't been tried with large audiences after sudden drops yet; trying one to learn."
+    )
+    assert "confidence" not in item.inner_text()  # the statistics wait under "Details"
+    item.locator("details.statistics summary").click()
+    expect(item.locator("details.statistics")).to_contain_text("Chance this is the best choice now")
+    expect(item.locator("details.statistics")).to_contain_text("Doing nothing: ")
+
+    item.get_by_role("button", name="Edit").click()
+    form = item.locator("form.edit")
+    expect(form.locator("[name=question]")).to_have_value("Which part next?")
+    form.locator("[name=question]").fill("Which demo do you want to see next?")
+    form.locator("[name=options]").fill("Only one")
+    form.get_by_role("button", name="Approve as edited").click()
+    expect(form.locator("label", has=page.locator("[name=options]"))).to_contain_text(
+        "at least 2 items"
+    )
+    assert django_side(Intervention.objects.get, pk=waiting.pk).status == "pending"
+
+    # Another proposal arrives while the organizer types: the draft and the focus stay.
+    form.locator("[name=options]").fill("Live coding\nArchitecture\nQ&A")
+    django_side(_decide, session, "chat_prompt", execute_now=False, source="template",
+                content={"text": "What would you like to try first?"})  # fmt: skip
+    expect(page.locator("#pending > li")).to_have_count(2)
+    expect(form.locator("[name=question]")).to_have_value("Which demo do you want to see next?")
+    expect(form.locator("[name=options]")).to_be_focused()
+    form.get_by_role("button", name="Approve as edited").click()
+
+    decided = page.locator(f"#decisions li[data-id='{waiting.pk}']")
+    expect(decided).to_contain_text("Edited by owner before approval; proposed: Which part next?")
+    edited = {"question": "Which demo do you want to see next?",
+              "options": ["Live coding", "Architecture", "Q&A"]}  # fmt: skip
+    expect(decided.locator(".content")).to_have_text(
+        "Which demo do you want to see next? (Live coding / Architecture / Q&A)"
+    )
+    page.screenshot(path=str(ARTIFACTS / "proposal-edited.png"), full_page=True)
+    sent = django_side(Intervention.objects.get, pk=waiting.pk)
+    assert (sent.status, sent.type, sent.content, sent.original_content) == (
+        "executed", "poll", edited, proposed,
+    )  # fmt: skip
+
+    # The attendee app receives the edit (the worker's part done here).
+    attendees = asgi_server.replace("http", "ws") + (
+        f"/ws/sessions/{session.pk}/attendees/?key={session.attendee_key}"
+    )
+    with connect(attendees, open_timeout=10) as attendee:
+        assert django_side(delivery.intervention_deliver, intervention_id=sent.pk)
+        received = json.loads(attendee.recv(timeout=10))
+    assert (received["intervention_type"], received["content"]) == ("poll", edited)
+    expect(decided.locator(".delivery")).to_contain_text("Delivered")  # and the organizer sees it
+    assert [e for e in errors if "status of 400" not in e] == []
+
+
 def test_every_page_fits_a_phone(asgi_server, browser, django_side):
     """At 390 px nothing scrolls sideways: tables stack their rows, forms and lists wrap."""
     from agents import rollups as agent_rollups
@@ -560,15 +650,21 @@ def test_every_page_fits_a_phone(asgi_server, browser, django_side):
             default_decision="rejected", expires_at=timezone.now() + timedelta(minutes=30),
         )  # fmt: skip
         agent_rollups.refresh_recent()
-        return LiveSession.objects.get(pk=session.pk)
+        return LiveSession.objects.get(pk=session.pk), waiting.pk
 
-    session = django_side(setup)
+    session, waiting_run = django_side(setup)
     page = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
     log_in(page, asgi_server, "owner")
     page.wait_for_url("**/dashboard/")
     ARTIFACTS.mkdir(exist_ok=True)
     for path, name in (("/dashboard/", "dashboard"), ("/dashboard/agents/", "agents"),
                        (f"/dashboard/sessions/{session.pk}/", "live-view"),
+                       (f"/dashboard/sessions/{session.pk}/report/", "report"),
+                       ("/dashboard/agents/new/", "agents-new"),
+                       ("/dashboard/agents/new/email/send-campaign/", "agent-start"),
+                       (f"/dashboard/agents/runs/{waiting_run}/", "agent-run"),
                        (f"/dashboard/events/{session.event_id}/", "event"),
                        ("/dashboard/events/new/", "event-new")):  # fmt: skip
         page.goto(f"{asgi_server}{path}")
@@ -576,6 +672,7 @@ def test_every_page_fits_a_phone(asgi_server, browser, django_side):
         width = page.evaluate("document.documentElement.scrollWidth")
         page.screenshot(path=str(ARTIFACTS / f"phone-{name}.png"), full_page=True)
         assert width <= 390, f"{path} is {width} px wide at 390"
+    assert errors == []
 
 
 def test_an_ended_session_reads_as_ended(asgi_server, browser, django_side):
@@ -603,8 +700,10 @@ def test_an_ended_session_reads_as_ended(asgi_server, browser, django_side):
     )
     expect(page.locator("#mode")).to_be_disabled()
     expect(page.locator("#socket")).to_have_text("Ended")
-    # Opened afresh, it is the same.
+    # Opened afresh, it is the report; the live view stays reachable, the same.
     page.reload()
+    page.wait_for_url(f"**/dashboard/sessions/{session.pk}/report/")
+    page.goto(page.url.replace("report/", "?live=1"))
     expect(page.locator("#socket")).to_have_text("Ended")
     expect(page.locator("#manual")).to_be_hidden()
 
@@ -635,6 +734,11 @@ def test_a_new_organizer_sets_up_an_event_from_the_browser(asgi_server, browser,
     page.get_by_label("Title").fill("Keynote")
     page.get_by_label("Topic").fill("Rust at scale")
     page.get_by_role("button", name="Add the session").click()
+    page.get_by_role("link", name="Edit Keynote").click()
+    page.get_by_label("Topic").fill("Rust in production")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".messages")).to_contain_text("Keynote is saved")
+    expect(page.locator("table.sessions")).to_contain_text("Rust in production")
     page.get_by_role("button", name="Go live").click()
     expect(page.locator(".messages")).to_contain_text("Keynote is live")
     assert confirmations[-1].startswith("Go live with Keynote?")
@@ -647,8 +751,28 @@ def test_a_new_organizer_sets_up_an_event_from_the_browser(asgi_server, browser,
     expect(page.locator(".messages")).to_contain_text("Settings saved")
     expect(page.get_by_label("Holdout (%)")).to_have_value("20")
 
-    page.get_by_role("link", name="Keynote").click()
+    # The simulated audience joins over the attendee socket, and the live view shows it.
+    page.get_by_role("link", name="Keynote", exact=True).click()
     page.wait_for_selector("#socket.socket-live")
+    session = django_side(LiveSession.objects.get, title="Keynote")
+    audience_process = subprocess.Popen(
+        [sys.executable, "manage.py", "simulate_session", "--session", str(session.pk),
+         "--url", asgi_server.replace("http", "ws"), "--attendees", "40", "--ticks", "400",
+         "--tick-seconds", "0.25"],
+        cwd=settings.BASE_DIR, env=child_env(), start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not page.text_content("#present").isdigit() or page.text_content("#present") == "0":
+            assert time.monotonic() < deadline, "the simulated audience never showed"
+            django_side(tick.sessions_tick)
+            time.sleep(0.5)
+    finally:
+        audience_process.terminate()
+        audience_process.wait(15)
+    assert int(page.text_content("#present")) > 0
+    page.screenshot(path=str(ARTIFACTS / "new-event-live.png"), full_page=True)
     page.go_back()
     page.get_by_role("button", name="End the session").click()
     expect(page.locator(".messages")).to_contain_text("Keynote has ended")

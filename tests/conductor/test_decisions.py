@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 from agents import services as agent_services
 from agents.models import AgentRun, MemoryItem
 from conductor.live import content, interventions, measurement, memory, policy_store, services
+from conductor.live.engine.policy import ARM_PLURALS
 from conductor.live.event_settings import INTERVENTION_TYPES
 from conductor.live.models import (
     Anomaly,
@@ -99,7 +100,13 @@ def test_semi_auto_below_the_threshold_waits_for_the_organizer(live):
     assert intervention.decision_score == pytest.approx(0.15)
     assert intervention.context == "SUDDEN_DROP|small"
     assert set(intervention.posterior) == set(Intervention.Type.values)  # every type, and hold
-    assert intervention.type.replace("_", " ") in intervention.reasoning
+    label = ARM_PLURALS[intervention.type]
+    assert intervention.reasoning == (
+        f"{label} haven't been tried with small audiences after sudden drops yet; trying one to "
+        "learn. Waiting for your approval: semi-automatic mode sends on its own from 75% sure "
+        f"this is the best choice, and with what is measured so far it is "
+        f"{intervention.confidence:.0%}."
+    )
     assert intervention.source in {"llm", "template"}
     content.validate(intervention.type, intervention.content)
     ttl = live.event.config.approval_ttl_seconds
@@ -119,6 +126,7 @@ def test_auto_mode_executes_and_dispatches_after_commit(live, django_capture_on_
     assert intervention.status == "executed"
     assert intervention.executed_at is not None
     assert callbacks  # the dispatch task is sent after commit
+    assert intervention.reasoning.endswith("Sent on its own (automatic mode).")
 
 
 def test_manual_mode_always_waits_even_when_confident(live):
@@ -129,6 +137,7 @@ def test_manual_mode_always_waits_even_when_confident(live):
 
     assert intervention.confidence > 0.9
     assert intervention.status == "pending"
+    assert intervention.reasoning.endswith("Waiting for your approval (manual mode).")
 
 
 def test_semi_auto_executes_when_confident(live):
@@ -137,6 +146,11 @@ def test_semi_auto_executes_when_confident(live):
     intervention = Intervention.objects.get(run=decide(live, dropped(live)))
 
     assert intervention.status == "executed"
+    assert intervention.reasoning.endswith(
+        f"Sent on its own: {intervention.confidence:.0%} sure this is the best choice, at or "
+        "above your 75% threshold for semi-automatic mode."
+    )
+    assert "have lifted small audiences after sudden drops" in intervention.reasoning
 
 
 def test_min_confidence_no_longer_mutes_the_conductor(live):
@@ -199,9 +213,14 @@ def test_cool_downs_allowed_types_and_the_hourly_cap(live):
     assert first.type == "broadcast"  # poll is cooling down; nothing else is allowed
     Intervention.objects.filter(pk=first.pk).update(status="executed", executed_at=timezone.now())
 
-    capped = decide(live, dropped(live))
+    drop = dropped(live)
+    capped = decide(live, drop)
     assert capped.output["decided"] is False
     assert "hourly cap" in capped.output["reasoning"]
+    drop.refresh_from_db()  # the live view says why the drop got nothing
+    assert drop.skipped_reason == (
+        "No intervention. Nothing can be sent now: hourly cap reached: 2 of 2."
+    )
 
 
 def test_a_decision_is_made_once_per_run(live):
@@ -502,9 +521,7 @@ def test_a_decision_recalls_what_worked_in_a_similar_moment(live):
 
     chosen = Intervention.objects.get(run=run)
     assert chosen.type == "poll"
-    assert chosen.reasoning.endswith(
-        "Memory: 1 similar moments in your events (poll +0.18 lift over 1)."
-    )
+    assert "In similar moments of your events: polls +18 points (once)." in chosen.reasoning
     prompt = run.tool_executions.get(tool="llm").input["messages"][0]["content"]
     assert "'Which demo should we build live? / A / B / C'" in prompt
     assert run.metrics.get(name="memory.recalled").value == 1
@@ -525,7 +542,8 @@ def test_a_decision_recalls_nothing_from_another_organizers_events(live, other_o
     run = decide(live, dropped(live))
 
     chosen = Intervention.objects.get(run=run)
-    assert "no similar moment measured yet" in chosen.reasoning
+    assert "similar moments" not in chosen.reasoning
+    assert "secret" not in chosen.reasoning
     assert "secret" not in run.tool_executions.get(tool="llm").input["messages"][0]["content"]
 
 

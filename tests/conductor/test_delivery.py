@@ -153,6 +153,65 @@ async def test_every_executed_intervention_reaches_the_attendees_once(worker, pa
     assert shown["failure_reason"] == ""
 
 
+EDITED = {"question": "Which demo do you want next?", "options": ["Costs", "Speed"]}
+
+
+async def test_an_edited_proposal_reaches_the_attendees_as_edited_and_keeps_the_original(worker):
+    organizer, session = await sync_to_async(live_session)()
+    attendee = await attendee_socket(session)
+    waiting = await sync_to_async(decide)(session, execute_now=False)
+
+    response = await sync_to_async(api_for(organizer).post)(
+        f"/api/v1/interventions/{waiting.pk}/approve/", {"content": EDITED}, format="json"
+    )
+
+    assert response.status_code == 200, response.content
+    message = await attendee.receive_json_from(timeout=30)
+    await attendee.disconnect()
+    assert message["id"] == waiting.pk
+    assert message["intervention_type"] == "poll"
+    assert message["content"] == EDITED
+    shown = response.json()
+    assert shown["content"] == message["content"]
+    assert shown["original_content"]["question"] == POLL["question"]
+    assert shown["edited_by"] == organizer.username == shown["decided_by"]
+    stored = await sync_to_async(Intervention.objects.get)(pk=waiting.pk)
+    assert (stored.type, stored.status, stored.edited_by_id) == ("poll", "executed", organizer.pk)
+
+
+def test_an_edit_that_does_not_fit_the_type_is_400_and_changes_nothing():
+    organizer, session = live_session()
+    waiting = decide(session, execute_now=False)
+
+    response = api_for(organizer).post(
+        f"/api/v1/interventions/{waiting.pk}/approve/",
+        {"content": {"question": "Only one option?", "options": ["Yes"]}}, format="json",
+    )  # fmt: skip
+
+    assert response.status_code == 400, response.content
+    fields = [detail["field"] for detail in response.json()["error"]["details"]]
+    assert fields == ["content.options"]
+    waiting.refresh_from_db()
+    assert (waiting.status, waiting.content, waiting.original_content) == ("pending", POLL, None)
+
+
+def test_an_unchanged_edit_is_no_edit_and_reject_takes_no_content():
+    organizer, session = live_session()
+    first, second = decide(session, execute_now=False), decide(session, type="broadcast",
+                                                               execute_now=False)  # fmt: skip
+    client = api_for(organizer)
+
+    kept = client.post(f"/api/v1/interventions/{first.pk}/approve/", {"content": POLL},
+                       format="json")  # fmt: skip
+    refused = client.post(f"/api/v1/interventions/{second.pk}/reject/", {"content": POLL},
+                          format="json")  # fmt: skip
+
+    assert kept.status_code == 200, kept.content
+    assert (kept.json()["original_content"], kept.json()["edited_by"]) == (None, None)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["details"][0]["field"] == "content"
+
+
 async def test_a_task_delivered_twice_sends_once_and_a_held_lease_sends_nothing(worker):
     _, session = await sync_to_async(live_session)()
     attendee = await attendee_socket(session)

@@ -132,3 +132,38 @@ def test_the_dashboard_links_to_event_pages_and_to_a_new_event(client, organizer
 
     assert f'href="/dashboard/events/{event.pk}/">DevConf</a>' in page
     assert 'href="/dashboard/events/new/"' in page
+
+
+def test_an_event_is_renamed_and_a_wrong_name_is_named_next_to_its_field(client, organizer, event):
+    client.force_login(organizer)
+    url = f"/dashboard/events/{event.pk}/edit/"
+    assert f'href="{url}"' in client.get(f"/dashboard/events/{event.pk}/").content.decode()
+    assert f'value="{event.name}"' in client.get(url).content.decode()
+
+    refused = client.post(url, {"name": "", "description": "Kept?"})
+    saved = client.post(url, {"name": "DevConf 2027", "description": "Two days of talks."})
+
+    assert refused.status_code == 400
+    assert "This field is required" in refused.content.decode()
+    assert saved.status_code == 302
+    event.refresh_from_db()
+    assert (event.name, event.description) == ("DevConf 2027", "Two days of talks.")
+
+
+def test_a_session_is_edited_without_touching_its_status(client, organizer, event):
+    session = LiveSessionFactory(event=event, title="Keynote", status="live")
+    client.force_login(organizer)
+    url = f"/dashboard/sessions/{session.pk}/edit/"
+    assert f'href="{url}"' in client.get(f"/dashboard/events/{event.pk}/").content.decode()
+    assert 'value="Keynote"' in client.get(url).content.decode()
+
+    refused = client.post(url, {"title": "", "topic": "Rust", "mode": "auto"})
+    saved = client.post(url, {"title": "Opening keynote", "topic": "Rust", "mode": "manual"})
+
+    assert refused.status_code == 400
+    assert saved.status_code == 302
+    assert saved["Location"] == f"/dashboard/events/{event.pk}/"
+    session.refresh_from_db()
+    assert (session.title, session.topic, session.mode, session.status) == (
+        "Opening keynote", "Rust", "manual", "live",
+    )  # fmt: skip

@@ -125,10 +125,11 @@ def test_the_summary_ranks_what_worked_by_mean_lift():
     ]
 
     assert memory.summary(found) == (
-        "Memory: 4 similar moments in your events"
-        " (poll +0.15 lift over 2, chat_prompt +0.02 lift over 1)."
+        "In similar moments of your events: polls +15 points (2 times), chat prompts +2 points"
+        " (once)."
     )
-    assert memory.summary([]) == "Memory: no similar moment measured yet in your events."
+    assert memory.summary([]) == ""  # the decision's own sentence says it is untried
+    assert memory.summary([recalled("broadcast", None, 0.5)]) == ""
 
 
 def test_the_example_is_the_best_rewarded_text_of_the_chosen_type():

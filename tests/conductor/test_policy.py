@@ -201,13 +201,69 @@ def test_the_reward_separates_realistic_lifts():
     assert Policy().reward(0.04) == 0.04
 
 
-def test_reasoning_speaks_in_points_and_chances():
-    decision = Policy(holdout_share=0).decide([], ["poll"], now=0, rng=np.random.default_rng(2))
+def outcomes_of(lift: float, times: int) -> Evidence:
+    """`times` outcomes averaging `lift`, measured at moment 0."""
+    return Evidence(weight=times, total=lift * times, total_sq=(lift * lift + 0.01) * times)
+
+
+def told(levels: list[dict[str, Evidence]], context: str = "SUDDEN_DROP|large") -> str:
+    """The sentence of a decision that chose a poll (hold made hopeless, so a poll is chosen)."""
+    levels = [{**level} for level in levels]
+    levels[2] = {**levels[2], HOLD: outcomes_of(-0.5, 50)}
+    decision = Policy(holdout_share=0).decide(levels, ["poll"], now=0,
+                                              rng=np.random.default_rng(2))  # fmt: skip
     assert decision is not None
-    text = decision.reasoning()
-    assert "engagement points" in text
-    assert "likely the best choice" in text
-    assert "Beta(" not in text
+    assert decision.type == "poll"
+    return decision.reasoning(PolicyContext.from_key(context))
+
+
+def test_a_decision_says_in_plain_words_what_it_learned_and_where():
+    empty: list[dict[str, Evidence]] = [{}, {}, {}, {}, {}]
+    assert told(empty) == (
+        "Polls haven't been tried with large audiences after sudden drops yet; trying one to learn."
+    )
+    at_event = [{}, {}, {}, {}, {"poll": outcomes_of(0.08, 12)}]
+    sentence = told(at_event)
+    assert sentence.startswith(
+        "Polls have lifted large audiences after sudden drops at this event (+"
+    )
+    assert sentence.endswith(" points over doing nothing on average, 12 tries); trying one.")
+    mine = told([{}, {}, {}, {"poll": outcomes_of(0.05, 1)}, {}], "LOW_ENGAGEMENT|small")
+    assert "small audiences when engagement stays low in your events" in mine
+    assert "1 try)" in mine
+    elsewhere = told([{}, {}, {"poll": outcomes_of(0.05, 3)}, {}, {}], "MASS_EXIT|medium")
+    assert "mid-sized audiences when people leave in numbers in events like yours" in elsewhere
+
+
+def test_a_decision_says_when_its_choice_has_not_paid_off_yet():
+    losing = [{}, {}, {HOLD: outcomes_of(0.0, 50)}, {}, {"poll": outcomes_of(-0.04, 4)}]
+    decision = next(
+        d for seed in range(200)
+        if (d := Policy(holdout_share=0).decide(losing, ["poll"], now=0,
+                                                rng=np.random.default_rng(seed))).type == "poll"
+    )  # fmt: skip
+    sentence = decision.reasoning(PolicyContext.from_key("GRADUAL_DECLINE|small"))
+    assert sentence.startswith(
+        "Polls haven't beaten doing nothing for small audiences during slow declines at this "
+        "event yet (-"
+    )
+    assert sentence.endswith("4 tries), but the evidence is thin; trying one to learn more.")
+
+
+def test_holds_and_holdouts_say_why_nothing_was_sent():
+    holdout = Policy(holdout_share=0.99).decide([], ["poll"], now=0, rng=np.random.default_rng(1))
+    assert holdout is not None
+    assert holdout.holdout
+    assert holdout.reasoning().startswith("Held back on purpose")
+    hopeless = [{}, {}, {"poll": outcomes_of(-0.5, 50), HOLD: outcomes_of(0.03, 50)}, {}, {}]
+    hold = Policy(holdout_share=0).decide(hopeless, ["poll"], now=0, rng=np.random.default_rng(1))
+    assert hold is not None
+    assert hold.type == HOLD
+    assert hold.reasoning(PolicyContext.from_key("SUDDEN_DROP|small")) == (
+        "Doing nothing this time: for small audiences after sudden drops, no intervention is "
+        "expected to beat the room's own recovery (+3 points on its own)."
+    )
+    assert "posterior" not in hold.reasoning()
 
 
 @pytest.mark.parametrize(

@@ -49,8 +49,11 @@ DEPENDENT_RULES = {
     "POST /api/v1/sessions/{session_id}/signals/": ("at", "data"),
     # the input's schema is the one of the agent that serves the intent (GET /api/v1/agents/)
     "POST /api/v1/runs/": ("agent", "intent", "input"),
-    # the content's schema is the one of the intervention type
+    # changed arguments are checked by the waiting call's connector; no NUL character in them
+    "POST /api/v1/runs/{run_id}/approve/": ("arguments",),
+    # the content's schema is the one of the intervention type (sent, or edited before approval)
     "POST /api/v1/sessions/{session_id}/interventions/": ("content",),
+    "POST /api/v1/interventions/{intervention_id}/approve/": ("content",),
 }
 
 

@@ -228,6 +228,10 @@ def test_no_new_decision_while_one_waits_for_the_organizer(live):
 
     assert Anomaly.objects.filter(session=live).exists()
     assert not AgentRun.objects.filter(agent="engagement").exists()
+    # Each drop says why nothing answered it.
+    assert set(Anomaly.objects.filter(session=live).values_list("skipped_reason", flat=True)) == {
+        tick.BUSY
+    }
 
 
 def test_a_proposal_past_its_time_does_not_hold_back_a_new_decision(live):

@@ -320,6 +320,44 @@ def eligible(
     return eligible_types, reasons
 
 
+# How a decision is told to an organizer: each type as a plural noun, each context in words.
+ARM_PLURALS: dict[str, str] = {
+    "poll": "Polls",
+    "chat_prompt": "Chat prompts",
+    "qna_prompt": "Q&A prompts",
+    "broadcast": "Broadcasts",
+    "notification": "Notifications",
+    "gamification": "Challenges",
+}
+AUDIENCE_WORDS: dict[str, str] = {
+    "small": "small audiences",
+    "medium": "mid-sized audiences",
+    "large": "large audiences",
+}
+ANOMALY_WORDS: dict[str, str] = {
+    "SUDDEN_DROP": "after sudden drops",
+    "GRADUAL_DECLINE": "during slow declines",
+    "LOW_ENGAGEMENT": "when engagement stays low",
+    "MASS_EXIT": "when people leave in numbers",
+}
+# The scopes a decision's evidence is told from, narrowest first, as (level index, words): the
+# levels are those of `beliefs` (everyone's evidence in this context is the third).
+TOLD_SCOPES: tuple[tuple[int, str], ...] = (
+    (4, "at this event"),
+    (3, "in your events"),
+    (2, "in events like yours"),
+)
+
+
+def situation(context: PolicyContext | None) -> str:
+    """`large audiences after sudden drops`: the context of a decision in words."""
+    if context is None:
+        return "this situation"
+    audience = AUDIENCE_WORDS[context.audience]
+    anomaly = ANOMALY_WORDS.get(context.anomaly_type)
+    return f"{audience} {anomaly}" if anomaly else audience
+
+
 @dataclass(frozen=True)
 class Decision:
     """What the policy did, how likely exactly that was, and the evidence behind it.
@@ -327,7 +365,8 @@ class Decision:
     `propensity`: the probability of taking `type` (holdout included). `confidence`: the
     probability that Thompson Sampling picks `type` among the eligible arms (for a holdout, of
     hold). `beliefs`: every eligible arm's posterior; `draws`: this decision's samples (empty for
-    a holdout).
+    a holdout). `tries`: per arm, the (time-discounted) outcomes measured at each of
+    `TOLD_SCOPES`' levels, for telling where the evidence comes from.
     """
 
     type: str
@@ -336,7 +375,7 @@ class Decision:
     holdout: bool
     beliefs: dict[str, Belief]
     draws: dict[str, float]
-    evidence: float
+    tries: dict[str, dict[int, float]] = field(default_factory=dict)
 
     @property
     def expected_lift(self) -> float:
@@ -345,35 +384,53 @@ class Decision:
     def posterior(self) -> dict[str, dict[str, float]]:
         return {arm: belief.as_dict() for arm, belief in self.beliefs.items()}
 
-    def reasoning(self) -> str:
-        """Why, in an organizer's words."""
-        hold = self.beliefs.get(HOLD)
+    def _told_scope(self, arm: str) -> tuple[str, int] | None:
+        """The narrowest scope with at least one measured outcome of `arm`, and how many."""
+        for level, words in TOLD_SCOPES:
+            count = round(self.tries.get(arm, {}).get(level, 0.0))
+            if count >= 1:
+                return words, count
+        return None
+
+    def reasoning(self, context: PolicyContext | None = None) -> str:
+        """Why, in one sentence an organizer understands; the statistics stay in the fields."""
         if self.holdout:
             return (
-                "Held back on purpose: this drop is one of the event's holdout share, which gets "
-                "nothing so that the natural recovery can be measured and every lift compared "
-                "with it."
+                "Held back on purpose (holdout): a share of drops gets nothing, so that the "
+                "natural recovery is measured and every other choice compared with it."
             )
-        chosen = self.beliefs[self.type]
+        where = situation(context)
+        hold = self.beliefs.get(HOLD)
+        base = hold.mean if hold is not None else 0.0
         if self.type == HOLD:
             return (
-                f"Doing nothing: no intervention is expected to beat letting the room recover "
-                f"on its own ({_points(chosen.mean)} expected), {self.confidence:.0%} likely the "
-                "best choice now."
+                f"Doing nothing this time: for {where}, no intervention is expected to beat "
+                f"the room's own recovery ({points_text(base)} on its own)."
             )
-        base = hold.mean if hold is not None else 0.0
-        if self.evidence < 1.0:
-            basis = "no similar drops measured yet, so this is a first try"
-        else:
-            basis = f"learned from {self.evidence:.0f} similar drops in your and others' events"
+        label = ARM_PLURALS.get(self.type, self.type.replace("_", " ").capitalize())
+        told = self._told_scope(self.type)
+        if told is None:
+            return f"{label} haven't been tried with {where} yet; trying one to learn."
+        scope, count = told
+        effect = self.beliefs[self.type].mean - base
+        tries = "1 try" if count == 1 else f"{count} tries"
+        if round(effect * 100) > 0:
+            return (
+                f"{label} have lifted {where} {scope} ({points_text(effect)} over doing nothing "
+                f"on average, {tries}); trying one."
+            )
         return (
-            f"Chose {self.type.replace('_', ' ')}: expected {_points(chosen.mean - base)} "
-            f"over doing nothing ({basis}); {self.confidence:.0%} likely the best choice now."
+            f"{label} haven't beaten doing nothing for {where} {scope} yet ({points_text(effect)}, "
+            f"{tries}), but the evidence is thin; trying one to learn more."
         )
 
 
-def _points(lift: float) -> str:
-    return f"{lift * 100:+.0f} engagement points"
+def points_text(lift: float) -> str:
+    """A lift (a fraction of the score) as signed points out of 100: `+6 points`, `no change`."""
+    rounded = round(lift * 100)
+    if rounded == 0:
+        return "no change"
+    return f"{rounded:+d} point" if abs(rounded) == 1 else f"{rounded:+d} points"
 
 
 @dataclass(frozen=True)
@@ -432,12 +489,15 @@ class Policy:
             return None
         arms = [*types, HOLD]
         current = beliefs(levels, arms, now, self.half_life_seconds)
-        # Everyone's measured drops in this context (the third level), for the reasoning.
-        evidence = sum(
-            level.get(a, Evidence()).decayed(now, self.half_life_seconds).weight
-            for level in levels[2:3]
-            for a in arms
-        )
+        half_life = self.half_life_seconds
+        tries = {
+            arm: {
+                level: levels[level].get(arm, Evidence()).decayed(now, half_life).weight
+                for level, _ in TOLD_SCOPES
+                if level < len(levels)
+            }
+            for arm in arms
+        }
         probabilities = self.selection_probabilities(current, arms, rng)
         if rng.random() < self.holdout_share:
             return Decision(
@@ -447,7 +507,7 @@ class Policy:
                 holdout=True,
                 beliefs=current,
                 draws={},
-                evidence=evidence,
+                tries=tries,
             )
         sampled = rng.normal([current[a].mean for a in arms], [current[a].sd for a in arms])
         chosen = arms[int(np.argmax(sampled))]
@@ -461,7 +521,7 @@ class Policy:
             holdout=False,
             beliefs=current,
             draws={a: float(v) for a, v in zip(arms, sampled, strict=True)},
-            evidence=evidence,
+            tries=tries,
         )
 
 
