@@ -377,9 +377,11 @@
       const list = document.createElement("ul");
       for (const [arm, belief] of arms) {
         const expected = points(belief.mean);
+        // `n` counts the one pseudo-outcome every option starts from (no change expected).
+        const measured = Math.max(0, Math.round(belief.n - 1));
         list.append(text("li", `${TYPE_LABELS[arm] || (arm === "hold" ? "Doing nothing" : arm)}: `
-          + `${signed(expected)} ${pointWord(expected)} expected (± ${Math.round(belief.sd * 100)}, `
-          + `${Math.round(belief.n)} outcomes' weight)`));
+          + `${signed(expected)} ${pointWord(expected)} expected (± ${Math.round(belief.sd * 100)}), `
+          + (measured ? `from about ${measured} measured ${measured === 1 ? "outcome" : "outcomes"}` : "nothing measured yet")));
       }
       box.append(text("p", "Expected change in engagement after a drop like this:"), list);
     }
@@ -643,9 +645,13 @@
       ? "The session has ended: nothing more is sent."
       : "Interventions can be sent once the session is live.";
     document.getElementById("mode").disabled = status === "ended";
-    if (status === "ended" && document.getElementById("socket").classList.contains("socket-live")) {
-      setSocket("ended", "Ended");
-    }
+    if (document.getElementById("socket").classList.contains("socket-live")) connectedAs(status);
+  }
+  // The pill says what a connected page watches: a live session, one not started, or the end.
+  function connectedAs(status) {
+    if (status === "ended") setSocket("ended", "Ended");
+    else if (status === "scheduled") setSocket("live", "Not started yet");
+    else setSocket("live", "Live");
   }
 
   function setSocket(stateName, label) {
@@ -661,8 +667,7 @@
     socket.addEventListener("open", async () => {
       opened = true;
       retries = 0;
-      if (root.dataset.status === "ended") setSocket("ended", "Ended");
-      else setSocket("live", "Live");
+      connectedAs(root.dataset.status);
       await catchUp().catch((error) => notice(`Could not catch up: ${error.message}`));
     });
     socket.addEventListener("message", (event) => {

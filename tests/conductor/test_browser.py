@@ -739,6 +739,9 @@ def test_a_new_organizer_sets_up_an_event_from_the_browser(asgi_server, browser,
     page.get_by_role("button", name="Save").click()
     expect(page.locator(".messages")).to_contain_text("Keynote is saved")
     expect(page.locator("table.sessions")).to_contain_text("Rust in production")
+    page.get_by_role("link", name="Keynote", exact=True).click()  # not live yet, and says so
+    expect(page.locator("#socket")).to_have_text("Not started yet")
+    page.go_back()
     page.get_by_role("button", name="Go live").click()
     expect(page.locator(".messages")).to_contain_text("Keynote is live")
     assert confirmations[-1].startswith("Go live with Keynote?")
@@ -753,7 +756,7 @@ def test_a_new_organizer_sets_up_an_event_from_the_browser(asgi_server, browser,
 
     # The simulated audience joins over the attendee socket, and the live view shows it.
     page.get_by_role("link", name="Keynote", exact=True).click()
-    page.wait_for_selector("#socket.socket-live")
+    expect(page.locator("#socket")).to_have_text("Live")
     session = django_side(LiveSession.objects.get, title="Keynote")
     audience_process = subprocess.Popen(
         [sys.executable, "manage.py", "simulate_session", "--session", str(session.pk),
