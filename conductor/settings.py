@@ -334,6 +334,8 @@ AGENT_RATE_LIMIT_PER_MINUTE = int(env("AGENT_RATE_LIMIT_PER_MINUTE", "60"))
 AGENT_REQUEUE_AFTER_SECONDS = float(env("AGENT_REQUEUE_AFTER_SECONDS", "300"))
 CONDUCTOR_TICK_SECONDS = float(env("CONDUCTOR_TICK_SECONDS", "5"))
 CONDUCTOR_REWARD_WINDOW_SECONDS = float(env("CONDUCTOR_REWARD_WINDOW_SECONDS", "60"))
+# A poll's live results go to the room at most this often (0: after every vote).
+CONDUCTOR_POLL_RESULTS_EVERY_MS = int(env("CONDUCTOR_POLL_RESULTS_EVERY_MS", "500"))
 # /healthz reports the worker down when its last heartbeat is older than this.
 WORKER_HEARTBEAT_MAX_AGE_SECONDS = 60
 

@@ -9,7 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from agents import api as agents_api
 from agents import views as agents_views
 from conductor.core import schema
-from conductor.live import api, report_views, views
+from conductor.live import api, join_views, report_views, views
 from telemetry.health import healthz
 
 handler404 = "conductor.core.errors.not_found"
@@ -26,6 +26,9 @@ api_v1 = [
     path("sessions/", api.SessionListCreateApi.as_view(), name="session-list"),
     path("sessions/<int:session_id>/", api.SessionDetailApi.as_view(), name="session-detail"),
     path("sessions/<int:session_id>/signals/", api.SessionSignalsApi.as_view(), name="signals"),
+    path("sessions/<int:session_id>/room/", api.SessionRoomApi.as_view(), name="session-room"),
+    path("questions/<int:question_id>/", api.QuestionDetailApi.as_view(), name="question-detail"),
+    path("messages/<int:message_id>/", api.ChatMessageDetailApi.as_view(), name="message-detail"),
     path(
         "sessions/<int:session_id>/engagement/",
         api.SessionEngagementApi.as_view(),
@@ -123,6 +126,9 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", healthz, name="healthz"),
     path("favicon.ico", views.favicon, name="favicon"),
+    path("j/", join_views.join_start, name="join-start"),
+    path("j/<str:code>/", join_views.join_page, name="join"),
+    path("j/<str:code>/screen", join_views.presenter_screen, name="join-screen"),
     path("metrics", ExportToDjangoView, name="metrics"),
     path("api/v1/", include(api_v1)),
 ]

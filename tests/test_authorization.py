@@ -12,6 +12,7 @@ own), and staff who organize nothing (the admin is theirs, the organizers' API i
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,8 @@ from agents import services as agent_services
 from agents.models import AgentRun, Campaign
 from agents.registry import registry
 from conductor.asgi import application
-from conductor.live.models import Anomaly, Intervention
+from conductor.live import participation
+from conductor.live.models import Anomaly, Attendee, ChatMessage, Intervention, Question
 from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
 
 CANARY = "canary-7f3a"  # in every name, title and input of the owner's objects
@@ -41,8 +43,10 @@ CANARY = "canary-7f3a"  # in every name, title and input of the owner's objects
 # to anyone, with none of the owner's objects. STAFF: let in (the admin may still refuse a page
 # it shows read-only: 403 on "add" of rows only the product writes). HEALTH: 200 or 503, for
 # anyone (no collector runs in the tests: 503).
-OK, HIDDEN, EMPTY, LOGIN, ADMIN_LOGIN, AUTH, PUBLIC, STAFF, HEALTH = (
-    "ok", "hidden", "empty", "login", "admin_login", "auth", "public", "staff", "health",
+# ROOM: served to anyone with the session's join code, showing its title (and topic) and nothing
+# else of the owner's: not the event, not an organizer, not the integrators' attendee key.
+OK, HIDDEN, EMPTY, LOGIN, ADMIN_LOGIN, AUTH, PUBLIC, STAFF, HEALTH, ROOM = (
+    "ok", "hidden", "empty", "login", "admin_login", "auth", "public", "staff", "health", "room",
 )  # fmt: skip
 
 
@@ -91,6 +95,12 @@ ROUTES: dict[str, dict[str, str]] = {
     "docs": roles(PUBLIC, PUBLIC, PUBLIC),
     "healthz": roles(HEALTH, HEALTH, HEALTH),
     "favicon": roles(PUBLIC, PUBLIC, PUBLIC),
+    "join-start": roles(PUBLIC, PUBLIC, PUBLIC),
+    "session-room": OBJECT_API,
+    "question-detail": OBJECT_API,
+    "message-detail": OBJECT_API,
+    "join": roles(ROOM, ROOM, ROOM),
+    "join-screen": roles(ROOM, ROOM, ROOM),
     "metrics": roles(PUBLIC, PUBLIC, PUBLIC),
     "event-list": LIST_API,
     "event-detail": OBJECT_API,
@@ -165,6 +175,8 @@ class World:
     campaign: Campaign
     other_event: Any
     other_key: str
+    question: Question
+    message: ChatMessage
 
     def kwargs(self, pattern: str) -> dict[str, Any]:
         values = {
@@ -175,6 +187,9 @@ class World:
             "decision": "approve",
             "agent": "email",
             "intent": "send-campaign",
+            "code": self.session.join_code,
+            "question_id": self.question.pk,
+            "message_id": self.message.pk,
         }
         return {name: value for name, value in values.items() if f"<int:{name}>" in pattern
                 or f"<str:{name}>" in pattern}  # fmt: skip
@@ -210,7 +225,13 @@ def _plain_world() -> World:
     users = {"anonymous": None, "owner": owner, "co_organizer": co, "other_organizer": other,
              "staff": staff}  # fmt: skip
     other_key = LiveSessionFactory(event=other_event).attendee_key
-    return World(users, event, session, intervention, run, campaign, other_event, other_key)
+    someone = Attendee.objects.create(session=session, key=uuid.uuid4(), display_name=CANARY)
+    question = Question.objects.create(session=session, attendee=someone, client_id="q",
+                                       text=f"{CANARY} question")  # fmt: skip
+    message = ChatMessage.objects.create(session=session, attendee=someone, client_id="m",
+                                         text=f"{CANARY} message")  # fmt: skip
+    return World(users, event, session, intervention, run, campaign, other_event, other_key,
+                 question, message)  # fmt: skip
 
 
 def _walk(patterns: list[Any], prefix: str = "", namespace: str = "") -> list[Route]:
@@ -291,6 +312,12 @@ def _check(expected: str, response: Any, where: str) -> None:
     leaked = CANARY.encode() in body
     location = response.get("Location", "")
     assert status < 500 or expected == HEALTH, f"{where}: {status}"
+    if expected == ROOM:
+        assert status == 200, f"{where}: {status}"
+        assert f"{CANARY} session".encode() in body, f"{where}: not the session's page"
+        shown = body.replace(f"{CANARY} session".encode(), b"")
+        assert CANARY.encode() not in shown, f"{where}: more than the session's title leaked"
+        return
     if expected == OK:  # may see the owner's data
         assert status not in (401, 403, 404), f"{where}: {status}"
         assert "login" not in location, f"{where}: {location}"
@@ -370,7 +397,10 @@ async def test_each_socket_answers_each_role_as_the_table_says():
     from conductor.live import routing
 
     paths = {str(route.pattern) for route in routing.websocket_urlpatterns}
-    assert paths == {"ws/sessions/<int:session_id>/", "ws/sessions/<int:session_id>/attendees/"}
+    assert paths == {
+        "ws/sessions/<int:session_id>/", "ws/sessions/<int:session_id>/attendees/",
+        "ws/j/<str:code>/",
+    }  # fmt: skip
     world = await database_sync_to_async(_plain_world)()
     tokens = await database_sync_to_async(
         lambda: {role: user.auth_token.key for role, user in world.users.items() if user}
@@ -385,6 +415,18 @@ async def test_each_socket_answers_each_role_as_the_table_says():
     assert await _socket_answer(f"{attendees}?key={world.session.attendee_key}") == "open"
     assert await _socket_answer(f"{attendees}?key={world.other_key}") == 4403
     assert await _socket_answer(attendees) == 4401
+    # The join page's socket: a join code and a device's signed cookie; an unknown code, or no
+    # cookie, is refused.
+    device = participation.attendee_cookie_value(uuid.uuid4())
+    join = WebsocketCommunicator(
+        application, f"/ws/j/{world.session.join_code}/",
+        headers=[(b"cookie", f"{participation.COOKIE}={device}".encode())],
+    )  # fmt: skip
+    assert (await join.connect())[0]
+    assert (await join.receive_json_from(timeout=5))["type"] == "room"
+    await join.disconnect()
+    assert await _socket_answer(f"/ws/j/{world.session.join_code}/") == 4403
+    assert await _socket_answer("/ws/j/ZZZZZZ/") == 4403
 
 
 # -- agents ---------------------------------------------------------------------------------------

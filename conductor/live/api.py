@@ -29,7 +29,14 @@ from conductor.core.fields import (
 )
 from conductor.core.pagination import PaginatedApi
 from conductor.core.schema import error_responses
-from conductor.live import ingest, interventions, policy_report, selectors, services
+from conductor.live import (
+    ingest,
+    interventions,
+    participation,
+    policy_report,
+    selectors,
+    services,
+)
 from conductor.live.event_settings import INTERVENTION_TYPES, EventSettings
 from conductor.live.models import Intervention, InterventionRollup, LiveSession
 from conductor.live.serializers import AnomalyOutputSerializer, SampleOutputSerializer
@@ -362,6 +369,79 @@ class InterventionListCreateApi(PaginatedApi):
             reason=data.get("reason", ""),
         )
         return Response(interventions.serialize(intervention), status=status.HTTP_201_CREATED)
+
+
+class QuestionOutputSerializer(serializers.Serializer):
+    """Documents `conductor.live.participation.question_data`."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField(help_text="The asker's display name, or Someone.")
+    text = serializers.CharField()
+    votes = serializers.IntegerField()
+    at = serializers.DateTimeField()
+    hidden = serializers.BooleanField()
+    pinned = serializers.BooleanField()
+    answered = serializers.BooleanField()
+
+
+class ChatMessageOutputSerializer(serializers.Serializer):
+    """Documents `conductor.live.participation.chat_message`."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    text = serializers.CharField()
+    at = serializers.DateTimeField()
+    hidden = serializers.BooleanField()
+
+
+class SessionRoomApi(APIView):
+    """What the room did on the join page: open polls' results, the chat and the questions."""
+
+    @extend_schema(
+        responses=inline_serializer(
+            "Room",
+            {
+                "polls": serializers.ListField(child=serializers.DictField()),
+                "chat": ChatMessageOutputSerializer(many=True),
+                "questions": QuestionOutputSerializer(many=True),
+            },
+        )
+    )
+    def get(self, request: Request, session_id: int) -> Response:
+        session = selectors.session_get_for_user(request.user, session_id)
+        return Response(participation.room_state(session, moderator=True))
+
+
+class QuestionDetailApi(APIView):
+    @extend_schema_serializer(component_name="QuestionUpdateInput")
+    class InputSerializer(StrictSerializer):
+        min_properties = 1
+
+        hidden = serializers.BooleanField(required=False)
+        pinned = serializers.BooleanField(required=False)
+        answered = serializers.BooleanField(required=False)
+
+    @extend_schema(request=InputSerializer, responses=QuestionOutputSerializer)
+    def patch(self, request: Request, question_id: int) -> Response:
+        question = selectors.question_get_for_user(request.user, question_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        question = participation.question_moderate(question=question, **serializer.validated_data)
+        return Response(participation.question_data(question))
+
+
+class ChatMessageDetailApi(APIView):
+    @extend_schema_serializer(component_name="ChatMessageUpdateInput")
+    class InputSerializer(StrictSerializer):
+        hidden = serializers.BooleanField()
+
+    @extend_schema(request=InputSerializer, responses=ChatMessageOutputSerializer)
+    def patch(self, request: Request, message_id: int) -> Response:
+        message = selectors.message_get_for_user(request.user, message_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        message = participation.message_moderate(message=message, **serializer.validated_data)
+        return Response(participation.chat_message(message, message.attendee))
 
 
 class _InterventionDecisionApi(APIView):

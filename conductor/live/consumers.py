@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import secrets
+import uuid
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.core.serializers.json import DjangoJSONEncoder
 
 from conductor.core.auth import query_param
-from conductor.core.errors import NotFoundError
-from conductor.live import realtime, selectors
+from conductor.core.errors import ApplicationError, NotFoundError
+from conductor.live import participation, realtime, selectors
 from conductor.live.delivery import attendee_group
-from conductor.live.models import LiveSession
+from conductor.live.models import Attendee, LiveSession
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+CLOSE_ENDED = 4410
 
 
 @database_sync_to_async
@@ -29,6 +33,11 @@ def _may_watch(user: Any, session_id: int) -> bool:
 
 class _Consumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
+
+    @classmethod
+    async def encode_json(cls, content: Any) -> str:
+        # Dates as the API writes them.
+        return json.dumps(content, cls=DjangoJSONEncoder)
 
     async def _join(self, group: str) -> None:
         # Join before accepting, so nothing sent after the client sees "open" can be missed.
@@ -119,3 +128,73 @@ class AttendeeConsumer(_Consumer):
                 "sent_at": sent["sent_at"],
             }
         )
+
+    async def attendee_event(self, message: dict[str, Any]) -> None:
+        """What the room did (poll results, chat, questions), as dashboards receive it."""
+        await self.send_json({"type": message["event"], "data": message["data"]})
+
+
+@database_sync_to_async
+def _join_room(code: str, key: uuid.UUID | None, screen: bool) -> tuple[Any, Any, Any]:
+    """(session, attendee or None for a screen, the room's state), or Nones for no session."""
+    session = participation.session_for_code(code)
+    if session is None or (key is None and not screen):
+        return None, None, None
+    if session.status == LiveSession.Status.ENDED:
+        return session, None, None
+    attendee = None if screen else participation.attendee_join(session=session, key=key)  # type: ignore[arg-type]
+    return session, attendee, participation.room_state(session)
+
+
+class JoinConsumer(AttendeeConsumer):
+    """`/ws/j/<code>/`: the join page's socket. Receives what integrators' attendee sockets
+    receive, plus what the room does; sends the attendee's actions (conductor.live.participation).
+    The attendee is the device's signed cookie; `?screen=1` is the presenter screen, which only
+    listens and is nobody."""
+
+    attendee: Attendee | None = None
+
+    async def connect(self) -> None:
+        code = self.scope["url_route"]["kwargs"]["code"]
+        screen = query_param(self.scope, "screen") == "1"
+        key = participation.attendee_key_from_cookie(self.scope.get("cookies", {}))
+        session, attendee, state = await _join_room(code, key, screen)
+        if session is None:
+            await self._refuse(CLOSE_FORBIDDEN)
+            return
+        if state is None:
+            await self._refuse(CLOSE_ENDED)
+            return
+        self.attendee = attendee
+        await self._join(attendee_group(session.pk))
+        await self.send_json({"type": "room", "data": state})
+
+    async def disconnect(self, code: int) -> None:
+        await super().disconnect(code)
+        if self.attendee is not None:
+            await database_sync_to_async(participation.attendee_leave)(attendee=self.attendee)
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        """One action of the attendee's; refused ones are answered with why, nothing is kept."""
+        if self.attendee is None:
+            return  # the screen only listens
+        try:
+            raw = json.loads(text_data or "")
+        except ValueError:
+            await self.send_json({"type": "error", "message": "Not a JSON message.", "field": ""})
+            return
+        try:
+            await database_sync_to_async(participation.attendee_act)(
+                attendee=self.attendee, raw=raw
+            )
+        except participation.Refused as refused:
+            await self.send_json(
+                {"type": "error", "message": refused.message, "field": refused.field}
+            )
+        except ApplicationError as error:  # the signal's storage (an outage: 503)
+            await self.send_json({"type": "error", "message": error.message, "field": ""})
+        else:
+            acked = raw.get("id") if isinstance(raw, dict) else None
+            await self.send_json({"type": "ack", "id": acked})

@@ -20,6 +20,16 @@ def new_attendee_key() -> str:
     return secrets.token_urlsafe(24)
 
 
+# Join codes are read off a projector and typed on phones: no 0/O, 1/I/L, no lowercase.
+JOIN_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+JOIN_CODE_LENGTH = 6
+
+
+def new_join_code() -> str:
+    """A random join code: 31^6 (~887 million) of them, so guessing one is hopeless."""
+    return "".join(secrets.choice(JOIN_CODE_ALPHABET) for _ in range(JOIN_CODE_LENGTH))
+
+
 class Event(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
@@ -58,6 +68,8 @@ class LiveSession(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
     # Attendee clients and event platforms join /ws/sessions/{id}/attendees/?key=<attendee_key>.
     attendee_key = models.CharField(max_length=64, default=new_attendee_key)
+    # Attendees without an app join at /j/<join_code>/ (conductor.live.participation).
+    join_code = models.CharField(max_length=12, unique=True, default=new_join_code)
     # The drop detector's state between ticks (conductor.live.engine.anomaly.DetectorState).
     detector_state = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -350,3 +362,100 @@ class PolicyEvidence(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope}:{self.scope_id} {self.context}/{self.arm}: n={self.weight:.1f}"
+
+
+class Attendee(models.Model):
+    """Someone on the join page: a device's anonymous id (a signed cookie) in one session."""
+
+    session = models.ForeignKey(LiveSession, on_delete=models.CASCADE, related_name="attendees")
+    key = models.UUIDField()
+    display_name = models.CharField(max_length=40, blank=True)
+    joined_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["session", "key"], name="attendee_session_key_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name or f"attendee {self.pk}"
+
+    @property
+    def signal_id(self) -> str:
+        """Who the attendee is in signals: never the cookie's key, which proves identity."""
+        return f"a{self.pk}"
+
+
+class PollVote(models.Model):
+    """An attendee's answer to a poll: one per poll, which they may change."""
+
+    intervention = models.ForeignKey(Intervention, on_delete=models.CASCADE, related_name="votes")
+    attendee = models.ForeignKey(Attendee, on_delete=models.CASCADE, related_name="votes")
+    choice = models.PositiveSmallIntegerField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["intervention", "attendee"], name="poll_vote_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"vote {self.choice} on {self.intervention_id}"
+
+
+class ChatMessage(models.Model):
+    """A message in a session's chat, seen by everyone on the join page unless hidden."""
+
+    session = models.ForeignKey(LiveSession, on_delete=models.CASCADE, related_name="messages")
+    attendee = models.ForeignKey(Attendee, on_delete=models.CASCADE, related_name="messages")
+    # The page's own id for it: a resend after a reconnect is the same message.
+    client_id = models.CharField(max_length=64)
+    text = models.CharField(max_length=280)
+    created_at = models.DateTimeField(auto_now_add=True)
+    hidden = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["attendee", "client_id"], name="chat_message_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.text[:60]
+
+
+class Question(models.Model):
+    """A question for the speakers: upvoted by the room, moderated by the organizer."""
+
+    session = models.ForeignKey(LiveSession, on_delete=models.CASCADE, related_name="questions")
+    attendee = models.ForeignKey(Attendee, on_delete=models.CASCADE, related_name="questions")
+    client_id = models.CharField(max_length=64)
+    text = models.CharField(max_length=280)
+    created_at = models.DateTimeField(auto_now_add=True)
+    votes = models.PositiveIntegerField(default=0)
+    hidden = models.BooleanField(default=False)
+    pinned = models.BooleanField(default=False)
+    answered = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["attendee", "client_id"], name="question_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.text[:60]
+
+
+class QuestionVote(models.Model):
+    question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="upvotes")
+    attendee = models.ForeignKey(Attendee, on_delete=models.CASCADE, related_name="upvotes")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["question", "attendee"], name="question_vote_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"upvote of {self.question_id}"

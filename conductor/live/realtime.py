@@ -32,6 +32,10 @@ DASHBOARD_MESSAGE_TYPES = frozenset(
         "anomaly.updated",
         "intervention.updated",
         "session.updated",
+        # What the room does on the join page (conductor.live.participation), also to attendees.
+        "poll.results",
+        "chat.message",
+        "question.updated",
     }
 )
 
@@ -42,7 +46,7 @@ def session_group(session_id: int) -> str:
     return f"session.{session_id}"
 
 
-def _group_message(message_type: str, data: dict[str, Any]) -> dict[str, Any]:
+def group_message(message_type: str, data: dict[str, Any]) -> dict[str, Any]:
     if message_type not in DASHBOARD_MESSAGE_TYPES:
         raise ValueError(f"unknown dashboard message type {message_type!r}")
     # Round-trip through JSON so datetimes and decimals arrive as the API would send them.
@@ -61,7 +65,13 @@ def publish_many(messages: list[Message]) -> None:
     Never raises for the channel layer (see the module docstring); raises ValueError for a
     message type dashboards do not know, a bug in the caller.
     """
-    prepared = [(session_group(sid), _group_message(kind, data)) for sid, kind, data in messages]
+    publish_groups(
+        [(session_group(sid), group_message(kind, data)) for sid, kind, data in messages]
+    )
+
+
+def publish_groups(prepared: list[tuple[str, dict[str, Any]]]) -> None:
+    """Send group messages as they are (dashboards' and attendees'), never raising for the layer."""
     if not prepared:
         return
 

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING
 from django.db.models import OuterRef, QuerySet, Subquery
 
 from conductor.core.errors import NotFoundError
-from conductor.live.models import EngagementSample, Event, Intervention, LiveSession
+from conductor.live.models import (
+    ChatMessage,
+    EngagementSample,
+    Event,
+    Intervention,
+    LiveSession,
+    Question,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -67,6 +74,26 @@ def intervention_get_for_user(user: User | AnonymousUser, intervention_id: int) 
         return Intervention.objects.get(pk=intervention_id, session__in=sessions_for_user(user))
     except Intervention.DoesNotExist:
         raise NotFoundError("Intervention") from None
+
+
+def question_get_for_user(user: User | AnonymousUser, question_id: int) -> Question:
+    """Raises NotFoundError when the question was not asked in one of the user's sessions."""
+    try:
+        return Question.objects.select_related("attendee").get(
+            pk=question_id, session__in=sessions_for_user(user)
+        )
+    except Question.DoesNotExist:
+        raise NotFoundError("Question") from None
+
+
+def message_get_for_user(user: User | AnonymousUser, message_id: int) -> ChatMessage:
+    """Raises NotFoundError when the message was not written in one of the user's sessions."""
+    try:
+        return ChatMessage.objects.select_related("attendee").get(
+            pk=message_id, session__in=sessions_for_user(user)
+        )
+    except ChatMessage.DoesNotExist:
+        raise NotFoundError("Message") from None
 
 
 def latest_samples(session_ids: list[int]) -> dict[int, EngagementSample]:

@@ -9,7 +9,7 @@ from django.utils import timezone
 from redis.exceptions import LockNotOwnedError
 
 from conductor.core.redis_client import redis_client
-from conductor.live import delivery, interventions, measurement, rollups, tick
+from conductor.live import delivery, interventions, measurement, participation, rollups, tick
 
 TICK_LOCK = "conductor:tick-lock"
 # A tick killed halfway leaves its lock to expire, so it never blocks the next ones for long.
@@ -67,3 +67,9 @@ def sweep_undelivered() -> int:
 @shared_task(name="conductor.refresh_rollups", ignore_result=True)
 def refresh_rollups() -> int:
     return rollups.refresh_recent()
+
+
+@shared_task(name="conductor.publish_poll_results", ignore_result=True)
+def publish_poll_results(intervention_id: int) -> None:
+    """The results a burst of votes held back (conductor.live.participation), sent once."""
+    participation.poll_results_publish(intervention_id=intervention_id)

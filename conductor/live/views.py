@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 
 from agents.budget import month_spend_for_user
 from conductor.core.errors import ApplicationError, NotFoundError
-from conductor.live import policy_report, selectors, services
+from conductor.live import join_views, policy_report, selectors, services
 from conductor.live.engine.score import BANDS
 from conductor.live.forms import EventForm, SessionForm, SettingsForm
 from conductor.live.models import EngagementSample, Intervention, LiveSession
@@ -191,6 +191,8 @@ def session_live(request: HttpRequest, session_id: int) -> HttpResponse:
                 if choice[0] != Intervention.Type.HOLD
             ],
             "what_worked": what_worked(policy_report.event_policy_report(event=session.event)),
+            "join_url": join_views.join_url(request, session),
+            "qr": join_views.qr_svg(join_views.join_url(request, session), scale=4),
         },
     )
 

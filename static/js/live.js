@@ -21,6 +21,7 @@
   const COLORS = ["#2457c5", "#2a9d8f", "#e9c46a", "#8e44ad", "#f4a261", "#c0392b", "#555"];
 
   const state = { samples: [], interventions: new Map(), anomalies: new Map(), lastAt: null };
+  const room = { polls: new Map(), chat: new Map(), questions: new Map() };
   let socket = null;
   let retries = 0;
   let chart = null;
@@ -615,6 +616,82 @@
   document.getElementById("show-components").addEventListener("change", renderChart);
   window.addEventListener("resize", renderChart);
 
+  // -- the room: what attendees answer, say and ask, with moderation ---------------------------
+  async function refreshRoom() {
+    const current = await call("GET", `/sessions/${sessionId}/room/`);
+    for (const p of current.polls) room.polls.set(p.intervention, p);
+    for (const m of current.chat) room.chat.set(m.id, m);
+    for (const q of current.questions) room.questions.set(q.id, q);
+    renderRoom();
+  }
+
+  async function moderate(path, body, store) {
+    const started = ++latestAction;
+    try {
+      const updated = await call("PATCH", path, body);
+      store.set(updated.id, updated);
+      succeeded(started);
+    } catch (error) {
+      notice(`Could not change it: ${error.message}`);
+    }
+    renderRoom();
+  }
+
+  function toggle(label, pressed, onClick) {
+    const button = text("button", label, "secondary small");
+    button.type = "button";
+    button.setAttribute("aria-pressed", String(pressed));
+    button.addEventListener("click", onClick);
+    return button;
+  }
+
+  function renderRoom() {
+    const polls = [...room.polls.values()].sort((a, b) => b.intervention - a.intervention).slice(0, 3);
+    document.getElementById("room-polls").replaceChildren(...(polls.length ? polls.map((p) => {
+      const box = document.createElement("div");
+      box.className = "room-poll";
+      box.dataset.id = p.intervention;
+      box.append(text("p", `${p.question} · ${p.total} ${p.total === 1 ? "vote" : "votes"}`, "question"));
+      const list = document.createElement("ul");
+      p.options.forEach((option, index) => {
+        const votes = p.votes[index] || 0;
+        const share = p.total ? Math.round((votes / p.total) * 100) : 0;
+        list.append(text("li", `${option}: ${share}% (${votes})`));
+      });
+      box.append(list);
+      return box;
+    }) : [text("p", "No poll answered yet.", "muted")]));
+
+    const questions = [...room.questions.values()]
+      .sort((a, b) => (b.pinned - a.pinned) || (b.votes - a.votes) || (a.id - b.id));
+    document.getElementById("room-questions").replaceChildren(...(questions.length ? questions.map((q) => {
+      const item = document.createElement("li");
+      item.dataset.id = q.id;
+      if (q.hidden) item.className = "hidden-item";
+      item.append(text("span", `▲ ${q.votes} `, "votes"), text("span", q.text), text("span", ` — ${q.name}`, "muted"));
+      const actions = document.createElement("div");
+      actions.className = "actions";
+      const path = `/questions/${q.id}/`;
+      actions.append(
+        toggle(q.pinned ? "Unpin" : "Pin", q.pinned, () => moderate(path, { pinned: !q.pinned }, room.questions)),
+        toggle(q.answered ? "Not answered" : "Answered", q.answered, () => moderate(path, { answered: !q.answered }, room.questions)),
+        toggle(q.hidden ? "Show" : "Hide", q.hidden, () => moderate(path, { hidden: !q.hidden }, room.questions)),
+      );
+      item.append(actions);
+      return item;
+    }) : [text("li", "No questions yet.", "muted")]));
+
+    const chat = [...room.chat.values()].sort((a, b) => a.id - b.id).slice(-50);
+    document.getElementById("room-chat").replaceChildren(...(chat.length ? chat.map((m) => {
+      const item = document.createElement("li");
+      item.dataset.id = m.id;
+      if (m.hidden) item.className = "hidden-item";
+      item.append(text("strong", `${m.name}: `), text("span", m.text), text("span", " "),
+        toggle(m.hidden ? "Show" : "Hide", m.hidden, () => moderate(`/messages/${m.id}/`, { hidden: !m.hidden }, room.chat)));
+      return item;
+    }) : [text("li", "Nothing said yet.", "muted")]));
+  }
+
   // -- catching up through the API ------------------------------------------------------------
   async function refreshInterventions() {
     const page = await call("GET", `/sessions/${sessionId}/interventions/?limit=100`);
@@ -628,6 +705,7 @@
       refreshInterventions(),
     ]);
     addSamples(engagement.samples);
+    await refreshRoom();
     for (const a of anomalies.results) state.anomalies.set(a.id, a);
     renderAnomalies();
     renderInterventions();
@@ -676,6 +754,18 @@
       if (message.type === "anomaly.detected" || message.type === "anomaly.updated") {
         state.anomalies.set(message.data.id, message.data);
         renderAnomalies();
+      }
+      if (message.type === "poll.results") {
+        room.polls.set(message.data.intervention, message.data);
+        renderRoom();
+      }
+      if (message.type === "chat.message") {
+        room.chat.set(message.data.id, message.data);
+        renderRoom();
+      }
+      if (message.type === "question.updated") {
+        room.questions.set(message.data.id, message.data);
+        renderRoom();
       }
       if (message.type === "intervention.updated") {
         state.interventions.set(message.data.id, message.data);

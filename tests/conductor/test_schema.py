@@ -4,6 +4,7 @@ no schema-valid request refused and no invalid one accepted."""
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,7 @@ from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from agents.models import AgentRun, Approval, ToolExecution
-from conductor.live.models import Anomaly, Intervention
+from conductor.live.models import Anomaly, Attendee, ChatMessage, Intervention, Question
 from tests.agents.factories import AgentRunFactory
 from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
 
@@ -102,9 +103,13 @@ def _world(organizer) -> dict[str, int]:  # type: ignore[no-untyped-def]
     Approval.objects.create(run=run, seq=1, tool="email", action="send-campaign", arguments={},
                             default_decision="rejected",
                             expires_at=now + timezone.timedelta(hours=1))  # fmt: skip
+    someone = Attendee.objects.create(session=session, key=uuid.uuid4(), display_name="Ana")
+    question = Question.objects.create(session=session, attendee=someone, client_id="q", text="?")
+    message = ChatMessage.objects.create(session=session, attendee=someone, client_id="m",
+                                         text="hi")  # fmt: skip
     return {
         "event_id": event.pk, "session_id": session.pk, "intervention_id": intervention.pk,
-        "run_id": run.pk,
+        "run_id": run.pk, "question_id": question.pk, "message_id": message.pk,
     }  # fmt: skip
 
 

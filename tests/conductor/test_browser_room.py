@@ -1,0 +1,190 @@
+"""The room from outside: an organizer and three attendees' phones (Chromium contexts) and the
+presenter screen on one session, through the served app, the sockets and the database.
+
+A real Celery worker delivers what the organizer sends and the poll results a burst of votes held
+back, as in production.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conductor.live import services, tick
+from conductor.live.models import EngagementSample, Intervention, LiveSession, Signal
+from tests.conductor import test_browser
+from tests.conductor.test_browser import ARTIFACTS, CHROMIUM, log_in
+from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
+
+# The browser tests' fixtures, shared.
+asgi_server, browser, django_side = (
+    test_browser.asgi_server, test_browser.browser, test_browser.django_side
+)  # fmt: skip
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed"),
+]
+
+PHONE = {"width": 390, "height": 844}
+XSS = "<img src=x onerror=\"document.title='pwned'\"><script>document.title='pwned'</script>"
+
+
+def test_an_organizer_and_three_phones_run_a_poll_questions_and_a_chat(
+    asgi_server, browser, django_side, worker
+):
+    from playwright.sync_api import expect
+
+    def setup() -> LiveSession:
+        owner = OrganizerFactory(username="owner")
+        session = LiveSessionFactory(event=EventFactory(organizers=[owner]), title="Keynote",
+                                     topic="Rust at scale")  # fmt: skip
+        services.session_update(session_id=session.pk, status="live")
+        return LiveSession.objects.get(pk=session.pk)
+
+    session = django_side(setup)
+    ARTIFACTS.mkdir(exist_ok=True)
+    errors: list[str] = []
+
+    def watch(page):
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("dialog", lambda dialog: errors.append(f"dialog: {dialog.message}"))
+        return page
+
+    organizer = watch(browser.new_context(viewport={"width": 1280, "height": 900}).new_page())
+    log_in(organizer, asgi_server, "owner", next_path=f"/dashboard/sessions/{session.pk}/")
+    organizer.wait_for_selector("#socket.socket-live")
+    join = organizer.locator("#join-link").get_attribute("href")
+    assert join.endswith(f"/j/{session.join_code}/")
+
+    phones = []
+    for name in ("Ana", "Bo", "Cy"):
+        phone = watch(browser.new_context(viewport=PHONE, is_mobile=True).new_page())
+        phone.goto(join)
+        expect(phone.locator("#connection")).to_have_text("Connected")
+        phone.locator("#name").fill(name)
+        phone.locator("#name").dispatch_event("change")
+        phones.append(phone)
+    screen = watch(browser.new_context(viewport={"width": 1280, "height": 720}).new_page())
+    screen.goto(f"{join}screen")
+    expect(screen.locator(".code")).to_have_text(session.join_code)
+
+    # The organizer sends a poll; every phone shows it; each votes and sees the results.
+    form = organizer.locator("#manual")
+    form.locator("select[name=type]").select_option("poll")
+    form.locator("input[name=question]").fill("Which part should we dig into next?")
+    form.locator("textarea[name=options]").fill("Costs\nSpeed\nRisk")
+    form.get_by_role("button", name="Send now").click()
+    organizer.locator("#decisions li .status-executed").first.wait_for()
+    poll = django_side(Intervention.objects.get, type="poll")
+    for choice, phone in zip((0, 1, 1), phones, strict=True):
+        card = phone.locator(f"#current .poll[data-id='{poll.pk}']")
+        expect(card).to_contain_text("Which part should we dig into next?")
+        card.get_by_role("button").nth(choice).click()
+        expect(card.locator(".results")).to_be_visible()
+    expect(phones[0].locator("#current .results")).to_contain_text("67% (2)")
+    expect(organizer.locator(f"#room-polls [data-id='{poll.pk}']")).to_contain_text("3 votes")
+    expect(organizer.locator(f"#room-polls [data-id='{poll.pk}']")).to_contain_text(
+        "Speed: 67% (2)"
+    )
+    expect(screen.locator("#poll-results")).to_contain_text("Speed")
+    expect(screen.locator("#poll-results")).to_contain_text("67% (2)")
+    phones[0].screenshot(path=str(ARTIFACTS / "attendee-poll.png"), full_page=True)
+
+    # A question is asked, upvoted, shown on the screen, and hidden by the organizer.
+    phones[0].locator("#ask-text").fill("Will the slides be online?")
+    phones[0].get_by_role("button", name="Ask").click()
+    question = phones[1].locator("#questions li", has_text="Will the slides be online?")
+    question.get_by_role("button").click()
+    expect(phones[2].locator("#questions li").first).to_contain_text("▲ 1")
+    expect(screen.locator("#questions")).to_contain_text("Will the slides be online?")
+    screen.screenshot(path=str(ARTIFACTS / "presenter-screen.png"), full_page=True)
+    asked = organizer.locator("#room-questions li", has_text="Will the slides be online?")
+    expect(asked).to_contain_text("▲ 1")
+    asked.get_by_role("button", name="Hide").click()
+    expect(phones[2].locator("#questions")).not_to_contain_text("Will the slides be online?")
+    expect(screen.locator("#questions")).not_to_contain_text("Will the slides be online?")
+
+    # A chat prompt gets replies, seen by the room and the organizer, as text.
+    form.locator("select[name=type]").select_option("chat_prompt")
+    form.locator("input[name=text]").fill("What would you like to try first?")
+    form.get_by_role("button", name="Send now").click()
+    organizer.locator("#decisions li .status-executed").nth(1).wait_for()
+    expect(phones[1].locator("#chat-prompt")).to_have_text("What would you like to try first?")
+    for phone, line in ((phones[1], "The borrow checker"), (phones[2], XSS)):
+        phone.locator("#say-text").fill(line)
+        phone.get_by_role("button", name="Send").click()
+    expect(phones[0].locator("#chat")).to_contain_text("Bo: The borrow checker")
+    expect(phones[0].locator("#chat")).to_contain_text(f"Cy: {XSS}")
+    expect(organizer.locator("#room-chat")).to_contain_text("The borrow checker")
+    phones[0].screenshot(path=str(ARTIFACTS / "attendee-chat.png"), full_page=True)
+    organizer.screenshot(path=str(ARTIFACTS / "live-view-room.png"), full_page=True)
+    for page in (organizer, screen, *phones):
+        assert page.title() != "pwned"  # the script tag stayed text
+        assert page.locator("#chat img, #room-chat img").count() == 0
+
+    # At phone width nothing scrolls sideways.
+    for phone in phones:
+        assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+    # What they did is in the signals, and the score sees it.
+    kinds = django_side(lambda: list(Signal.objects.filter(session=session)
+                                     .values_list("type", flat=True)))  # fmt: skip
+    assert kinds.count("join") == 3
+    assert kinds.count("poll_vote") == 3
+    assert kinds.count("chat_message") == 2
+    assert kinds.count("question") == 1
+    django_side(tick.sessions_tick)
+    sample = django_side(EngagementSample.objects.filter(session=session).latest, "at")
+    assert sample.present == 3
+    assert sample.score > 0
+    assert errors == []
+
+
+def test_a_decision_in_auto_mode_reaches_the_attendee_page(
+    asgi_server, browser, django_side, worker
+):
+    """The whole loop from outside: a drop, the engagement agent on a real worker, the executed
+    poll delivered by the worker, shown on a phone that joined with the code, and its vote."""
+    from playwright.sync_api import expect
+
+    from agents import services as agent_services
+    from tests.conductor.test_decisions import dropped, make_confident
+
+    def setup() -> LiveSession:
+        owner = OrganizerFactory(username="owner")
+        session = LiveSessionFactory(event=EventFactory(organizers=[owner]), title="Keynote",
+                                     topic="Rust at scale", mode="auto")  # fmt: skip
+        services.event_update_settings(event=session.event, settings={"holdout_share": 0})
+        services.session_update(session_id=session.pk, status="live")
+        session = LiveSession.objects.select_related("event").get(pk=session.pk)
+        make_confident(session, "poll")
+        return session
+
+    session = django_side(setup)
+    phone = browser.new_context(viewport=PHONE, is_mobile=True).new_page()
+    errors: list[str] = []
+    phone.on("pageerror", lambda error: errors.append(str(error)))
+    phone.goto(f"{asgi_server}/j/{session.join_code}/")
+    expect(phone.locator("#connection")).to_have_text("Connected")
+
+    def drop_and_decide() -> None:
+        anomaly = dropped(session)
+        agent_services.run_create(
+            organizer=session.event.organizers.get(), agent="engagement", intent="decide",
+            data={"session_id": session.pk, "anomaly_id": anomaly.pk}, rate_limited=False,
+            allow_internal=True, scope=("event", session.event_id),
+        )  # fmt: skip
+
+    django_side(drop_and_decide)
+    card = phone.locator("#current .poll")
+    expect(card).to_be_visible(timeout=30_000)
+    poll = django_side(Intervention.objects.get, type="poll")
+    assert (poll.status, poll.source in ("llm", "template")) == ("executed", True)
+    expect(card).to_contain_text(poll.content["question"])
+    card.get_by_role("button").first.click()
+    expect(card.locator(".results")).to_contain_text("100% (1)")
+    phone.screenshot(path=str(ARTIFACTS / "attendee-auto-poll.png"), full_page=True)
+    assert django_side(Signal.objects.filter(session=session, type="poll_vote").count) == 1
+    assert errors == []
