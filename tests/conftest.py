@@ -24,6 +24,9 @@ from conductor.core import embedded
 from conductor.core.redis_client import redis_client
 from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
 
+# The browser tests' fixtures (asgi_server, browser, django_side).
+pytest_plugins = ["tests.browser"]
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # The test session runs against the embedded services of var/test (settings_test), started here:

@@ -11,17 +11,9 @@ from typing import Any
 from django import forms
 
 from conductor.core.errors import ApplicationError
+from conductor.live.engine.vocabulary import TYPE_LABELS
 from conductor.live.event_settings import INTERVENTION_TYPES, EventSettings
 from conductor.live.models import LiveSession
-
-TYPE_LABELS = {
-    "poll": "Poll",
-    "chat_prompt": "Chat prompt",
-    "qna_prompt": "Q&A prompt",
-    "broadcast": "Broadcast",
-    "notification": "Notification",
-    "gamification": "Gamification",
-}
 
 
 def _cooldown(label: str) -> forms.IntegerField:

@@ -19,7 +19,8 @@ from typing import Any
 
 from agents import memory
 from agents.models import MemoryItem
-from conductor.live.engine.policy import ARM_PLURALS, audience_bucket, points_text
+from conductor.live.engine.policy import audience_bucket, points_text
+from conductor.live.engine.vocabulary import TYPE_PLURALS
 from conductor.live.models import EngagementSample, Event, Intervention, LiveSession
 
 AGENT = "engagement"
@@ -130,7 +131,7 @@ def summary(recalled: Sequence[memory.Recalled]) -> str:
         return ""
     ranked = sorted(lifts.items(), key=lambda pair: -sum(pair[1]) / len(pair[1]))
     told = ", ".join(
-        f"{ARM_PLURALS.get(kind, kind).lower()} {points_text(sum(values) / len(values))} "
+        f"{TYPE_PLURALS.get(kind, kind).lower()} {points_text(sum(values) / len(values))} "
         f"({_times(len(values))})"
         for kind, values in ranked
     )

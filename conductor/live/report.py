@@ -22,6 +22,7 @@ from django.db.models import Avg, Count, Max, Q
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
+from conductor.live.engine import vocabulary
 from conductor.live.models import Anomaly, EngagementSample, Intervention, Signal
 
 if TYPE_CHECKING:
@@ -32,16 +33,8 @@ MAX_MINUTES = 24 * 60
 #: The most drops and interventions a report lists: far more than the hourly cap allows in a day.
 MAX_ROWS = 1000
 
-#: How people read each type, in the singular.
-TYPE_LABELS: dict[str, str] = {
-    "poll": "Poll",
-    "chat_prompt": "Chat prompt",
-    "qna_prompt": "Q&A prompt",
-    "broadcast": "Broadcast",
-    "notification": "Notification",
-    "gamification": "Gamification",
-    "hold": "Did nothing",
-}
+#: How people read each type, in the singular (a hold: what it did).
+TYPE_LABELS: dict[str, str] = {**vocabulary.TYPE_LABELS, "hold": "Did nothing"}
 DROP_LABELS: dict[str, str] = {
     "SUDDEN_DROP": "Sudden drop",
     "GRADUAL_DECLINE": "Gradual decline",

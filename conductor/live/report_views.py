@@ -8,13 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 
-from conductor.core.errors import NotFoundError
-from conductor.live import policy_report, report, selectors
-from conductor.live.models import LiveSession
-from conductor.live.views import what_worked
+from conductor.live import policy_report, report
+from conductor.live.views import session_or_404, what_worked
 
 #: A spreadsheet runs a cell starting with one of these as a formula (CSV injection): such a
 #: text cell is written with a leading quote, which spreadsheets show as text. Numbers are ours
@@ -29,17 +27,10 @@ INTERVENTION_COLUMNS = [
 ENGAGEMENT_COLUMNS = ["minute", "engagement_percent", "present", "active", "samples"]
 
 
-def _session_or_404(request: HttpRequest, session_id: int) -> LiveSession:
-    try:
-        return selectors.session_get_for_user(request.user, session_id)
-    except NotFoundError:
-        raise Http404("No such session.") from None
-
-
 @login_required
 def session_report(request: HttpRequest, session_id: int) -> HttpResponse:
     """The report: while the session runs, and the default view once it has ended."""
-    session = _session_or_404(request, session_id)
+    session = session_or_404(request, session_id)
     data = report.session_report(session)
     return render(
         request,
@@ -101,14 +92,14 @@ def _intervention_row(row: report.InterventionRow) -> list[Any]:
 
 @login_required
 def interventions_csv(request: HttpRequest, session_id: int) -> HttpResponse:
-    session = _session_or_404(request, session_id)
+    session = session_or_404(request, session_id)
     rows = (_intervention_row(row) for row in report.session_interventions(session))
     return _csv_response(f"session-{session.pk}-interventions.csv", INTERVENTION_COLUMNS, rows)
 
 
 @login_required
 def engagement_csv(request: HttpRequest, session_id: int) -> HttpResponse:
-    session = _session_or_404(request, session_id)
+    session = session_or_404(request, session_id)
     rows = (
         [minute.at, _percent(minute.score), minute.present, minute.active, minute.samples]
         for minute in report.session_minutes(session)

@@ -18,6 +18,7 @@ from agents.budget import month_spend_for_user
 from conductor.core.errors import ApplicationError, NotFoundError
 from conductor.live import join_views, policy_report, selectors, services
 from conductor.live.engine.score import BANDS
+from conductor.live.engine.vocabulary import TYPE_PLURALS
 from conductor.live.forms import EventForm, SessionForm, SettingsForm
 from conductor.live.models import EngagementSample, Intervention, LiveSession
 
@@ -84,17 +85,6 @@ def dashboard_sessions(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/_sessions.html", _overview(request))
 
 
-#: How the "What worked" panel names each type, as a plural noun.
-ARM_LABELS: dict[str, str] = {
-    "poll": "Polls",
-    "chat_prompt": "Chat prompts",
-    "qna_prompt": "Q&A prompts",
-    "broadcast": "Broadcasts",
-    "notification": "Notifications",
-    "gamification": "Gamification",
-}
-
-
 def _points(value: float) -> str:
     """A lift (a fraction of the score) in points out of 100, as everywhere on the dashboard."""
     rounded = round(value * 100)
@@ -141,7 +131,7 @@ def what_worked(report: dict[str, Any]) -> WhatWorked:
     for arm in report["arms"]:
         if arm["action"] == policy_report.HOLD:
             continue
-        label = ARM_LABELS.get(arm["action"], arm["action"].replace("_", " ").capitalize())
+        label = TYPE_PLURALS.get(arm["action"], arm["action"].replace("_", " ").capitalize())
         tries = "1 try" if arm["logged"] == 1 else f"{arm['logged']} tries"
         if arm["vs_hold"] is not None and arm["vs_hold"]["value"] is not None:
             effect = _sentence(arm["vs_hold"], "over doing nothing")
@@ -215,7 +205,7 @@ def _event_or_404(request: HttpRequest, event_id: int) -> Any:
         raise Http404("No such event.") from None
 
 
-def _session_or_404(request: HttpRequest, session_id: int) -> LiveSession:
+def session_or_404(request: HttpRequest, session_id: int) -> LiveSession:
     try:
         return selectors.session_get_for_user(request.user, session_id)
     except NotFoundError:
@@ -294,7 +284,7 @@ def event_session_new(request: HttpRequest, event_id: int) -> HttpResponse:
 @require_POST
 def session_status(request: HttpRequest, session_id: int) -> HttpResponse:
     """Go live or end, from the event's page (the page asks for a confirmation first)."""
-    session = _session_or_404(request, session_id)
+    session = session_or_404(request, session_id)
     status = request.POST.get("status", "")
     if status not in (LiveSession.Status.LIVE, LiveSession.Status.ENDED):
         return HttpResponse("Choose live or ended.", status=400)
@@ -330,7 +320,7 @@ def event_edit(request: HttpRequest, event_id: int) -> HttpResponse:
 @login_required
 def session_edit(request: HttpRequest, session_id: int) -> HttpResponse:
     """Change a session's title, topic or mode; its status changes from the event's page."""
-    session = _session_or_404(request, session_id)
+    session = session_or_404(request, session_id)
     initial = {"title": session.title, "topic": session.topic, "mode": session.mode}
     form = SessionForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():

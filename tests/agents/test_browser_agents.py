@@ -9,14 +9,8 @@ from __future__ import annotations
 import pytest
 
 from connectors import fakes
-from tests.conductor import test_browser
-from tests.conductor.test_browser import ARTIFACTS, CHROMIUM, log_in
+from tests.browser import ARTIFACTS, CHROMIUM, log_in
 from tests.factories import OrganizerFactory
-
-# The browser tests' fixtures, shared.
-asgi_server, browser, django_side = (
-    test_browser.asgi_server, test_browser.browser, test_browser.django_side
-)  # fmt: skip
 
 pytestmark = [
     pytest.mark.browser,

@@ -7,22 +7,23 @@ import io
 import re
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from conductor.live import delivery, realtime, services, tick
 from conductor.live.models import Anomaly, LiveSession
 from conductor.live.serializers import AnomalyOutputSerializer
-from tests.conductor import test_browser
+from tests.browser import ARTIFACTS, CHROMIUM, log_in
 from tests.conductor.live import activity, audience
-from tests.conductor.test_browser import ARTIFACTS, _decide, _measure, log_in
+from tests.conductor.test_browser import _decide, _measure
 from tests.conductor.test_report import session_with_a_story
 from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
 
-# The live server, Chromium and the server-side thread, and the marks that skip without Chromium.
-asgi_server, browser, django_side = (
-    test_browser.asgi_server, test_browser.browser, test_browser.django_side
-)  # fmt: skip
-pytestmark = test_browser.pytestmark
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed"),
+]
 
 MINUS = "\N{MINUS SIGN}"
 

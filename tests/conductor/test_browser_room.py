@@ -11,14 +11,8 @@ import pytest
 
 from conductor.live import services, tick
 from conductor.live.models import EngagementSample, Intervention, LiveSession, Signal
-from tests.conductor import test_browser
-from tests.conductor.test_browser import ARTIFACTS, CHROMIUM, log_in
+from tests.browser import ARTIFACTS, CHROMIUM, log_in
 from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
-
-# The browser tests' fixtures, shared.
-asgi_server, browser, django_side = (
-    test_browser.asgi_server, test_browser.browser, test_browser.django_side
-)  # fmt: skip
 
 pytestmark = [
     pytest.mark.browser,

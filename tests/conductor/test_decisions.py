@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 from agents import services as agent_services
 from agents.models import AgentRun, MemoryItem
 from conductor.live import content, interventions, measurement, memory, policy_store, services
-from conductor.live.engine.policy import ARM_PLURALS
+from conductor.live.engine.vocabulary import TYPE_PLURALS
 from conductor.live.event_settings import INTERVENTION_TYPES
 from conductor.live.models import (
     Anomaly,
@@ -100,7 +100,7 @@ def test_semi_auto_below_the_threshold_waits_for_the_organizer(live):
     assert intervention.decision_score == pytest.approx(0.15)
     assert intervention.context == "SUDDEN_DROP|small"
     assert set(intervention.posterior) == set(Intervention.Type.values)  # every type, and hold
-    label = ARM_PLURALS[intervention.type]
+    label = TYPE_PLURALS[intervention.type]
     assert intervention.reasoning == (
         f"{label} haven't been tried with small audiences after sudden drops yet; trying one to "
         "learn. Waiting for your approval: semi-automatic mode sends on its own from 75% sure "

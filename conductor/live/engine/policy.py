@@ -88,7 +88,7 @@ from typing import Literal
 
 import numpy as np
 
-from conductor.live.engine.vocabulary import INTERVENTION_TYPES
+from conductor.live.engine.vocabulary import INTERVENTION_TYPES, TYPE_PLURALS
 
 HOLD = "hold"
 ARMS: tuple[str, ...] = (*INTERVENTION_TYPES, HOLD)
@@ -320,15 +320,7 @@ def eligible(
     return eligible_types, reasons
 
 
-# How a decision is told to an organizer: each type as a plural noun, each context in words.
-ARM_PLURALS: dict[str, str] = {
-    "poll": "Polls",
-    "chat_prompt": "Chat prompts",
-    "qna_prompt": "Q&A prompts",
-    "broadcast": "Broadcasts",
-    "notification": "Notifications",
-    "gamification": "Challenges",
-}
+# How a decision is told to an organizer: each context in words (the types: TYPE_PLURALS).
 AUDIENCE_WORDS: dict[str, str] = {
     "small": "small audiences",
     "medium": "mid-sized audiences",
@@ -407,7 +399,7 @@ class Decision:
                 f"Doing nothing this time: for {where}, no intervention is expected to beat "
                 f"the room's own recovery ({points_text(base)} on its own)."
             )
-        label = ARM_PLURALS.get(self.type, self.type.replace("_", " ").capitalize())
+        label = TYPE_PLURALS.get(self.type, self.type.replace("_", " ").capitalize())
         told = self._told_scope(self.type)
         if told is None:
             return f"{label} haven't been tried with {where} yet; trying one to learn."

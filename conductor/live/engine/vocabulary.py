@@ -15,3 +15,21 @@ INTERVENTION_TYPES: tuple[InterventionType, ...] = (
     "notification",
     "gamification",
 )
+
+# How people read each type: one of them, and several (as "Polls have lifted ...").
+TYPE_LABELS: dict[str, str] = {
+    "poll": "Poll",
+    "chat_prompt": "Chat prompt",
+    "qna_prompt": "Q&A prompt",
+    "broadcast": "Broadcast",
+    "notification": "Notification",
+    "gamification": "Gamification",
+}
+TYPE_PLURALS: dict[str, str] = {
+    "poll": "Polls",
+    "chat_prompt": "Chat prompts",
+    "qna_prompt": "Q&A prompts",
+    "broadcast": "Broadcasts",
+    "notification": "Notifications",
+    "gamification": "Challenges",
+}
