@@ -142,8 +142,13 @@ def _join_room(code: str, key: uuid.UUID | None, screen: bool) -> tuple[Any, Any
         return None, None, None
     if session.status == LiveSession.Status.ENDED:
         return session, None, None
-    attendee = None if screen else participation.attendee_join(session=session, key=key)  # type: ignore[arg-type]
-    return session, attendee, participation.room_state(session)
+    if screen or key is None:  # the screen is nobody, even on a device that joined
+        return session, None, participation.room_state(session)
+    return (
+        session,
+        participation.attendee_join(session=session, key=key),
+        participation.room_state(session),
+    )
 
 
 class JoinConsumer(AttendeeConsumer):

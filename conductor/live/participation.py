@@ -126,15 +126,11 @@ def session_for_code(code: str) -> LiveSession | None:
     return LiveSession.objects.filter(join_code=cleaned).first()
 
 
-def attendee_join(*, session: LiveSession, key: uuid.UUID, display_name: str = "") -> Attendee:
-    """The device's attendee in this session (created on its first visit); a `join` signal."""
-    attendee, _ = Attendee.objects.get_or_create(
-        session=session, key=key, defaults={"display_name": display_name[:MAX_NAME]}
-    )
+def attendee_join(*, session: LiveSession, key: uuid.UUID) -> Attendee:
+    """The device's attendee in this session (created on its first visit); a `join` signal.
+    The display name comes later, from the page (a `name` action)."""
+    attendee, _ = Attendee.objects.get_or_create(session=session, key=key)
     attendee.session = session
-    if display_name and display_name[:MAX_NAME] != attendee.display_name:
-        attendee.display_name = display_name[:MAX_NAME]
-        attendee.save(update_fields=["display_name"])
     _signal(attendee, "join", f"join-{attendee.pk}-{uuid.uuid4().hex[:12]}")
     return attendee
 
