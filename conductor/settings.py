@@ -42,6 +42,19 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
 
+def env_int(name: str, default: int, *, minimum: int) -> int:
+    """A whole number of at least `minimum`; ImproperlyConfigured naming the variable otherwise,
+    so that a misconfigured process fails at start with one clear line."""
+    raw = env(name, str(default)).strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
 DEBUG = env_bool("DEBUG", default=True)
 SECRET_KEY = env("SECRET_KEY") or "dev-only-insecure-key-set-SECRET_KEY-in-production"
 if not DEBUG and SECRET_KEY.startswith("dev-only"):
@@ -278,6 +291,24 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 15.0,
         "options": {"expires": 15},  # the next sweep does the same work
     },
+    # Retention: raw rows past their period go in short batches (conductor.live.retention).
+    "purge-old-rows": {
+        "task": "conductor.purge",
+        "schedule": 600.0,
+        "options": {"expires": 600},  # the next run does the same work
+    },
+    "end-idle-sessions": {
+        "task": "conductor.end_idle_sessions",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
+    # Attendees gone or silent past CONDUCTOR_ATTENDEE_TIMEOUT_SECONDS leave: a phone asleep,
+    # a web process killed with its sockets open.
+    "sweep-silent-attendees": {
+        "task": "conductor.sweep_attendees",
+        "schedule": 15.0,
+        "options": {"expires": 15},  # the next sweep does the same work
+    },
     "conductor-tick": {
         "task": "conductor.tick",
         "schedule": float(env("CONDUCTOR_TICK_SECONDS", "5")),
@@ -302,6 +333,12 @@ LLM_BASE_URL = env("LLM_BASE_URL")
 LLM_API_KEY = env("LLM_API_KEY")
 LLM_MODEL = env("LLM_MODEL", "gpt-4o-mini")
 LLM_TIMEOUT_SECONDS = float(env("LLM_TIMEOUT_SECONDS", "8"))
+# Memory's embeddings (connectors.embeddings): wordllama, offline, unless an OpenAI-compatible
+# embeddings API is set. Changing model: `manage.py reembed` brings the stored memories over.
+EMBEDDINGS_BASE_URL = env("EMBEDDINGS_BASE_URL")
+EMBEDDINGS_API_KEY = env("EMBEDDINGS_API_KEY")
+EMBEDDINGS_MODEL = env("EMBEDDINGS_MODEL", "text-embedding-3-small")
+EMBEDDINGS_TIMEOUT_SECONDS = float(env("EMBEDDINGS_TIMEOUT_SECONDS", "5"))
 # USD per 1,000 tokens, for the cost metric of each LLM call.
 LLM_COST_PER_1K_PROMPT_TOKENS = float(env("LLM_COST_PER_1K_PROMPT_TOKENS", "0.00015"))
 LLM_COST_PER_1K_COMPLETION_TOKENS = float(env("LLM_COST_PER_1K_COMPLETION_TOKENS", "0.0006"))
@@ -333,11 +370,34 @@ AGENT_RATE_LIMIT_PER_MINUTE = int(env("AGENT_RATE_LIMIT_PER_MINUTE", "60"))
 # A run still queued this long after it was due is sent to a worker again (its task was lost).
 AGENT_REQUEUE_AFTER_SECONDS = float(env("AGENT_REQUEUE_AFTER_SECONDS", "300"))
 CONDUCTOR_TICK_SECONDS = float(env("CONDUCTOR_TICK_SECONDS", "5"))
+# Each tick is this many tasks, one per shard of the live sessions (conductor.live.shards): more
+# workers, on more hosts, then score more sessions within a tick.
+CONDUCTOR_TICK_SHARDS = int(env("CONDUCTOR_TICK_SHARDS", "4"))
+if not 1 <= CONDUCTOR_TICK_SHARDS <= 256:
+    raise ImproperlyConfigured("CONDUCTOR_TICK_SHARDS must be between 1 and 256")
 CONDUCTOR_REWARD_WINDOW_SECONDS = float(env("CONDUCTOR_REWARD_WINDOW_SECONDS", "60"))
-# A poll's live results go to the room at most this often (0: after every vote).
+# A poll's live results (and the leaderboard) go to the room at most this often (0: at once).
 CONDUCTOR_POLL_RESULTS_EVERY_MS = int(env("CONDUCTOR_POLL_RESULTS_EVERY_MS", "500"))
+# An attendee whose sockets have all been gone or silent (no heartbeat) this long is marked left,
+# with one `leave` signal (conductor.live.participation); the join page beats every third of it.
+CONDUCTOR_ATTENDEE_TIMEOUT_SECONDS = env_int("CONDUCTOR_ATTENDEE_TIMEOUT_SECONDS", 60, minimum=15)
 # /healthz reports the worker down when its last heartbeat is older than this.
 WORKER_HEARTBEAT_MAX_AGE_SECONDS = 60
+# Retention (conductor.live.retention, agents.retention): raw rows older than this many days
+# (whole UTC days) are deleted by beat in short batches; rollups, interventions and their
+# outcomes, the policy's evidence and memory are kept. Samples and the drops detected in them
+# (anomalies) go together; runs go with their tool calls, metrics and approvals.
+CONDUCTOR_RETENTION_SIGNALS_DAYS = env_int("CONDUCTOR_RETENTION_SIGNALS_DAYS", 30, minimum=1)
+CONDUCTOR_RETENTION_SAMPLES_DAYS = env_int("CONDUCTOR_RETENTION_SAMPLES_DAYS", 90, minimum=1)
+CONDUCTOR_RETENTION_RUNS_DAYS = env_int("CONDUCTOR_RETENTION_RUNS_DAYS", 180, minimum=1)
+# Rows per delete (one short transaction each), and at most this many rows of each kind per
+# beat run: the next run goes on where this one stopped.
+CONDUCTOR_RETENTION_BATCH_SIZE = env_int("CONDUCTOR_RETENTION_BATCH_SIZE", 5000, minimum=1)
+CONDUCTOR_RETENTION_MAX_ROWS_PER_RUN = env_int(
+    "CONDUCTOR_RETENTION_MAX_ROWS_PER_RUN", 500_000, minimum=1
+)
+# A live session that received no signal for this many minutes ends itself (0: never).
+CONDUCTOR_IDLE_SESSION_MINUTES = env_int("CONDUCTOR_IDLE_SESSION_MINUTES", 30, minimum=0)
 
 # -- Logging -----------------------------------------------------------------------------------
 

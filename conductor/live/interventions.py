@@ -22,6 +22,7 @@ from conductor.core.errors import (
 )
 from conductor.live import content, eligibility, realtime
 from conductor.live.models import Intervention, LiveSession
+from conductor.live.shards import EVERY_SESSION, Shard
 from telemetry import metrics
 
 if TYPE_CHECKING:
@@ -333,12 +334,16 @@ def interventions_expire(*, session_id: int, now: datetime, reason: str) -> int:
     return len(expired)
 
 
-def interventions_expire_due(*, now: datetime) -> int:
-    """Expire every waiting intervention past its TTL, in any session. Returns how many."""
+def interventions_expire_due(*, now: datetime, shard: Shard = EVERY_SESSION) -> int:
+    """Expire every waiting intervention past its TTL, in any session of `shard`. Returns how
+    many."""
     with transaction.atomic():
         due = list(
-            Intervention.objects.select_for_update(skip_locked=True).filter(
-                status=Intervention.Status.PENDING, expires_at__lte=now
+            shard.filter(
+                Intervention.objects.select_for_update(skip_locked=True).filter(
+                    status=Intervention.Status.PENDING, expires_at__lte=now
+                ),
+                "session_id",
             )
         )
         for intervention in due:

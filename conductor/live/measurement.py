@@ -13,6 +13,7 @@ from conductor.live import memory, policy_store
 from conductor.live.engine.policy import ANY_CONTEXT, HOLD, Policy, beliefs
 from conductor.live.interventions import publish
 from conductor.live.models import EngagementSample, Intervention
+from conductor.live.shards import EVERY_SESSION, Shard
 from telemetry import metrics
 
 logger = logging.getLogger(__name__)
@@ -35,17 +36,14 @@ def _remember(intervention: Intervention) -> None:
         metrics.MEMORY_LEARN_ERRORS.inc()
 
 
-def _due(now: datetime, window: timedelta) -> list[int]:
+def _due(now: datetime, window: timedelta, shard: Shard) -> list[int]:
     # Sent and delivered, or held: a failed or undelivered intervention reached nobody and
     # teaches nothing.
-    return list(
-        Intervention.objects.filter(outcome_at__isnull=True)
-        .filter(
-            Q(status=Intervention.Status.EXECUTED, dispatched_at__lte=now - window)
-            | Q(status=Intervention.Status.HELD, executed_at__lte=now - window)
-        )
-        .values_list("pk", flat=True)
+    due = Intervention.objects.filter(outcome_at__isnull=True).filter(
+        Q(status=Intervention.Status.EXECUTED, dispatched_at__lte=now - window)
+        | Q(status=Intervention.Status.HELD, executed_at__lte=now - window)
     )
+    return list(shard.filter(due, "session_id").values_list("pk", flat=True))
 
 
 def started(intervention: Intervention) -> datetime | None:
@@ -87,8 +85,9 @@ def natural_recovery(
     return beliefs(levels, [HOLD], now, policy.half_life_seconds)[HOLD].mean
 
 
-def interventions_measure(*, now: datetime) -> int:
-    """Measure every delivered intervention and every hold whose reward window has passed.
+def interventions_measure(*, now: datetime, shard: Shard = EVERY_SESSION) -> int:
+    """Measure every delivered intervention and every hold whose reward window has passed (in
+    the sessions of `shard`).
 
     lift = mean score over the window from delivery (or the hold) - the score at the decision;
     reward = lift - the natural recovery expected in that context (what holds measured). The
@@ -97,7 +96,7 @@ def interventions_measure(*, now: datetime) -> int:
     """
     window = timedelta(seconds=settings.CONDUCTOR_REWARD_WINDOW_SECONDS)
     measured = 0
-    for intervention_id in _due(now, window):
+    for intervention_id in _due(now, window, shard):
         with transaction.atomic():
             intervention = (
                 Intervention.objects.select_for_update(skip_locked=True, of=("self",))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -78,10 +78,21 @@ def event_update(
     return event
 
 
+JOIN_CODE_ATTEMPTS = 5
+
+
 @transaction.atomic
 def session_create(
     *, event: Event, title: str, topic: str = "", mode: str = LiveSession.Mode.SEMI_AUTO
 ) -> LiveSession:
+    # A random join code can, rarely, be one already taken (one in ~9,000 with 100,000
+    # sessions): draw another rather than fail the request.
+    for _ in range(JOIN_CODE_ATTEMPTS - 1):
+        try:
+            with transaction.atomic():
+                return LiveSession.objects.create(event=event, title=title, topic=topic, mode=mode)
+        except IntegrityError:
+            continue
     return LiveSession.objects.create(event=event, title=title, topic=topic, mode=mode)
 
 

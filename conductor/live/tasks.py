@@ -3,29 +3,62 @@
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime, timedelta
 
 from celery import Task, shared_task
+from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import LockNotOwnedError
 
 from conductor.core.redis_client import redis_client
-from conductor.live import delivery, interventions, measurement, participation, rollups, tick
+from conductor.live import (
+    delivery,
+    idle,
+    interventions,
+    measurement,
+    participation,
+    retention,
+    rollups,
+    tick,
+)
+from conductor.live.shards import Shard
 
 TICK_LOCK = "conductor:tick-lock"
+PURGE_LOCK = "conductor:purge-lock"
+# Longer than a purge capped at CONDUCTOR_RETENTION_MAX_ROWS_PER_RUN rows of each kind takes.
+PURGE_LOCK_SECONDS = 3600
 # A tick killed halfway leaves its lock to expire, so it never blocks the next ones for long.
 TICK_LOCK_SECONDS = 60
 
 
 @shared_task(name="conductor.tick", ignore_result=True)
 def run_tick() -> int:
-    """Score all live sessions and measure due rewards. Skips if the previous tick still runs."""
-    lock = redis_client().lock(TICK_LOCK, timeout=TICK_LOCK_SECONDS)
+    """Start one tick: a task per shard of the live sessions (conductor.live.shards), all
+    scoring the same instant, on whichever workers are free. Returns how many were sent."""
+    now = timezone.now()
+    count = settings.CONDUCTOR_TICK_SHARDS
+    for index in range(count):
+        tick_shard.apply_async(
+            kwargs={"index": index, "count": count, "at": now.isoformat()},
+            # A shard nobody ran before the next tick is not worth running late.
+            expires=now + timedelta(seconds=2 * settings.CONDUCTOR_TICK_SECONDS),
+        )
+    interventions.pending_gauge()
+    return count
+
+
+@shared_task(name="conductor.tick_shard", ignore_result=True)
+def tick_shard(index: int, count: int, at: str) -> int:
+    """Score one shard's live sessions at `at` and measure their due rewards; returns how many
+    sessions were scored. Skips if this shard's previous tick still runs."""
+    shard = Shard(index, count)
+    lock = redis_client().lock(f"{TICK_LOCK}:{shard}", timeout=TICK_LOCK_SECONDS)
     if not lock.acquire(blocking=False):
         return 0
     try:
-        result = tick.sessions_tick()
-        measurement.interventions_measure(now=timezone.now())
-        interventions.pending_gauge()
+        now = datetime.fromisoformat(at)
+        result = tick.sessions_tick(now=now, shard=shard)
+        measurement.interventions_measure(now=now, shard=shard)
         return result.sessions
     finally:
         # Only our own lock (redis-py checks its token): past its expiry, the next tick may
@@ -73,3 +106,39 @@ def refresh_rollups() -> int:
 def publish_poll_results(intervention_id: int) -> None:
     """The results a burst of votes held back (conductor.live.participation), sent once."""
     participation.poll_results_publish(intervention_id=intervention_id)
+
+
+@shared_task(name="conductor.publish_leaderboard", ignore_result=True)
+def publish_leaderboard(session_id: int) -> None:
+    """The leaderboard a burst of challenges taken held back (conductor.live.participation)."""
+    participation.leaderboard_publish(session_id=session_id)
+
+
+@shared_task(name="conductor.sweep_attendees", ignore_result=True)
+def sweep_attendees() -> int:
+    """Attendees whose sockets went silent past the timeout leave, once each."""
+    return participation.attendees_sweep(now=timezone.now())
+
+
+@shared_task(name="conductor.purge", ignore_result=True)
+def purge() -> int:
+    """Delete the rows past their retention period, in short batches, at most
+    CONDUCTOR_RETENTION_MAX_ROWS_PER_RUN of each kind (conductor.live.retention); returns how
+    many went. Skips while another purge runs."""
+    lock = redis_client().lock(PURGE_LOCK, timeout=PURGE_LOCK_SECONDS)
+    if not lock.acquire(blocking=False):
+        return 0
+    try:
+        purged = retention.purge(
+            now=timezone.now(), max_rows=settings.CONDUCTOR_RETENTION_MAX_ROWS_PER_RUN
+        )
+        return purged.total
+    finally:
+        with contextlib.suppress(LockNotOwnedError):
+            lock.release()
+
+
+@shared_task(name="conductor.end_idle_sessions", ignore_result=True)
+def end_idle_sessions() -> int:
+    """Live sessions with no signal for CONDUCTOR_IDLE_SESSION_MINUTES end (conductor.live.idle)."""
+    return idle.sessions_end_idle()

@@ -1,5 +1,8 @@
 """The tick: every CONDUCTOR_TICK_SECONDS, score every live session and react to drops.
 
+Each tick is CONDUCTOR_TICK_SHARDS tasks (conductor.live.shards), one per shard of the sessions,
+all at the same instant; what follows is one shard's work.
+
 One query aggregates the signals of all live sessions; scoring and detection are pure; samples,
 anomalies, detector states and the decisions' agent runs are written in one transaction; runs are
 enqueued and dashboards told after commit. One decision is in flight per session at a time.
@@ -22,6 +25,7 @@ from conductor.live.engine.anomaly import DetectorState, Observation, detect
 from conductor.live.engine.score import ACTIVE_WINDOW_SECONDS, WindowAggregates, score_engagement
 from conductor.live.models import Anomaly, EngagementSample, LiveSession
 from conductor.live.serializers import AnomalyOutputSerializer, SampleOutputSerializer
+from conductor.live.shards import EVERY_SESSION, Shard
 from telemetry import metrics
 
 # A short rate window: the score must follow a drop within a tick or two (5 s ticks), not a
@@ -43,7 +47,8 @@ RECONCILE_SECONDS = 300
 
 _AGGREGATES_SQL = """
 WITH live AS (
-    SELECT id FROM conductor_livesession WHERE status = 'live'
+    SELECT id FROM conductor_livesession
+    WHERE status = 'live' AND mod(id, %(shards)s) = %(shard)s
 ), checkpoint AS (
     SELECT live.id AS session_id, prev.present_settled AS settled, prev.at AS since,
         prev.at - make_interval(secs => %(settle)s) AS since_settled
@@ -150,12 +155,17 @@ class SessionWindow:
 
 def live_aggregates(now: datetime) -> dict[int, WindowAggregates]:
     """Each live session's aggregates at `now`: presence, activity and rates in the window."""
-    return {session_id: window.aggregates for session_id, window in _live_windows(now).items()}
+    return {
+        session_id: window.aggregates
+        for session_id, window in _live_windows(now, EVERY_SESSION).items()
+    }
 
 
-def _live_windows(now: datetime) -> dict[int, SessionWindow]:
+def _live_windows(now: datetime, shard: Shard) -> dict[int, SessionWindow]:
     params: dict[str, datetime | int] = {
         "now": now,
+        "shard": shard.index,
+        "shards": shard.count,
         "settle": SETTLE_SECONDS,
         "settled_until": now - timedelta(seconds=SETTLE_SECONDS),
         "reconcile": RECONCILE_SECONDS,
@@ -185,8 +195,8 @@ def _live_windows(now: datetime) -> dict[int, SessionWindow]:
     return result
 
 
-def sessions_tick(*, now: datetime | None = None) -> TickResult:
-    """Score every live session once; store samples and anomalies; start decisions.
+def sessions_tick(*, now: datetime | None = None, shard: Shard = EVERY_SESSION) -> TickResult:
+    """Score every live session of `shard` once; store samples and anomalies; start decisions.
 
     Samples, anomalies, detector states and the decision runs commit together, or none of them
     does (the next tick then detects the drop again); runs are enqueued and dashboards told only
@@ -194,7 +204,7 @@ def sessions_tick(*, now: datetime | None = None) -> TickResult:
     """
     started = time.perf_counter()
     now = now or timezone.now()
-    windows = _live_windows(now)
+    windows = _live_windows(now, shard)
     sessions = {s.pk: s for s in LiveSession.objects.filter(pk__in=windows).select_related("event")}
     samples: list[EngagementSample] = []
     found: list[Anomaly] = []
@@ -234,7 +244,7 @@ def sessions_tick(*, now: datetime | None = None) -> TickResult:
 
     # Proposals that are due go first: one past its time must not hold back a new drop's decision.
     interventions.interventions_expire_recovered(scores=scores, now=now)
-    interventions.interventions_expire_due(now=now)
+    interventions.interventions_expire_due(now=now, shard=shard)
     with transaction.atomic():
         EngagementSample.objects.bulk_create(samples)
         Anomaly.objects.bulk_create(found)

@@ -286,3 +286,15 @@ def test_the_schema_shows_the_limits_of_session_inputs(api):
     assert signal["properties"]["attendee"]["minLength"] == 1
     assert "6:00:00" in signal["properties"]["at"]["description"]
     assert components["SessionOutput"]["properties"]["engagement"]["nullable"] is True
+
+
+def test_a_join_code_already_taken_is_drawn_again(api, event, live_session, monkeypatch):
+    field = LiveSession._meta.get_field("join_code")
+    draws = iter([live_session.join_code, live_session.join_code, "FRESH7"])
+    # Chance, made to collide twice (Django calls the default through `_get_default`).
+    monkeypatch.setattr(field, "_get_default", lambda: next(draws))
+
+    response = api.post("/api/v1/sessions/", {"event": event.pk, "title": "Next"}, format="json")
+
+    assert response.status_code == 201
+    assert LiveSession.objects.get(pk=response.json()["id"]).join_code == "FRESH7"

@@ -15,6 +15,8 @@ from conductor.live import tick
 from conductor.live.engine.score import ACTIVE_WINDOW_SECONDS
 from conductor.live.models import Anomaly, EngagementSample, LiveSession, Signal
 from tests.conductor.live import activity, audience
+from tests.conductor.test_settings import PRODUCTION, manage
+from tests.factories import EventFactory, LiveSessionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -135,24 +137,99 @@ def test_a_drop_becomes_one_anomaly_and_one_decision(live):
     assert run.idempotency_key.startswith("anomaly-")
 
 
-def test_the_tick_task_skips_while_another_runs(live):
+def test_a_shard_task_skips_while_that_shards_previous_tick_runs(live):
     from conductor.core.redis_client import redis_client
-    from conductor.live.tasks import TICK_LOCK, run_tick
+    from conductor.live.tasks import TICK_LOCK, tick_shard
 
-    redis_client().set(TICK_LOCK, "another tick", ex=60)
-    assert run_tick() == 0
-    assert redis_client().get(TICK_LOCK) == b"another tick"  # not released by the skipper
-    redis_client().delete(TICK_LOCK)
-    assert run_tick() == 1
-    assert redis_client().get(TICK_LOCK) is None
+    at = timezone.now().isoformat()
+    redis_client().set(f"{TICK_LOCK}:0/1", "another tick", ex=60)
+    assert tick_shard(0, 1, at) == 0
+    assert redis_client().get(f"{TICK_LOCK}:0/1") == b"another tick"  # not released by the skipper
+    assert EngagementSample.objects.count() == 0
+    redis_client().delete(f"{TICK_LOCK}:0/1")
+    assert tick_shard(0, 1, at) == 1
+    assert redis_client().get(f"{TICK_LOCK}:0/1") is None
+    assert EngagementSample.objects.get().at.isoformat() == at  # scored at the tick's instant
+
+
+def test_shards_split_the_live_sessions_between_them(event):
+    from conductor.live.tasks import tick_shard
+
+    sessions = [LiveSessionFactory(event=event, status="live") for _ in range(7)]
+    at = timezone.now().isoformat()
+
+    counts = [tick_shard(index, 3, at) for index in range(3)]
+
+    assert sum(counts) == 7
+    assert all(counts)  # ids in sequence: every shard gets some
+    scored = EngagementSample.objects.values_list("session_id", flat=True)
+    assert sorted(scored) == sorted(s.pk for s in sessions)  # each once
+    for index in range(3):
+        assert tick_shard(index, 3, at) == counts[index]  # the same ones each time
+
+
+def test_a_shard_expires_and_measures_only_its_own_sessions(event):
+    from conductor.live.models import Intervention
+    from conductor.live.shards import Shard
+
+    now = timezone.now()
+    sessions = [LiveSessionFactory(event=event, status="live") for _ in range(2)]
+    waiting = [
+        Intervention.objects.create(session=s, type="poll", status="pending", source="template",
+                                    expires_at=now - timedelta(seconds=1))
+        for s in sessions
+    ]  # fmt: skip
+    mine = Shard(sessions[0].pk % 2, 2)
+
+    tick.sessions_tick(now=now, shard=mine)
+
+    statuses = dict(Intervention.objects.values_list("pk", "status"))
+    assert statuses == {waiting[0].pk: "expired", waiting[1].pk: "pending"}
+
+
+def test_a_shard_must_be_one_of_its_count():
+    from conductor.live.shards import Shard
+
+    assert str(Shard(2, 3)) == "2/3"
+    for index, count in [(3, 3), (-1, 2), (0, 0)]:
+        with pytest.raises(ValueError, match="no shard"):
+            Shard(index, count)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_tick_is_one_task_per_shard_on_the_workers(worker, settings):
+    """The beat's task fans out; a real worker scores every live session once, at one instant."""
+    from conductor.live.tasks import run_tick
+
+    event = EventFactory()
+    sessions = [LiveSessionFactory(event=event, status="live") for _ in range(5)]
+    settings.CONDUCTOR_TICK_SHARDS = 3
+
+    assert run_tick() == 3
+
+    deadline = time.monotonic() + 30
+    while EngagementSample.objects.count() < 5:
+        assert time.monotonic() < deadline, "the shards were not all scored"
+        time.sleep(0.1)
+    samples = EngagementSample.objects.all()
+    assert sorted(s.session_id for s in samples) == sorted(s.pk for s in sessions)
+    assert len({s.at for s in samples}) == 1
+
+
+def test_tick_shards_outside_1_to_256_stop_the_process_at_start():
+    result = manage("check", **{**PRODUCTION, "CONDUCTOR_TICK_SHARDS": "0"})
+
+    assert result.returncode != 0
+    assert "CONDUCTOR_TICK_SHARDS must be between 1 and 256" in result.stderr
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_tick_past_its_lock_leaves_the_next_ticks_lock_alone():
     from conductor.core.redis_client import redis_client
-    from conductor.live.tasks import TICK_LOCK, run_tick
+    from conductor.live.tasks import TICK_LOCK, tick_shard
 
-    redis_client().delete(TICK_LOCK)
+    lock = f"{TICK_LOCK}:0/1"
+    redis_client().delete(lock)
     # Another session holds the sessions table, so the tick waits inside its lock for as long
     # as this test wants: long enough for its lock to expire and the next tick to take one.
     blocker = connections.create_connection("default")
@@ -162,7 +239,7 @@ def test_a_tick_past_its_lock_leaves_the_next_ticks_lock_alone():
 
     def tick_in_its_own_thread() -> None:
         try:
-            run_tick()
+            tick_shard(0, 1, timezone.now().isoformat())
         finally:
             connections.close_all()
 
@@ -170,18 +247,18 @@ def test_a_tick_past_its_lock_leaves_the_next_ticks_lock_alone():
     ticking.start()
     try:
         deadline = time.monotonic() + 10
-        while redis_client().get(TICK_LOCK) is None:
+        while redis_client().get(lock) is None:
             assert time.monotonic() < deadline, "the tick never took its lock"
             time.sleep(0.01)
-        redis_client().set(TICK_LOCK, "next tick", ex=60)  # expired, and taken by the next tick
+        redis_client().set(lock, "next tick", ex=60)  # expired, and taken by the next tick
     finally:
         blocker.connection.execute("ROLLBACK")
         blocker.close()
         ticking.join(30)
 
     assert not ticking.is_alive()
-    assert redis_client().get(TICK_LOCK) == b"next tick"
-    redis_client().delete(TICK_LOCK)
+    assert redis_client().get(lock) == b"next tick"
+    redis_client().delete(lock)
 
 
 def test_waiting_interventions_expire_when_engagement_is_back_to_before_the_drop(live):
