@@ -22,8 +22,6 @@ import json
 import logging
 import os
 import resource
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -62,6 +60,7 @@ from django.core.management import call_command  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
+from bench.support.served import free_port, serve, stop  # noqa: E402
 from conductor.celery import app  # noqa: E402
 from conductor.core.redis_client import redis_client  # noqa: E402
 from conductor.live import services  # noqa: E402
@@ -125,46 +124,6 @@ class Attendees:
         for reader in self._readers:
             reader.cancel()
         await asyncio.gather(*self._readers, return_exceptions=True)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def serve(port: int) -> subprocess.Popen[bytes]:
-    """`manage.py serve` as `make run` starts it (without the demo): web, worker, beat."""
-    env = {**os.environ, "DATABASE_URL": settings.DATABASE_URL, "REDIS_URL": settings.REDIS_URL}
-    # Its children's logs (a line per socket) go to a file, named when something fails.
-    with SERVE_LOG.open("wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--no-simulation"],
-            cwd=ROOT, env=env, start_new_session=True, stdout=log, stderr=log,
-        )  # fmt: skip
-    deadline = time.monotonic() + 90
-    while True:
-        if server.poll() is not None:
-            raise SystemExit(f"manage.py serve exited with {server.returncode}; see {SERVE_LOG}")
-        if time.monotonic() > deadline:
-            raise SystemExit(f"the served product did not start; see {SERVE_LOG}")
-        try:
-            up = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            up = False
-        if up and app.control.ping(timeout=0.5):
-            return server
-        time.sleep(0.2)
-
-
-def stop(server: subprocess.Popen[bytes]) -> None:
-    server.send_signal(signal.SIGTERM)  # the supervisor stops its children in order
-    try:
-        server.wait(40)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
 
 
 def raise_open_files() -> None:
@@ -359,7 +318,7 @@ def main() -> None:
     session, token = live_session()
     app.control.purge()
     port = free_port()
-    server = serve(port)
+    server = serve(port, SERVE_LOG)
     try:
         passed = asyncio.run(run(server, port, session, token))
     finally:

@@ -1,23 +1,28 @@
-"""Signal ingestion against raw COPY, and the time to score 1,000 live sessions in one tick.
+"""Signal ingestion against raw COPY: in process, and served over HTTP as `make run` runs it.
 
 1. Signals per second through the batch endpoint (HTTP handler in process: auth, scoping,
    validation of every item, deduplication by id, COPY) against a raw psycopg COPY of the same
    rows into the same table, in the same run. Goal: >= 0.5 of COPY.
-2. One tick over 1,000 live sessions (aggregation query, scoring, detection, samples, websocket
-   publishes). Goal: under 1 s on one worker.
+2. The same endpoint served by `manage.py serve` (one uvicorn process per core behind one port,
+   worker, beat; DEBUG off) and called over HTTP by HTTP_CLIENTS threads posting 1,000-signal
+   batches, against HTTP_CLIENTS threads each COPYing 1,000-row batches on a connection of its
+   own; rounds alternate. Goal: >= 0.5 of COPY.
 
-Run with `make bench` (its own data directory, var/bench).
+The tick's figures are bench/tick.py's. Run with `make bench` (its own data directory, var/bench).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import statistics
 import sys
 import time
 import uuid
-from datetime import timedelta
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +35,8 @@ os.environ["SECURE_SSL_REDIRECT"] = "false"  # the in-process client speaks plai
 os.environ.setdefault("SECRET_KEY", uuid.uuid4().hex * 2)
 
 import django  # noqa: E402
+import httpx  # noqa: E402
+import psycopg  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from conductor.core import embedded  # noqa: E402
@@ -46,17 +53,22 @@ from django.utils import timezone  # noqa: E402
 from psycopg.types.json import Jsonb  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
+from bench.support.served import free_port, serve, stop  # noqa: E402
 from conductor.core.heap import freeze_startup_heap  # noqa: E402
-from conductor.live import services, tick  # noqa: E402
-from conductor.live.models import Event, LiveSession, Signal  # noqa: E402
+from conductor.live import services  # noqa: E402
+from conductor.live.models import LiveSession, Signal  # noqa: E402
 
 BATCH = 5_000
 ROUNDS = 15
-SESSIONS = 1_000
+HTTP_CLIENTS = 4
+HTTP_BATCH = 1_000
+HTTP_BATCHES_PER_CLIENT = 10
+HTTP_ROUNDS = 5
+SERVE_LOG = settings.DATA_DIR / "ingest-serve.log"
 TYPES = ("chat_message", "reaction", "poll_vote", "question", "join")
 
 
-def signals(prefix: str, at: str) -> list[dict[str, object]]:
+def signals(prefix: str, at: str, count: int = BATCH) -> list[dict[str, object]]:
     return [
         {
             "id": f"{prefix}-{i}",
@@ -65,7 +77,7 @@ def signals(prefix: str, at: str) -> list[dict[str, object]]:
             "at": at,
             "data": {"n": i},
         }
-        for i in range(BATCH)
+        for i in range(count)
     ]
 
 
@@ -111,36 +123,66 @@ def rates(client: Client, session: LiveSession, token: str) -> tuple[float, floa
     return BATCH / statistics.median(endpoint), BATCH / statistics.median(raw)
 
 
-def tick_seconds(event: Event) -> float:
-    LiveSession.objects.filter(status="live").update(status="ended")
-    sessions = LiveSession.objects.bulk_create(
-        LiveSession(event=event, title=f"bench {i}", status="live") for i in range(SESSIONS)
-    )
-    now = timezone.now()
-    with (
-        connection.cursor() as cursor,
-        cursor.cursor.copy(
-            f"COPY {Signal._meta.db_table} (session_id, type, attendee, at, data, received_at) "
-            "FROM STDIN"
-        ) as copy,
-    ):
-        for session in sessions:
-            for person in range(20):
-                copy.write_row((session.pk, "join", f"p{person}", now - timedelta(minutes=2),
-                                Jsonb({}), now))  # fmt: skip
-                if person % 2:
-                    copy.write_row((session.pk, "chat_message", f"p{person}",
-                                    now - timedelta(seconds=10), Jsonb({}), now))  # fmt: skip
-    with connection.cursor() as cursor:
-        # As autovacuum soon would: otherwise the plan depends on when it last ran (seen: 1.8 s
-        # against 0.9 s for the same tick on stale statistics).
-        cursor.execute(f"ANALYZE {Signal._meta.db_table}, {LiveSession._meta.db_table}")
-    tick.sessions_tick(now=now)  # warm-up: plans, connections
-    result = tick.sessions_tick(now=now + timedelta(seconds=5))
-    if result.sessions != SESSIONS:
-        raise SystemExit(f"scored {result.sessions} sessions, expected {SESSIONS}")
-    LiveSession.objects.filter(pk__in=[s.pk for s in sessions]).update(status="ended")
-    return result.seconds
+def served_rates(session: LiveSession, token: str) -> tuple[float, float]:
+    """Median signals/s over HTTP to the served product, and of as many threads COPYing."""
+    bodies = [
+        [
+            json.dumps(
+                {"signals": signals(uuid.uuid4().hex, timezone.now().isoformat(), HTTP_BATCH)}
+            ).encode()
+            for _ in range(HTTP_BATCHES_PER_CLIENT)
+        ]
+        for _ in range(HTTP_CLIENTS * (HTTP_ROUNDS + 1))
+    ]
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
+    port = free_port()
+    server = serve(port, SERVE_LOG)
+    url = f"http://127.0.0.1:{port}/api/v1/sessions/{session.pk}/signals/"
+    headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+    clients = [httpx.Client(headers=headers, timeout=60) for _ in range(HTTP_CLIENTS)]
+
+    def post(client: httpx.Client, batches: list[bytes]) -> None:
+        for body in batches:
+            response = client.post(url, content=body)
+            if response.status_code != 202 or response.json()["accepted"] != HTTP_BATCH:
+                raise SystemExit(f"ingestion failed: {response.status_code} {response.text[:200]}")
+
+    def copy_batches(batches: int) -> None:
+        with psycopg.connect(settings.DATABASE_URL) as db:
+            for _ in range(batches):
+                now = timezone.now()
+                prefix = uuid.uuid4().hex
+                columns = "session_id, signal_id, type, attendee, at, data, received_at"
+                with (
+                    db.cursor() as cursor,
+                    cursor.copy(f"COPY {Signal._meta.db_table} ({columns}) FROM STDIN") as copy,
+                ):
+                    for item in signals(prefix, now.isoformat(), HTTP_BATCH):
+                        copy.write_row((session.pk, item["id"], item["type"], item["attendee"],
+                                        now, Jsonb(item["data"]), now))  # fmt: skip
+                db.commit()
+
+    def timed(work: list[Callable[[], None]]) -> float:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(len(work)) as pool:
+            for future in [pool.submit(job) for job in work]:
+                future.result()
+        return HTTP_CLIENTS * HTTP_BATCHES_PER_CLIENT * HTTP_BATCH / (time.perf_counter() - started)
+
+    http, raw = [], []
+    try:
+        batches = iter(bodies)
+        for round_ in range(HTTP_ROUNDS + 1):  # the first round warms both up
+            served = timed([partial(post, c, next(batches)) for c in clients])
+            copied = timed([partial(copy_batches, HTTP_BATCHES_PER_CLIENT)] * HTTP_CLIENTS)
+            if round_:
+                http.append(served)
+                raw.append(copied)
+    finally:
+        for client in clients:
+            client.close()
+        stop(server)
+    return statistics.median(http), statistics.median(raw)
 
 
 def main() -> None:
@@ -159,9 +201,14 @@ def main() -> None:
     ratio = endpoint / raw
     verdict = "met" if ratio >= 0.5 else "NOT met"
     print(f"ratio endpoint / COPY:    {ratio:10.2f}    (goal >= 0.50: {verdict})")
-    seconds = tick_seconds(event)
-    verdict = "met" if seconds < 1 else "NOT met"
-    print(f"one tick, {SESSIONS} sessions: {seconds:10.3f} s  (goal < 1 s: {verdict})")
+    http, raw = served_rates(session, token.key)
+    print(f"raw COPY, {HTTP_CLIENTS} threads:      {raw:10.0f} signals/s  "
+          f"(batches of {HTTP_BATCH}, median of {HTTP_ROUNDS} rounds)")  # fmt: skip
+    print(f"served endpoint over HTTP: {http:10.0f} signals/s  ({HTTP_CLIENTS} client threads, "
+          f"{os.cpu_count()} web processes on {os.cpu_count()} cores)")  # fmt: skip
+    ratio = http / raw
+    verdict = "met" if ratio >= 0.5 else "NOT met"
+    print(f"ratio served / COPY:       {ratio:10.2f}    (goal >= 0.50: {verdict})")
 
 
 if __name__ == "__main__":

@@ -24,9 +24,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def serve(port: int, env: dict[str, str]) -> subprocess.Popen[str]:
+def serve(port: int, env: dict[str, str], *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--port", str(port), "--concurrency", "1"],
+        [sys.executable, "manage.py", "serve", "--port", str(port), "--concurrency", "1", *extra],
         cwd=settings.BASE_DIR,
         env=env,
         stdout=subprocess.PIPE,
@@ -55,7 +55,7 @@ def test_run_serves_healthz_and_stops_on_sigterm_leaving_nothing(tmp_path):
     env["CONDUCTOR_DATA_DIR"] = str(tmp_path / "data")
     env["DJANGO_SETTINGS_MODULE"] = "conductor.settings"
     port = free_port()
-    process = serve(port, env)
+    process = serve(port, env, "--web-processes", "2")
     base = f"http://127.0.0.1:{port}"
     started = time.monotonic()
     try:
@@ -84,7 +84,7 @@ def test_run_serves_healthz_and_stops_on_sigterm_leaving_nothing(tmp_path):
 
         family = psutil.Process(process.pid).children(recursive=True)
         names = " ".join(" ".join(p.cmdline()) for p in family)
-        assert "uvicorn" in names
+        assert sum("uvicorn" in " ".join(p.cmdline()) for p in family) == 2  # one port
         assert "worker" in names
         assert "beat" in names
         assert "simulate_session" in names
@@ -104,6 +104,22 @@ def test_run_serves_healthz_and_stops_on_sigterm_leaving_nothing(tmp_path):
     time.sleep(0.5)  # postgres children exit just after the postmaster
     left = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert left == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "env", "message"),
+    [
+        (["--web-processes", "0"], {}, "--web-processes must be 1 or more"),
+        ([], {"WEB_PROCESSES": "many"}, "argument --web-processes: invalid int value: 'many'"),
+    ],
+)
+def test_a_bad_number_of_web_processes_is_one_clear_line(extra, env, message):
+    process = serve(free_port(), child_env(**env), *extra)
+    output, _ = process.communicate(timeout=60)
+
+    assert process.returncode != 0
+    assert "Traceback" not in output
+    assert message in output
 
 
 def test_a_crash_loop_stops_everything_naming_the_child_and_its_last_error(tmp_path):

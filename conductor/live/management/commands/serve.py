@@ -1,11 +1,11 @@
 """`make run`: migrate, ensure the demo organizer, then supervise web, worker, beat and simulation.
 
-The web server (uvicorn: HTTP and websockets), a Celery worker, Celery beat and (in DEBUG) the
-simulated session run as children, each in its own session so that Ctrl-C in the terminal
-reaches only this supervisor, which then stops them in order: SIGTERM (uvicorn drains
-connections, the worker finishes its tasks or, with acks_late, leaves them on the queue), then
-SIGKILL to any process group still there after the grace period. The embedded PostgreSQL and
-Redis stop when this process exits.
+The web server (uvicorn: HTTP and websockets; one process per core, all accepting on one port), a
+Celery worker, Celery beat and (in DEBUG) the simulated session run as children, each in its own
+session so that Ctrl-C in the terminal reaches only this supervisor, which then stops them in
+order: SIGTERM (uvicorn drains connections, the worker finishes its tasks or, with acks_late,
+leaves them on the queue), then SIGKILL to any process group still there after the grace period.
+The embedded PostgreSQL and Redis stop when this process exits.
 
 What dies is started again:
 - A child that exits is started again after a backoff (0.5 s, doubling to 10 s; back to 0.5 s
@@ -179,26 +179,50 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
         parser.add_argument(
+            "--web-processes",
+            type=int,
+            # A string default goes through `type` too: a bad WEB_PROCESSES is argparse's error.
+            default=os.environ.get("WEB_PROCESSES"),
+            help="uvicorn processes sharing the port (default: WEB_PROCESSES, else one per core)",
+        )
+        parser.add_argument(
             "--no-simulation", action="store_true", help="do not start the simulated demo session"
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        webs = options["web_processes"]
+        if webs is None:
+            webs = os.cpu_count() or 1
+        if webs < 1:
+            raise CommandError("--web-processes must be 1 or more")
         listener = bind_listener(options["host"], options["port"])
         # Every tick and heartbeat is a task: at INFO they would drown the simulation's lines.
         celery_level = os.environ.get("CELERY_LOG_LEVEL", "WARNING")
         call_command("migrate", interactive=False, verbosity=0)
         self._print_demo_login(options["host"], options["port"])
 
+        # Every web process accepts on the one listening socket: the kernel hands each new
+        # connection to one of them (websockets too: their groups live in Redis, not in a process).
         children = [
             Child(
-                "web",
+                "web" if webs == 1 else f"web-{number}",
                 [
-                    sys.executable, "-m", "uvicorn", "conductor.asgi:application",
-                    "--fd", str(listener.fileno()), "--lifespan", "off",
-                    "--timeout-graceful-shutdown", "10",
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "conductor.asgi:application",
+                    "--fd",
+                    str(listener.fileno()),
+                    "--lifespan",
+                    "off",
+                    "--timeout-graceful-shutdown",
+                    "10",
                 ],
                 pass_fds=(listener.fileno(),),
-            ),
+            )
+            for number in range(1, webs + 1)
+        ]
+        children += [
             Child(
                 "worker",
                 [
