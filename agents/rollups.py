@@ -4,15 +4,20 @@ A day's rows are computed afresh from its finished runs and their metrics in one
 upserted, and the rows of agents with no run left that day deleted - so refreshing a day again
 gives the same rows, and a run finishing late is counted by the next refresh. Beat refreshes
 yesterday and today every few minutes (`agents.refresh_rollups`); `manage.py refresh_agent_rollups
---since DAY` fills in older days.
+--since DAY` fills in older days. Once the purge has deleted a day's runs (agents.retention), the
+day's rollups are all that is left of them: refreshing never touches such a day again.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+
+from django.conf import settings
+from django.utils import timezone
 
 from agents import scopes
 from agents.models import AgentRun
+from conductor.core import retention
 from conductor.core.rollups import execute_refresh, recent_days
 
 # Token counts and cost come from the metrics each LLM call records (RunContext.llm). A run is
@@ -96,8 +101,35 @@ def _statement() -> str:
     return _REFRESH.format(shared=_SHARED.format(members=members))
 
 
+def complete_from(now: datetime | None = None) -> date:
+    """The first UTC day whose finished runs are all still stored.
+
+    The purge deletes whole days of runs, oldest first, and only days before the retention
+    period (agents.retention): so the days from the oldest finished run on are whole, and so are
+    all days in the period. Before that, a day's runs may be gone.
+    """
+    kept_from = retention.cutoff(settings.CONDUCTOR_RETENTION_RUNS_DAYS, now or timezone.now())
+    oldest = (
+        AgentRun.objects.filter(status__in=AgentRun.TERMINAL, finished_at__isnull=False)
+        .order_by("finished_at")
+        .values_list("finished_at", flat=True)
+        .first()
+    )
+    return min(kept_from, oldest or kept_from).astimezone(UTC).date()
+
+
 def refresh(first: date, last: date | None = None) -> int:
-    """Compute the rollups of the UTC days `first`..`last` (inclusive); return the rows written."""
+    """Compute the rollups of the UTC days `first`..`last` (inclusive); return the rows written.
+
+    Days whose runs the purge may have deleted (before `complete_from`) are left as they are:
+    recomputed from what is left, they would lose the runs that went. Raises ValueError when
+    `last` is before `first`.
+    """
+    last = last or first
+    if last >= first:
+        first = max(first, complete_from())
+        if last < first:
+            return 0
     return execute_refresh(_statement(), first, last, terminal=sorted(AgentRun.TERMINAL))
 
 

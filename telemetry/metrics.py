@@ -127,3 +127,20 @@ INTERVENTIONS_UNDELIVERED = Gauge(
     "Executed interventions the last delivery sweep found undelivered and sent again.",
     multiprocess_mode="mostrecent",
 )
+
+# -- retention -----------------------------------------------------------------------------------
+
+RETENTION_DELETED = Counter(
+    "conductor_retention_deleted_total",
+    "Rows deleted because they outlived their retention period, by table (app.model); rows "
+    "deleted with them (a run's tool calls) are counted under their own table.",
+    ["table"],
+)
+SESSION_SUMMARIES_FROZEN = Counter(
+    "conductor_session_summaries_frozen_total",
+    "Ended sessions whose report was kept as a summary before their raw rows went.",
+)
+SESSIONS_ENDED_IDLE = Counter(
+    "conductor_sessions_ended_idle_total",
+    "Live sessions that ended themselves: no signal for CONDUCTOR_IDLE_SESSION_MINUTES.",
+)

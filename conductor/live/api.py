@@ -394,8 +394,18 @@ class ChatMessageOutputSerializer(serializers.Serializer):
     hidden = serializers.BooleanField()
 
 
+class LeaderOutputSerializer(serializers.Serializer):
+    """Documents `conductor.live.participation.leaderboard`'s entries."""
+
+    id = serializers.CharField(help_text="The attendee as signals name them.")
+    name = serializers.CharField(help_text='The display name, or "Anonymous 1234".')
+    points = serializers.IntegerField()
+
+
 class SessionRoomApi(APIView):
-    """What the room did on the join page: open polls' results, the chat and the questions."""
+    """What the room did on the join page: open polls' results (a word cloud's as `kind:
+    "words"` and `words: [{word, count}]`), the chat, the questions, the open challenge and the
+    leaderboard."""
 
     @extend_schema(
         responses=inline_serializer(
@@ -404,6 +414,18 @@ class SessionRoomApi(APIView):
                 "polls": serializers.ListField(child=serializers.DictField()),
                 "chat": ChatMessageOutputSerializer(many=True),
                 "questions": QuestionOutputSerializer(many=True),
+                "challenge": inline_serializer(
+                    "OpenChallenge",
+                    {
+                        "intervention": serializers.IntegerField(),
+                        "challenge": serializers.CharField(),
+                        "points": serializers.IntegerField(),
+                    },
+                    allow_null=True,
+                ),
+                "leaderboard": inline_serializer(
+                    "Leaderboard", {"leaders": LeaderOutputSerializer(many=True)}
+                ),
             },
         )
     )

@@ -135,7 +135,9 @@ class AttendeeConsumer(_Consumer):
 
 
 @database_sync_to_async
-def _join_room(code: str, key: uuid.UUID | None, screen: bool) -> tuple[Any, Any, Any]:
+def _join_room(
+    code: str, key: uuid.UUID | None, screen: bool, channel: str
+) -> tuple[Any, Any, Any]:
     """(session, attendee or None for a screen, the room's state), or Nones for no session."""
     session = participation.session_for_code(code)
     if session is None or (key is None and not screen):
@@ -144,16 +146,14 @@ def _join_room(code: str, key: uuid.UUID | None, screen: bool) -> tuple[Any, Any
         return session, None, None
     if screen or key is None:  # the screen is nobody, even on a device that joined
         return session, None, participation.room_state(session)
-    return (
-        session,
-        participation.attendee_join(session=session, key=key),
-        participation.room_state(session),
-    )
+    attendee = participation.attendee_join(session=session, key=key, channel=channel)
+    return session, attendee, participation.room_state(session, attendee=attendee)
 
 
 class JoinConsumer(AttendeeConsumer):
     """`/ws/j/<code>/`: the join page's socket. Receives what integrators' attendee sockets
-    receive, plus what the room does; sends the attendee's actions (conductor.live.participation).
+    receive, plus what the room does; sends the attendee's actions (conductor.live.participation)
+    and a heartbeat, `{"type": "ping"}`, answered `{"type": "pong"}`.
     The attendee is the device's signed cookie; `?screen=1` is the presenter screen, which only
     listens and is nobody."""
 
@@ -163,7 +163,7 @@ class JoinConsumer(AttendeeConsumer):
         code = self.scope["url_route"]["kwargs"]["code"]
         screen = query_param(self.scope, "screen") == "1"
         key = participation.attendee_key_from_cookie(self.scope.get("cookies", {}))
-        session, attendee, state = await _join_room(code, key, screen)
+        session, attendee, state = await _join_room(code, key, screen, self.channel_name)
         if session is None:
             await self._refuse(CLOSE_FORBIDDEN)
             return
@@ -177,7 +177,9 @@ class JoinConsumer(AttendeeConsumer):
     async def disconnect(self, code: int) -> None:
         await super().disconnect(code)
         if self.attendee is not None:
-            await database_sync_to_async(participation.attendee_leave)(attendee=self.attendee)
+            await database_sync_to_async(participation.attendee_leave)(
+                attendee=self.attendee, channel=self.channel_name
+            )
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
@@ -190,10 +192,17 @@ class JoinConsumer(AttendeeConsumer):
         except ValueError:
             await self.send_json({"type": "error", "message": "Not a JSON message.", "field": ""})
             return
+        beat = raw == {"type": "ping"}  # a heartbeat: not an action, never rate limited
         try:
-            await database_sync_to_async(participation.attendee_act)(
-                attendee=self.attendee, raw=raw
-            )
+            if beat:
+                await database_sync_to_async(participation.attendee_seen)(
+                    attendee=self.attendee, channel=self.channel_name
+                )
+                reply: dict[str, Any] | None = {"type": "pong"}
+            else:
+                reply = await database_sync_to_async(participation.attendee_act)(
+                    attendee=self.attendee, raw=raw
+                )
         except participation.Refused as refused:
             await self.send_json(
                 {"type": "error", "message": refused.message, "field": refused.field}
@@ -201,5 +210,8 @@ class JoinConsumer(AttendeeConsumer):
         except ApplicationError as error:  # the signal's storage (an outage: 503)
             await self.send_json({"type": "error", "message": error.message, "field": ""})
         else:
-            acked = raw.get("id") if isinstance(raw, dict) else None
-            await self.send_json({"type": "ack", "id": acked})
+            if reply is not None:
+                await self.send_json(reply)
+            if not beat:
+                acked = raw.get("id") if isinstance(raw, dict) else None
+                await self.send_json({"type": "ack", "id": acked})

@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+)
+from pydantic_core import PydanticCustomError
 
 RECENT_TEMPLATES = 10
 _YES_NO_OPENERS = re.compile(
@@ -25,10 +34,19 @@ class _Content(BaseModel):
 
 class PollContent(_Content):
     """A poll: a question under 100 characters that is not yes/no, and 2-6 options (the LLM is
-    asked for 3-4; an organizer may write fewer or more)."""
+    asked for 3-4; an organizer may write fewer or more) - or, with `kind: "words"`, no options:
+    a word cloud, each attendee answering in one to three words."""
 
+    # An option poll is stored and sent as it always was, `{question, options}` (`kind` is
+    # written only for a word cloud), so clients that predate word clouds keep working.
     question: str = Field(min_length=5, max_length=99)
-    options: list[str] = Field(min_length=2, max_length=6)
+    # Before `options`: its validator reads it.
+    kind: Literal["options", "words"] = Field(
+        "options",
+        description="options: attendees choose one of the options; words: a word cloud, "
+        "attendees answer in one to three words, and there are no options",
+    )
+    options: list[str] = Field(default_factory=list, max_length=6, validate_default=True)
 
     @field_validator("question")
     @classmethod
@@ -42,7 +60,17 @@ class PollContent(_Content):
 
     @field_validator("options")
     @classmethod
-    def _distinct_options(cls, options: list[str]) -> list[str]:
+    def _distinct_options(cls, options: list[str], info: ValidationInfo) -> list[str]:
+        if info.data.get("kind") == "words":
+            if options:
+                raise ValueError("a word cloud has no options")
+            return options
+        if len(options) < 2:  # as pydantic says it of a minimum length, as before word clouds
+            raise PydanticCustomError(
+                "too_short",
+                "List should have at least 2 items after validation, not {actual_length}",
+                {"field_type": "List", "min_length": 2, "actual_length": len(options)},
+            )
         cleaned = [option.strip() for option in options]
         if any(not option or len(option) > 60 for option in cleaned):
             raise ValueError("options must be 1-60 characters")
@@ -51,6 +79,13 @@ class PollContent(_Content):
         if {option.lower() for option in cleaned} <= {"yes", "no", "maybe"}:
             raise ValueError("a poll must offer more than yes and no")
         return cleaned
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        if self.kind == "options":
+            del dumped["kind"]
+        return dumped
 
 
 class PromptContent(_Content):
@@ -105,7 +140,7 @@ CONTENT_MODELS: dict[str, type[_Content]] = {
 
 GUIDANCE = {
     "poll": "a poll question under 100 characters that cannot be answered yes/no, with 3-4 "
-    "short distinct options",
+    'short distinct options (or, for a word cloud, kind "words" and no options)',
     "chat_prompt": "one inviting sentence that gets attendees typing in the chat",
     "qna_prompt": "one inviting sentence that asks attendees for their questions",
     "broadcast": "a short banner headline and a call to action of a few words",
@@ -130,6 +165,8 @@ TEMPLATES: dict[str, dict[str, list[dict[str, Any]]]] = {
              "options": ["Real examples", "The basics", "Tools", "Q&A"]},
             {"question": "What pace works best for you right now?",
              "options": ["Faster", "Keep it", "Slower"]},
+            # A word cloud: the room answers in one to three words.
+            {"question": "In one word, how does {topic} feel so far?", "kind": "words"},
         ],
         "chat_prompt": [
             {"text": "Drop one word in the chat that sums up {topic} for you so far!"},
@@ -166,6 +203,7 @@ TEMPLATES: dict[str, dict[str, list[dict[str, Any]]]] = {
              "options": ["More demos", "More Q&A", "More depth", "A break"]},
             {"question": "What's your experience level with {topic}?",
              "options": ["New to it", "Some", "A lot", "I teach it"]},
+            {"question": "Which word comes to mind when you hear {topic}?", "kind": "words"},
         ],
         "chat_prompt": [{"text": "Say hi in the chat and tell us where you're joining from!"}],
         "qna_prompt": [{"text": "What would you like to know about {topic} before we wrap up?"}],
@@ -200,6 +238,7 @@ TEMPLATES: dict[str, dict[str, list[dict[str, Any]]]] = {
             {"question": "Which example should we show next?", "options": ["Beginner", "Intermediate", "Advanced"]},
             {"question": "What would you share with your team from {topic}?", "options": ["The idea", "The tools", "The numbers", "Nothing yet"]},
             {"question": "Where does {topic} save you the most time?", "options": ["Planning", "Building", "Reviewing", "Reporting"]},
+            {"question": "What one word sums up {topic} for you?", "kind": "words"},
         ],
         "chat_prompt": [
             {"text": "What is your favourite {topic} tip so far?"},

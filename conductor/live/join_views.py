@@ -40,7 +40,16 @@ def _room(request: HttpRequest, code: str, template: str) -> HttpResponse:
     if session.status == LiveSession.Status.ENDED:
         return render(request, "join/ended.html", {"session": session}, status=410)
     url = join_url(request, session)
-    return render(request, template, {"session": session, "join_url": url, "qr": qr_svg(url)})
+    return render(
+        request,
+        template,
+        {
+            "session": session,
+            "join_url": url,
+            "qr": qr_svg(url),
+            "heartbeat_ms": round(participation.heartbeat_seconds() * 1000),
+        },
+    )
 
 
 def join_page(request: HttpRequest, code: str) -> HttpResponse:

@@ -459,3 +459,28 @@ class QuestionVote(models.Model):
 
     def __str__(self) -> str:
         return f"upvote of {self.question_id}"
+
+
+class SessionSummary(models.Model):
+    """What a session's report reads of its raw rows, kept after they are deleted.
+
+    Frozen from an ended session's samples, drops and signals before the purge deletes any of
+    them (conductor.live.retention); an ended session takes no more signals, so it stays true.
+    Its interventions and their outcomes are kept, and read as they are (conductor.live.report).
+    """
+
+    session = models.OneToOneField(LiveSession, on_delete=models.CASCADE, related_name="summary")
+    minutes = models.JSONField(
+        default=list, help_text="Engagement per minute: at, score, present, active, samples."
+    )
+    drops = models.JSONField(default=list, help_text="Anomalies: at, type, severity, message.")
+    signals = models.JSONField(
+        default=dict, help_text="Signals by type, and `attendees`: distinct attendees who joined."
+    )
+    frozen_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "session summaries"
+
+    def __str__(self) -> str:
+        return f"summary of session {self.session_id}"

@@ -3,31 +3,56 @@
 An attendee is a device's anonymous key (a signed cookie set by the join page) in one session;
 the join page's socket (`/ws/j/<code>/`) carries what they do, in the attendee protocol's
 messages (README, "Attendee protocol"). Every action is stored where the room sees it (a vote,
-a chat message, a question) and becomes a signal through the same ingestion as the batch API
-(conductor.live.ingest), with an id the server derives, so a resend never counts twice. Nothing
-the server knows is taken from the page: who the attendee is, which session, when.
+a word-cloud answer, a chat message, a question, a challenge taken) and becomes a signal through
+the same ingestion as the batch API (conductor.live.ingest), with an id the server derives, so a
+resend never counts twice. Nothing the server knows is taken from the page: who the attendee is,
+which session, when, how many points a challenge is worth.
 
-Results go to the room (the attendees' group) and to the organizer's dashboards at once
-(`publish_room`).
+Presence. An attendee is present from a `join` to a `leave`: a stay, numbered by
+`Attendee.stays`, whose two signals are named after it (`join-<attendee>-<stay>`), so a stay has
+one of each whatever races. Two transitions, each one statement:
+- absent -> present (`_arrive`): a socket connects, or beats after its attendee was marked
+  left: a new stay and its `join`. Another tab, or a reconnect before the old socket's close,
+  is the same stay.
+- present -> left (`_LEAVE`): the last socket still beating closes (`attendee_leave`), or no
+  socket has beaten for CONDUCTOR_ATTENDEE_TIMEOUT_SECONDS (`attendees_sweep`, from beat: a
+  phone asleep, a web process killed with its sockets open): the stay's `leave`.
+Each socket's beats are kept in Redis (a sorted set per attendee), the last one of any socket
+in the database (`last_seen_at`), which is what the sweep reads.
+
+Results (a poll's, the leaderboard) go to the room (the attendees' group) and to the
+organizer's dashboards at once (`publish_room`), at most every CONDUCTOR_POLL_RESULTS_EVERY_MS.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from django.conf import settings
 from django.core import signing
-from django.db import IntegrityError, transaction
-from django.db.models import Count, F
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F, Max, Sum
 from django.utils import timezone
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from conductor.core.redis_client import redis_client
 from conductor.live import ingest, realtime
 from conductor.live.delivery import attendee_group
 from conductor.live.models import (
     Attendee,
+    ChallengeEntry,
     ChatMessage,
     Intervention,
     LiveSession,
@@ -38,8 +63,18 @@ from conductor.live.models import (
 
 MAX_TEXT = 280
 MAX_NAME = 40
+# A word-cloud answer: one to three words of at most MAX_WORD characters (PollVote.words).
+MAX_WORDS = 3
+MAX_WORD = 24
+# Stripped from a word's ends ("Rust!" is "rust"); inside a word they stay ("node.js", "c++").
+_WORD_EDGES = ".,;:!?\"'()[]{}«»“”\u2018\u2019¡¿…"  # \u2018\u2019: curly single quotes
+# The cloud shows the most frequent words only: more would not be readable on a phone.
+CLOUD_WORDS = 60
+# A challenge is "do it now": taking part is open this long after it reached the room.
+CHALLENGE_OPEN = timedelta(minutes=10)
+LEADERS = 10
 # Per attendee: 10 actions in 10 seconds; per session: 400 a second (a room of 1,000 voting
-# within a few seconds).
+# within a few seconds). Heartbeats are not actions.
 ATTENDEE_LIMIT = (10, 10)  # actions per seconds
 SESSION_LIMIT = (400, 1)
 
@@ -55,6 +90,42 @@ class Vote(_Action):
     type: Literal["vote"]
     intervention: int
     choice: int = Field(ge=0, le=5)
+
+
+class Words(_Action):
+    """A word-cloud answer; it replaces the attendee's earlier one."""
+
+    type: Literal["words"]
+    intervention: int
+    words: list[Annotated[str, StringConstraints(max_length=100)]] = Field(
+        min_length=1, max_length=MAX_WORDS
+    )
+
+    @field_validator("words")
+    @classmethod
+    def _normalised(cls, words: list[str]) -> list[str]:
+        """Lowercase, trimmed (spaces and the punctuation around a word), each once."""
+        kept: list[str] = []
+        for raw in words:
+            word = raw.strip().strip(_WORD_EDGES).lower()
+            if not word:
+                raise ValueError("Write a word first.")
+            if any(character.isspace() for character in word):
+                raise ValueError("One word in each box: no spaces.")
+            if not word.isprintable():
+                raise ValueError("Only letters, digits and punctuation.")
+            if len(word) > MAX_WORD:
+                raise ValueError(f"At most {MAX_WORD} characters a word.")
+            if word not in kept:
+                kept.append(word)
+        return kept
+
+
+class Challenge(_Action):
+    """Taking part in a gamification challenge ("I did it"); its points are the server's."""
+
+    type: Literal["challenge"]
+    intervention: int
 
 
 class Chat(_Action):
@@ -85,7 +156,9 @@ class React(_Action):
     kind: Literal["applause", "laugh", "heart", "thumbs_up", "surprised"]
 
 
-Action = Annotated[Vote | Chat | Ask | Upvote | React | Name, Field(discriminator="type")]
+Action = Annotated[
+    Vote | Words | Challenge | Chat | Ask | Upvote | React | Name, Field(discriminator="type")
+]
 _ACTION = TypeAdapter(Action)
 
 
@@ -126,25 +199,143 @@ def session_for_code(code: str) -> LiveSession | None:
     return LiveSession.objects.filter(join_code=cleaned).first()
 
 
-def attendee_join(*, session: LiveSession, key: uuid.UUID) -> Attendee:
-    """The device's attendee in this session (created on its first visit); a `join` signal.
+# -- presence: join, heartbeat, leave, and the timeout sweep ----------------------------------
+
+
+def heartbeat_seconds() -> float:
+    """How often the join page beats: a third of the timeout, so two lost beats do not end a
+    stay."""
+    return settings.CONDUCTOR_ATTENDEE_TIMEOUT_SECONDS / 3
+
+
+def attendee_join(*, session: LiveSession, key: uuid.UUID, channel: str) -> Attendee:
+    """The device's attendee in this session (created on its first visit), with its socket
+    `channel` beating; a `join` signal when a stay starts (see the module docstring).
     The display name comes later, from the page (a `name` action)."""
     attendee, _ = Attendee.objects.get_or_create(session=session, key=key)
     attendee.session = session
-    _signal(attendee, "join", f"join-{attendee.pk}-{uuid.uuid4().hex[:12]}")
+    _socket_beats(attendee.pk, channel)
+    _arrive(attendee)
     return attendee
 
 
-def attendee_leave(*, attendee: Attendee) -> None:
-    """The page closed or lost its connection: a `leave` signal (nothing else changes)."""
-    attendee.session = LiveSession.objects.get(pk=attendee.session_id)
-    if attendee.session.status != LiveSession.Status.ENDED:  # an ended session takes no signals
-        _signal(attendee, "leave", f"leave-{attendee.pk}-{uuid.uuid4().hex[:12]}")
-    Attendee.objects.filter(pk=attendee.pk).update(last_seen_at=timezone.now())
+def attendee_seen(*, attendee: Attendee, channel: str) -> None:
+    """A heartbeat of one of the attendee's sockets. One that comes after the attendee was
+    marked left (a phone that slept past the timeout, then woke) starts a new stay."""
+    _socket_beats(attendee.pk, channel)
+    _arrive(attendee)
 
 
-def attendee_act(*, attendee: Attendee, raw: Any) -> None:
-    """Validate and carry out one message from the join page. Raises Refused."""
+def attendee_leave(*, attendee: Attendee, channel: str) -> None:
+    """A socket closed: the stay ends (a `leave` signal) unless another socket of the attendee
+    still beats - another tab, or the reconnect that came before this close."""
+    if _sockets_beating_after_close(attendee.pk, channel):
+        return
+    _leave("id = %(attendee)s", {"attendee": attendee.pk})
+
+
+def attendees_sweep(*, now: datetime) -> int:
+    """Mark left every attendee present whose sockets have not beaten for
+    CONDUCTOR_ATTENDEE_TIMEOUT_SECONDS, each with one `leave`; returns how many."""
+    cutoff = now - timedelta(seconds=settings.CONDUCTOR_ATTENDEE_TIMEOUT_SECONDS)
+    return _leave("last_seen_at < %(cutoff)s", {"cutoff": cutoff}, now=now)
+
+
+def _sockets_key(attendee_id: int) -> str:
+    return f"room:sockets:{attendee_id}"
+
+
+def _socket_beats(attendee_id: int, channel: str) -> None:
+    timeout = settings.CONDUCTOR_ATTENDEE_TIMEOUT_SECONDS
+    pipe = redis_client().pipeline()
+    pipe.zadd(_sockets_key(attendee_id), {channel: timezone.now().timestamp()})
+    pipe.expire(_sockets_key(attendee_id), int(2 * timeout))
+    pipe.execute()
+
+
+def _sockets_beating_after_close(attendee_id: int, channel: str) -> int:
+    """How many of the attendee's other sockets beat within the timeout (a socket of a killed
+    process never closes: its beats grow old and it stops counting)."""
+    oldest = timezone.now().timestamp() - settings.CONDUCTOR_ATTENDEE_TIMEOUT_SECONDS
+    pipe = redis_client().pipeline()
+    pipe.zrem(_sockets_key(attendee_id), channel)
+    pipe.zremrangebyscore(_sockets_key(attendee_id), "-inf", oldest)
+    pipe.zcard(_sockets_key(attendee_id))
+    return int(pipe.execute()[-1])
+
+
+def _arrive(attendee: Attendee) -> None:
+    """absent -> present: a new stay and its `join`; for one present already, a sign of life."""
+    now = timezone.now()
+    # The common case, a beat in a stay, in one statement. Racing the sweep, whichever commits
+    # first wins: PostgreSQL re-checks the other's WHERE on the row as that one left it.
+    if Attendee.objects.filter(pk=attendee.pk, stays__gt=0, left_at__isnull=True).update(
+        last_seen_at=now
+    ):
+        return
+    session = LiveSession.objects.get(pk=attendee.session_id)
+    with transaction.atomic():
+        stays, left_at = (
+            Attendee.objects.select_for_update()
+            .filter(pk=attendee.pk)
+            .values_list("stays", "left_at")
+            .get()
+        )
+        present = stays > 0 and left_at is None  # another socket started the stay meanwhile
+        if present or session.status == LiveSession.Status.ENDED:
+            Attendee.objects.filter(pk=attendee.pk).update(last_seen_at=now)
+            return
+        Attendee.objects.filter(pk=attendee.pk).update(
+            last_seen_at=now, left_at=None, stays=stays + 1
+        )
+        attendee.session = session
+        _signal(attendee, "join", f"join-{attendee.pk}-{stays + 1}")
+
+
+# present -> left, for the attendees the condition names; returns those it changed.
+_LEAVE = """
+    UPDATE conductor_attendee SET left_at = %(now)s
+    WHERE left_at IS NULL AND stays > 0 AND {condition}
+    RETURNING id, session_id, stays
+"""
+
+
+def _leave(condition: str, params: dict[str, Any], now: datetime | None = None) -> int:
+    """Mark left the attendees present that `condition` (SQL of this module, its values in
+    `params`) names, with one `leave` each (none in an ended session, which takes no signals),
+    in one transaction: both or neither."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(_LEAVE.format(condition=condition), {**params, "now": now})
+            rows = cursor.fetchall()
+        by_session: dict[int, list[ingest.SignalIn]] = defaultdict(list)
+        for attendee_id, session_id, stays in rows:
+            by_session[session_id].append(
+                {
+                    "id": f"leave-{attendee_id}-{stays}",
+                    "type": "leave",
+                    "attendee": f"a{attendee_id}",
+                }
+            )
+        sessions = LiveSession.objects.in_bulk(list(by_session))
+        for session_id, leaves in by_session.items():
+            session = sessions[session_id]
+            if session.status == LiveSession.Status.ENDED:
+                continue
+            for start in range(0, len(leaves), ingest.MAX_BATCH):
+                ingest.signals_ingest(
+                    session=session, batch={"signals": leaves[start : start + ingest.MAX_BATCH]}
+                )
+    return len(rows)
+
+
+# -- actions ----------------------------------------------------------------------------------
+
+
+def attendee_act(*, attendee: Attendee, raw: Any) -> dict[str, Any] | None:
+    """Validate and carry out one message from the join page; returns a message for this
+    attendee alone, if any (a challenge's points). Raises Refused."""
     try:
         action = _ACTION.validate_python(raw)
     except ValidationError as error:
@@ -158,6 +349,10 @@ def attendee_act(*, attendee: Attendee, raw: Any) -> None:
     _rate_limit(attendee)
     if isinstance(action, Vote):
         _vote(attendee, action)
+    elif isinstance(action, Words):
+        _words(attendee, action)
+    elif isinstance(action, Challenge):
+        return _take_challenge(attendee, action)
     elif isinstance(action, Chat):
         _chat(attendee, action)
     elif isinstance(action, Ask):
@@ -167,15 +362,25 @@ def attendee_act(*, attendee: Attendee, raw: Any) -> None:
     elif isinstance(action, Name):
         Attendee.objects.filter(pk=attendee.pk).update(display_name=action.name)
         attendee.display_name = action.name
+        if ChallengeEntry.objects.filter(attendee=attendee).exists():  # the name on the board
+            _announce("leaderboard", attendee.session_id)
     else:
         _signal(attendee, "reaction", f"reaction-{attendee.pk}-{action.id}", {"kind": action.kind})
+    return None
 
 
 def _plain(error: Any) -> str:
-    if error["type"] == "string_too_long":
-        return f"At most {MAX_TEXT} characters."
-    if error["type"] == "string_too_short":
+    kind = error["type"]
+    if kind == "string_too_long":
+        return f"At most {error['ctx']['max_length']} characters."
+    if kind == "string_too_short":
         return "Write something first."
+    if kind == "too_long":
+        return f"At most {error['ctx']['max_length']} words."
+    if kind == "too_short":
+        return "Write a word first."
+    if kind == "value_error":
+        return str(error["ctx"]["error"])
     return str(error["msg"])
 
 
@@ -208,36 +413,62 @@ def _signal(
     ingest.signals_ingest(session=attendee.session, batch={"signals": [item]})
 
 
-def _vote(attendee: Attendee, action: Vote) -> None:
+def _open_poll(attendee: Attendee, intervention_id: int) -> Intervention:
     poll = Intervention.objects.filter(
-        pk=action.intervention, session_id=attendee.session_id, type=Intervention.Type.POLL,
+        pk=intervention_id, session_id=attendee.session_id, type=Intervention.Type.POLL,
         status=Intervention.Status.EXECUTED,
     ).first()  # fmt: skip
     if poll is None:
         raise Refused("This poll is not open.", "intervention")
+    return poll
+
+
+def _is_cloud(poll: Intervention) -> bool:
+    return bool(poll.content.get("kind") == "words")
+
+
+def _vote(attendee: Attendee, action: Vote) -> None:
+    poll = _open_poll(attendee, action.intervention)
+    if _is_cloud(poll):
+        raise Refused("This poll takes words, not a choice.", "choice")
     if action.choice >= len(poll.content.get("options", [])):
         raise Refused("Choose one of the poll's options.", "choice")
     _, first = PollVote.objects.update_or_create(
         intervention=poll, attendee=attendee, defaults={"choice": action.choice}
     )
-    _announce_results(poll)
+    _announce("results", poll.pk)
     if first:  # a changed vote is not new activity
         _signal(attendee, "poll_vote", f"vote-{poll.pk}-{attendee.pk}", {"poll": poll.pk})
 
 
-def _announce_results(poll: Intervention) -> None:
-    """Send the poll's results now, unless they went out less than RESULTS_EVERY ago: then once,
-    when that time is up, with every vote counted by then (a throttle with a trailing send).
+def _words(attendee: Attendee, action: Words) -> None:
+    poll = _open_poll(attendee, action.intervention)
+    if not _is_cloud(poll):
+        raise Refused("This poll takes a choice, not words.", "words")
+    _, first = PollVote.objects.update_or_create(
+        intervention=poll, attendee=attendee, defaults={"choice": None, "words": action.words}
+    )
+    _announce("results", poll.pk)
+    if first:  # a changed answer is not new activity, as a changed vote
+        _signal(attendee, "poll_vote", f"vote-{poll.pk}-{attendee.pk}",
+                {"poll": poll.pk, "words": len(action.words)})  # fmt: skip
+
+
+def _announce(what: Literal["results", "leaderboard"], pk: int) -> None:
+    """Send a poll's results (`pk` the poll) or a session's leaderboard (`pk` the session) now,
+    unless they went out less than CONDUCTOR_POLL_RESULTS_EVERY_MS ago: then once, when that
+    time is up, with everything counted by then (a throttle with a trailing send).
 
     A room of 1,000 voting at once would otherwise receive a million messages.
     """
     every_ms = settings.CONDUCTOR_POLL_RESULTS_EVERY_MS
-    if every_ms <= 0 or redis_client().set(f"room:results:{poll.pk}", 1, px=every_ms, nx=True):
-        publish_room(poll.session_id, "poll.results", results(poll))
-    elif redis_client().set(f"room:results-due:{poll.pk}", 1, px=every_ms, nx=True):
-        from conductor.live.tasks import publish_poll_results
+    if every_ms <= 0 or redis_client().set(f"room:{what}:{pk}", 1, px=every_ms, nx=True):
+        _PUBLISH[what](pk)
+    elif redis_client().set(f"room:{what}-due:{pk}", 1, px=every_ms, nx=True):
+        from conductor.live import tasks
 
-        publish_poll_results.apply_async((poll.pk,), countdown=every_ms / 1000)
+        later = tasks.publish_poll_results if what == "results" else tasks.publish_leaderboard
+        later.apply_async((pk,), countdown=every_ms / 1000)
 
 
 def poll_results_publish(*, intervention_id: int) -> None:
@@ -247,8 +478,22 @@ def poll_results_publish(*, intervention_id: int) -> None:
         publish_room(poll.session_id, "poll.results", results(poll))
 
 
+def leaderboard_publish(*, session_id: int) -> None:
+    """Send a session's leaderboard as it is now."""
+    publish_room(session_id, "leaderboard", leaderboard(session_id))
+
+
+_PUBLISH: dict[str, Callable[[int], None]] = {
+    "results": lambda pk: poll_results_publish(intervention_id=pk),
+    "leaderboard": lambda pk: leaderboard_publish(session_id=pk),
+}
+
+
 def results(poll: Intervention) -> dict[str, Any]:
-    """A poll's votes per option, in the options' order."""
+    """A poll's votes per option, in the options' order; for a word cloud, `kind: "words"` and
+    the CLOUD_WORDS most given words with their counts, most first, and how many answered."""
+    if _is_cloud(poll):
+        return _cloud(poll)
     options = poll.content.get("options", [])
     counts = dict(
         PollVote.objects.filter(intervention=poll)
@@ -263,6 +508,86 @@ def results(poll: Intervention) -> dict[str, Any]:
         "options": options,
         "votes": votes,
         "total": sum(votes),
+    }
+
+
+# Each answer's words, counted across the poll's answers.
+_WORD_COUNTS = """
+    SELECT word, count(*) FROM conductor_pollvote, unnest(words) AS word
+    WHERE intervention_id = %s GROUP BY word ORDER BY count(*) DESC, word LIMIT %s
+"""
+
+
+def _cloud(poll: Intervention) -> dict[str, Any]:
+    with connection.cursor() as cursor:
+        cursor.execute(_WORD_COUNTS, [poll.pk, CLOUD_WORDS])
+        counted = cursor.fetchall()
+    return {
+        "intervention": poll.pk,
+        "question": poll.content.get("question", ""),
+        "kind": "words",
+        "words": [{"word": word, "count": count} for word, count in counted],
+        "total": PollVote.objects.filter(intervention=poll).count(),
+    }
+
+
+# -- gamification -------------------------------------------------------------------------------
+
+
+def _open_challenges(session_id: int) -> Any:
+    return Intervention.objects.filter(
+        session_id=session_id, type=Intervention.Type.GAMIFICATION,
+        status=Intervention.Status.EXECUTED, executed_at__gte=timezone.now() - CHALLENGE_OPEN,
+    )  # fmt: skip
+
+
+def _take_challenge(attendee: Attendee, action: Challenge) -> dict[str, Any]:
+    """Award the challenge's points, once per attendee and challenge, while it is open; returns
+    the attendee's `points` message. Taking part again (a resend) awards nothing more."""
+    challenge = _open_challenges(attendee.session_id).filter(pk=action.intervention).first()
+    if challenge is None:
+        raise Refused("This challenge is not open.", "intervention")
+    points = int(challenge.content.get("points", 0))  # the challenge's, never the page's
+    try:
+        with transaction.atomic():
+            ChallengeEntry.objects.create(intervention=challenge, attendee=attendee, points=points)
+    except IntegrityError:
+        pass  # took part already
+    else:
+        _announce("leaderboard", attendee.session_id)
+        _signal(attendee, "reaction", f"challenge-{challenge.pk}-{attendee.pk}",
+                {"kind": "challenge", "intervention": challenge.pk})  # fmt: skip
+    return {"type": "points", "data": {"intervention": challenge.pk, "points": points,
+                                       "total": _points_of(attendee)}}  # fmt: skip
+
+
+def _points_of(attendee: Attendee) -> int:
+    total = ChallengeEntry.objects.filter(attendee=attendee).aggregate(total=Sum("points"))
+    return int(total["total"] or 0)
+
+
+def leaderboard(session_id: int) -> dict[str, Any]:
+    """The session's LEADERS attendees with the most points, ties to who got there first; each
+    with their display name or "Anonymous 1234" (conductor.live.models.Attendee.public_name)."""
+    leaders = (
+        Attendee.objects.filter(session_id=session_id)
+        .annotate(points=Sum("entries__points"), reached=Max("entries__created_at"))
+        .filter(points__isnull=False)
+        .order_by("-points", "reached", "pk")[:LEADERS]
+    )
+    return {
+        "leaders": [
+            {"id": leader.signal_id, "name": leader.public_name, "points": leader.points}
+            for leader in leaders
+        ]
+    }
+
+
+def challenge_data(challenge: Intervention) -> dict[str, Any]:
+    return {
+        "intervention": challenge.pk,
+        "challenge": challenge.content.get("challenge", ""),
+        "points": challenge.content.get("points", 0),
     }
 
 
@@ -336,9 +661,12 @@ def question_data(question: Question, attendee: Attendee | None = None) -> dict[
     }
 
 
-def room_state(session: LiveSession, *, moderator: bool = False) -> dict[str, Any]:
+def room_state(
+    session: LiveSession, *, moderator: bool = False, attendee: Attendee | None = None
+) -> dict[str, Any]:
     """What a page that (re)connects needs: open polls' results, the chat, the questions (for
-    the organizer, `moderator`, hidden ones too, to show them again)."""
+    the organizer, `moderator`, hidden ones too, to show them again), the open challenge and
+    the leaderboard; for an `attendee`, who they are on the board and what they took part in."""
     polls = Intervention.objects.filter(
         session=session, type=Intervention.Type.POLL, status=Intervention.Status.EXECUTED
     ).order_by("-executed_at")[:3]
@@ -347,11 +675,27 @@ def room_state(session: LiveSession, *, moderator: bool = False) -> dict[str, An
     if not moderator:
         messages, questions = messages.filter(hidden=False), questions.filter(hidden=False)
     latest = messages.order_by("-created_at", "-id")[:50]
-    return {
+    challenge = _open_challenges(session.pk).order_by("-executed_at", "-id").first()
+    state = {
         "polls": [results(poll) for poll in polls],
         "chat": [chat_message(m, m.attendee) for m in reversed(latest)],
         "questions": [question_data(q) for q in questions.order_by("-votes", "created_at")[:100]],
+        "challenge": challenge_data(challenge) if challenge else None,
+        "leaderboard": leaderboard(session.pk),
     }
+    if attendee is not None:
+        state["you"] = {
+            "id": attendee.signal_id,
+            "name": attendee.public_name,
+            "points": _points_of(attendee),
+            "challenges": [
+                {"intervention": intervention_id, "points": points}
+                for intervention_id, points in ChallengeEntry.objects.filter(
+                    attendee=attendee
+                ).values_list("intervention_id", "points")
+            ],
+        }
+    return state
 
 
 def publish_room(session_id: int, event: str, data: dict[str, Any]) -> None:

@@ -36,6 +36,7 @@ DASHBOARD_MESSAGE_TYPES = frozenset(
         "poll.results",
         "chat.message",
         "question.updated",
+        "leaderboard",
     }
 )
 

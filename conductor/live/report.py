@@ -9,6 +9,12 @@ Scores and lifts are fractions of 1 in the database; the report gives them to pe
 percentages and points out of 100. An intervention's outcome is its reward: the lift it
 measured minus the recovery a hold is expected to show in the same context
 (conductor.live.measurement), i.e. its effect over doing nothing.
+
+Signals, samples and drops are deleted after their retention period (conductor.live.retention),
+interventions are kept. Before the purge deletes any of an ended session's rows it freezes what
+the report reads of them - the minutes, the drops and the activity totals - in the session's
+SessionSummary, and the report of a session old enough to have lost rows reads that instead: it
+stays the same for ever.
 """
 
 from __future__ import annotations
@@ -16,17 +22,24 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from django.conf import settings
 from django.db.models import Avg, Count, Max, Q
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
+from pydantic import TypeAdapter
 
+from conductor.core import retention
 from conductor.live.engine import vocabulary
-from conductor.live.models import Anomaly, EngagementSample, Intervention, Signal
-
-if TYPE_CHECKING:
-    from conductor.live.models import LiveSession
+from conductor.live.models import (
+    Anomaly,
+    EngagementSample,
+    Intervention,
+    LiveSession,
+    SessionSummary,
+    Signal,
+)
 
 #: The most minutes of engagement a report reads: a day. A longer session shows its first day.
 MAX_MINUTES = 24 * 60
@@ -239,8 +252,43 @@ def _clock(at: datetime) -> str:
     return timezone.localtime(at).strftime("%H:%M")
 
 
+def raw_horizon(now: datetime) -> datetime:
+    """Sessions created before this may have lost raw rows to the purge: midnight (UTC) that
+    starts the oldest day the shortest of the signals' and samples' periods keeps."""
+    days = min(settings.CONDUCTOR_RETENTION_SIGNALS_DAYS, settings.CONDUCTOR_RETENTION_SAMPLES_DAYS)
+    return retention.cutoff(days, now)
+
+
+def frozen_summary(session: LiveSession, now: datetime | None = None) -> SessionSummary | None:
+    """The summary the purge froze of an ended session old enough to have lost raw rows; None
+    (without a query) for any other session, or when the purge has not reached it yet."""
+    if session.status != LiveSession.Status.ENDED:
+        return None
+    if session.created_at >= raw_horizon(now or timezone.now()):
+        return None
+    return SessionSummary.objects.filter(session=session).first()
+
+
+_MINUTES = TypeAdapter(list[Minute])
+_DROPS = TypeAdapter(list[Drop])
+
+
+def summary_fields(session: LiveSession) -> dict[str, Any]:
+    """What SessionSummary keeps of a session, read from its raw rows (three queries)."""
+    return {
+        "minutes": _MINUTES.dump_python(_raw_minutes(session), mode="json"),
+        "drops": _DROPS.dump_python(_raw_drops(session), mode="json"),
+        "signals": _signal_counts(session),
+    }
+
+
 def session_minutes(session: LiveSession) -> list[Minute]:
-    """The session's engagement per minute, oldest first (one query, at most MAX_MINUTES)."""
+    """The session's engagement per minute, oldest first (at most MAX_MINUTES)."""
+    summary = frozen_summary(session)
+    return _raw_minutes(session) if summary is None else _MINUTES.validate_python(summary.minutes)
+
+
+def _raw_minutes(session: LiveSession) -> list[Minute]:
     rows = (
         EngagementSample.objects.filter(session=session)
         .annotate(minute=TruncMinute("at"))
@@ -256,7 +304,7 @@ def session_minutes(session: LiveSession) -> list[Minute]:
     ]
 
 
-def session_drops(session: LiveSession) -> list[Drop]:
+def _raw_drops(session: LiveSession) -> list[Drop]:
     rows = Anomaly.objects.filter(session=session).order_by("detected_at", "id")[:MAX_ROWS]
     return [Drop(a.detected_at, a.type, a.severity, a.message) for a in rows]
 
@@ -294,34 +342,48 @@ def _baseline(rows: list[InterventionRow]) -> Baseline:
     return Baseline(len(lifts), sum(lifts) / len(lifts) if lifts else None)
 
 
-def _totals(session: LiveSession, minutes: list[Minute], now: datetime) -> Totals:
-    counts = Signal.objects.filter(session=session).aggregate(
+def _signal_counts(session: LiveSession) -> dict[str, int]:
+    """Distinct attendees who joined (`attendees`), and the signals of each type (one query)."""
+    return Signal.objects.filter(session=session).aggregate(
         attendees=Count("attendee", distinct=True, filter=Q(type=Signal.Type.JOIN)),
         **{kind: Count("id", filter=Q(type=kind)) for kind in SIGNAL_LABELS},
     )
+
+
+def _totals(
+    session: LiveSession, minutes: list[Minute], counts: dict[str, int], now: datetime
+) -> Totals:
     sampled = sum(m.samples for m in minutes)
     start = session.started_at
     return Totals(
-        attendees=counts["attendees"],
-        joins=counts[Signal.Type.JOIN],
+        attendees=counts.get("attendees", 0),
+        joins=counts.get(Signal.Type.JOIN, 0),
         peak_present=max((m.present for m in minutes), default=0),
         mean_score=sum(m.score * m.samples for m in minutes) / sampled if sampled else None,
-        signals=[(label, counts[kind]) for kind, label in SIGNAL_LABELS.items()],
+        signals=[(label, counts.get(kind, 0)) for kind, label in SIGNAL_LABELS.items()],
         duration=None if start is None else (session.ended_at or now) - start,
     )
 
 
 def session_report(session: LiveSession, *, now: datetime | None = None) -> SessionReport:
-    """The report of one session (already authorized by the caller), in four queries."""
-    minutes = session_minutes(session)
+    """The report of one session (already authorized by the caller), in four queries; two for
+    a session read from its frozen summary."""
+    now = now or timezone.now()
+    summary = frozen_summary(session, now)
+    if summary is None:
+        minutes, drops, counts = _raw_minutes(session), _raw_drops(session), _signal_counts(session)
+    else:
+        minutes = _MINUTES.validate_python(summary.minutes)
+        drops = _DROPS.validate_python(summary.drops)
+        counts = summary.signals
     interventions = session_interventions(session)
     return SessionReport(
         session=session,
         minutes=minutes,
-        drops=session_drops(session),
+        drops=drops,
         interventions=interventions,
         baseline=_baseline(interventions),
-        totals=_totals(session, minutes, now or timezone.now()),
+        totals=_totals(session, minutes, counts, now),
     )
 
 

@@ -182,8 +182,19 @@ _CHALLENGES = (
 )
 
 
+_WORD_CLOUDS = (
+    "In one word, how does {t} feel so far?",
+    "Which word comes to mind when you hear {t}?",
+    "What one word sums up {t} for you right now?",
+)
+# Where the schema offers word clouds (a `kind` of poll), one poll in five is one.
+WORD_CLOUD_SHARE = 0.2
+
+
 def poll(brief: Brief, rng: random.Random, schema: dict[str, Any]) -> dict[str, Any]:
     question, options = rng.choice(_POLLS)
+    if "kind" in schema.get("properties", {}) and rng.random() < WORD_CLOUD_SHARE:
+        return {"question": rng.choice(_WORD_CLOUDS).format(t=brief.short()), "kind": "words"}
     return {"question": question.format(t=brief.short()), "options": list(options)}
 
 

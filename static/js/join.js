@@ -8,13 +8,18 @@
   const screen = root.dataset.screen === "1";
   const seen = new Set(); // delivery ids: a resent intervention is shown once
   const polls = new Map(); // intervention id -> results
-  const myVotes = new Map(); // intervention id -> choice
+  const myVotes = new Map(); // intervention id -> choice, or a word cloud's words
+  const taken = new Map(); // challenge id -> points awarded
   const questions = new Map();
   const upvoted = new Set();
   let current = null; // the intervention shown under "Now"
   let sortBy = "votes";
   let socket = null;
   let retries = 0;
+  let me = null; // who this attendee is on the leaderboard
+  let leaders = [];
+  let heartbeat = null;
+  const HEARTBEAT_MS = Number(root.dataset.heartbeat) || 20000;
 
   function text(tag, value, className) {
     const node = document.createElement(tag);
@@ -58,7 +63,78 @@
     return list;
   }
 
+  // A word cloud: each word's size by its count, the largest at most 2.6 times the smallest.
+  function cloud(result, mine) {
+    const box = document.createElement("p");
+    box.className = "cloud";
+    box.setAttribute("aria-label", "Word cloud");
+    const most = Math.max(1, ...result.words.map((w) => w.count));
+    for (const { word, count } of result.words) {
+      const item = text("span", word, mine && mine.includes(word) ? "word mine" : "word");
+      item.style.fontSize = `${(1 + 1.6 * ((count - 1) / Math.max(1, most - 1))).toFixed(2)}em`;
+      item.title = `${word}: ${count}`;
+      item.dataset.count = count;
+      box.append(item, " ");
+    }
+    if (!result.words.length) box.append(text("span", "No words yet.", "muted"));
+    return box;
+  }
+  const answered = (total, noun) => `${total} ${total === 1 ? noun : `${noun}s`} so far`;
+
+  function cloudCard(poll) {
+    const card = document.createElement("div");
+    card.className = "poll words";
+    card.dataset.id = poll.id;
+    card.append(text("p", poll.content.question, "question"));
+    const mine = myVotes.get(poll.id);
+    const form = document.createElement("form");
+    form.className = "compose";
+    const label = text("label", "One to three words");
+    const input = document.createElement("input");
+    input.name = "words";
+    input.maxLength = 80;
+    input.autocomplete = "off";
+    input.value = mine ? mine.join(" ") : "";
+    label.append(input);
+    const button = text("button", mine ? "Change my words" : "Send my words", "primary");
+    button.type = "submit";
+    form.append(label, button);
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      // As the server keeps them: lowercase, without the punctuation around each word.
+      const words = input.value.split(/[\s,]+/)
+        .map((w) => w.replace(/^[.,;:!?"'()[\]{}«»“”‘’¡¿…]+|[.,;:!?"'()[\]{}«»“”‘’¡¿…]+$/g, "").toLowerCase())
+        .filter(Boolean);
+      if (!words.length) return notice("Write a word first.");
+      if (words.length > 3) return notice("At most three words.");
+      if (send({ type: "words", intervention: poll.id, words })) {
+        myVotes.set(poll.id, words);
+        input.value = words.join(" ");
+        button.textContent = "Change my words";
+        fillCloud(card);
+      }
+    });
+    const holder = document.createElement("div");
+    holder.className = "cloud-holder";
+    card.append(form, holder);
+    fillCloud(card);
+    return card;
+  }
+  // Only the cloud changes as answers arrive: what the attendee is typing stays.
+  function fillCloud(card) {
+    const id = Number(card.dataset.id);
+    const mine = myVotes.get(id);
+    const result = polls.get(id);
+    const holder = card.querySelector(".cloud-holder");
+    if (mine && result) {
+      holder.replaceChildren(text("p", answered(result.total, "answer"), "muted"), cloud(result, mine));
+    } else if (mine) {
+      holder.replaceChildren(text("p", "Thanks! The cloud is coming…", "muted"));
+    }
+  }
+
   function pollCard(poll) {
+    if (poll.content.kind === "words") return cloudCard(poll);
     const card = document.createElement("div");
     card.className = "poll";
     card.dataset.id = poll.id;
@@ -81,8 +157,7 @@
     card.append(options);
     const result = polls.get(poll.id);
     if (chosen !== undefined && result) {
-      card.append(text("p", `${result.total} ${result.total === 1 ? "vote" : "votes"} so far`, "muted"),
-        resultsList(result, chosen));
+      card.append(text("p", answered(result.total, "vote"), "muted"), resultsList(result, chosen));
     } else if (chosen !== undefined) {
       card.append(text("p", "Thanks! Results are coming…", "muted"));
     }
@@ -94,11 +169,48 @@
     const holder = byId("current");
     if (!holder || !current) return;
     const c = current.content;
-    if (current.intervention_type === "poll") {
+    const shownCloud = holder.querySelector(`.poll.words[data-id="${current.id}"]`);
+    if (shownCloud) {
+      fillCloud(shownCloud);
+    } else if (current.intervention_type === "poll") {
       holder.replaceChildren(pollCard({ id: current.id, content: c }));
     } else if (current.intervention_type === "gamification") {
-      holder.replaceChildren(text("p", c.challenge, "challenge"), text("p", `+${c.points} points`, "points"));
+      holder.replaceChildren(challengeCard(current.id, c));
     }
+  }
+
+  // -- challenges and the leaderboard --------------------------------------------------------
+  function challengeCard(id, c) {
+    const card = document.createElement("div");
+    card.className = "challenge-card";
+    card.dataset.id = id;
+    card.append(text("p", c.challenge, "challenge"), text("p", `+${c.points} points`, "points"));
+    if (taken.has(id)) {
+      card.append(text("p", `Done: +${taken.get(id)} points. You have ${me ? me.points : taken.get(id)} points.`, "done"));
+      return card;
+    }
+    const button = text("button", "I did it", "primary");
+    button.type = "button";
+    button.addEventListener("click", () => {
+      if (send({ type: "challenge", intervention: id })) button.disabled = true;
+    });
+    card.append(button);
+    return card;
+  }
+
+  function renderLeaders() {
+    const list = byId("leaderboard");
+    if (!list) return;
+    const card = byId("leaderboard-card");
+    if (card) card.hidden = !leaders.length && !(current && current.intervention_type === "gamification");
+    list.replaceChildren(...(leaders.length ? leaders.map((leader) => {
+      const item = document.createElement("li");
+      const mine = me && leader.id === me.id;
+      if (mine) item.className = "me";
+      item.append(text("span", leader.name + (mine ? " (you)" : ""), "name"),
+        text("span", `${leader.points} points`, "points"));
+      return item;
+    }) : [text("li", "No points yet: take a challenge!", "muted")]));
   }
 
   function receiveIntervention(message) {
@@ -107,13 +219,20 @@
     const c = message.content;
     const kind = message.intervention_type;
     if (screen) {
-      if (kind === "poll") showScreenPoll({ intervention: message.id, question: c.question,
-        options: c.options, votes: c.options.map(() => 0), total: 0 });
+      if (kind === "poll" && c.kind === "words") {
+        showScreenPoll({ intervention: message.id, question: c.question, kind: "words", words: [], total: 0 });
+      } else if (kind === "poll") {
+        showScreenPoll({ intervention: message.id, question: c.question,
+          options: c.options, votes: c.options.map(() => 0), total: 0 });
+      } else if (kind === "gamification") {
+        showScreenChallenge({ intervention: message.id, challenge: c.challenge, points: c.points });
+      }
       return;
     }
     if (kind === "poll" || kind === "gamification") {
       current = message;
       showCurrent();
+      renderLeaders();
       byId("now").scrollIntoView({ behavior: "smooth", block: "start" });
     } else if (kind === "chat_prompt") {
       const prompt = byId("chat-prompt");
@@ -192,7 +311,13 @@
     if (screenPoll !== null && result.intervention < screenPoll) return; // an older poll
     screenPoll = result.intervention;
     byId("poll-question").textContent = result.question;
-    byId("poll-results").replaceWith(Object.assign(resultsList(result, -1), { id: "poll-results" }));
+    const shown = result.kind === "words" ? cloud(result, null) : resultsList(result, -1);
+    byId("poll-results").replaceWith(Object.assign(shown, { id: "poll-results" }));
+  }
+  function showScreenChallenge(challenge) {
+    const node = byId("challenge");
+    node.replaceChildren(text("span", challenge.challenge), text("strong", ` +${challenge.points} points`, "points"));
+    node.hidden = false;
   }
 
   function onResults(result) {
@@ -218,14 +343,31 @@
       notice("");
       const name = localStorage.getItem("conductor-name");
       if (name && !screen) send({ type: "name", name });
+      // A light heartbeat: an attendee silent past the server's timeout is counted gone.
+      clearInterval(heartbeat);
+      if (!screen) heartbeat = setInterval(() => send({ type: "ping" }), HEARTBEAT_MS);
     });
     socket.addEventListener("message", (event) => {
       const message = JSON.parse(event.data);
       if (message.type === "room") {
-        for (const result of message.data.polls.slice().reverse()) onResults(result);
-        for (const m of message.data.chat) addChat(m);
-        for (const q of message.data.questions) questions.set(q.id, q);
+        const room = message.data;
+        for (const result of room.polls.slice().reverse()) onResults(result);
+        for (const m of room.chat) addChat(m);
+        for (const q of room.questions) questions.set(q.id, q);
         renderQuestions();
+        if (room.you) {
+          me = room.you;
+          for (const entry of room.you.challenges) taken.set(entry.intervention, entry.points);
+        }
+        if (room.challenge && screen) showScreenChallenge(room.challenge);
+        if (room.challenge && !screen && !current) {
+          // An open challenge is still "now" after a reload.
+          current = { id: room.challenge.intervention, intervention_type: "gamification",
+            content: { challenge: room.challenge.challenge, points: room.challenge.points } };
+          showCurrent();
+        }
+        leaders = room.leaderboard.leaders;
+        renderLeaders();
       } else if (message.type === "intervention") {
         receiveIntervention(message);
       } else if (message.type === "poll.results") {
@@ -235,13 +377,23 @@
       } else if (message.type === "question.updated") {
         questions.set(message.data.id, message.data);
         renderQuestions();
+      } else if (message.type === "leaderboard") {
+        leaders = message.data.leaders;
+        renderLeaders();
+      } else if (message.type === "points") {
+        taken.set(message.data.intervention, message.data.points);
+        if (me) me.points = message.data.total;
+        showCurrent();
+        renderLeaders();
       } else if (message.type === "error") {
         notice(message.message);
+        if (current && current.intervention_type === "gamification") showCurrent(); // enable again
       } else if (message.type === "ack") {
         notice("");
       }
     });
     socket.addEventListener("close", (event) => {
+      clearInterval(heartbeat);
       if (event.code === 4410) {
         setConnection("This session has ended.", "ended");
         window.location.reload(); // the server's page says it ended

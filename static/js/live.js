@@ -21,7 +21,7 @@
   const COLORS = ["#2457c5", "#2a9d8f", "#e9c46a", "#8e44ad", "#f4a261", "#c0392b", "#555"];
 
   const state = { samples: [], interventions: new Map(), anomalies: new Map(), lastAt: null };
-  const room = { polls: new Map(), chat: new Map(), questions: new Map() };
+  const room = { polls: new Map(), chat: new Map(), questions: new Map(), leaders: [] };
   let socket = null;
   let retries = 0;
   let chart = null;
@@ -59,6 +59,7 @@
   }
   function describe(content) {
     if (!content) return "";
+    if (content.question && content.kind === "words") return `${content.question} (word cloud)`;
     if (content.question) return `${content.question} (${(content.options || []).join(" / ")})`;
     if (content.headline) return `${content.headline} — ${content.call_to_action}`;
     if (content.challenge) return `${content.challenge} (+${content.points} points)`;
@@ -402,6 +403,8 @@
     const form = document.createElement("form");
     form.className = "edit";
     for (const [name, value] of Object.entries(draft)) {
+      // A poll stays what it is: a word cloud (no options) or a poll with options.
+      if (name === "kind" || (name === "options" && draft.kind === "words")) continue;
       const label = text("label", FIELD_LABELS[name] || name);
       const input = document.createElement(Array.isArray(value) ? "textarea" : "input");
       input.name = name;
@@ -557,6 +560,9 @@
   function typedContent(type) {
     const value = (name) => manual.elements[name].value.trim();
     if (type === "poll") {
+      if (manual.elements.words.checked) {
+        return value("question") ? { question: value("question"), kind: "words" } : null;
+      }
       const options = value("options").split("\n").map((line) => line.trim()).filter(Boolean);
       return value("question") || options.length ? { question: value("question"), options } : null;
     }
@@ -592,6 +598,11 @@
     showManualFields();
     showManualErrors([]);
   });
+  // A word cloud has no options to write.
+  manual.elements.words.addEventListener("change", () => {
+    manual.elements.options.disabled = manual.elements.words.checked;
+  });
+  manual.addEventListener("reset", () => { manual.elements.options.disabled = false; });
   manual.addEventListener("submit", async (event) => {
     event.preventDefault();
     const type = manual.elements.type.value;
@@ -619,6 +630,7 @@
   // -- the room: what attendees answer, say and ask, with moderation ---------------------------
   async function refreshRoom() {
     const current = await call("GET", `/sessions/${sessionId}/room/`);
+    room.leaders = current.leaderboard.leaders;
     for (const p of current.polls) room.polls.set(p.intervention, p);
     for (const m of current.chat) room.chat.set(m.id, m);
     for (const q of current.questions) room.questions.set(q.id, q);
@@ -645,12 +657,32 @@
     return button;
   }
 
+  // A word cloud: each word's size by its count (as on the join page), written as text.
+  function wordCloud(result) {
+    const box = document.createElement("p");
+    box.className = "cloud";
+    const most = Math.max(1, ...result.words.map((w) => w.count));
+    for (const { word, count } of result.words) {
+      const item = text("span", word, "word");
+      item.style.fontSize = `${(1 + 1.6 * ((count - 1) / Math.max(1, most - 1))).toFixed(2)}em`;
+      item.title = `${word}: ${count}`;
+      item.dataset.count = count;
+      box.append(item, " ");
+    }
+    if (!result.words.length) box.append(text("span", "No words yet.", "muted"));
+    return box;
+  }
+
   function renderRoom() {
     const polls = [...room.polls.values()].sort((a, b) => b.intervention - a.intervention).slice(0, 3);
     document.getElementById("room-polls").replaceChildren(...(polls.length ? polls.map((p) => {
       const box = document.createElement("div");
       box.className = "room-poll";
       box.dataset.id = p.intervention;
+      if (p.kind === "words") {
+        box.append(text("p", `${p.question} · ${p.total} ${p.total === 1 ? "answer" : "answers"}`, "question"), wordCloud(p));
+        return box;
+      }
       box.append(text("p", `${p.question} · ${p.total} ${p.total === 1 ? "vote" : "votes"}`, "question"));
       const list = document.createElement("ul");
       p.options.forEach((option, index) => {
@@ -661,6 +693,10 @@
       box.append(list);
       return box;
     }) : [text("p", "No poll answered yet.", "muted")]));
+
+    document.getElementById("room-leaders").replaceChildren(...(room.leaders.length
+      ? room.leaders.map((leader, index) => text("li", `${index + 1}. ${leader.name}: ${leader.points} points`))
+      : [text("li", "No points yet.", "muted")]));
 
     const questions = [...room.questions.values()]
       .sort((a, b) => (b.pinned - a.pinned) || (b.votes - a.votes) || (a.id - b.id));
@@ -765,6 +801,10 @@
       }
       if (message.type === "question.updated") {
         room.questions.set(message.data.id, message.data);
+        renderRoom();
+      }
+      if (message.type === "leaderboard") {
+        room.leaders = message.data.leaders;
         renderRoom();
       }
       if (message.type === "intervention.updated") {

@@ -22,6 +22,9 @@ pytestmark = [
 
 PHONE = {"width": 390, "height": 844}
 XSS = "<img src=x onerror=\"document.title='pwned'\"><script>document.title='pwned'</script>"
+# Within a word's 24 characters and a name's 40.
+XSS_WORD = "<svg/onload=alert(1)>"
+XSS_NAME = "<img src=x onerror=alert(2)>"
 
 
 def test_an_organizer_and_three_phones_run_a_poll_questions_and_a_chat(
@@ -113,10 +116,78 @@ def test_an_organizer_and_three_phones_run_a_poll_questions_and_a_chat(
     expect(phones[0].locator("#chat")).to_contain_text(f"Cy: {XSS}")
     expect(organizer.locator("#room-chat")).to_contain_text("The borrow checker")
     phones[0].screenshot(path=str(ARTIFACTS / "attendee-chat.png"), full_page=True)
-    organizer.screenshot(path=str(ARTIFACTS / "live-view-room.png"), full_page=True)
     for page in (organizer, screen, *phones):
         assert page.title() != "pwned"  # the script tag stayed text
         assert page.locator("#chat img, #room-chat img").count() == 0
+
+    # A word cloud: each phone answers in words; the cloud grows on every screen, as text.
+    form.locator("select[name=type]").select_option("poll")
+    form.locator("input[name=question]").fill("In one word, how does Rust feel?")
+    form.locator("input[name=words]").check()
+    form.get_by_role("button", name="Send now").click()
+    organizer.locator("#decisions li .status-executed").nth(2).wait_for()
+    cloud = django_side(Intervention.objects.get, type="poll", content__kind="words")
+    for phone, words in zip(phones, ("Fast, SAFE", "fast!", XSS_WORD), strict=True):
+        card = phone.locator(f"#current .poll[data-id='{cloud.pk}']")
+        expect(card).to_contain_text("In one word, how does Rust feel?")
+        card.locator("input[name=words]").fill(words)
+        card.get_by_role("button", name="Send my words").click()
+        expect(card.locator(".cloud")).to_be_visible()
+    for cloud_on_page in (
+        phones[0].locator("#current .cloud"),
+        screen.locator("#poll-results.cloud"),
+        organizer.locator(f"#room-polls [data-id='{cloud.pk}'] .cloud"),
+    ):
+        expect(cloud_on_page.locator(".word[data-count='2']")).to_have_text("fast")
+        expect(cloud_on_page).to_contain_text("safe")
+        expect(cloud_on_page).to_contain_text(XSS_WORD)  # as text
+        assert cloud_on_page.locator("svg").count() == 0
+        fast, safe = (
+            cloud_on_page.locator(".word", has_text=word).evaluate(
+                "node => parseFloat(getComputedStyle(node).fontSize)"
+            )
+            for word in ("fast", "safe")
+        )
+        assert fast > safe  # sized by its count
+    expect(organizer.locator(f"#room-polls [data-id='{cloud.pk}']")).to_contain_text("3 answers")
+    # An answer changed elsewhere updates the cloud, not what an attendee is typing.
+    typing = phones[0].locator("#current input[name=words]")
+    typing.fill("rust")
+    changing = phones[1].locator(f"#current .poll[data-id='{cloud.pk}']")
+    changing.locator("input[name=words]").fill("fast quick")
+    changing.get_by_role("button", name="Change my words").click()
+    expect(phones[0].locator("#current .cloud")).to_contain_text("quick")
+    expect(typing).to_have_value("rust")
+    expect(typing).to_be_focused()
+    phones[1].screenshot(path=str(ARTIFACTS / "attendee-word-cloud.png"), full_page=True)
+
+    # A challenge: two take part; the leaderboard reaches the phones, the screen and the
+    # organizer, with the names as text.
+    phones[2].locator("#name").fill(XSS_NAME)
+    phones[2].locator("#name").dispatch_event("change")
+    form.locator("select[name=type]").select_option("gamification")
+    form.locator("input[name=challenge]").fill("Ask the speaker one question right now")
+    form.locator("input[name=points]").fill("40")
+    form.get_by_role("button", name="Send now").click()
+    organizer.locator("#decisions li .status-executed").nth(3).wait_for()
+    expect(screen.locator("#challenge")).to_contain_text("Ask the speaker one question right now")
+    for phone in (phones[2], phones[0]):
+        card = phone.locator("#current .challenge-card")
+        expect(card).to_contain_text("+40 points")
+        card.get_by_role("button", name="I did it").click()
+        expect(card).to_contain_text("Done: +40 points")
+    for board in (phones[1].locator("#leaderboard"), screen.locator("#leaderboard"),
+                  organizer.locator("#room-leaders")):  # fmt: skip
+        expect(board.locator("li")).to_have_count(2)
+        expect(board).to_contain_text("Ana")
+        expect(board).to_contain_text(XSS_NAME)
+        expect(board).to_contain_text("40 points")
+    expect(phones[0].locator("#leaderboard li.me")).to_contain_text("Ana (you)")
+    phones[0].screenshot(path=str(ARTIFACTS / "attendee-leaderboard.png"), full_page=True)
+    screen.screenshot(path=str(ARTIFACTS / "presenter-screen-cloud.png"), full_page=True)
+    organizer.screenshot(path=str(ARTIFACTS / "live-view-room.png"), full_page=True)
+    for page in (organizer, screen, *phones):
+        assert page.locator("#leaderboard img, #room-leaders img, .cloud svg").count() == 0
 
     # At phone width nothing scrolls sideways.
     for phone in phones:
@@ -126,9 +197,12 @@ def test_an_organizer_and_three_phones_run_a_poll_questions_and_a_chat(
     kinds = django_side(lambda: list(Signal.objects.filter(session=session)
                                      .values_list("type", flat=True)))  # fmt: skip
     assert kinds.count("join") == 3
-    assert kinds.count("poll_vote") == 3
+    assert kinds.count("poll_vote") == 6  # three votes, three word-cloud answers
     assert kinds.count("chat_message") == 2
     assert kinds.count("question") == 1
+    taken = django_side(lambda: list(Signal.objects.filter(session=session, type="reaction",
+                                                           data__kind="challenge")))  # fmt: skip
+    assert len(taken) == 2
     django_side(tick.sessions_tick)
     sample = django_side(EngagementSample.objects.filter(session=session).latest, "at")
     assert sample.present == 3

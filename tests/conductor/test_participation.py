@@ -3,17 +3,22 @@ stored and counted as signals, and what the room and the organizer see of it."""
 
 from __future__ import annotations
 
+import re
 import uuid
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
+from django.utils import timezone
+from pydantic import ValidationError
 
 from conductor.asgi import application
-from conductor.live import participation, services
+from conductor.live import content, participation, services, tasks
 from conductor.live.models import (
     Attendee,
+    ChallengeEntry,
     ChatMessage,
     Intervention,
     LiveSession,
@@ -26,6 +31,8 @@ from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 
 POLL = {"question": "Which demo next?", "options": ["Costs", "Speed", "Risk"]}
+CLOUD = {"question": "In one word, how does it feel?", "kind": "words", "options": []}
+CHALLENGE = {"challenge": "Ask the speaker the toughest question you have", "points": 50}
 
 
 def live_room(**fields) -> LiveSession:
@@ -38,10 +45,18 @@ def live_room(**fields) -> LiveSession:
     return session
 
 
-def sent_poll(session: LiveSession) -> Intervention:
+def sent_poll(session: LiveSession, poll: dict | None = None) -> Intervention:
     return Intervention.objects.create(
-        session=session, type="poll", status="executed", source="manual", content=POLL
-    )
+        session=session, type="poll", status="executed", source="manual", content=poll or POLL,
+        executed_at=timezone.now(),
+    )  # fmt: skip
+
+
+def sent_challenge(session: LiveSession, challenge: dict | None = None, **fields) -> Intervention:
+    return Intervention.objects.create(
+        session=session, type="gamification", status="executed", source="manual",
+        content=challenge or CHALLENGE, **{"executed_at": timezone.now(), **fields},
+    )  # fmt: skip
 
 
 def cookie_for(key: uuid.UUID | None = None) -> bytes:
@@ -50,6 +65,13 @@ def cookie_for(key: uuid.UUID | None = None) -> bytes:
 
 
 async def attendee(session: LiveSession, cookie: bytes | None = None) -> WebsocketCommunicator:
+    socket, _ = await attendee_and_room(session, cookie)
+    return socket
+
+
+async def attendee_and_room(
+    session: LiveSession, cookie: bytes | None = None
+) -> tuple[WebsocketCommunicator, dict]:
     socket = WebsocketCommunicator(
         application, f"/ws/j/{session.join_code}/", headers=[(b"cookie", cookie or cookie_for())]
     )
@@ -57,7 +79,7 @@ async def attendee(session: LiveSession, cookie: bytes | None = None) -> Websock
     assert connected
     room = await socket.receive_json_from(timeout=5)
     assert room["type"] == "room"
-    return socket
+    return socket, room["data"]
 
 
 async def next_of(socket: WebsocketCommunicator, kind: str) -> dict:
@@ -393,3 +415,384 @@ def test_another_organizer_cannot_moderate_or_read_the_room(other_organizer):
     assert api.get(f"/api/v1/sessions/{session.pk}/room/").status_code == 404
     question.refresh_from_db()
     assert question.hidden is False
+
+
+# -- word clouds ----------------------------------------------------------------------------------
+
+
+def test_a_word_cloud_is_a_poll_without_options_and_an_option_poll_is_stored_as_before():
+    cloud = content.validate("poll", {"question": "Which word sums it up?", "kind": "words"})
+    options = content.validate("poll", {**POLL, "kind": "options"})
+
+    assert cloud == {"question": "Which word sums it up?", "kind": "words", "options": []}
+    assert options == POLL  # no `kind`: clients that predate word clouds read it as ever
+    schema = content.PollContent.model_json_schema()
+    assert schema["required"] == ["question"]
+    assert schema["properties"]["kind"]["enum"] == ["options", "words"]
+    for bad in (
+        {"question": "Which word sums it up?", "kind": "words", "options": ["a", "b"]},
+        {"question": "Which word sums it up?"},  # an option poll needs its options
+        {"question": "Which word sums it up?", "kind": "letters"},
+        {"question": "Is it good?", "kind": "words"},  # still not a yes/no question
+    ):
+        with pytest.raises(ValidationError):
+            content.validate("poll", bad)
+
+
+def test_templates_and_the_fake_llm_write_word_clouds_too():
+    import random
+
+    from connectors.llm import writers
+
+    templates = [raw for family in content.TEMPLATES.values() for raw in family["poll"]]
+    brief = writers.brief_of("Live session 'K' about Rust: engagement fell.")
+    schema = content.PollContent.model_json_schema()
+    written = [writers.poll(brief, random.Random(seed), schema) for seed in range(50)]  # noqa: S311
+    old_schema = {"properties": {"question": {}, "options": {}}, "required": ["question"]}
+    old_clients = [writers.poll(brief, random.Random(s), old_schema) for s in range(50)]  # noqa: S311
+
+    assert sum(raw.get("kind") == "words" for raw in templates) >= 3
+    assert {w.get("kind", "options") for w in written} == {"options", "words"}
+    for answer in written:
+        content.validate("poll", answer)
+    assert all("kind" not in answer for answer in old_clients)  # only where the schema offers it
+
+
+async def test_a_word_cloud_counts_normalised_words_changed_freely_and_reaches_everyone(settings):
+    settings.CONDUCTOR_POLL_RESULTS_EVERY_MS = 0
+    session = await database_sync_to_async(live_room)()
+    poll = await database_sync_to_async(sent_poll)(session, CLOUD)
+    ana, bo, watcher = await attendee(session), await attendee(session), await attendee(session)
+
+    await ana.send_json_to({"type": "words", "intervention": poll.pk,
+                            "words": ["  Rust! ", "FAST", "rust"]})  # fmt: skip
+    first = await next_of(watcher, "poll.results")
+    await bo.send_json_to({"type": "words", "intervention": poll.pk, "words": ["rust"]})
+    second = await next_of(watcher, "poll.results")
+    await ana.send_json_to({"type": "words", "intervention": poll.pk, "words": ["safe"]})
+    changed = await next_of(watcher, "poll.results")
+    for socket in (ana, bo, watcher):
+        await socket.disconnect()
+
+    assert first["data"] == {
+        "intervention": poll.pk, "question": CLOUD["question"], "kind": "words",
+        "words": [{"word": "fast", "count": 1}, {"word": "rust", "count": 1}], "total": 1,
+    }  # fmt: skip
+    assert second["data"]["words"] == [{"word": "rust", "count": 2}, {"word": "fast", "count": 1}]
+    assert changed["data"]["words"] == [{"word": "rust", "count": 1}, {"word": "safe", "count": 1}]
+    assert changed["data"]["total"] == 2
+    votes = await database_sync_to_async(signals)(session, "poll_vote")
+    assert [v.data for v in votes] == [{"poll": poll.pk, "words": 2}, {"poll": poll.pk, "words": 1}]
+
+
+@pytest.mark.parametrize(
+    ("words", "message", "field"),
+    [
+        (["a", "b", "c", "d"], "At most 3 words.", "words"),
+        ([], "Write a word first.", "words"),
+        (["!!!"], "Write a word first.", "words"),
+        (["two words"], "One word in each box: no spaces.", "words"),
+        (["x" * 25], "At most 24 characters a word.", "words"),
+        (["tab\x00"], "Only letters, digits and punctuation.", "words"),
+        (["x" * 101], "At most 100 characters.", "words.0"),
+        ("rust", "Input should be a valid list", "words"),
+    ],
+)
+async def test_words_that_are_not_one_to_three_words_are_refused(words, message, field):
+    session = await database_sync_to_async(live_room)()
+    poll = await database_sync_to_async(sent_poll)(session, CLOUD)
+    socket = await attendee(session)
+
+    await socket.send_json_to({"type": "words", "intervention": poll.pk, "words": words})
+    refused = await next_of(socket, "error")
+    await socket.disconnect()
+
+    assert refused == {"type": "error", "message": message, "field": field}
+    assert not await database_sync_to_async(PollVote.objects.exists)()
+
+
+async def test_a_word_cloud_takes_words_and_an_option_poll_a_choice():
+    session = await database_sync_to_async(live_room)()
+    cloud = await database_sync_to_async(sent_poll)(session, CLOUD)
+    poll = await database_sync_to_async(sent_poll)(session)
+    socket = await attendee(session)
+
+    await socket.send_json_to({"type": "vote", "intervention": cloud.pk, "choice": 0})
+    no_choice = await next_of(socket, "error")
+    await socket.send_json_to({"type": "words", "intervention": poll.pk, "words": ["costs"]})
+    no_words = await next_of(socket, "error")
+    await socket.disconnect()
+
+    assert (no_choice["message"], no_choice["field"]) == (
+        "This poll takes words, not a choice.", "choice")  # fmt: skip
+    assert (no_words["message"], no_words["field"]) == (
+        "This poll takes a choice, not words.", "words")  # fmt: skip
+    assert not await database_sync_to_async(PollVote.objects.exists)()
+
+
+def test_the_database_keeps_a_vote_either_a_choice_or_words():
+    from django.db import IntegrityError, transaction
+
+    session = live_room()
+    poll = sent_poll(session, CLOUD)
+    someone = Attendee.objects.create(session=session, key=uuid.uuid4())
+
+    for fields in ({"choice": 1, "words": ["x"]}, {"choice": None, "words": []}):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            PollVote.objects.create(intervention=poll, attendee=someone, **fields)
+    vote = PollVote.objects.create(intervention=poll, attendee=someone, words=["rust"])
+    assert str(vote) == f"vote rust on {poll.pk}"
+
+
+# -- challenges and the leaderboard ---------------------------------------------------------------
+
+
+async def test_a_challenge_awards_its_own_points_once_and_the_leaderboard_reaches_everyone(
+    settings,
+):
+    settings.CONDUCTOR_POLL_RESULTS_EVERY_MS = 0
+    session = await database_sync_to_async(live_room)()
+    first = await database_sync_to_async(sent_challenge)(session)
+    second = await database_sync_to_async(sent_challenge)(
+        session, {"challenge": "Share one tip about Rust in the chat", "points": 30}
+    )
+    ana, bo, watcher = await attendee(session), await attendee(session), await attendee(session)
+    await ana.send_json_to({"type": "name", "name": "Ana"})
+    await next_of(ana, "ack")
+
+    await bo.send_json_to({"type": "challenge", "intervention": first.pk})
+    bo_points = await next_of(bo, "points")
+    await next_of(watcher, "leaderboard")
+    awarded = []
+    for challenge in (first, first, second):  # the second time awards nothing
+        await ana.send_json_to({"type": "challenge", "intervention": challenge.pk})
+        awarded.append((await next_of(ana, "points"))["data"])
+    await ana.send_json_to({"type": "challenge", "intervention": first.pk, "points": 1000})
+    greedy = await next_of(ana, "error")
+    board = await next_of(watcher, "leaderboard")
+    board = await next_of(watcher, "leaderboard")
+    for socket in (ana, bo, watcher):
+        await socket.disconnect()
+
+    assert bo_points == {"type": "points",
+                         "data": {"intervention": first.pk, "points": 50, "total": 50}}  # fmt: skip
+    assert awarded == [{"intervention": first.pk, "points": 50, "total": 50},
+                       {"intervention": first.pk, "points": 50, "total": 50},
+                       {"intervention": second.pk, "points": 30, "total": 80}]  # fmt: skip
+    assert (greedy["field"], greedy["message"]) == ("points", "Extra inputs are not permitted")
+    (leader, runner_up) = board["data"]["leaders"]
+    assert (leader["name"], leader["points"]) == ("Ana", 80)
+    assert re.fullmatch(r"Anonymous \d{4}", runner_up["name"]), runner_up
+    assert runner_up["points"] == 50
+    assert await database_sync_to_async(ChallengeEntry.objects.count)() == 3
+    taken = await database_sync_to_async(signals)(session, "reaction")
+    assert sorted((s.data["kind"], s.data["intervention"]) for s in taken) == sorted(
+        [("challenge", first.pk), ("challenge", first.pk), ("challenge", second.pk)]
+    )
+
+
+async def test_only_an_open_challenge_of_the_session_can_be_taken():
+    session = await database_sync_to_async(live_room)()
+    other = await database_sync_to_async(live_room)()
+    theirs = await database_sync_to_async(sent_challenge)(other)
+    over = await database_sync_to_async(sent_challenge)(
+        session, executed_at=timezone.now() - participation.CHALLENGE_OPEN - timedelta(seconds=1)
+    )
+    poll = await database_sync_to_async(sent_poll)(session)
+    socket = await attendee(session)
+
+    refusals = []
+    for intervention in (theirs, over, poll):
+        await socket.send_json_to({"type": "challenge", "intervention": intervention.pk})
+        refusals.append(await next_of(socket, "error"))
+    await socket.disconnect()
+
+    assert {(r["message"], r["field"]) for r in refusals} == {
+        ("This challenge is not open.", "intervention")
+    }
+    assert not await database_sync_to_async(ChallengeEntry.objects.exists)()
+
+
+async def test_a_returning_attendee_finds_the_open_challenge_its_points_and_the_board(settings):
+    settings.CONDUCTOR_POLL_RESULTS_EVERY_MS = 0
+    session = await database_sync_to_async(live_room)()
+    challenge = await database_sync_to_async(sent_challenge)(session)
+    device = cookie_for()
+    socket = await attendee(session, device)
+    await socket.send_json_to({"type": "challenge", "intervention": challenge.pk})
+    await next_of(socket, "leaderboard")
+    await socket.send_json_to({"type": "name", "name": "Ana B."})
+    renamed = await next_of(socket, "leaderboard")  # a name on the board changes there too
+    await socket.disconnect()
+
+    again, room = await attendee_and_room(session, device)
+    await again.disconnect()
+    owner = await database_sync_to_async(lambda: session.event.organizers.get())()
+    organizer_room = await database_sync_to_async(
+        lambda: api_for(owner).get(f"/api/v1/sessions/{session.pk}/room/").json()
+    )()
+
+    person = await database_sync_to_async(Attendee.objects.get)()
+    assert renamed["data"]["leaders"][0]["name"] == "Ana B."
+    assert room["challenge"] == {"intervention": challenge.pk, **CHALLENGE}
+    assert room["leaderboard"] == {"leaders": [{"id": f"a{person.pk}", "name": "Ana B.",
+                                                "points": 50}]}  # fmt: skip
+    assert room["you"] == {
+        "id": f"a{person.pk}", "name": "Ana B.", "points": 50,
+        "challenges": [{"intervention": challenge.pk, "points": 50}],
+    }  # fmt: skip
+    assert organizer_room["leaderboard"] == room["leaderboard"]
+    assert organizer_room["challenge"] == room["challenge"]
+    assert "you" not in organizer_room
+
+
+async def test_a_burst_of_challenges_sends_the_leaderboard_once_now_and_once_settled(worker):
+    session = await database_sync_to_async(live_room)()
+    challenge = await database_sync_to_async(sent_challenge)(session)
+    players = [await attendee(session) for _ in range(3)]
+    watcher = await attendee(session)
+
+    for player in players:
+        await player.send_json_to({"type": "challenge", "intervention": challenge.pk})
+        await next_of(player, "ack")
+    first = await next_of(watcher, "leaderboard")
+    settled = await next_of(watcher, "leaderboard")  # from the worker
+    assert await watcher.receive_nothing(timeout=1.0)
+    for socket in (*players, watcher):
+        await socket.disconnect()
+
+    assert len(first["data"]["leaders"]) == 1
+    assert [leader["points"] for leader in settled["data"]["leaders"]] == [50, 50, 50]
+
+
+def test_an_anonymous_name_is_stable_and_says_nothing_of_the_key():
+    session = live_room()
+    key = uuid.uuid4()
+    someone = Attendee.objects.create(session=session, key=key)
+
+    name = someone.public_name
+    assert re.fullmatch(r"Anonymous \d{4}", name)
+    assert Attendee(key=key).public_name == name
+    someone.display_name = "Ana"
+    assert (someone.public_name, str(someone)) == ("Ana", "Ana")
+
+
+# -- presence: one join and one leave per stay -------------------------------------------------
+
+
+async def test_a_second_tab_and_a_reconnect_before_the_close_are_one_stay():
+    session = await database_sync_to_async(live_room)()
+    device = cookie_for()
+
+    tab = await attendee(session, device)
+    other_tab = await attendee(session, device)
+    await tab.disconnect()
+    after_one_closed = await database_sync_to_async(signals)(session, "leave")
+    await other_tab.disconnect()
+    back = await attendee(session, device)
+    await back.disconnect()
+
+    person = await database_sync_to_async(Attendee.objects.get)()
+    joins = await database_sync_to_async(signals)(session, "join")
+    leaves = await database_sync_to_async(signals)(session, "leave")
+    assert after_one_closed == []
+    assert [s.signal_id for s in joins] == [f"join-{person.pk}-1", f"join-{person.pk}-2"]
+    assert [s.signal_id for s in leaves] == [f"leave-{person.pk}-1", f"leave-{person.pk}-2"]
+    assert (person.stays, person.left_at is not None) == (2, True)
+
+
+async def test_a_silent_attendee_leaves_once_after_the_timeout_and_a_heartbeat_rejoins(settings):
+    settings.CONDUCTOR_ATTENDEE_TIMEOUT_SECONDS = 60
+    session = await database_sync_to_async(live_room)()
+    socket = await attendee(session)
+    sweep = database_sync_to_async(participation.attendees_sweep)
+    now = timezone.now()
+
+    early = await sweep(now=now + timedelta(seconds=50))
+    swept = await sweep(now=now + timedelta(seconds=61))
+    again = await sweep(now=now + timedelta(seconds=120))
+    for _ in range(participation.ATTENDEE_LIMIT[0] + 2):  # beats are not rate limited
+        await socket.send_json_to({"type": "ping"})
+        assert await socket.receive_json_from(timeout=5) == {"type": "pong"}
+    await socket.disconnect()
+
+    person = await database_sync_to_async(Attendee.objects.get)()
+    assert (early, swept, again) == (0, 1, 0)
+    joins = await database_sync_to_async(signals)(session, "join")
+    leaves = await database_sync_to_async(signals)(session, "leave")
+    assert [s.signal_id for s in joins] == [f"join-{person.pk}-1", f"join-{person.pk}-2"]
+    assert [s.signal_id for s in leaves] == [f"leave-{person.pk}-1", f"leave-{person.pk}-2"]
+
+
+async def test_a_heartbeat_keeps_an_attendee_present():
+    session = await database_sync_to_async(live_room)()
+    socket = await attendee(session)
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    await database_sync_to_async(Attendee.objects.update)(last_seen_at=an_hour_ago)
+
+    await socket.send_json_to({"type": "ping"})
+    await next_of(socket, "pong")
+    swept = await database_sync_to_async(participation.attendees_sweep)(
+        now=timezone.now() + timedelta(seconds=30)
+    )
+    await socket.disconnect()
+
+    assert swept == 0
+    assert len(await database_sync_to_async(signals)(session, "leave")) == 1  # the close
+
+
+async def test_an_ended_session_marks_its_attendees_left_without_signals():
+    session = await database_sync_to_async(live_room)()
+    socket = await attendee(session)
+    await database_sync_to_async(services.session_update)(session_id=session.pk, status="ended")
+
+    swept = await database_sync_to_async(participation.attendees_sweep)(
+        now=timezone.now() + timedelta(minutes=5)
+    )
+    await socket.send_json_to({"type": "ping"})  # a page left open: no rejoin
+    await next_of(socket, "pong")
+    await socket.disconnect()
+
+    person = await database_sync_to_async(Attendee.objects.get)()
+    assert swept == 1
+    assert (person.stays, person.left_at is not None) == (1, True)
+    assert len(await database_sync_to_async(signals)(session, "leave")) == 0
+
+
+def test_beat_sweeps_silent_attendees(settings):
+    entry = settings.CELERY_BEAT_SCHEDULE["sweep-silent-attendees"]
+
+    assert entry["task"] == tasks.sweep_attendees.name == "conductor.sweep_attendees"
+    assert entry["schedule"] <= settings.CONDUCTOR_ATTENDEE_TIMEOUT_SECONDS / 2
+    assert tasks.sweep_attendees() == 0
+
+
+def test_a_killed_web_process_leaves_its_attendees_once_after_the_timeout(asgi_live_server):
+    """A worker killed mid-connection runs no disconnect: only the sweep sees them go."""
+    import asyncio
+    import os
+    import signal
+
+    import websockets
+
+    session = live_room()
+
+    async def join() -> None:
+        socket = await websockets.connect(
+            f"{asgi_live_server.ws}/ws/j/{session.join_code}/",
+            additional_headers={"Cookie": cookie_for().decode()},
+        )
+        assert '"room"' in await asyncio.wait_for(socket.recv(), 5)
+        os.killpg(asgi_live_server.process.pid, signal.SIGKILL)
+        asgi_live_server.process.wait()
+        asgi_live_server.process = None
+
+    asyncio.run(join())
+    before = signals(session, "leave")
+    swept = participation.attendees_sweep(now=timezone.now() + timedelta(minutes=2))
+    again = participation.attendees_sweep(now=timezone.now() + timedelta(minutes=4))
+
+    person = Attendee.objects.get()
+    assert before == []
+    assert (swept, again) == (1, 0)
+    assert [s.signal_id for s in signals(session, "leave")] == [f"leave-{person.pk}-1"]

@@ -330,6 +330,10 @@ def test_a_change_reads_in_points_with_its_sign_twice(lift, text, tone, cue):
       "Ask the toughest question (+50 points)"),
      ({"title": "Break", "body": "Coffee in the hall."}, "Break: Coffee in the hall."),
      ({"text": "What would you try first?"}, "What would you try first?"),
+     ({"question": "Which part next?", "options": ["Costs", "Speed"]},
+      "Which part next? (Costs / Speed)"),
+     ({"question": "One word for it?", "kind": "words", "options": []},
+      "One word for it? (word cloud)"),
      ({}, "")],
 )  # fmt: skip
 def test_each_type_of_content_reads_in_one_line(content, line):
