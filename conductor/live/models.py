@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import uuid
 from typing import Any
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 from conductor.live.event_settings import EventSettings
@@ -365,43 +367,74 @@ class PolicyEvidence(models.Model):
 
 
 class Attendee(models.Model):
-    """Someone on the join page: a device's anonymous id (a signed cookie) in one session."""
+    """Someone on the join page: a device's anonymous id (a signed cookie) in one session.
+
+    Present from a `join` to a `leave` (a stay); `stays` counts them, and names each stay's two
+    signals, so that no stay has two of either (conductor.live.participation).
+    """
 
     session = models.ForeignKey(LiveSession, on_delete=models.CASCADE, related_name="attendees")
     key = models.UUIDField()
     display_name = models.CharField(max_length=40, blank=True)
     joined_at = models.DateTimeField(auto_now_add=True)
+    # The last sign of life of any of its sockets (connect, heartbeat).
     last_seen_at = models.DateTimeField(auto_now_add=True)
+    # Null while present; set when the attendee left (closed the page, or went silent).
+    left_at = models.DateTimeField(null=True, blank=True)
+    stays = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["session", "key"], name="attendee_session_key_unique")
         ]
+        indexes = [
+            # The timeout sweep's range: only attendees present.
+            models.Index(
+                fields=["last_seen_at"],
+                condition=models.Q(left_at__isnull=True),
+                name="attendee_present_seen_idx",
+            )
+        ]
 
     def __str__(self) -> str:
-        return self.display_name or f"attendee {self.pk}"
+        return self.public_name
 
     @property
     def signal_id(self) -> str:
         """Who the attendee is in signals: never the cookie's key, which proves identity."""
         return f"a{self.pk}"
 
+    @property
+    def public_name(self) -> str:
+        """The display name, or "Anonymous 1234": four digits from the key, the same on every
+        page, that say nothing of it."""
+        digest = hashlib.blake2s(self.key.bytes, digest_size=4).digest()
+        return self.display_name or f"Anonymous {int.from_bytes(digest) % 10_000:04d}"
+
 
 class PollVote(models.Model):
-    """An attendee's answer to a poll: one per poll, which they may change."""
+    """An attendee's answer to a poll: one per poll, which they may change. An option (`choice`)
+    or, for a word cloud, one to three normalised words."""
 
     intervention = models.ForeignKey(Intervention, on_delete=models.CASCADE, related_name="votes")
     attendee = models.ForeignKey(Attendee, on_delete=models.CASCADE, related_name="votes")
-    choice = models.PositiveSmallIntegerField()
+    choice = models.PositiveSmallIntegerField(null=True, blank=True)
+    words = ArrayField(models.CharField(max_length=24), default=list, blank=True, size=3)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["intervention", "attendee"], name="poll_vote_unique")
+            models.UniqueConstraint(fields=["intervention", "attendee"], name="poll_vote_unique"),
+            models.CheckConstraint(
+                condition=(models.Q(choice__isnull=False) & models.Q(words=[]))
+                | (models.Q(choice__isnull=True) & ~models.Q(words=[])),
+                name="poll_vote_choice_or_words",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"vote {self.choice} on {self.intervention_id}"
+        answer = self.choice if self.choice is not None else " ".join(self.words)
+        return f"vote {answer} on {self.intervention_id}"
 
 
 class ChatMessage(models.Model):
@@ -459,6 +492,27 @@ class QuestionVote(models.Model):
 
     def __str__(self) -> str:
         return f"upvote of {self.question_id}"
+
+
+class ChallengeEntry(models.Model):
+    """An attendee took part in a gamification challenge: the points the server awarded (the
+    challenge's own), once per attendee and challenge. A session's leaderboard sums them."""
+
+    intervention = models.ForeignKey(Intervention, on_delete=models.CASCADE, related_name="entries")
+    attendee = models.ForeignKey(Attendee, on_delete=models.CASCADE, related_name="entries")
+    points = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "challenge entries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["intervention", "attendee"], name="challenge_entry_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"+{self.points} on {self.intervention_id}"
 
 
 class SessionSummary(models.Model):

@@ -84,6 +84,8 @@ def points_text(value: float) -> str:
 def describe(content: dict[str, Any]) -> str:
     """What an intervention said, in one line (as the live view shows it)."""
     if content.get("question"):
+        if content.get("kind") == "words":
+            return f"{content['question']} (word cloud)"
         return f"{content['question']} ({' / '.join(map(str, content.get('options', [])))})"
     if content.get("headline"):
         return f"{content['headline']} \N{EM DASH} {content.get('call_to_action', '')}"
