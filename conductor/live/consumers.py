@@ -7,6 +7,7 @@ import secrets
 import uuid
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.serializers.json import DjangoJSONEncoder
@@ -33,6 +34,17 @@ def _may_watch(user: Any, session_id: int) -> bool:
 
 class _Consumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """As Channels' own, without its hop to the process's sync thread before every message
+        (to close stale database connections): these handlers reach the database only through
+        database_sync_to_async, which does that itself. In a room's fan-out - each poll result
+        to each phone - those hops were most of a web process's CPU, and a slow query on that
+        thread held every socket's messages back."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:
@@ -150,6 +162,13 @@ def _join_room(
     return session, attendee, participation.room_state(session, attendee=attendee)
 
 
+# An attendee's action or beat runs on the loop's thread pool, not the process's one thread for
+# sync code: a room voting at once then overlaps its database round trips instead of queueing
+# behind each other (each socket still handles its own messages in order).
+_attendee_act = database_sync_to_async(participation.attendee_act, thread_sensitive=False)
+_attendee_seen = database_sync_to_async(participation.attendee_seen, thread_sensitive=False)
+
+
 class JoinConsumer(AttendeeConsumer):
     """`/ws/j/<code>/`: the join page's socket. Receives what integrators' attendee sockets
     receive, plus what the room does; sends the attendee's actions (conductor.live.participation)
@@ -195,14 +214,10 @@ class JoinConsumer(AttendeeConsumer):
         beat = raw == {"type": "ping"}  # a heartbeat: not an action, never rate limited
         try:
             if beat:
-                await database_sync_to_async(participation.attendee_seen)(
-                    attendee=self.attendee, channel=self.channel_name
-                )
+                await _attendee_seen(attendee=self.attendee, channel=self.channel_name)
                 reply: dict[str, Any] | None = {"type": "pong"}
             else:
-                reply = await database_sync_to_async(participation.attendee_act)(
-                    attendee=self.attendee, raw=raw
-                )
+                reply = await _attendee_act(attendee=self.attendee, raw=raw)
         except participation.Refused as refused:
             await self.send_json(
                 {"type": "error", "message": refused.message, "field": refused.field}

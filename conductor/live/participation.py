@@ -414,7 +414,8 @@ def _signal(
 
 
 def _open_poll(attendee: Attendee, intervention_id: int) -> Intervention:
-    poll = Intervention.objects.filter(
+    # Only what a vote reads: a whole intervention row costs three times as much to load.
+    poll = Intervention.objects.only("id", "session_id", "content").filter(
         pk=intervention_id, session_id=attendee.session_id, type=Intervention.Type.POLL,
         status=Intervention.Status.EXECUTED,
     ).first()  # fmt: skip
@@ -433,9 +434,7 @@ def _vote(attendee: Attendee, action: Vote) -> None:
         raise Refused("This poll takes words, not a choice.", "choice")
     if action.choice >= len(poll.content.get("options", [])):
         raise Refused("Choose one of the poll's options.", "choice")
-    _, first = PollVote.objects.update_or_create(
-        intervention=poll, attendee=attendee, defaults={"choice": action.choice}
-    )
+    first = _answer(poll, attendee, choice=action.choice, words=[])
     _announce("results", poll.pk)
     if first:  # a changed vote is not new activity
         _signal(attendee, "poll_vote", f"vote-{poll.pk}-{attendee.pk}", {"poll": poll.pk})
@@ -445,13 +444,33 @@ def _words(attendee: Attendee, action: Words) -> None:
     poll = _open_poll(attendee, action.intervention)
     if not _is_cloud(poll):
         raise Refused("This poll takes a choice, not words.", "words")
-    _, first = PollVote.objects.update_or_create(
-        intervention=poll, attendee=attendee, defaults={"choice": None, "words": action.words}
-    )
+    first = _answer(poll, attendee, choice=None, words=action.words)
     _announce("results", poll.pk)
     if first:  # a changed answer is not new activity, as a changed vote
         _signal(attendee, "poll_vote", f"vote-{poll.pk}-{attendee.pk}",
                 {"poll": poll.pk, "words": len(action.words)})  # fmt: skip
+
+
+# One statement for the hottest path of a busy room (a vote: ~3 ms of ORM work as
+# update_or_create's lock, read and write); `xmax = 0` is true for a row this statement inserted.
+_ANSWER_SQL = """
+INSERT INTO conductor_pollvote AS v (intervention_id, attendee_id, choice, words, updated_at)
+VALUES (%s, %s, %s, %s::varchar(24)[], %s)
+ON CONFLICT ON CONSTRAINT poll_vote_unique DO UPDATE
+    SET choice = EXCLUDED.choice, words = EXCLUDED.words, updated_at = EXCLUDED.updated_at
+RETURNING v.xmax = 0
+"""
+
+
+def _answer(
+    poll: Intervention, attendee: Attendee, *, choice: int | None, words: list[str]
+) -> bool:
+    """Store the attendee's answer to the poll, replacing an earlier one; True if it is the
+    first."""
+    with connection.cursor() as cursor:
+        cursor.execute(_ANSWER_SQL, [poll.pk, attendee.pk, choice, words, timezone.now()])
+        (first,) = cursor.fetchone()
+    return bool(first)
 
 
 def _announce(what: Literal["results", "leaderboard"], pk: int) -> None:

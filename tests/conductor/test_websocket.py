@@ -10,6 +10,7 @@ from django.test import Client
 
 from conductor.asgi import application
 from conductor.live import realtime, services
+from conductor.live.delivery import attendee_group
 from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -284,3 +285,32 @@ async def test_an_approval_through_the_api_reaches_the_dashboard():
     assert message["data"]["status"] == "executed"
     assert message["data"]["decided_by"] == owner.username
     await dashboard.disconnect()
+
+
+async def test_messages_reach_sockets_while_the_sync_thread_is_busy():
+    """A slow database call on the process's sync thread (a view, an agent) does not hold back
+    what the room is sent: consumers dispatch without a hop to that thread."""
+    import asyncio
+    import threading
+
+    from asgiref.sync import sync_to_async
+
+    _, _, session = await make_session()
+    communicator = WebsocketCommunicator(
+        application, f"/ws/sessions/{session.pk}/attendees/?key={session.attendee_key}"
+    )
+    assert (await communicator.connect())[0]
+    release = threading.Event()
+    busy = asyncio.ensure_future(sync_to_async(release.wait, thread_sensitive=True)(10))
+    try:
+        await asyncio.sleep(0.1)  # the sync thread is now taken
+        await get_channel_layer().group_send(
+            attendee_group(session.pk),
+            {"type": "attendee.event", "event": "poll.results", "data": {"total": 3}},
+        )
+        received = await communicator.receive_json_from(timeout=3)
+    finally:
+        release.set()
+        await busy
+    assert received == {"type": "poll.results", "data": {"total": 3}}
+    await communicator.disconnect()
