@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
+import time
 import uuid
 from typing import Any
 
+from asgiref.sync import SyncToAsync
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import close_old_connections, connections
 
 from conductor.core.auth import query_param
 from conductor.core.errors import ApplicationError, NotFoundError
@@ -142,8 +146,9 @@ class AttendeeConsumer(_Consumer):
         )
 
     async def attendee_event(self, message: dict[str, Any]) -> None:
-        """What the room did (poll results, chat, questions), as dashboards receive it."""
-        await self.send_json({"type": message["event"], "data": message["data"]})
+        """What the room did (poll results, chat, questions), as dashboards receive it; sent as
+        encoded once for all the room's sockets."""
+        await self.send(text_data=message["text"])
 
 
 @database_sync_to_async
@@ -162,11 +167,33 @@ def _join_room(
     return session, attendee, participation.room_state(session, attendee=attendee)
 
 
-# An attendee's action or beat runs on the loop's thread pool, not the process's one thread for
-# sync code: a room voting at once then overlaps its database round trips instead of queueing
-# behind each other (each socket still handles its own messages in order).
-_attendee_act = database_sync_to_async(participation.attendee_act, thread_sensitive=False)
-_attendee_seen = database_sync_to_async(participation.attendee_seen, thread_sensitive=False)
+# How often a pool thread's database connection is checked before a room's action uses it.
+CONNECTION_CHECK_SECONDS = 1.0
+_checked = threading.local()
+
+
+class _RoomSyncToAsync(SyncToAsync):
+    """Channels' database_sync_to_async, for the actions and beats of a room: on the loop's
+    thread pool, not the process's one thread for sync code, so that a room voting at once
+    overlaps its database round trips instead of queueing (each socket still handles its own
+    messages in order); and checking the thread's connections at most once a second, or after a
+    database error, rather than around every call - with CONN_HEALTH_CHECKS each check is a
+    `SELECT 1` before the action's own queries."""
+
+    def __init__(self, func: Any) -> None:
+        super().__init__(func, thread_sensitive=False)
+
+    def thread_handler(self, loop: Any, *args: Any, **kwargs: Any) -> Any:
+        now = time.monotonic()
+        due = now - getattr(_checked, "at", -CONNECTION_CHECK_SECONDS) >= CONNECTION_CHECK_SECONDS
+        if due or any(c.errors_occurred for c in connections.all(initialized_only=True)):
+            close_old_connections()
+            _checked.at = now
+        return super().thread_handler(loop, *args, **kwargs)
+
+
+_attendee_act = _RoomSyncToAsync(participation.attendee_act)
+_attendee_seen = _RoomSyncToAsync(participation.attendee_seen)
 
 
 class JoinConsumer(AttendeeConsumer):

@@ -26,6 +26,7 @@ organizer's dashboards at once (`publish_room`), at most every CONDUCTOR_POLL_RE
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -342,10 +343,11 @@ def attendee_act(*, attendee: Attendee, raw: Any) -> dict[str, Any] | None:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"][1:]) or "type"
         raise Refused(_plain(first), field) from None
-    session = LiveSession.objects.get(pk=attendee.session_id)
+    # Its status as it is now, for this check and the signals' ingestion (which read no more).
+    session = LiveSession.objects.only("id", "status", "event_id").get(pk=attendee.session_id)
     if session.status == LiveSession.Status.ENDED:
         raise Refused("This session has ended.")
-    attendee.session = session  # as it is now, for the signals' ingestion
+    attendee.session = session
     _rate_limit(attendee)
     if isinstance(action, Vote):
         _vote(attendee, action)
@@ -720,9 +722,11 @@ def room_state(
 def publish_room(session_id: int, event: str, data: dict[str, Any]) -> None:
     """Tell the room (the attendees' group) and the organizer's dashboards at once."""
     message = realtime.group_message(event, data)
+    # Encoded here once, not by each of the room's sockets (a poll's results go to every phone).
+    text = json.dumps({"type": event, "data": message["data"]})
     realtime.publish_groups(
         [
-            (attendee_group(session_id), {**message, "type": "attendee.event"}),
+            (attendee_group(session_id), {**message, "type": "attendee.event", "text": text}),
             (realtime.session_group(session_id), message),
         ]
     )

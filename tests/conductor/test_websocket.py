@@ -306,7 +306,7 @@ async def test_messages_reach_sockets_while_the_sync_thread_is_busy():
         await asyncio.sleep(0.1)  # the sync thread is now taken
         await get_channel_layer().group_send(
             attendee_group(session.pk),
-            {"type": "attendee.event", "event": "poll.results", "data": {"total": 3}},
+            {"type": "attendee.event", "text": '{"type": "poll.results", "data": {"total": 3}}'},
         )
         received = await communicator.receive_json_from(timeout=3)
     finally:
@@ -314,3 +314,42 @@ async def test_messages_reach_sockets_while_the_sync_thread_is_busy():
         await busy
     assert received == {"type": "poll.results", "data": {"total": 3}}
     await communicator.disconnect()
+
+
+async def test_a_rooms_actions_check_their_connection_at_most_once_a_second(monkeypatch):
+    """With CONN_HEALTH_CHECKS, Channels' wrapper pays a `SELECT 1` before every action; a room's
+    actions check their thread's connection once a second, and after a database error."""
+    from django.db import OperationalError, connection
+    from django.db.backends.postgresql.base import DatabaseWrapper
+
+    from conductor.live import consumers
+    from conductor.live.models import Event
+
+    checks: list[int] = []
+    is_usable = DatabaseWrapper.is_usable
+    monkeypatch.setattr(
+        DatabaseWrapper, "is_usable", lambda self: checks.append(1) or is_usable(self)
+    )
+
+    def count() -> int:
+        return Event.objects.count()
+
+    def lose_the_connection() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    query = consumers._RoomSyncToAsync(count)
+    for _ in range(5):
+        await query()
+    assert checks == []  # a new connection, then within the second (Channels': 4 checks)
+
+    with pytest.raises(OperationalError):
+        await consumers._RoomSyncToAsync(lose_the_connection)()
+    assert await query() >= 0  # after an error, the next call checks, and reconnects
+    assert len(checks) == 1
+
+    monkeypatch.setattr(consumers, "CONNECTION_CHECK_SECONDS", 0.0)
+    before = len(checks)
+    for _ in range(3):
+        await query()
+    assert len(checks) - before == 3
