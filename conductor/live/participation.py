@@ -436,21 +436,28 @@ def _vote(attendee: Attendee, action: Vote) -> None:
         raise Refused("This poll takes words, not a choice.", "choice")
     if action.choice >= len(poll.content.get("options", [])):
         raise Refused("Choose one of the poll's options.", "choice")
-    first = _answer(poll, attendee, choice=action.choice, words=[])
-    _announce("results", poll.pk)
-    if first:  # a changed vote is not new activity
-        _signal(attendee, "poll_vote", f"vote-{poll.pk}-{attendee.pk}", {"poll": poll.pk})
+    _store_answer(attendee, poll, choice=action.choice, words=[], data={"poll": poll.pk})
 
 
 def _words(attendee: Attendee, action: Words) -> None:
     poll = _open_poll(attendee, action.intervention)
     if not _is_cloud(poll):
         raise Refused("This poll takes a choice, not words.", "words")
-    first = _answer(poll, attendee, choice=None, words=action.words)
+    _store_answer(attendee, poll, choice=None, words=action.words,
+                  data={"poll": poll.pk, "words": len(action.words)})  # fmt: skip
+
+
+def _store_answer(
+    attendee: Attendee, poll: Intervention, *, choice: int | None, words: list[str],
+    data: dict[str, Any],
+) -> None:  # fmt: skip
+    """Store an answer and, for the attendee's first on this poll, its `poll_vote` signal (a
+    changed answer is not new activity): one transaction, so one commit per vote, and neither
+    without the other. Then the room sees the results."""
+    with transaction.atomic():
+        if _answer(poll, attendee, choice=choice, words=words):
+            _signal(attendee, "poll_vote", f"vote-{poll.pk}-{attendee.pk}", data)
     _announce("results", poll.pk)
-    if first:  # a changed answer is not new activity, as a changed vote
-        _signal(attendee, "poll_vote", f"vote-{poll.pk}-{attendee.pk}",
-                {"poll": poll.pk, "words": len(action.words)})  # fmt: skip
 
 
 # One statement for the hottest path of a busy room (a vote: ~3 ms of ORM work as
