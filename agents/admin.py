@@ -30,7 +30,7 @@ class MemoryItemAdmin(ComputedAdmin):
     in `metadata`, so an edit by hand would make recall match on text that is no longer there."""
 
     list_display = ("agent", "key", "organizer", "reward", "created_at")
-    list_filter = ("agent",)
+    list_filter = ("agent", "embedding_model")  # rows of another model wait for `reembed`
     list_select_related = ("organizer",)
     search_fields = ("key", "content")
     exclude = ("embedding",)  # 256 floats are not for reading

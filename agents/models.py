@@ -7,9 +7,15 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
-from pgvector.django import HnswIndex, VectorField
+from pgvector.django import HalfVectorField, HnswIndex
 
+# Every embedding model writes vectors of this size (connectors.embeddings.local says why 256).
 EMBEDDING_DIMENSIONS = 256
+# Memories are indexed in this many HNSW graphs, one per bucket of organizers (id modulo it):
+# recall's filter keeps one organizer's memories, and in a graph of a sixteenth of the table they
+# are sixteen times less rare, so the scan meets them sixteen times sooner (bench/memory.py:
+# ~20x fewer pages read a recall). Past a few million memories, more buckets (a migration).
+MEMORY_BUCKETS = 16
 
 
 class MemoryItem(models.Model):
@@ -26,7 +32,21 @@ class MemoryItem(models.Model):
         max_length=200, help_text="What was learned; unique per organizer and agent."
     )
     content = models.TextField()
-    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+    # Half precision: 512 bytes a row instead of 1 KiB, so the HNSW index and the rows it leads
+    # to stay in PostgreSQL's cache (bench/memory.py); a cosine moves by ~1e-3 at most.
+    embedding = HalfVectorField(dimensions=EMBEDDING_DIMENSIONS)
+    # Vectors of different models are not comparable: recall reads only the current model's rows,
+    # and `manage.py reembed` brings the others over after a change of model.
+    embedding_model = models.CharField(
+        max_length=200, help_text="The model that computed the embedding."
+    )
+    embedding_dimensions = models.PositiveSmallIntegerField(default=EMBEDDING_DIMENSIONS)
+    bucket = models.GeneratedField(
+        expression=models.F("organizer_id") % MEMORY_BUCKETS,
+        output_field=models.PositiveSmallIntegerField(),
+        db_persist=True,
+        help_text="Which HNSW index holds the row: the organizer's id modulo MEMORY_BUCKETS.",
+    )
     reward = models.FloatField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -41,12 +61,14 @@ class MemoryItem(models.Model):
         indexes = [
             # The opclass must match the operator we order by (<=>), or PostgreSQL scans.
             HnswIndex(
-                name="memory_embedding_hnsw",
+                name=f"memory_embedding_hnsw_{bucket}",
                 fields=["embedding"],
                 m=16,
                 ef_construction=64,
-                opclasses=["vector_cosine_ops"],
-            ),
+                opclasses=["halfvec_cosine_ops"],
+                condition=models.Q(bucket=bucket),
+            )
+            for bucket in range(MEMORY_BUCKETS)
         ]
 
     def __str__(self) -> str:

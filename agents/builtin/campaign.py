@@ -9,6 +9,7 @@ when it is not told which ad channels to use, takes the ones that did best in th
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from typing import Annotated, Any
 
@@ -103,10 +104,12 @@ DEFAULT_AD_CHANNELS = ("search",)
 
 
 def situation(*, name: str, event_name: str = "", audience: str = "") -> str:
-    """The words memory matches campaigns by ("" when there are none)."""
-    words = [f"topic:{word}" for word in memory.topic_words(f"{event_name} {name}")]
-    words += [f"audience:{word}" for word in memory.topic_words(audience)]
-    return " ".join(words)
+    """What memory matches campaigns by, in plain words ("" when there are none): the event and
+    the campaign's name, then its audience (`PyData Berlin: Early birds, for data engineers`)."""
+    text = ": ".join(part.strip() for part in (event_name, name) if part.strip())
+    if audience.strip():
+        text = f"{text}, for {audience.strip()}" if text else f"for {audience.strip()}"
+    return text if re.search(r"\w", text) else ""
 
 
 def recall_similar(organizer_id: int, situation_text: str) -> list[SimilarCampaign]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 from pydantic import BaseModel, Field, ValidationError
 
+from agents import memory as agent_memory
 from agents.circuit import CircuitOpenError
 from agents.context import BudgetExhausted, RunContext, ToolCallFailed
 from agents.registry import Agent, AgentInput, IntentSpec, RetryPolicy, registry
@@ -25,6 +27,7 @@ from conductor.live.eligibility import session_eligibility
 from conductor.live.engine.policy import HOLD, PolicyContext
 from conductor.live.models import Anomaly, EngagementSample, Intervention, LiveSession
 from conductor.live.serializers import AnomalyOutputSerializer
+from connectors.errors import ConnectorError
 from telemetry import metrics
 
 
@@ -130,17 +133,11 @@ class EngagementAgent(Agent):
             execute_now = True
         else:
             # Similar moments of this event's organizers: told in the reasoning, and the best
-            # text of the chosen type shown to the LLM. The choice above stays the policy's.
-            recalled = memory.recall(
-                organizer_ids=organizer_ids,
-                situation_text=memory.situation(
-                    session=session, sample=sample, anomaly_type=anomaly_type
-                ),
-            )
-            ctx.metric("memory.recalled", len(recalled))
+            # texts of the chosen type shown to the LLM. The choice above stays the policy's.
+            recalled = _recall(ctx, organizer_ids, session, sample, anomaly_type)
             record.content, record.source, record.template, written_note = _write(
                 ctx, decision.type, session, sample, anomaly,
-                memory.example(recalled, decision.type),
+                memory.examples(recalled, decision.type),
             )  # fmt: skip
             execute_now = session.mode == LiveSession.Mode.AUTO or (
                 session.mode == LiveSession.Mode.SEMI_AUTO
@@ -160,6 +157,29 @@ class EngagementAgent(Agent):
         if anomaly is not None:
             metrics.DECISION_LATENCY.observe((timezone.now() - anomaly.detected_at).total_seconds())
         return _output(intervention)
+
+
+def _recall(
+    ctx: RunContext,
+    organizer_ids: list[int],
+    session: LiveSession,
+    sample: EngagementSample,
+    anomaly_type: str,
+) -> list[agent_memory.Recalled]:
+    """What worked in similar moments; nothing when a configured embeddings API fails (the
+    decision goes on without memory, as it does for an organizer who has none yet)."""
+    try:
+        recalled = memory.recall(
+            organizer_ids=organizer_ids,
+            situation_text=memory.situation(
+                session=session, sample=sample, anomaly_type=anomaly_type
+            ),
+        )
+    except ConnectorError as failed:
+        ctx.metric("memory.unavailable", 1, reason=failed.message[:200])
+        return []
+    ctx.metric("memory.recalled", len(recalled))
+    return recalled
 
 
 def _who_acts(mode: str, confidence: float, threshold: float) -> str:
@@ -201,11 +221,12 @@ def _write(
     session: LiveSession,
     sample: EngagementSample,
     anomaly: Anomaly | None,
-    example: str | None = None,
+    examples: Sequence[str] = (),
 ) -> tuple[dict[str, Any], str, str, str]:
     """The content from the LLM within LLM_TIMEOUT_SECONDS, else from a template.
 
-    `example`: a text of this type that worked in a similar moment before (conductor.live.memory).
+    `examples`: texts of this type that worked in similar moments of the organizers' events
+    (conductor.live.memory), best first.
 
     Returns (content, source, template key, a note for the reasoning when the organizer should
     know why a template was used: the monthly LLM budget is spent, agents.budget).
@@ -216,8 +237,10 @@ def _write(
         + (f"; {anomaly.message}" if anomaly else "")
         + f". Write {content.GUIDANCE[intervention_type]}."
         + (
-            f" In a similar moment this worked well: {example!r}. Write a new one in that spirit."
-            if example
+            " In similar moments of the organizer's events these worked well: "
+            + "; ".join(repr(text) for text in examples)
+            + ". Write a new one in that spirit."
+            if examples
             else ""
         )
     )

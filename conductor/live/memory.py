@@ -2,17 +2,19 @@
 
 A measured intervention is learned (agents.memory) under each organizer of its event. A new
 decision recalls the nearest past situations of the same organizers: the recalled outcomes are
-summed up in the decision's reasoning, and the best-rewarded text of the chosen type is shown to
-the LLM as an example of what worked. The choice itself stays with the policy (Thompson Sampling
+summed up in the decision's reasoning, and the best-rewarded texts of the chosen type are shown
+to the LLM as examples of what worked. The choice itself stays with the policy (Thompson Sampling
 on measured rewards); memory brings the detail that a context key loses - the event's topic,
 which signals were quiet, how far into the session.
 
-A situation is a fixed vocabulary of words (`anomaly:sudden_drop band:low chat:quiet ...`) plus
-the event's and session's titles, so that nearness means "the same kind of moment".
+A situation is the moment in plain words (`sudden drop, low engagement, small audience, middle
+of the session: chat quiet, questions busy. PyCon Berlin / Packaging Python`), embedded by
+meaning: a session about pandas is nearer one about PyData than one about SEO.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -22,29 +24,53 @@ from agents.models import MemoryItem
 from conductor.live.engine.policy import audience_bucket, points_text
 from conductor.live.engine.vocabulary import TYPE_PLURALS
 from conductor.live.models import EngagementSample, Event, Intervention, LiveSession
+from connectors.errors import ConnectorError
+from telemetry import metrics
+
+logger = logging.getLogger(__name__)
 
 AGENT = "engagement"
 # A recalled intervention of the chosen type whose reward (its lift over doing nothing,
 # conductor.live.measurement) reached this is shown to the LLM: two points of engagement.
 EXAMPLE_MIN_REWARD = 0.02
+# At most this many texts that worked are shown to the LLM, best first.
+EXAMPLES = 3
 # Signals per minute per attendee present: below is "quiet", at or above "busy" (0 is "none").
 BUSY_PER_ATTENDEE_MINUTE = 0.1
+# Farther than this is not a similar moment. Measured with wordllama on situations: the same
+# session's other moments are within 0.1, the same moment of a related event (PyCon / PyData)
+# 0.18, of an unrelated one (PyCon / KubeCon, SEO) 0.28-0.31; an unrelated sentence 0.9+.
+SIMILAR_MOMENT = 0.25
+_PHASES = {
+    "start": "start of the session",
+    "middle": "middle of the session",
+    "late": "late in the session",
+}
 
 
 def situation(*, session: LiveSession, sample: EngagementSample, anomaly_type: str) -> str:
-    """The words memory matches a moment of a session by."""
-    words = [
-        f"anomaly:{anomaly_type.lower()}",
-        f"band:{sample.band}",
-        f"audience:{audience_bucket(sample.present)}",
-        f"phase:{_phase(session, sample)}",
-    ]
+    """The moment in plain words, as memory matches it: the anomaly, the engagement, the
+    audience, the phase, each kind of signal, then what the session is about."""
+    anomaly = "no anomaly" if anomaly_type.upper() == "NONE" else _words(anomaly_type)
+    text = (
+        f"{anomaly}, {_words(sample.band)} engagement, {audience_bucket(sample.present)} "
+        f"audience, {_PHASES[_phase(session, sample)]}"
+    )
     present = max(sample.present, 1)
-    for kind, per_minute in sorted((sample.rates or {}).items()):
-        words.append(f"{kind}:{_level(per_minute / present)}")
-    titles = f"{session.event.name} {session.title} {session.topic}"
-    words.extend(f"topic:{word}" for word in memory.topic_words(titles))
-    return " ".join(words)
+    signals = ", ".join(
+        f"{_words(kind)} {_level(per_minute / present)}"
+        for kind, per_minute in sorted((sample.rates or {}).items())
+    )
+    if signals:
+        text += f": {signals}"
+    about = " / ".join(
+        part.strip() for part in (session.event.name, session.title, session.topic) if part.strip()
+    )
+    return f"{text}. {about}" if about else text
+
+
+def _words(name: str) -> str:
+    return name.lower().replace("_", " ")
 
 
 def _level(per_attendee_minute: float) -> str:
@@ -79,7 +105,9 @@ def content_text(content: dict[str, Any]) -> str:
 
 
 def remember(intervention: Intervention) -> bool:
-    """Learn a measured intervention; False when there is nothing to learn from.
+    """Learn a measured intervention; False when there is nothing to learn from, or when a
+    configured embeddings API fails (the memory is lost, counted and logged; the measurement
+    that called this stands).
 
     Its situation is the one the decision saw: the session's last sample before the decision.
     """
@@ -93,11 +121,23 @@ def remember(intervention: Intervention) -> bool:
     if sample is None:
         return False
     anomaly_type = intervention.context.split("|", 1)[0] if intervention.context else "NONE"
+    try:
+        _learn(intervention, session, situation(
+            session=session, sample=sample, anomaly_type=anomaly_type
+        ))  # fmt: skip
+    except ConnectorError:
+        logger.exception("intervention %s measured but not learned", intervention.pk)
+        metrics.MEMORY_LEARN_ERRORS.inc()
+        return False
+    return True
+
+
+def _learn(intervention: Intervention, session: LiveSession, situation_text: str) -> None:
     memory.learn(
         organizer_ids=list(session.event.organizers.values_list("pk", flat=True)),
         agent=AGENT,
         key=f"intervention:{intervention.pk}",
-        situation=situation(session=session, sample=sample, anomaly_type=anomaly_type),
+        situation=situation_text,
         content=content_text(intervention.content),
         reward=intervention.reward,
         metadata={
@@ -108,14 +148,17 @@ def remember(intervention: Intervention) -> bool:
             "intervention_id": intervention.pk,
         },
     )
-    return True
 
 
 def recall(
     *, organizer_ids: Sequence[int], situation_text: str, limit: int = 8
 ) -> list[memory.Recalled]:
     return memory.recall(
-        organizer_ids=organizer_ids, agent=AGENT, situation=situation_text, limit=limit
+        organizer_ids=organizer_ids,
+        agent=AGENT,
+        situation=situation_text,
+        limit=limit,
+        max_distance=SIMILAR_MOMENT,
     )
 
 
@@ -142,18 +185,20 @@ def _times(count: int) -> str:
     return "once" if count == 1 else f"{count} times"
 
 
-def example(recalled: Sequence[memory.Recalled], intervention_type: str) -> str | None:
-    """The best-rewarded remembered text of this type, if it earned at least EXAMPLE_MIN_REWARD."""
-    candidates = [
-        found.item
-        for found in recalled
-        if found.item.metadata.get("type") == intervention_type
-        and (found.item.reward or 0.0) >= EXAMPLE_MIN_REWARD
-        and found.item.content
-    ]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda item: item.reward or 0.0).content
+def examples(recalled: Sequence[memory.Recalled], intervention_type: str) -> list[str]:
+    """Up to EXAMPLES remembered texts of this type that earned at least EXAMPLE_MIN_REWARD, the
+    best-rewarded first, each once."""
+    worked = sorted(
+        (
+            found.item
+            for found in recalled
+            if found.item.metadata.get("type") == intervention_type
+            and (found.item.reward or 0.0) >= EXAMPLE_MIN_REWARD
+            and found.item.content
+        ),
+        key=lambda item: -(item.reward or 0.0),
+    )
+    return list(dict.fromkeys(item.content for item in worked))[:EXAMPLES]
 
 
 # -- forgetting ------------------------------------------------------------------------------
@@ -189,6 +234,8 @@ def share(*, organizer_ids: Iterable[int], event_ids: Iterable[int]) -> int:
             key=item.key,
             content=item.content,
             embedding=item.embedding,
+            embedding_model=item.embedding_model,
+            embedding_dimensions=item.embedding_dimensions,
             reward=item.reward,
             metadata=item.metadata,
         )

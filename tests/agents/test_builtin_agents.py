@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 
 from agents import services
+from agents.builtin import campaign as campaign_agent
 from agents.builtin.email import Variant, two_proportion_test
 from agents.builtin.social import fit, normalize_hashtags
 from agents.models import AgentRun, Campaign, CampaignMetric, MemoryItem
@@ -200,7 +201,7 @@ def test_a_report_remembers_the_campaign_and_a_later_report_revises_it(organizer
     assert learned.key == f"campaign:{campaign.pk}"
     assert learned.reward == pytest.approx(110 / 900)
     assert learned.metadata["best_channel"] == "social"  # 0.6 conversions per unit spent
-    assert "topic:pydata" in learned.metadata["situation"]
+    assert learned.metadata["situation"] == "PyData Berlin: Early birds, for data engineers"
     assert "search: 50 conversions from 500 clicks, 250 spent" in learned.content
 
     _measure(campaign, {"search": (10_000, 500, 250, 10.0)})
@@ -345,3 +346,21 @@ def test_social_helpers():
     assert len(fit(long_text, "x")) <= 280
     assert fit(long_text, "x").endswith("…")
     assert fit("short", "x") == "short"
+
+
+@pytest.mark.parametrize(
+    ("name", "event_name", "audience", "text"),
+    [
+        ("Early birds", "PyData Berlin", "data engineers",
+         "PyData Berlin: Early birds, for data engineers"),
+        ("Early birds", "", " ", "Early birds"),
+        ("", "", "students", "for students"),
+        ("!!!", "", "", ""),  # nothing to match on: not remembered, nothing recalled
+    ],
+)  # fmt: skip
+def test_a_campaign_is_remembered_by_its_event_name_and_audience_in_words(
+    organizer_, name, event_name, audience, text
+):
+    assert campaign_agent.situation(name=name, event_name=event_name, audience=audience) == text
+    if not text:
+        assert campaign_agent.recall_similar(organizer_.pk, text) == []

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from pgvector.django import CosineDistance
 
-from agents.models import EMBEDDING_DIMENSIONS, MemoryItem
+from agents.models import EMBEDDING_DIMENSIONS, MEMORY_BUCKETS, MemoryItem
 
 pytestmark = pytest.mark.django_db
 
@@ -48,11 +48,15 @@ def test_nearest_by_cosine_distance(organizer):
     assert np.allclose(stored, unit(0, 1))
 
 
-def test_cosine_query_can_use_the_hnsw_index(organizer):
+def test_cosine_query_can_use_the_hnsw_index_of_a_bucket(organizer):
     MemoryItem.objects.create(
         organizer=organizer, agent="content", key="a", content="x", embedding=unit(0)
     )
-    query = MemoryItem.objects.order_by(CosineDistance("embedding", unit(1)))[:5]
+    # One graph per bucket of organizers (partial indexes): a query names its bucket.
+    bucket = organizer.pk % MEMORY_BUCKETS
+    assert MemoryItem.objects.get().bucket == bucket
+    theirs = MemoryItem.objects.filter(bucket=bucket)
+    query = theirs.order_by(CosineDistance("embedding", unit(1)))[:5]
     sql, params = query.query.sql_with_params()
 
     with connection.cursor() as cursor:
@@ -60,4 +64,4 @@ def test_cosine_query_can_use_the_hnsw_index(organizer):
         cursor.execute(f"EXPLAIN {sql}", params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
 
-    assert "memory_embedding_hnsw" in plan
+    assert f"memory_embedding_hnsw_{bucket} " in plan

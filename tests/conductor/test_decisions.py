@@ -506,25 +506,62 @@ def test_a_failure_to_learn_costs_the_memory_not_the_measurement(live, settings)
     assert REGISTRY.get_sample_value("conductor_memory_learn_errors_total") == errors + 1
 
 
-def test_a_decision_recalls_what_worked_in_a_similar_moment(live):
+def test_a_decision_shows_the_llm_what_worked_in_similar_moments(live, other_organizer):
     services.event_update_settings(event=live.event, settings={"allowed_interventions": ["poll"]})
     EngagementSample.objects.create(session=live, at=timezone.now() - timedelta(minutes=9),
                                     score=0.15, band="very_low", present=40)  # fmt: skip
-    earlier = Intervention.objects.create(
-        session=live, type="poll", status="executed", source="llm", reward=0.05, lift=0.18,
-        content={"question": "Which demo should we build live?", "options": ["A", "B", "C"]},
-        context="SUDDEN_DROP|small",
+    worked = {
+        "Which demo should we build live?": (0.05, 0.18),
+        "Tabs or spaces?": (0.04, 0.12),
+        "What should the next slide explain?": (0.03, 0.10),
+        "Too obvious to work?": (0.01, 0.01),  # under two points: not shown
+    }
+    for question, (reward, lift) in worked.items():
+        assert memory.remember(Intervention.objects.create(
+            session=live, type="poll", status="executed", source="llm", reward=reward, lift=lift,
+            content={"question": question, "options": ["A", "B"]}, context="SUDDEN_DROP|small",
+        ))  # fmt: skip
+    # The same moment in another organizer's event, a better poll: never shown here.
+    theirs = LiveSession.objects.create(
+        event=EventFactory(organizers=[other_organizer]), title=live.title, topic=live.topic,
+        status="live",
     )  # fmt: skip
-    assert memory.remember(earlier)
+    EngagementSample.objects.create(session=theirs, at=timezone.now() - timedelta(minutes=9),
+                                    score=0.15, band="very_low", present=40)  # fmt: skip
+    assert memory.remember(Intervention.objects.create(
+        session=theirs, type="poll", status="executed", source="llm", reward=0.5, lift=0.5,
+        content={"question": "Their secret poll?"}, context="SUDDEN_DROP|small",
+    ))  # fmt: skip
 
     run = decide(live, dropped(live))
 
     chosen = Intervention.objects.get(run=run)
     assert chosen.type == "poll"
-    assert "In similar moments of your events: polls +18 points (once)." in chosen.reasoning
+    assert "In similar moments of your events: polls +10 points (4 times)." in chosen.reasoning
     prompt = run.tool_executions.get(tool="llm").input["messages"][0]["content"]
-    assert "'Which demo should we build live? / A / B / C'" in prompt
-    assert run.metrics.get(name="memory.recalled").value == 1
+    assert (
+        "these worked well: 'Which demo should we build live? / A / B'; 'Tabs or spaces? / A / B';"
+        " 'What should the next slide explain? / A / B'. Write a new one in that spirit."
+    ) in prompt
+    assert "Too obvious" not in prompt
+    assert "secret" not in prompt
+    assert "secret" not in chosen.reasoning
+    assert run.metrics.get(name="memory.recalled").value == 4
+
+
+def test_a_decision_goes_on_without_memory_when_the_embeddings_api_fails(live, settings):
+    settings.EMBEDDINGS_BASE_URL = "https://embeddings.test/v1"  # its fake, fakes being forced
+    fakes.set_behaviour("embeddings", fail_next=1, retryable=True)
+
+    run = decide(live, dropped(live))
+
+    chosen = Intervention.objects.get(run=run)
+    assert run.status == "succeeded"
+    assert "similar moments" not in chosen.reasoning
+    unavailable = run.metrics.get(name="memory.unavailable")
+    assert "embeddings" in unavailable.metadata["reason"]
+    assert not run.metrics.filter(name="memory.recalled").exists()
+    fakes.reset("embeddings")
 
 
 def test_a_decision_recalls_nothing_from_another_organizers_events(live, other_organizer):

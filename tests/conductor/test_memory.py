@@ -6,11 +6,14 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
+from agents import memory as agent_memory
 from agents.memory import Recalled
 from agents.models import MemoryItem
 from conductor.live import memory
 from conductor.live.models import EngagementSample, Intervention, LiveSession
+from connectors import fakes
 from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
 
 pytestmark = pytest.mark.django_db
@@ -31,31 +34,65 @@ def started(live_session):
     return live_session
 
 
-def test_a_situation_names_the_moment_in_fixed_words(started):
+def test_a_situation_tells_the_moment_in_plain_words(started):
     started.event.name = "PyCon Berlin"
     started.title = "Packaging Python"
     started.topic = "wheels and PyPI"
-    moment = sample(started, minutes=20, present=40, chat=2.0, questions=8.0, leaves=0.0)
+    moment = sample(started, minutes=20, present=40, chat=2.0, poll_votes=8.0, leaves=0.0)
 
     text = memory.situation(session=started, sample=moment, anomaly_type="SUDDEN_DROP")
 
     assert text == (
-        "anomaly:sudden_drop band:low audience:small phase:middle"
-        " chat:quiet leaves:none questions:busy"
-        " topic:pycon topic:berlin topic:packaging topic:python topic:wheels topic:pypi"
+        "sudden drop, low engagement, small audience, middle of the session:"
+        " chat quiet, leaves none, poll votes busy."
+        " PyCon Berlin / Packaging Python / wheels and PyPI"
     )
+
+
+def test_a_quiet_moment_without_signals_or_titles(started):
+    started.event.name = started.title = started.topic = " "
+    moment = sample(started, minutes=50, present=600)
+
+    text = memory.situation(session=started, sample=moment, anomaly_type="NONE")
+
+    assert text == "no anomaly, low engagement, large audience, late in the session"
 
 
 @pytest.mark.parametrize(
     ("minutes", "phase"),
-    [(0, "start"), (9.9, "start"), (10, "middle"), (44, "middle"), (45, "late")],
+    [(0, "start of"), (9.9, "start of"), (10, "middle of"), (44, "middle of"), (45, "late in")],
 )
 def test_the_phase_of_a_session(started, minutes, phase):
     moment = sample(started, minutes=minutes)
 
     text = memory.situation(session=started, sample=moment, anomaly_type="X")
 
-    assert f"phase:{phase}" in text.split()
+    assert f"{phase} the session" in text
+
+
+def test_similar_moments_are_near_by_topic_and_by_what_happened(organizer, started):
+    """Within SIMILAR_MOMENT: the same session's other moments, the same moment of a related
+    event; beyond: an unrelated event's, an unrelated text (measured, wordllama)."""
+    base = sample(started, minutes=20, present=40, chat=2.0, reactions=0.0)
+    started.event.name, started.title = "PyCon Berlin", "Packaging Python libraries"
+    here = memory.situation(session=started, sample=base, anomaly_type="SUDDEN_DROP")
+
+    def learned(key: str, text: str) -> None:
+        agent_memory.learn(organizer_ids=[organizer.pk], agent=memory.AGENT, key=key,
+                           situation=text, content=key, reward=0.1)  # fmt: skip
+
+    learned(
+        "later, chat busy", here.replace("middle of", "late in").replace("chat quiet", "chat busy")
+    )
+    learned("pydata", here.replace("PyCon Berlin / Packaging Python libraries",
+                                   "PyData Amsterdam / pandas at scale"))  # fmt: skip
+    learned("seo", here.replace("PyCon Berlin / Packaging Python libraries",
+                                "Growth Marketing Summit / SEO that works"))  # fmt: skip
+    learned("taxes", "Quarterly tax filing deadlines for small businesses")
+
+    found = memory.recall(organizer_ids=[organizer.pk], situation_text=here)
+
+    assert [r.item.key for r in found] == ["later, chat busy", "pydata"]
 
 
 def test_a_session_not_started_is_at_its_start(live_session):
@@ -63,7 +100,7 @@ def test_a_session_not_started_is_at_its_start(live_session):
 
     text = memory.situation(session=live_session, sample=moment, anomaly_type="X")
 
-    assert "phase:start" in text.split()
+    assert "start of the session" in text
 
 
 def test_content_text_keeps_the_strings_in_order():
@@ -105,6 +142,19 @@ def test_a_measured_intervention_is_learned_for_each_organizer_of_its_event(
     )
 
 
+def test_an_embeddings_api_that_fails_costs_the_memory_not_the_caller(live_session, settings):
+    settings.EMBEDDINGS_BASE_URL = "https://embeddings.test/v1"  # its fake, fakes being forced
+    fakes.set_behaviour("embeddings", fail_next=1)
+    sample(live_session)
+    errors = REGISTRY.get_sample_value("conductor_memory_learn_errors_total") or 0
+
+    assert memory.remember(measured(live_session, reward=0.5)) is False
+
+    assert not MemoryItem.objects.exists()
+    assert REGISTRY.get_sample_value("conductor_memory_learn_errors_total") == errors + 1
+    fakes.reset("embeddings")
+
+
 def test_nothing_is_learned_without_a_reward_or_a_sample(live_session):
     assert memory.remember(measured(live_session, reward=None)) is False
     assert memory.remember(measured(live_session, reward=0.5)) is False  # no sample at all
@@ -132,19 +182,22 @@ def test_the_summary_ranks_what_worked_by_mean_lift():
     assert memory.summary([recalled("broadcast", None, 0.5)]) == ""
 
 
-def test_the_example_is_the_best_rewarded_text_of_the_chosen_type():
+def test_the_examples_are_the_best_rewarded_texts_of_the_chosen_type():
     found = [
         # Rewards are points over doing nothing (conductor.live.measurement).
         recalled("poll", 0.1, 0.03, "good poll"),
         recalled("poll", 0.2, 0.05, "best poll"),
+        recalled("poll", 0.2, 0.05, "best poll"),  # learned for two sessions: shown once
         recalled("broadcast", 0.3, 0.08, "a broadcast"),
         recalled("poll", -0.1, -0.02, "a poll that did harm"),
+        recalled("poll", 0.1, 0.021, "fair poll"),
+        recalled("poll", 0.1, 0.02, "fourth poll"),
     ]
 
-    assert memory.example(found, "poll") == "best poll"
-    assert memory.example(found, "quiz") is None
-    assert memory.example([recalled("poll", -0.1, -0.02)], "poll") is None  # below the bar
-    assert memory.example([recalled("poll", 0.05, 0.01)], "poll") is None  # under 2 points
+    assert memory.examples(found, "poll") == ["best poll", "good poll", "fair poll"]
+    assert memory.examples(found, "quiz") == []
+    assert memory.examples([recalled("poll", -0.1, -0.02)], "poll") == []  # below the bar
+    assert memory.examples([recalled("poll", 0.05, 0.01)], "poll") == []  # under 2 points
 
 
 @pytest.fixture
