@@ -319,7 +319,10 @@ async def test_messages_reach_sockets_while_the_sync_thread_is_busy():
 async def test_a_rooms_actions_check_their_connection_at_most_once_a_second(monkeypatch):
     """With CONN_HEALTH_CHECKS, Channels' wrapper pays a `SELECT 1` before every action; a room's
     actions check their thread's connection once a second, and after a database error."""
-    from django.db import OperationalError, connection
+    from concurrent.futures import ThreadPoolExecutor
+
+    from asgiref.sync import sync_to_async
+    from django.db import OperationalError, connection, connections
     from django.db.backends.postgresql.base import DatabaseWrapper
 
     from conductor.live import consumers
@@ -338,13 +341,14 @@ async def test_a_rooms_actions_check_their_connection_at_most_once_a_second(monk
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
 
-    query = consumers._RoomSyncToAsync(count)
+    one_thread = ThreadPoolExecutor(1)  # the loop's pool may use any of its threads
+    query = consumers._RoomSyncToAsync(count, executor=one_thread)
     for _ in range(5):
         await query()
     assert checks == []  # a new connection, then within the second (Channels': 4 checks)
 
     with pytest.raises(OperationalError):
-        await consumers._RoomSyncToAsync(lose_the_connection)()
+        await consumers._RoomSyncToAsync(lose_the_connection, executor=one_thread)()
     assert await query() >= 0  # after an error, the next call checks, and reconnects
     assert len(checks) == 1
 
@@ -353,3 +357,5 @@ async def test_a_rooms_actions_check_their_connection_at_most_once_a_second(monk
     for _ in range(3):
         await query()
     assert len(checks) - before == 3
+    await sync_to_async(connections.close_all, thread_sensitive=False, executor=one_thread)()
+    one_thread.shutdown()
