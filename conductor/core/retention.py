@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, cast
 
 from django.db import connection, models, transaction
 
@@ -86,8 +87,9 @@ def _log_batch(
     if not model._meta.related_objects:
         quote = connection.ops.quote_name
         # Identifiers from our models' metadata; the values are bound.
+        time_field = cast("models.Field[Any, Any]", model._meta.get_field(field))  # a column
         statement = _LOG_BATCH.format(  # nosec B608
-            table=quote(model._meta.db_table), time=quote(model._meta.get_field(field).column)
+            table=quote(model._meta.db_table), time=quote(str(time_field.column))
         )
         with connection.cursor() as cursor:
             cursor.execute(statement, {"before": before, "after": after, "size": size})

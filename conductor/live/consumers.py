@@ -7,7 +7,7 @@ import secrets
 import threading
 import time
 import uuid
-from concurrent.futures import Executor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import SyncToAsync
@@ -181,7 +181,7 @@ class _RoomSyncToAsync(SyncToAsync):
     database error, rather than around every call - with CONN_HEALTH_CHECKS each check is a
     `SELECT 1` before the action's own queries."""
 
-    def __init__(self, func: Any, executor: Executor | None = None) -> None:
+    def __init__(self, func: Any, executor: ThreadPoolExecutor | None = None) -> None:
         super().__init__(func, thread_sensitive=False, executor=executor)
 
     def thread_handler(self, loop: Any, *args: Any, **kwargs: Any) -> Any:
