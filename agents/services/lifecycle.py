@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 from redis import RedisError
 
@@ -20,6 +23,7 @@ from agents import circuit
 from agents.context import (
     ApprovalRejected,
     AwaitingApproval,
+    Metric,
     ReplayMismatch,
     RunCancelled,
     RunContext,
@@ -28,8 +32,12 @@ from agents.context import (
 )
 from agents.models import AgentRun, AgentRunMetric, Approval
 from agents.registry import Agent, registry
+from agents.services import rows
 from agents.services.creating import enqueue
 from telemetry import metrics
+
+if TYPE_CHECKING:
+    from django.db.backends.utils import CursorWrapper
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +75,10 @@ class RunLock:
             unlock(self.run_id)
 
 
-def unlock(run_id: int) -> None:
+def unlock(run_id: int, cursor: CursorWrapper | None = None) -> None:
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [run_id])
+        with contextlib.nullcontext(cursor) if cursor else connection.cursor() as statement:
+            statement.execute("SELECT pg_advisory_unlock(%s)", [run_id])
     except DatabaseError:
         # Workers keep their connections between tasks: one that may still hold the lock must
         # not be kept. Closing it lets go of the lock.
@@ -93,30 +101,38 @@ claimed AS (
     FROM run_lock
     WHERE run.id = %(id)s AND run_lock.held AND run.status IN ('queued', 'running')
         AND NOT run.cancel_requested
-    RETURNING run.*
+    RETURNING {columns}
 )
-SELECT claimed.*, run_lock.held FROM run_lock LEFT JOIN claimed ON true
+SELECT run_lock.held, claimed.* FROM run_lock LEFT JOIN claimed ON true
 """
 
 
 def run_execute(*, run_id: int) -> Outcome:
     """Execute one attempt of a run; safe to call again for the same run at any time."""
-    run, held = claim(run_id)
-    if not held:
-        return Outcome("busy", retry_in=2.0)
-    try:
-        if run is None:
-            return _not_claimed(run_id)
-        return _execute_claimed(run)
-    finally:
-        unlock(run_id)
+    # One cursor for the execution's own statements (claim, a record per call, finish,
+    # unlock): opening one per statement cost more CPU than some of the statements.
+    with connection.cursor() as cursor:
+        run, held = claim(run_id, cursor)
+        if not held:
+            return Outcome("busy", retry_in=2.0)
+        try:
+            if run is None:
+                return _not_claimed(run_id)
+            return _execute_claimed(run, cursor)
+        finally:
+            unlock(run_id, cursor)
 
 
-def claim(run_id: int) -> tuple[AgentRun | None, bool]:
+@functools.cache
+def _claim_statement() -> str:
+    return _CLAIM.format(columns=rows.run_columns("run"))
+
+
+def claim(run_id: int, cursor: CursorWrapper) -> tuple[AgentRun | None, bool]:
     """Return the claimed run (None if it may not execute now) and whether its lock is held."""
-    row = next(iter(AgentRun.objects.raw(_CLAIM, {"id": run_id, "now": timezone.now()})))
-    held = bool(row.held)  # type: ignore[attr-defined]  # a column of _CLAIM, not a field
-    return (row if row.pk is not None else None), held
+    cursor.execute(_claim_statement(), {"id": run_id, "now": timezone.now()})
+    held, *columns = cursor.fetchone()
+    return (rows.run_from_row(columns) if columns[0] is not None else None), bool(held)
 
 
 def _not_claimed(run_id: int) -> Outcome:
@@ -128,7 +144,7 @@ def _not_claimed(run_id: int) -> Outcome:
     return Outcome(run.status)
 
 
-def _execute_claimed(run: AgentRun) -> Outcome:
+def _execute_claimed(run: AgentRun, cursor: CursorWrapper) -> Outcome:
     agent = registry.get(run.agent)
     if agent is None:
         finish(run, AgentRun.Status.FAILED, error=run_error("agent_not_registered", run.agent))
@@ -141,56 +157,56 @@ def _execute_claimed(run: AgentRun) -> Outcome:
         finish(run, AgentRun.Status.FAILED, error=run_error("intent_not_served", run.intent))
         return Outcome(run.status)
     spec = agent.intent(run.intent)
-    context = RunContext(run, agent)
+    context = RunContext(run, agent, cursor)
     metrics_of_attempt = context.pending_metrics
+    output: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
     try:
         result = agent.handle(context, run.intent, spec.parse(run.input))
-        output = spec.output_model.model_validate(result, from_attributes=True)
+        output = spec.output_model.model_validate(result, from_attributes=True).model_dump(
+            mode="json"
+        )
     except AwaitingApproval:
         run.status = AgentRun.Status.AWAITING_APPROVAL
         with transaction.atomic():
             run.save(update_fields=["status"])
-            AgentRunMetric.objects.bulk_create(metrics_of_attempt)
+            AgentRunMetric.objects.bulk_create(context.metric_rows())
         update_pending_gauge()
         return Outcome(run.status)
     except WaitingForChildren:
-        AgentRunMetric.objects.bulk_create(metrics_of_attempt)
+        AgentRunMetric.objects.bulk_create(context.metric_rows())
         return Outcome("waiting")
     except RunCancelled as interrupted:
-        finish(run, AgentRun.Status.CANCELLED, error=run_error("cancelled", str(interrupted)),
-                run_metrics=metrics_of_attempt)  # fmt: skip
+        status, error = AgentRun.Status.CANCELLED, run_error("cancelled", str(interrupted))
     except ApprovalRejected as rejected:
-        finish(run, AgentRun.Status.FAILED, error=run_error("approval_rejected", str(rejected)),
-                run_metrics=metrics_of_attempt)  # fmt: skip
+        status, error = AgentRun.Status.FAILED, run_error("approval_rejected", str(rejected))
     except SoftTimeLimitExceeded:
         message = f"time limit of {agent.time_limit_seconds:g} s exceeded"
-        finish(run, AgentRun.Status.TIMED_OUT, error=run_error("timed_out", message),
-                run_metrics=metrics_of_attempt)  # fmt: skip
-    except circuit.CircuitOpenError as error:
-        return _retry_or_fail(run, agent, run_error("circuit_open", str(error), retryable=True),
-                              metrics_of_attempt, delay=error.retry_in)  # fmt: skip
-    except ToolCallFailed as error:
-        failure = run_error(error.code, str(error), retryable=error.retryable)
-        if error.retryable:
-            return _retry_or_fail(run, agent, failure, metrics_of_attempt)
-        finish(run, AgentRun.Status.FAILED, error=failure, run_metrics=metrics_of_attempt)
-    except (ValidationError, ReplayMismatch, PermissionError) as error:
-        finish(run, AgentRun.Status.FAILED, error=run_error("agent_error", str(error)),
-                run_metrics=metrics_of_attempt)  # fmt: skip
+        status, error = AgentRun.Status.TIMED_OUT, run_error("timed_out", message)
+    except circuit.CircuitOpenError as failure:
+        return _retry_or_fail(run, agent, run_error("circuit_open", str(failure), retryable=True),
+                              context, delay=failure.retry_in)  # fmt: skip
+    except ToolCallFailed as failure:
+        error = run_error(failure.code, str(failure), retryable=failure.retryable)
+        if failure.retryable:
+            return _retry_or_fail(run, agent, error, context)
+        status = AgentRun.Status.FAILED
+    except (ValidationError, ReplayMismatch, PermissionError) as failure:
+        status, error = AgentRun.Status.FAILED, run_error("agent_error", str(failure))
     except (OperationalError, InterfaceError):
         raise  # the database, not the agent: the task executes the run again (agents.tasks)
-    except RedisError as error:
+    except RedisError as failure:
         # Cancel flags and circuits live in Redis; without them no call is made safely. A blip
         # is retried like any error a retry can help.
-        unavailable = run_error("redis_unavailable", repr(error), retryable=True)
-        return _retry_or_fail(run, agent, unavailable, metrics_of_attempt)
-    except Exception as error:
+        unavailable = run_error("redis_unavailable", repr(failure), retryable=True)
+        return _retry_or_fail(run, agent, unavailable, context)
+    except Exception as failure:
         logger.exception("agent %s failed on run %s", agent.name, run.pk)
-        finish(run, AgentRun.Status.FAILED, error=run_error("agent_error", repr(error)),
-                run_metrics=metrics_of_attempt)  # fmt: skip
+        status, error = AgentRun.Status.FAILED, run_error("agent_error", repr(failure))
     else:
-        finish(run, AgentRun.Status.SUCCEEDED, output=output.model_dump(mode="json"),
-                run_metrics=metrics_of_attempt)  # fmt: skip
+        status = AgentRun.Status.SUCCEEDED
+    finish(run, status, output=output, error=error, run_metrics=metrics_of_attempt,
+           cursor=cursor)  # fmt: skip
     return Outcome(run.status)
 
 
@@ -202,13 +218,13 @@ def _retry_or_fail(
     run: AgentRun,
     agent: Agent,
     error: dict[str, Any],
-    metrics_of_attempt: list[AgentRunMetric],
+    context: RunContext,
     *,
     delay: float | None = None,
 ) -> Outcome:
     if _tries(run) >= agent.retry.max_attempts:
         error["message"] = f"{error['message']} (after {_tries(run)} attempts)"
-        finish(run, AgentRun.Status.FAILED, error=error, run_metrics=metrics_of_attempt)
+        finish(run, AgentRun.Status.FAILED, error=error, run_metrics=context.pending_metrics)
         return Outcome(run.status)
     wait = max(delay or 0.0, agent.retry.delay(_tries(run)))
     run.status = AgentRun.Status.QUEUED
@@ -216,7 +232,7 @@ def _retry_or_fail(
     run.due_at = timezone.now() + timedelta(seconds=wait)
     with transaction.atomic():
         run.save(update_fields=["status", "error", "due_at"])
-        AgentRunMetric.objects.bulk_create(metrics_of_attempt)
+        AgentRunMetric.objects.bulk_create(context.metric_rows())
     metrics.AGENT_RUN_RETRIES.labels(agent=agent.name).inc()
     return Outcome(run.status, retry_in=wait)
 
@@ -249,8 +265,13 @@ def finish(
     *,
     output: dict[str, Any] | None = None,
     error: dict[str, Any] | None = None,
-    run_metrics: Sequence[AgentRunMetric] = (),
+    run_metrics: Sequence[Metric] = (),
+    cursor: CursorWrapper | None = None,
 ) -> None:
+    """Store the run's final status, output or error, and the attempt's metrics with its duration.
+
+    `cursor`: the execution's own, if it has one.
+    """
     run.status = status
     run.output = output
     run.error = error
@@ -260,8 +281,8 @@ def finish(
         *({"name": m.name, "value": m.value, "metadata": m.metadata} for m in run_metrics),
         {"name": "duration_ms", "value": run.duration_ms or 0, "metadata": {}},
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(
+    with contextlib.nullcontext(cursor) if cursor else connection.cursor() as statement:
+        statement.execute(
             _FINISH,
             {
                 "id": run.pk,
@@ -276,8 +297,16 @@ def finish(
     parent_id = run.parent_id
     if parent_id is not None:
         transaction.on_commit(lambda: _wake_parent(parent_id))
-    metrics.AGENT_RUNS.labels(agent=run.agent, status=status).inc()
-    metrics.AGENT_RUN_DURATION.labels(agent=run.agent).observe((run.duration_ms or 0) / 1000)
+    runs, durations = _run_metrics(run.agent, status)
+    runs.inc()
+    durations.observe((run.duration_ms or 0) / 1000)
+
+
+@functools.cache
+def _run_metrics(agent: str, status: str) -> tuple[Counter, Histogram]:
+    """The Prometheus series of `agent`'s runs that ended with `status`, looked up once."""
+    runs = metrics.AGENT_RUNS.labels(agent=agent, status=status)
+    return runs, metrics.AGENT_RUN_DURATION.labels(agent=agent)
 
 
 def _wake_parent(parent_id: int) -> None:

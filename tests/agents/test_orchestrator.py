@@ -13,7 +13,7 @@ from datetime import timedelta
 import httpx
 import pytest
 import time_machine
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
@@ -86,6 +86,59 @@ def test_an_attempt_costs_one_statement_per_call_plus_three(django_assert_num_qu
     assert run.metrics.count() == 2
 
 
+def test_a_created_run_has_the_models_defaults_and_reads_back_as_stored():
+    # run_create writes the row with its own INSERT (agents.services.rows): what it returns must
+    # be what the ORM loads, and what it leaves out must be what the model would have set.
+    parent = start("steps", {"steps": 1})
+    run, created = services.run_create(
+        organizer=parent.organizer,
+        agent="probe",
+        intent="steps",
+        data={"steps": 2, "label": "é ✓"},
+        idempotency_key="created-1",
+        parent=parent,
+        scope=("event", 7),
+    )
+
+    stored = AgentRun.objects.get(pk=run.pk)
+    assert created
+    for field in AgentRun._meta.concrete_fields:
+        assert getattr(run, field.attname) == getattr(stored, field.attname), field.name
+    assert (stored.input, stored.parent_id, stored.scope_kind, stored.scope_id) == (
+        {"steps": 2, "label": "é ✓", "pause_after_first": 0, "sleep_first": 0},
+        parent.pk,
+        "event",
+        7,
+    )
+    defaults = AgentRun()
+    for name in ("status", "attempts", "resumes", "cancel_requested", "output", "error",
+                 "started_at", "finished_at"):  # fmt: skip
+        assert getattr(stored, name) == getattr(defaults, name), name
+    assert stored.created_at == stored.due_at
+    assert not run._state.adding
+
+
+def test_a_claimed_run_holds_every_field_as_the_orm_loads_it():
+    run = start("steps", {"steps": 2, "label": "claimed"})
+    first_start = timezone.now() - timedelta(seconds=5)
+    AgentRun.objects.filter(pk=run.pk).update(
+        attempts=1, started_at=first_start, error={"code": "tool_failed", "retryable": True}
+    )
+
+    with connection.cursor() as cursor:
+        claimed, held = services.lifecycle.claim(run.pk, cursor)
+        services.lifecycle.unlock(run.pk, cursor)
+
+    stored = AgentRun.objects.get(pk=run.pk)
+    assert held
+    assert claimed is not None
+    for field in AgentRun._meta.concrete_fields:
+        assert getattr(claimed, field.attname) == getattr(stored, field.attname), field.name
+    assert (claimed.status, claimed.attempts, claimed.started_at) == ("running", 2, first_start)
+    assert claimed.error == {"code": "tool_failed", "retryable": True}
+    assert not claimed._state.adding
+
+
 def test_the_metadata_of_metrics_and_json_columns_are_stored_as_json():
     run = start("steps", {"steps": 1, "label": "meta"})
 
@@ -125,6 +178,35 @@ def test_a_run_delivered_too_often_gives_up_without_running():
     assert outcome == services.Outcome("failed")
     assert run.error["code"] == "too_many_deliveries"
     assert fakes.deliveries("webhook") == 0
+
+
+def test_a_run_of_an_agent_no_longer_registered_fails_without_running():
+    run = start("steps", {"steps": 2})
+    AgentRun.objects.filter(pk=run.pk).update(agent="retired")
+
+    outcome = execute(run)
+
+    assert outcome == services.Outcome("failed")
+    assert run.error == {"code": "agent_not_registered", "message": "retired", "retryable": False}
+    assert fakes.deliveries("webhook") == 0
+
+
+def test_a_handler_that_calls_differently_than_recorded_fails_instead_of_calling():
+    # A new version of the handler, redelivered after its first attempt recorded a call.
+    run = start("steps", {"steps": 2})
+    AgentRun.objects.filter(pk=run.pk).update(status="running", attempts=1)
+    ToolExecution.objects.create(
+        run=run, seq=0, attempt=1, tool="slack", action="post_message", input={"text": "x"},
+        output={"ok": True}, status="succeeded", started_at=timezone.now(),
+    )  # fmt: skip
+
+    outcome = execute(run)
+
+    assert outcome == services.Outcome("failed")
+    assert run.error["code"] == "agent_error"
+    assert "call #0 was slack.post_message, now webhook.post" in run.error["message"]
+    assert fakes.deliveries("webhook") == 0
+    assert dict(run.metrics.values_list("name", "value")).keys() == {"duration_ms"}
 
 
 @pytest.mark.django_db(transaction=True)  # outside a test transaction, as on a worker
