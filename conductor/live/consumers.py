@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import threading
@@ -83,6 +84,7 @@ class SessionDashboardConsumer(_Consumer):
     """`/ws/sessions/{id}/`: one socket per open dashboard of a live session."""
 
     session_id: int
+    _watching: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -94,7 +96,21 @@ class SessionDashboardConsumer(_Consumer):
             await self._refuse(CLOSE_FORBIDDEN)
             return
         self.session_id = session_id
+        # The tick sends samples only to watched sessions: say so before the first can be missed,
+        # and again while the socket is open.
+        await asyncio.to_thread(realtime.watch, session_id)
+        self._watching = asyncio.create_task(self._keep_watching())
         await self._join(realtime.session_group(session_id))
+
+    async def _keep_watching(self) -> None:
+        while True:
+            await asyncio.sleep(realtime.WATCH_RENEW_SECONDS)
+            await asyncio.to_thread(realtime.watch, self.session_id)
+
+    async def disconnect(self, code: int) -> None:
+        if self._watching is not None:
+            self._watching.cancel()
+        await super().disconnect(code)
 
     async def dashboard_message(self, message: dict[str, Any]) -> None:
         # Access is checked again with each tick's sample (one indexed query per dashboard every

@@ -20,6 +20,7 @@ from django.utils import timezone
 from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict
 
+from conductor.core.bulk import copy_rows
 from conductor.core.errors import ApplicationError, ConflictError, is_outage
 from conductor.core.fields import nul_path
 from conductor.live import collector, services
@@ -191,7 +192,7 @@ def _copy(rows: list[tuple[Any, ...]]) -> int:
     if len(ids) == len(set(ids)):
         try:
             with transaction.atomic():
-                _copy_into(Signal._meta.db_table, rows)
+                copy_rows(Signal._meta.db_table, _COLUMNS, rows)
             return len(rows)
         except IntegrityError:
             if not ids:
@@ -206,22 +207,10 @@ def _copy(rows: list[tuple[Any, ...]]) -> int:
             "data jsonb, received_at timestamptz) ON COMMIT DELETE ROWS"
         )
         cursor.execute("TRUNCATE signal_stage")
-        _copy_into("signal_stage", rows)
+        copy_rows("signal_stage", _COLUMNS, rows)
         cursor.execute(
             f"INSERT INTO {Signal._meta.db_table} ({columns}) "  # noqa: S608  # nosec B608
             f"SELECT {columns} FROM signal_stage "
             "ON CONFLICT (session_id, signal_id) WHERE signal_id IS NOT NULL DO NOTHING"
         )
         return int(cursor.rowcount)
-
-
-def _copy_into(table: str, rows: list[tuple[Any, ...]]) -> None:
-    # The raw psycopg cursor skips Django's error translation: restore it, so that a refused
-    # row is an IntegrityError here like anywhere else.
-    with (
-        connection.wrap_database_errors,
-        connection.cursor() as cursor,
-        cursor.cursor.copy(f"COPY {table} ({', '.join(_COLUMNS)}) FROM STDIN") as copy,
-    ):
-        for row in rows:
-            copy.write_row(row)

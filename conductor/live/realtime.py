@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
+import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
+from conductor.core.redis_client import redis_client
 from telemetry import metrics
 
 logger = logging.getLogger(__name__)
@@ -41,6 +44,12 @@ DASHBOARD_MESSAGE_TYPES = frozenset(
 )
 
 Message = tuple[int, str, dict[str, Any]]
+
+# Which sessions an open dashboard watches: session id -> until when (epoch seconds). The tick
+# sends samples only to those: thousands of live sessions, a few watched.
+WATCHED_KEY = "conductor:watched-sessions"
+WATCH_SECONDS = 60
+WATCH_RENEW_SECONDS = 20
 
 
 def session_group(session_id: int) -> str:
@@ -89,6 +98,36 @@ def publish_groups(prepared: list[tuple[str, dict[str, Any]]]) -> None:
         # outage repeats it every tick.
         logger.warning("could not publish %d dashboard messages: %r", len(prepared), error)
         metrics.DASHBOARD_PUBLISH_FAILURES.inc(len(prepared))
+
+
+def watch(session_id: int) -> None:
+    """Say that a dashboard watches the session for the next WATCH_SECONDS.
+
+    An open dashboard renews this every WATCH_RENEW_SECONDS (conductor.live.consumers), so a
+    process that dies stops counting within WATCH_SECONDS. Never raises: a dashboard that could
+    not say so misses samples until Redis answers again, nothing else.
+    """
+    try:
+        redis_client().zadd(WATCHED_KEY, {str(session_id): time.time() + WATCH_SECONDS}, gt=True)
+    except redis.RedisError as error:
+        logger.warning("could not register a dashboard of session %s: %r", session_id, error)
+
+
+def watched_sessions() -> set[int]:
+    """The sessions that some dashboard watches now (for the tick: a sample for each of them).
+
+    Empty when Redis cannot say: the samples would not reach a dashboard through it either.
+    """
+    now = time.time()
+    try:
+        with redis_client().pipeline() as pipe:
+            pipe.zremrangebyscore(WATCHED_KEY, "-inf", now)
+            pipe.zrangebyscore(WATCHED_KEY, now, "+inf")
+            _, members = pipe.execute()
+    except redis.RedisError as error:
+        logger.warning("could not read the watched sessions: %r", error)
+        return set()
+    return {int(member) for member in members}
 
 
 def publish_on_commit(session_id: int, message_type: str, data: dict[str, Any]) -> None:

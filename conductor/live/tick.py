@@ -11,6 +11,7 @@ enqueued and dashboards told after commit. One decision is in flight per session
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,8 +19,10 @@ from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from agents import services as agent_services
+from conductor.core.bulk import copy_rows
 from conductor.live import eligibility, interventions, realtime
 from conductor.live.engine.anomaly import DetectorState, Observation, detect
 from conductor.live.engine.score import ACTIVE_WINDOW_SECONDS, WindowAggregates, score_engagement
@@ -49,19 +52,21 @@ _AGGREGATES_SQL = """
 WITH live AS (
     SELECT id FROM conductor_livesession
     WHERE status = 'live' AND mod(id, %(shards)s) = %(shard)s
-), checkpoint AS (
-    SELECT live.id AS session_id, prev.present_settled AS settled, prev.at AS since,
-        prev.at - make_interval(secs => %(settle)s) AS since_settled
-    FROM live CROSS JOIN LATERAL (
-        SELECT at, present_settled FROM conductor_engagementsample
-        WHERE session_id = live.id ORDER BY at DESC LIMIT 1
-    ) prev
-    WHERE prev.present_settled IS NOT NULL AND prev.at <= %(now)s
-        AND floor((extract(epoch FROM prev.at) + live.id) / %(reconcile)s)
-            = floor((extract(epoch FROM %(now)s) + live.id) / %(reconcile)s)
 ), base AS (
+    -- Each session's checkpoint, if it has one: its last sample's settled presence, unless the
+    -- session is due for reconciliation (one lateral step per session, never a join of all).
     SELECT live.id AS session_id, c.since, c.since_settled, c.settled
-    FROM live LEFT JOIN checkpoint c ON c.session_id = live.id
+    FROM live LEFT JOIN LATERAL (
+        SELECT prev.at AS since, prev.at - make_interval(secs => %(settle)s) AS since_settled,
+            prev.present_settled AS settled
+        FROM (
+            SELECT at, present_settled FROM conductor_engagementsample
+            WHERE session_id = live.id ORDER BY at DESC LIMIT 1
+        ) prev
+        WHERE prev.present_settled IS NOT NULL AND prev.at <= %(now)s
+            AND floor((extract(epoch FROM prev.at) + live.id) / %(reconcile)s)
+                = floor((extract(epoch FROM %(now)s) + live.id) / %(reconcile)s)
+    ) c ON true
 ), changed AS (
     -- Whose presence may differ from the checkpoint's: everyone's, without a checkpoint.
     SELECT b.session_id, b.since, b.since_settled, a.attendee
@@ -130,12 +135,22 @@ WITH live AS (
     ) last ON true
     GROUP BY w.session_id
 )
-SELECT b.session_id, coalesce(b.settled, 0) + coalesce(p.present, 0),
-    coalesce(b.settled, 0) + coalesce(p.settled, 0), coalesce(a.active, 0), coalesce(a.chat, 0),
-    coalesce(a.reactions, 0), coalesce(a.poll_votes, 0), coalesce(a.questions, 0),
-    coalesce(a.leaves, 0)
-FROM base b LEFT JOIN presence p ON p.session_id = b.session_id
-LEFT JOIN activity a ON a.session_id = b.session_id
+-- One row per session from the three parts, summed: no join between them, so no plan can pair
+-- every session with every other when the planner underestimates how many are live.
+SELECT session_id, (sum(checkpoint) + sum(present))::int, (sum(checkpoint) + sum(settled))::int,
+    sum(active)::int, sum(chat)::int, sum(reactions)::int, sum(poll_votes)::int,
+    sum(questions)::int, sum(leaves)::int
+FROM (
+    SELECT session_id, coalesce(settled, 0) AS checkpoint, 0 AS present, 0 AS settled,
+        0 AS active, 0 AS chat, 0 AS reactions, 0 AS poll_votes, 0 AS questions, 0 AS leaves
+    FROM base
+    UNION ALL
+    SELECT session_id, 0, present, settled, 0, 0, 0, 0, 0, 0 FROM presence
+    UNION ALL
+    SELECT session_id, 0, 0, 0, active, chat, reactions, poll_votes, questions, leaves
+    FROM activity
+) parts
+GROUP BY session_id
 """
 
 
@@ -205,12 +220,15 @@ def sessions_tick(*, now: datetime | None = None, shard: Shard = EVERY_SESSION) 
     started = time.perf_counter()
     now = now or timezone.now()
     windows = _live_windows(now, shard)
-    sessions = {s.pk: s for s in LiveSession.objects.filter(pk__in=windows).select_related("event")}
+    live = LiveSession.objects.filter(status=LiveSession.Status.LIVE)
+    sessions = {s.pk: s for s in shard.filter(live).only("event_id", "detector_state")}
     samples: list[EngagementSample] = []
     found: list[Anomaly] = []
     scores: dict[int, float] = {}
     for session_id, window in windows.items():
-        session = sessions[session_id]
+        session = sessions.get(session_id)
+        if session is None:  # ended since the aggregates were read
+            continue
         data = window.aggregates
         scored = score_engagement(data)
         state = DetectorState.model_validate(session.detector_state or {})
@@ -246,27 +264,14 @@ def sessions_tick(*, now: datetime | None = None, shard: Shard = EVERY_SESSION) 
     interventions.interventions_expire_recovered(scores=scores, now=now)
     interventions.interventions_expire_due(now=now, shard=shard)
     with transaction.atomic():
-        EngagementSample.objects.bulk_create(samples)
+        copy_rows(EngagementSample._meta.db_table, _SAMPLE_COLUMNS, map(_sample_row, samples))
         Anomaly.objects.bulk_create(found)
         # Also locks the sessions' rows: a tick that overlaps this one (past its lock) waits
         # here until this one commits, and so sees the decisions it started.
-        LiveSession.objects.bulk_update(sessions.values(), ["detector_state"], batch_size=500)
+        _store_detector_states(sessions[session_id] for session_id in scores)
         decisions = _start_decisions(found, sessions)
-        # The API's own representations (one serializer call for all: a tick has thousands).
-        messages: list[realtime.Message] = [
-            (sample.session_id, "engagement.sample", data)
-            for sample, data in zip(
-                samples, SampleOutputSerializer(samples, many=True).data, strict=True
-            )
-        ]
-        messages += [
-            (anomaly.session_id, "anomaly.detected", data)
-            for anomaly, data in zip(
-                found, AnomalyOutputSerializer(found, many=True).data, strict=True
-            )
-        ]
         # After the runs' enqueues (registered by run_create): decisions before dashboards.
-        realtime.publish_many_on_commit(messages)
+        realtime.publish_many_on_commit(_dashboard_messages(samples, found))
 
     for sample in samples:
         metrics.ENGAGEMENT_SCORE.observe(sample.score)
@@ -275,6 +280,52 @@ def sessions_tick(*, now: datetime | None = None, shard: Shard = EVERY_SESSION) 
     seconds = time.perf_counter() - started
     metrics.TICK_DURATION.observe(seconds)
     return TickResult(len(samples), len(found), decisions, seconds)
+
+
+_SAMPLE_COLUMNS = ("session_id", "at", "score", "band", "components", "present", "active",
+                   "rates", "present_settled")  # fmt: skip
+
+
+def _sample_row(sample: EngagementSample) -> tuple[object, ...]:
+    return (
+        sample.session_id, sample.at, sample.score, sample.band, Jsonb(sample.components),
+        sample.present, sample.active, Jsonb(sample.rates), sample.present_settled,
+    )  # fmt: skip
+
+
+# One statement for every session of the shard: bulk_update's CASE over thousands of ids cost
+# more than the scoring.
+_DETECTOR_STATES_SQL = f"""
+UPDATE {LiveSession._meta.db_table} AS s SET detector_state = v.state
+FROM unnest(%s::bigint[], %s::jsonb[]) AS v(id, state) WHERE s.id = v.id
+"""  # noqa: S608  # nosec B608 - the table name is ours
+
+
+def _store_detector_states(sessions: Iterable[LiveSession]) -> None:
+    ids, states = [], []
+    for session in sessions:
+        ids.append(session.pk)
+        states.append(Jsonb(session.detector_state))
+    with connection.cursor() as cursor:
+        cursor.execute(_DETECTOR_STATES_SQL, [ids, states])
+
+
+def _dashboard_messages(
+    samples: list[EngagementSample], found: list[Anomaly]
+) -> list[realtime.Message]:
+    """What the tick tells dashboards, in the API's own representations: every new drop, and
+    a sample for each session a dashboard watches (the others' would be sent to nobody)."""
+    watched = realtime.watched_sessions()
+    shown = [sample for sample in samples if sample.session_id in watched]
+    messages: list[realtime.Message] = [
+        (sample.session_id, "engagement.sample", data)
+        for sample, data in zip(shown, SampleOutputSerializer(shown, many=True).data, strict=True)
+    ]
+    messages += [
+        (anomaly.session_id, "anomaly.detected", data)
+        for anomaly, data in zip(found, AnomalyOutputSerializer(found, many=True).data, strict=True)
+    ]
+    return messages
 
 
 # Why a drop got no decision of its own, as the live view says it.

@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 from agents import services as agent_services
 from agents.models import AgentRun
 from conductor.celery import app as celery_app
-from conductor.live import tick
+from conductor.live import realtime, tick
 from conductor.live.models import Anomaly, EngagementSample, LiveSession
 from tests.agents.factories import AgentRunFactory
 from tests.conductor.live import activity, audience
@@ -156,6 +156,7 @@ def test_a_failure_before_the_runs_are_created_stores_nothing_of_the_tick(live):
 def test_a_dashboard_that_cannot_be_told_fails_nothing_of_the_tick(live, channel_layer_down):
     failures = REGISTRY.get_sample_value("conductor_dashboard_publish_failures_total") or 0
     room = Room(live)
+    realtime.watch(live.pk)  # a dashboard is open: every tick has a sample for it
     try:
         for step in range(20):  # committed for real: every tick publishes after its commit
             room.tick(step)

@@ -359,3 +359,80 @@ async def test_a_rooms_actions_check_their_connection_at_most_once_a_second(monk
     assert len(checks) - before == 3
     await sync_to_async(connections.close_all, thread_sensitive=False, executor=one_thread)()
     one_thread.shutdown()
+
+
+async def test_the_tick_sends_samples_only_to_sessions_a_dashboard_watches():
+    import asyncio
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from conductor.live import tick
+    from conductor.live.models import LiveSession
+    from tests.conductor.live import audience
+
+    owner, _, watched = await make_session()
+
+    def two_live_sessions() -> LiveSession:
+        other = LiveSessionFactory(event=watched.event, status="live")
+        services.session_update(session_id=watched.pk, status="live")
+        for session in (watched, other):
+            audience(session, 5, timezone.now() - timedelta(minutes=1))
+        return other
+
+    unwatched = await database_sync_to_async(two_live_sessions)()
+    layer = get_channel_layer()
+    listener = await layer.new_channel()  # in the group, but no dashboard: nobody watches it
+    await layer.group_add(realtime.session_group(unwatched.pk), listener)
+    dashboard = WebsocketCommunicator(
+        application, f"/ws/sessions/{watched.pk}/?token={owner.auth_token.key}"
+    )
+    assert (await dashboard.connect())[0]
+
+    result = await database_sync_to_async(tick.sessions_tick)()
+
+    assert result.sessions == 2
+    assert (await dashboard.receive_json_from(timeout=5))["type"] == "engagement.sample"
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(layer.receive(listener), timeout=1)
+    assert await database_sync_to_async(realtime.watched_sessions)() >= {watched.pk}
+    assert unwatched.pk not in await database_sync_to_async(realtime.watched_sessions)()
+    await dashboard.disconnect()
+
+
+async def test_an_open_dashboard_keeps_its_session_watched_and_a_closed_one_lapses(monkeypatch):
+    import asyncio
+
+    monkeypatch.setattr(realtime, "WATCH_SECONDS", 1.0)
+    monkeypatch.setattr(realtime, "WATCH_RENEW_SECONDS", 0.2)
+    owner, _, session = await make_session()
+    dashboard = WebsocketCommunicator(
+        application, f"/ws/sessions/{session.pk}/?token={owner.auth_token.key}"
+    )
+    assert (await dashboard.connect())[0]
+
+    await asyncio.sleep(2)  # twice its registration: renewed meanwhile
+    still_watched = session.pk in await database_sync_to_async(realtime.watched_sessions)()
+    await dashboard.disconnect()
+    await asyncio.sleep(1.5)
+    watched_after = session.pk in await database_sync_to_async(realtime.watched_sessions)()
+
+    assert still_watched
+    assert not watched_after
+
+
+def test_without_redis_a_dashboard_registers_nothing_and_nothing_fails(settings, caplog):
+    from conductor.core.redis_client import redis_client
+    from tests.conftest import unused_port
+
+    settings.REDIS_URL = f"redis://127.0.0.1:{unused_port()}/0"
+    redis_client.cache_clear()
+    try:
+        realtime.watch(1)
+        watched = realtime.watched_sessions()
+    finally:
+        redis_client.cache_clear()
+
+    assert watched == set()
+    assert "could not register a dashboard of session 1" in caplog.text
+    assert "could not read the watched sessions" in caplog.text
