@@ -378,6 +378,9 @@ if not 1 <= CONDUCTOR_TICK_SHARDS <= 256:
 CONDUCTOR_REWARD_WINDOW_SECONDS = float(env("CONDUCTOR_REWARD_WINDOW_SECONDS", "60"))
 # A poll's live results (and the leaderboard) go to the room at most this often (0: at once).
 CONDUCTOR_POLL_RESULTS_EVERY_MS = int(env("CONDUCTOR_POLL_RESULTS_EVERY_MS", "500"))
+# A room's live results are paced so that each poll sends at most this many socket messages a
+# second (a send is one per phone): 1,000 phones get them every second, 200 every 500 ms.
+CONDUCTOR_ROOM_MESSAGES_PER_SECOND = env_int("CONDUCTOR_ROOM_MESSAGES_PER_SECOND", 1000, minimum=1)
 # An attendee whose sockets have all been gone or silent (no heartbeat) this long is marked left,
 # with one `leave` signal (conductor.live.participation); the join page beats every third of it.
 CONDUCTOR_ATTENDEE_TIMEOUT_SECONDS = env_int("CONDUCTOR_ATTENDEE_TIMEOUT_SECONDS", 60, minimum=15)

@@ -482,36 +482,77 @@ def _answer(
     return bool(first)
 
 
-def _announce(what: Literal["results", "leaderboard"], pk: int) -> None:
-    """Send a poll's results (`pk` the poll) or a session's leaderboard (`pk` the session) now,
-    unless they went out less than CONDUCTOR_POLL_RESULTS_EVERY_MS ago: then once, when that
-    time is up, with everything counted by then (a throttle with a trailing send).
+Announced = Literal["results", "leaderboard"]
 
-    A room of 1,000 voting at once would otherwise receive a million messages.
+
+def _announce(what: Announced, pk: int) -> None:
+    """Send a poll's results (`pk` the poll) or a session's leaderboard (`pk` the session) now,
+    unless the last went out less than a pause ago: then once, when the pause is over, with
+    everything counted by then (a throttle with a trailing send). At most one send per pause.
+
+    The pause is CONDUCTOR_POLL_RESULTS_EVERY_MS, longer in a room too large for that: the room
+    gets at most CONDUCTOR_ROOM_MESSAGES_PER_SECOND socket messages a second from each poll (a
+    send is one message to every phone). A room of 1,000 voting at once would otherwise receive
+    a million messages, and at 1,000 phones each send costs the web processes a message per phone.
     """
     every_ms = settings.CONDUCTOR_POLL_RESULTS_EVERY_MS
-    if every_ms <= 0 or redis_client().set(f"room:{what}:{pk}", 1, px=every_ms, nx=True):
+    if every_ms <= 0:
         _PUBLISH[what](pk)
-    elif redis_client().set(f"room:{what}-due:{pk}", 1, px=every_ms, nx=True):
+        return
+    client = redis_client()
+    paused = f"room:{what}:{pk}"
+    if client.set(paused, 1, px=every_ms, nx=True):
+        _publish_and_pause(what, pk)
+        return
+    wait_ms = max(int(client.pttl(paused)), 0)
+    # One trailing send per pause; if its task were lost, the next answer schedules another.
+    if client.set(f"room:{what}-due:{pk}", 1, px=wait_ms + _DUE_MARGIN_MS, nx=True):
         from conductor.live import tasks
 
         later = tasks.publish_poll_results if what == "results" else tasks.publish_leaderboard
-        later.apply_async((pk,), countdown=every_ms / 1000)
+        later.apply_async((pk,), countdown=wait_ms / 1000)
 
 
-def poll_results_publish(*, intervention_id: int) -> None:
-    """Send a poll's results as they are now (the throttle's trailing send)."""
+_DUE_MARGIN_MS = 5000
+
+
+def announce_due(what: Announced, pk: int) -> None:
+    """The trailing send: what the answers held back during the pause, counted now.
+
+    It starts a pause of its own; answers that arrive from here on schedule the next one.
+    """
+    client = redis_client()
+    client.delete(f"room:{what}-due:{pk}")
+    client.set(f"room:{what}:{pk}", 1, px=max(settings.CONDUCTOR_POLL_RESULTS_EVERY_MS, 1))
+    _publish_and_pause(what, pk)
+
+
+def _publish_and_pause(what: Announced, pk: int) -> None:
+    session_id = _PUBLISH[what](pk)
+    if session_id is None:
+        return
+    present = Attendee.objects.filter(session_id=session_id, left_at__isnull=True).count()
+    pause_ms = 1000 * present // settings.CONDUCTOR_ROOM_MESSAGES_PER_SECOND
+    if pause_ms > settings.CONDUCTOR_POLL_RESULTS_EVERY_MS:
+        redis_client().pexpire(f"room:{what}:{pk}", pause_ms)
+
+
+def poll_results_publish(*, intervention_id: int) -> int | None:
+    """Send a poll's results as they are now; the poll's session, if the poll exists."""
     poll = Intervention.objects.filter(pk=intervention_id).first()
-    if poll is not None:
-        publish_room(poll.session_id, "poll.results", results(poll))
+    if poll is None:
+        return None
+    publish_room(poll.session_id, "poll.results", results(poll))
+    return poll.session_id
 
 
-def leaderboard_publish(*, session_id: int) -> None:
+def leaderboard_publish(*, session_id: int) -> int:
     """Send a session's leaderboard as it is now."""
     publish_room(session_id, "leaderboard", leaderboard(session_id))
+    return session_id
 
 
-_PUBLISH: dict[str, Callable[[int], None]] = {
+_PUBLISH: dict[str, Callable[[int], int | None]] = {
     "results": lambda pk: poll_results_publish(intervention_id=pk),
     "leaderboard": lambda pk: leaderboard_publish(session_id=pk),
 }

@@ -105,13 +105,13 @@ def refresh_rollups() -> int:
 @shared_task(name="conductor.publish_poll_results", ignore_result=True)
 def publish_poll_results(intervention_id: int) -> None:
     """The results a burst of votes held back (conductor.live.participation), sent once."""
-    participation.poll_results_publish(intervention_id=intervention_id)
+    participation.announce_due("results", intervention_id)
 
 
 @shared_task(name="conductor.publish_leaderboard", ignore_result=True)
 def publish_leaderboard(session_id: int) -> None:
     """The leaderboard a burst of challenges taken held back (conductor.live.participation)."""
-    participation.leaderboard_publish(session_id=session_id)
+    participation.announce_due("leaderboard", session_id)
 
 
 @shared_task(name="conductor.sweep_attendees", ignore_result=True)

@@ -3,6 +3,7 @@ stored and counted as signals, and what the room and the organizer see of it."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import uuid
 from datetime import timedelta
@@ -236,6 +237,75 @@ async def test_a_burst_of_votes_sends_the_results_once_now_and_once_when_it_sett
     assert first["data"]["total"] == 1
     assert settled["data"]["votes"] == [2, 1, 1]
     assert len(await database_sync_to_async(signals)(session, "poll_vote")) == 4
+
+
+async def results_received(watcher: WebsocketCommunicator, into: list[tuple[float, dict]]) -> None:
+    """Each `poll.results` the socket receives, with when (until cancelled)."""
+    import time
+
+    while True:
+        message = await watcher.receive_json_from(timeout=10)
+        if message["type"] == "poll.results":
+            into.append((time.monotonic(), message["data"]))
+
+
+async def test_a_steady_stream_of_votes_sends_the_results_at_most_once_per_pause(worker, settings):
+    import asyncio
+    import time
+
+    settings.CONDUCTOR_POLL_RESULTS_EVERY_MS = 500
+    session = await database_sync_to_async(live_room)()
+    poll = await database_sync_to_async(sent_poll)(session)
+    voters = [await attendee(session) for _ in range(6)]
+    watcher = await attendee(session)
+    received: list[tuple[float, dict]] = []
+    watching = asyncio.create_task(results_received(watcher, received))
+    started = time.monotonic()
+    for round_ in range(10):  # a vote every 150 ms for 1.5 s: changes of mind included
+        for n, voter in enumerate(voters[:2] if round_ % 2 else voters[2:]):
+            await voter.send_json_to(
+                {"type": "vote", "intervention": poll.pk, "choice": (n + round_) % 3}
+            )
+            await next_of(voter, "ack")
+        await asyncio.sleep(0.15)
+    await asyncio.sleep(1.5)  # the last trailing send
+    watching.cancel()
+    for socket in (*voters, watcher):
+        await socket.disconnect()
+    final = await database_sync_to_async(participation.results)(poll)
+
+    times = [at for at, _ in received]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert received[-1][1] == final, "the last results sent are not the settled ones"
+    # Never two sends within a pause (less the jitter of delivery: the old throttle's were ~10 ms).
+    assert min(gaps) >= 0.35, gaps
+    assert len(received) <= (times[-1] - started) / 0.5 + 1
+
+
+async def test_a_large_room_gets_its_results_less_often(worker, settings):
+    import asyncio
+
+    settings.CONDUCTOR_POLL_RESULTS_EVERY_MS = 100
+    settings.CONDUCTOR_ROOM_MESSAGES_PER_SECOND = 4  # so 4 phones pause 1 s, not 100 ms
+    session = await database_sync_to_async(live_room)()
+    poll = await database_sync_to_async(sent_poll)(session)
+    voters = [await attendee(session) for _ in range(3)]
+    watcher = await attendee(session)
+    received: list[tuple[float, dict]] = []
+    watching = asyncio.create_task(results_received(watcher, received))
+
+    for round_ in range(8):
+        voter = voters[round_ % 3]
+        await voter.send_json_to({"type": "vote", "intervention": poll.pk, "choice": round_ % 3})
+        await next_of(voter, "ack")
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.5)
+    watching.cancel()
+    for socket in (*voters, watcher):
+        await socket.disconnect()
+
+    assert [data["total"] for _, data in received] == [1, 3]  # at once, then all a second later
+    assert received[1][0] - received[0][0] >= 0.9
 
 
 async def test_a_vote_on_something_that_is_not_an_open_poll_of_this_session_is_refused():
