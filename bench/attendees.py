@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -33,36 +31,28 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "conductor.settings")
-os.environ["CONDUCTOR_DATA_DIR"] = str(ROOT / "var" / "bench")
-# Served as deployed (the children inherit this environment), over plain HTTP on localhost,
-# with the fake connectors (no message leaves the machine).
-os.environ["DEBUG"] = "false"
-os.environ["SECURE_SSL_REDIRECT"] = "false"
-os.environ["USE_MOCK_CONNECTORS"] = "1"
-os.environ.setdefault("SECRET_KEY", uuid.uuid4().hex * 2)
 
-import django  # noqa: E402
-from django.conf import settings  # noqa: E402
-
-from conductor.core import embedded  # noqa: E402
+from bench.support.deployed import raise_open_files, setup  # noqa: E402
 
 # Importing settings starts nothing: the benchmark starts its own embedded services.
-embedded.start(settings.DATA_DIR, database_url=settings.DATABASE_URL, redis_url=settings.REDIS_URL)
-django.setup()
+setup()
 
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 from asgiref.sync import sync_to_async  # noqa: E402
 from channels.layers import get_channel_layer  # noqa: E402
-from django.contrib.auth import get_user_model  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from rest_framework.authtoken.models import Token  # noqa: E402
+from django.conf import settings  # noqa: E402
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
-from bench.support.served import free_port, serve, stop  # noqa: E402
+from bench.support.served import (  # noqa: E402
+    cpu_seconds,
+    free_port,
+    live_sessions,
+    processes,
+    serve,
+    stop,
+)
 from conductor.celery import app  # noqa: E402
-from conductor.core.redis_client import redis_client  # noqa: E402
 from conductor.live import services  # noqa: E402
 from conductor.live.delivery import attendee_group  # noqa: E402
 from conductor.live.models import Intervention, LiveSession  # noqa: E402
@@ -126,31 +116,6 @@ class Attendees:
         await asyncio.gather(*self._readers, return_exceptions=True)
 
 
-def raise_open_files() -> None:
-    """Both ends of every socket live on this machine: this process and uvicorn (which inherits
-    the limit) each need one descriptor per socket, plus their own."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = SOCKETS * 2 + 1024
-    if soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
-
-
-def live_session() -> tuple[LiveSession, str]:
-    """A live session of the bench organizer's, and the organizer's API token."""
-    call_command("migrate", verbosity=0)
-    user, _ = get_user_model().objects.get_or_create(username="bench")
-    token, _ = Token.objects.get_or_create(user=user)
-    # Live sessions of earlier runs would be scored by every tick meanwhile.
-    LiveSession.objects.filter(status=LiveSession.Status.LIVE).update(
-        status=LiveSession.Status.ENDED
-    )
-    event = services.event_create(organizer=user, name="bench attendees")
-    session = services.session_create(event=event, title="fan-out")
-    services.session_update(session_id=session.pk, status="live")
-    session.refresh_from_db()
-    return session, token.key
-
-
 Round = Callable[[], Awaitable[tuple[int, float]]]
 
 
@@ -199,25 +164,10 @@ def baseline_round(session_id: int, content: dict[str, object]) -> Round:
 PARTS = ("web", "worker", "redis", "this client")
 
 
-def processes(server: subprocess.Popen[bytes]) -> dict[str, list[psutil.Process]]:
-    """The processes of each part: uvicorn, the Celery worker with its pool, Redis, this one."""
-    parts: dict[str, list[psutil.Process]] = {part: [] for part in PARTS}
-    for child in psutil.Process(server.pid).children(recursive=True):
-        command = " ".join(child.cmdline())
-        if "uvicorn" in command:
-            parts["web"].append(child)
-        elif "celery" in command and " beat" not in command:
-            parts["worker"].append(child)
-    parts["redis"].append(psutil.Process(int(redis_client().info("server")["process_id"])))
-    parts["this client"].append(psutil.Process())
-    return parts
-
-
-def cpu_seconds(parts: dict[str, list[psutil.Process]]) -> dict[str, float]:
-    return {
-        part: sum(p.cpu_times().user + p.cpu_times().system for p in procs)
-        for part, procs in parts.items()
-    }
+def measured_parts(server: subprocess.Popen[bytes]) -> dict[str, list[psutil.Process]]:
+    """uvicorn, the Celery worker with its pool, Redis, this process."""
+    parts = {**processes(server), "this client": [psutil.Process()]}
+    return {part: parts[part] for part in PARTS}
 
 
 class Figures:
@@ -290,7 +240,7 @@ async def run(server: subprocess.Popen[bytes], port: int, session: LiveSession, 
         baseline = baseline_round(session.pk, content)
         await attendees.wait_for((await baseline())[0])
         raw, served = Figures(), Figures()
-        parts = processes(server)
+        parts = measured_parts(server)
         for _ in range(2):  # alternating halves: drift on this shared machine hits both alike
             await measure(attendees, baseline, raw, parts)
             await measure(attendees, product, served, parts)
@@ -314,8 +264,8 @@ async def run(server: subprocess.Popen[bytes], port: int, session: LiveSession, 
 
 def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
-    raise_open_files()
-    session, token = live_session()
+    raise_open_files(SOCKETS)
+    (session,), token = live_sessions("bench attendees", ["fan-out"])
     app.control.purge()
     port = free_port()
     server = serve(port, SERVE_LOG)

@@ -23,44 +23,34 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "conductor.settings")
-os.environ["CONDUCTOR_DATA_DIR"] = str(ROOT / "var" / "bench")
-# Served as deployed (the children inherit this environment), over plain HTTP on localhost.
-os.environ["DEBUG"] = "false"
-os.environ["SECURE_SSL_REDIRECT"] = "false"
-os.environ["USE_MOCK_CONNECTORS"] = "1"
-os.environ.setdefault("SECRET_KEY", uuid.uuid4().hex * 2)
 
-import django  # noqa: E402
-from django.conf import settings  # noqa: E402
+from bench.support.deployed import raise_open_files, setup  # noqa: E402
 
-from conductor.core import embedded  # noqa: E402
-
-embedded.start(settings.DATA_DIR, database_url=settings.DATABASE_URL, redis_url=settings.REDIS_URL)
-django.setup()
+setup()
 
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 from asgiref.sync import sync_to_async  # noqa: E402
-from django.contrib.auth import get_user_model  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from rest_framework.authtoken.models import Token  # noqa: E402
+from django.conf import settings  # noqa: E402
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
-from bench.support.served import free_port, serve, stop  # noqa: E402
+from bench.support.served import (  # noqa: E402
+    cpu_seconds,
+    free_port,
+    live_sessions,
+    processes,
+    serve,
+    stop,
+)
 from conductor.celery import app  # noqa: E402
-from conductor.core.redis_client import redis_client  # noqa: E402
 from conductor.live import services  # noqa: E402
 from conductor.live.models import LiveSession, PollVote, Signal  # noqa: E402
 from conductor.live.participation import COOKIE  # noqa: E402
@@ -102,30 +92,6 @@ class Phone:
     async def send(self, message: dict[str, object]) -> None:
         self.waiting.append(time.perf_counter())
         await self.socket.send(json.dumps(message))
-
-
-def raise_open_files() -> None:
-    """Both ends of every socket live on this machine (this process and uvicorn)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = ATTENDEES * 2 + 1024
-    if soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
-
-
-def live_session() -> tuple[LiveSession, str]:
-    call_command("migrate", verbosity=0)
-    # DEBUG off serves static files from the collected manifest, as in production.
-    call_command("collectstatic", interactive=False, verbosity=0)
-    user, _ = get_user_model().objects.get_or_create(username="bench")
-    token, _ = Token.objects.get_or_create(user=user)
-    LiveSession.objects.filter(status=LiveSession.Status.LIVE).update(
-        status=LiveSession.Status.ENDED
-    )
-    event = services.event_create(organizer=user, name="bench votes")
-    session = services.session_create(event=event, title="votes")
-    services.session_update(session_id=session.pk, status="live")
-    session.refresh_from_db()
-    return session, token.key
 
 
 async def phones(base: str, code: str) -> list[Phone]:
@@ -180,35 +146,9 @@ async def paced(sends: list[tuple[Phone, dict[str, object]]]) -> float:
 PARTS = ("web", "worker", "postgres", "redis", "this client")
 
 
-def processes(server: subprocess.Popen[bytes]) -> dict[str, list[psutil.Process]]:
-    """The processes of each part of the system."""
-    parts: dict[str, list[psutil.Process]] = {part: [] for part in PARTS}
-    for child in psutil.Process(server.pid).children(recursive=True):
-        command = " ".join(child.cmdline())
-        if "uvicorn" in command:
-            parts["web"].append(child)
-        elif "celery" in command and " beat" not in command:
-            parts["worker"].append(child)
-    pid_file = Path(settings.DATA_DIR, "postgres", "postmaster.pid")
-    postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
-    parts["postgres"] = [postmaster, *postmaster.children()]
-    parts["redis"].append(psutil.Process(int(redis_client().info("server")["process_id"])))
-    parts["this client"].append(psutil.Process())
-    return parts
-
-
-def cpu_seconds(parts: dict[str, list[psutil.Process]]) -> dict[str, float]:
-    total = {}
-    for part, procs in parts.items():
-        seconds = 0.0
-        for process in procs:
-            try:
-                times = process.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            seconds += times.user + times.system
-        total[part] = seconds
-    return total
+def measured_parts(server: subprocess.Popen[bytes]) -> dict[str, list[psutil.Process]]:
+    parts = {**processes(server), "this client": [psutil.Process()]}
+    return {part: parts[part] for part in PARTS}
 
 
 def p95(values: list[float]) -> float:
@@ -245,7 +185,7 @@ async def run(server: subprocess.Popen[bytes], port: int, session: LiveSession, 
     vote_rates, ping_rates = [], []
     vote_latencies: list[float] = []
     ping_latencies: list[float] = []
-    parts = processes(server)
+    parts = measured_parts(server)
     cpu = {"ping": dict.fromkeys(PARTS, 0.0), "vote": dict.fromkeys(PARTS, 0.0)}
 
     async def measured(kind: str, sends: list[tuple[Phone, dict[str, object]]]) -> float:
@@ -304,8 +244,8 @@ def stored(session: LiveSession, polls: list[int], last: dict[tuple[int, int], i
 
 def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
-    raise_open_files()
-    session, token = live_session()
+    raise_open_files(ATTENDEES)
+    (session,), token = live_sessions("bench votes", ["votes"])
     app.control.purge()
     port = free_port()
     server = serve(port, SERVE_LOG)

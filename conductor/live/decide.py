@@ -107,6 +107,7 @@ class EngagementAgent(Agent):
             organizer_ids=organizer_ids,
             now=now.timestamp(),
             half_life=policy.half_life_seconds,
+            similar_event_ids=memory.similar_events(session.event),
         )
         decision = policy.decide(
             levels, allowed, now=now.timestamp(), rng=np.random.default_rng(ctx.run.pk)

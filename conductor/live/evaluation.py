@@ -14,7 +14,9 @@ The audience reacts only to what its socket receives.
 
 Sessions run in waves (one wave = one simulated day of `parallel` sessions across several
 organizers and two-day events); from the drift point on, the audience's true effects change
-(conductor.live.audience.DRIFTED_EFFECTS).
+(conductor.live.audience.DRIFTED_EFFECTS). Each event has a format - a hands-on workshop, a
+keynote or a panel, named and described as organizers do - that shifts what works there
+(`FORMATS`): the policy's prior from the organizer's similar past events is measured on it.
 
 What is compared
 ----------------
@@ -26,7 +28,8 @@ the measured slope of score lift per level effect and noise the audience's draw 
 delivery. Baselines: the oracle (the best true effect, or nothing when all would hurt), random,
 a fixed rule (a poll; a broadcast for a mass exit), the earlier system's global Beta-Bernoulli
 bandit (reward: lift > 0), and our `Policy` itself on a `MemoryStore` with a lift and with a
-binary reward. Share of oracle lift = sum of true effects obtained / sum of the oracle's, with a
+binary reward, without the holdout, and without the prior from similar past events. Share of
+oracle lift = sum of true effects obtained / sum of the oracle's, with a
 95 % bootstrap CI over sessions, before and after the drift.
 
 Off-policy check: the event-independent report of every "always this type" policy, estimated
@@ -55,9 +58,15 @@ from agents import services as agent_services
 from agents.models import AgentRun
 from conductor.core.accounts import organizer_ensure
 from conductor.live import audience as world
-from conductor.live import delivery, ingest, measurement, services, tick
+from conductor.live import delivery, ingest, measurement, memory, services, tick
 from conductor.live.engine import offpolicy
-from conductor.live.engine.policy import HOLD, MemoryStore, Policy, PolicyContext
+from conductor.live.engine.policy import (
+    HOLD,
+    SIMILAR_EVENT_WEIGHT,
+    MemoryStore,
+    Policy,
+    PolicyContext,
+)
 from conductor.live.event_settings import INTERVENTION_TYPES
 from conductor.live.models import Event, Intervention, LiveSession
 from conductor.live.simulator import WebsocketLink, attendee_url, local_base_url
@@ -76,6 +85,30 @@ OPE_BLOCKS = 10
 REPLAYS = 10
 
 
+@dataclass(frozen=True)
+class Format:
+    """A kind of event: how organizers name and describe it, and what works better there
+    (added to the audience's level effect of each type, before `Config.effect_scale`)."""
+
+    name: str
+    description: str
+    shifts: dict[str, float]
+
+
+# In a workshop people are at their laptops and talk: chat and Q&A work, a poll or a broadcast
+# interrupts; a keynote's hall answers a poll and a broadcast, not a chat; a panel's audience
+# came to ask.
+FORMATS: tuple[Format, ...] = (
+    Format("Hands-on {topic} workshop", "Laptops out: exercises in small groups.",
+           {"chat_prompt": 0.03, "qna_prompt": 0.02, "poll": -0.03, "broadcast": -0.02}),
+    Format("{topic} keynote", "One talk from the main stage for the whole conference.",
+           {"poll": 0.03, "broadcast": 0.02, "chat_prompt": -0.03}),
+    Format("{topic} panel discussion", "Maintainers debate on stage, questions from the floor.",
+           {"qna_prompt": 0.04, "chat_prompt": -0.01, "gamification": -0.03}),
+)  # fmt: skip
+TOPICS = ("pandas", "Django", "Kubernetes", "Rust", "security", "data engineering")
+
+
 @dataclass
 class DecisionPoint:
     session: int
@@ -91,6 +124,10 @@ class DecisionPoint:
     propensity: float
     intervention_id: int
     delivery_id: str
+    event: int = 0
+    organizers: list[int] = field(default_factory=list)
+    # The organizer's earlier events like this one, as the pipeline's decisions saw them.
+    similar: list[int] = field(default_factory=list)
     lift: float | None = None
     noise: float = 1.0  # the audience's effect factor for this delivery (1 when none applied)
     # Sent and seen on the attendee socket (holds: nothing to send).
@@ -179,8 +216,17 @@ def _organizers() -> list[User]:
     ]
 
 
-def _event(organizer: User, name: str, config: Config) -> Event:
-    event = services.event_create(organizer=organizer, name=name)
+def event_format(organizer: int, number: int) -> Format:
+    """The format of an organizer's n-th event: each organizer runs all three, in turn."""
+    return FORMATS[(organizer + number) % len(FORMATS)]
+
+
+def _event(organizer: User, number: int, config: Config) -> Event:
+    kind = event_format(organizer.pk, number)
+    topic = TOPICS[(organizer.pk * 7 + number) % len(TOPICS)]
+    event = services.event_create(
+        organizer=organizer, name=kind.name.format(topic=topic), description=kind.description
+    )
     services.event_update_settings(
         event=event,
         settings={
@@ -220,10 +266,10 @@ def run_pipeline(config: Config, log: Callable[[str], None]) -> list[DecisionPoi
                     organizer = organizers[index % ORGANIZERS]
                     key = (organizer.pk, wave // 2)  # two-day events
                     if key not in events:
-                        events[key] = _event(organizer, f"Eval {organizer.username} {key[1]}",
-                                             config)  # fmt: skip
+                        events[key] = _event(organizer, key[1], config)
                     runs.append(_start(index, events[key], base, config, rng,
-                                       drifted=index >= drift_from))  # fmt: skip
+                                       drifted=index >= drift_from,
+                                       kind=event_format(organizer.pk, key[1])))  # fmt: skip
                 points += _run_wave(runs, day, config, clock, window)
                 for _, session, _, buffer in runs:
                     services.session_update(session_id=session.pk, status="ended")
@@ -237,7 +283,7 @@ def run_pipeline(config: Config, log: Callable[[str], None]) -> list[DecisionPoi
 
 def _start(
     index: int, event: Event, base: str, config: Config, rng: np.random.Generator, *,
-    drifted: bool,
+    drifted: bool, kind: Format,
 ) -> tuple[int, LiveSession, world.Audience, _Buffer]:  # fmt: skip
     """A live session in auto mode, its simulated audience, and its attendee socket (open)."""
     session = services.session_create(
@@ -255,8 +301,8 @@ def _start(
     spec = world.AudienceSpec(
         size=size, seed=config.seed * 100_000 + index, drops=drops,
         drift_at=0.0 if drifted else None,
-        effects=_scaled(world.DEFAULT_EFFECTS, config.effect_scale),
-        drifted_effects=_scaled(world.DRIFTED_EFFECTS, config.effect_scale),
+        effects=_scaled(world.DEFAULT_EFFECTS, kind, config.effect_scale),
+        drifted_effects=_scaled(world.DRIFTED_EFFECTS, kind, config.effect_scale),
     )  # fmt: skip
     link = WebsocketLink(attendee_url(base, session))
     if not link.wait_connected(10):
@@ -264,8 +310,12 @@ def _start(
     return index, session, world.Audience(spec), _Buffer(link)
 
 
-def _scaled(table: world.EffectTable, scale: float) -> world.EffectTable:
-    return world.EffectTable({key: value * scale for key, value in table.items()})
+def _scaled(table: world.EffectTable, kind: Format, scale: float) -> world.EffectTable:
+    """The table shifted for the event's format, then scaled (within the table's [-1, 1])."""
+    return world.EffectTable({
+        (kind_, situation, size): max(-1.0, min(1.0, (value + kind.shifts.get(kind_, 0.0)) * scale))
+        for (kind_, situation, size), value in table.items()
+    })  # fmt: skip
 
 
 def _run_wave(
@@ -277,6 +327,13 @@ def _run_wave(
 ) -> list[DecisionPoint]:
     points: list[DecisionPoint] = []
     by_session = {session.pk: (index, session, room, buf) for index, session, room, buf in runs}
+    scopes = {
+        session.event_id: (
+            sorted(session.event.organizers.values_list("pk", flat=True)),
+            memory.similar_events(session.event),
+        )
+        for _, session, _, _ in runs
+    }
     seen: set[int] = set()
     rounds = config.session_minutes * 60 // config.tick_seconds
     end = day
@@ -314,6 +371,8 @@ def _run_wave(
                     effects=room.true_effects(now), chosen=intervention.type,
                     holdout=intervention.holdout, propensity=intervention.propensity or 1.0,
                     intervention_id=intervention.pk, delivery_id=str(intervention.delivery_id),
+                    event=session.event_id, organizers=scopes[session.event_id][0],
+                    similar=scopes[session.event_id][1],
                 )
             )  # fmt: skip
             if intervention.dispatched_at is not None:
@@ -424,8 +483,12 @@ def _beta_bernoulli() -> tuple[Chooser, Learner]:
     return choose, learn
 
 
-def _ours(config: Config, reward: str) -> tuple[Chooser, Learner]:
-    """The production Policy object on a memory store, fed the same counterfactual outcomes."""
+def _ours(
+    config: Config, reward: str, similar_weight: float = SIMILAR_EVENT_WEIGHT
+) -> tuple[Chooser, Learner]:
+    """The production Policy object on a memory store, fed the same counterfactual outcomes,
+    in the pipeline's scopes (its events, organizers and similar past events, those lent at
+    `similar_weight`)."""
     policy = Policy(
         holdout_share=config.holdout_share,
         half_life_seconds=config.half_life_hours * 3600,
@@ -433,23 +496,19 @@ def _ours(config: Config, reward: str) -> tuple[Chooser, Learner]:
     )
     store = MemoryStore()
 
-    def scope(point: DecisionPoint) -> tuple[int, list[int]]:
-        # The same scopes as the pipeline: events of two days per organizer.
-        organizer = point.index % ORGANIZERS
-        return organizer * 1000 + (point.index // config.parallel) // 2, [organizer]
-
     def choose(point: DecisionPoint, rng: np.random.Generator) -> str:
-        event, organizers = scope(point)
         now = point.at.timestamp()
-        levels = store.levels(context=point.context, event_id=event, organizer_ids=organizers,
-                              now=now, half_life=policy.half_life_seconds)  # fmt: skip
+        levels = store.levels(
+            context=point.context, event_id=point.event, organizer_ids=point.organizers,
+            now=now, half_life=policy.half_life_seconds, similar_event_ids=point.similar,
+            similar_weight=similar_weight,
+        )  # fmt: skip
         decision = policy.decide(levels, INTERVENTION_TYPES, now=now, rng=rng)
         return HOLD if decision is None else decision.type
 
     def learn(point: DecisionPoint, action: str, lift: float) -> None:
-        event, organizers = scope(point)
-        store.learn(context=point.context, event_id=event, organizer_ids=organizers, arm=action,
-                    reward=policy.reward(lift), at=point.at.timestamp(),
+        store.learn(context=point.context, event_id=point.event, organizer_ids=point.organizers,
+                    arm=action, reward=policy.reward(lift), at=point.at.timestamp(),
                     half_life=policy.half_life_seconds)  # fmt: skip
 
     return choose, learn
@@ -560,6 +619,8 @@ def evaluate(config: Config, log: Callable[[str], None]) -> Outcome:
         "ours, replayed (binary)": lambda: _ours(config, "binary"),
         # What the holdout costs: the same policy sending something at every drop it can.
         "ours, replayed (no holdout)": lambda: _ours(replace(config, holdout_share=0.0), "lift"),
+        # What the prior from the organizer's similar past events gains.
+        "ours, replayed (no similar)": lambda: _ours(config, "lift", similar_weight=0.0),
     }
     runs: dict[str, list[list[str]]] = {"ours (pipeline)": [[p.chosen for p in points]]}
     for name, make in policies.items():

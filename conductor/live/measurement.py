@@ -81,6 +81,7 @@ def natural_recovery(
         organizer_ids=organizer_ids,
         now=now,
         half_life=policy.half_life_seconds,
+        similar_event_ids=memory.similar_events(intervention.session.event),
     )
     return beliefs(levels, [HOLD], now, policy.half_life_seconds)[HOLD].mean
 

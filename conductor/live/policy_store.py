@@ -21,6 +21,7 @@ from conductor.live.engine.policy import (
     pool,
     scope_chain,
     scopes_to_update,
+    similar_weights,
 )
 from conductor.live.event_settings import EventSettings
 from conductor.live.models import PolicyEvidence
@@ -51,14 +52,19 @@ def _matching(keys: Sequence[ScopeKey]) -> Q:
 
 
 def policy_levels(
-    *, context: str, event_id: int, organizer_ids: Sequence[int], now: float, half_life: float
-) -> list[dict[str, Evidence]]:
-    """The evidence levels a decision in this context reads, broadest first (one query)."""
-    chain = scope_chain(context=context, event_id=event_id, organizer_ids=organizer_ids)
+    *, context: str, event_id: int, organizer_ids: Sequence[int], now: float, half_life: float,
+    similar_event_ids: Sequence[int] = (),
+) -> list[dict[str, Evidence]]:  # fmt: skip
+    """The evidence levels a decision in this context reads, broadest first (one query); the
+    event's level also holds its similar past events' evidence (engine.policy.similar_weights)."""
+    chain = scope_chain(context=context, event_id=event_id, organizer_ids=organizer_ids,
+                        similar_event_ids=similar_event_ids)  # fmt: skip
     stored: dict[ScopeKey, dict[str, Evidence]] = {}
     for row in PolicyEvidence.objects.filter(_matching([k for level in chain for k in level])):
         stored.setdefault(_key(row), {})[row.arm] = _evidence(row)
-    return pool(chain, stored, now, half_life)
+    weights = similar_weights(context=context, event_id=event_id,
+                              similar_event_ids=similar_event_ids)  # fmt: skip
+    return pool(chain, stored, now, half_life, weights)
 
 
 @transaction.atomic

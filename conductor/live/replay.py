@@ -43,7 +43,7 @@ from django.conf import settings
 from pydantic import ValidationError
 
 from conductor.core.merge_patch import merge_patch
-from conductor.live import policy_store
+from conductor.live import memory, policy_store
 from conductor.live.eligibility import CAP_WINDOW
 from conductor.live.engine.anomaly import Anomaly as Detected
 from conductor.live.engine.anomaly import DetectorState, Observation, detect
@@ -269,6 +269,7 @@ def replay_session(
         raise ReplayError(f"Session {session_id} has no recorded signals: nothing to replay.")
 
     organizer_ids = sorted(session.event.organizers.values_list("pk", flat=True))
+    similar = memory.similar_events(session.event)
     policy = policy_store.policy_for(config)
     read: dict[str, Levels] = {}
 
@@ -281,6 +282,7 @@ def replay_session(
                 organizer_ids=organizer_ids,
                 now=now.timestamp(),
                 half_life=policy.half_life_seconds,
+                similar_event_ids=similar,
             )
         return read[context]
 

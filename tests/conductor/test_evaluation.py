@@ -88,6 +88,21 @@ def test_learning_baselines_find_the_best_type_on_the_same_draws():
     assert ev._fixed(points[0], rng) == "poll"
 
 
+def test_each_organizer_runs_every_format_and_a_format_shifts_what_works():
+    from conductor.live import audience as world
+
+    formats = {ev.event_format(organizer=3, number=n).name for n in range(3)}
+    workshop, keynote, _ = ev.FORMATS
+    at_workshop = ev._scaled(world.DEFAULT_EFFECTS, workshop, 1.0)
+    at_keynote = ev._scaled(world.DEFAULT_EFFECTS, keynote, 1.0)
+    key = ("chat_prompt", "SUDDEN_DROP", "small")
+
+    assert formats == {f.name for f in ev.FORMATS}
+    assert at_workshop[key] == pytest.approx(world.DEFAULT_EFFECTS[key] + 0.03)
+    assert at_keynote[key] == pytest.approx(world.DEFAULT_EFFECTS[key] - 0.03)
+    assert ev._scaled(world.DEFAULT_EFFECTS, workshop, 20.0)[key] == 1.0  # within the table
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_short_evaluation_runs_the_whole_loop(tmp_path, settings):
     settings.DATA_DIR = tmp_path
@@ -112,6 +127,9 @@ def test_a_short_evaluation_runs_the_whole_loop(tmp_path, settings):
     assert ev.load_points(tmp_path / "evaluation-points.json")[0].session == (
         outcome.points[0].session
     )
+    # The replays use the pipeline's scopes: its events, their organizers and similar events.
+    assert all(p.event and p.organizers for p in outcome.points)
+    assert "ours, replayed (no similar)" in outcome.shares
     text = ev.report(outcome, config)
     assert "earlier bandit" in text
     assert "reached the attendee socket" in text

@@ -257,3 +257,37 @@ def test_a_new_organizer_forgets_nothing_and_a_deleted_event_is_forgotten(
 
     event.delete()
     assert held(organizer) == held(other_organizer) == {other_event.pk}
+
+
+def test_a_new_event_finds_its_organizers_earlier_events_most_like_it():
+    organizer, stranger = OrganizerFactory(), OrganizerFactory()
+
+    def event(name: str, description: str, *organizers) -> int:
+        return EventFactory(name=name, description=description,
+                            organizers=list(organizers or [organizer])).pk  # fmt: skip
+
+    django = event("Hands-on Django workshop",
+                   "Bring a laptop: we build an API together in small groups.")  # fmt: skip
+    event("Opening keynote", "One talk from the main stage for the whole conference.")
+    event("Eval 3", "")
+    event("Hands-on Flask workshop", "Laptops out, small groups.", stranger)  # not theirs
+    new = EventFactory(name="Hands-on pandas workshop",
+                       description="Laptops out: exercises in small groups.",
+                       organizers=[organizer])  # fmt: skip
+    event("Hands-on NumPy workshop", "Laptops out: exercises in small groups.")  # later
+
+    assert memory.similar_events(new) == [django]
+    assert memory.similar_events(EventFactory(name="!!!", organizers=[organizer])) == []
+    assert memory.similar_events(EventFactory(name="Hands-on workshop")) == []  # no history
+
+
+def test_similar_events_are_none_when_the_embeddings_api_fails(settings, caplog):
+    organizer = OrganizerFactory()
+    EventFactory(name="Hands-on Django workshop", organizers=[organizer])
+    new = EventFactory(name="Hands-on pandas workshop", organizers=[organizer])
+    settings.EMBEDDINGS_BASE_URL = "http://127.0.0.1:9/v1"  # nothing listens on the discard port
+    settings.USE_MOCK_CONNECTORS = "0"
+    settings.EMBEDDINGS_TIMEOUT_SECONDS = 1
+
+    assert memory.similar_events(new) == []
+    assert f"no similar events for event {new.pk}" in caplog.text

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from conductor.live.engine.policy import (
     ARMS,
     HOLD,
+    SIMILAR_EVENT_WEIGHT,
     Evidence,
     MemoryStore,
     Policy,
@@ -21,6 +22,7 @@ from conductor.live.engine.policy import (
     eligible,
     scope_chain,
     scopes_to_update,
+    similar_weights,
 )
 from conductor.live.event_settings import INTERVENTION_TYPES
 
@@ -88,6 +90,34 @@ def test_a_new_event_starts_from_what_worked_elsewhere_and_its_own_outcomes_take
     own = beliefs(store.levels(context="SUDDEN_DROP|small", event_id=2, organizer_ids=[1], now=0,
                                half_life=DAY), ["poll", "chat_prompt"], 0, DAY)  # fmt: skip
     assert own["chat_prompt"].mean > own["poll"].mean
+
+
+def test_a_new_event_starts_nearer_the_organizers_similar_past_events():
+    # Event 1 (a workshop) found chat prompts work and polls not; event 2 (a keynote), the
+    # reverse. A new workshop (3) borrows from 1, a new keynote (4) from 2.
+    context = "SUDDEN_DROP|small"
+    store = _store_with(
+        [(1, "chat_prompt", 0.08)] * 10 + [(1, "poll", 0.0)] * 10
+        + [(2, "poll", 0.08)] * 10 + [(2, "chat_prompt", 0.0)] * 10
+    )  # fmt: skip
+
+    def told(event: int, similar: list[int]) -> dict[str, float]:
+        levels = store.levels(context=context, event_id=event, organizer_ids=[1], now=0,
+                              half_life=DAY, similar_event_ids=similar)  # fmt: skip
+        found = beliefs(levels, ["poll", "chat_prompt"], 0, DAY)
+        return {arm: belief.mean for arm, belief in found.items()}
+
+    workshop, keynote, unknown = told(3, [1]), told(4, [2]), told(5, [])
+
+    assert workshop["chat_prompt"] > unknown["chat_prompt"] > keynote["chat_prompt"]
+    assert keynote["poll"] > unknown["poll"] > workshop["poll"]
+    # Lent at SIMILAR_EVENT_WEIGHT each, never learned into: event 3's own scope stays empty.
+    lent = store.levels(context=context, event_id=3, organizer_ids=[1], now=0, half_life=DAY,
+                        similar_event_ids=[1])[-1]  # fmt: skip
+    assert lent["poll"].weight == pytest.approx(10 * SIMILAR_EVENT_WEIGHT)
+    assert ("event", 3, context) not in store.evidence
+    with pytest.raises(ValueError, match="weight"):
+        similar_weights(context=context, event_id=3, similar_event_ids=[1], weight=1.5)
 
 
 def test_other_contexts_inform_a_new_context_through_the_root():
@@ -225,7 +255,7 @@ def test_a_decision_says_in_plain_words_what_it_learned_and_where():
     at_event = [{}, {}, {}, {}, {"poll": outcomes_of(0.08, 12)}]
     sentence = told(at_event)
     assert sentence.startswith(
-        "Polls have lifted large audiences after sudden drops at this event (+"
+        "Polls have lifted large audiences after sudden drops at this event and ones like it (+"
     )
     assert sentence.endswith(" points over doing nothing on average, 12 tries); trying one.")
     mine = told([{}, {}, {}, {"poll": outcomes_of(0.05, 1)}, {}], "LOW_ENGAGEMENT|small")
@@ -245,7 +275,7 @@ def test_a_decision_says_when_its_choice_has_not_paid_off_yet():
     sentence = decision.reasoning(PolicyContext.from_key("GRADUAL_DECLINE|small"))
     assert sentence.startswith(
         "Polls haven't beaten doing nothing for small audiences during slow declines at this "
-        "event yet (-"
+        "event and ones like it yet (-"
     )
     assert sentence.endswith("4 tries), but the evidence is thin; trying one to learn more.")
 
@@ -301,10 +331,13 @@ outcomes = st.lists(
 
 
 @settings(max_examples=150, deadline=None)
-@given(history=outcomes, half_life=st.floats(60, 365 * DAY), holdout=st.floats(0, 0.5))
-def test_no_history_produces_an_invalid_posterior(history, half_life, holdout):
-    """Whatever arrives, in whatever order, every posterior is finite with a positive spread,
-    and every decision has a propensity in (0, 1]."""
+@given(
+    history=outcomes, half_life=st.floats(60, 365 * DAY), holdout=st.floats(0, 0.5),
+    similar=st.lists(st.integers(1, 4), max_size=3), weight=st.floats(0, 1),
+)  # fmt: skip
+def test_no_history_produces_an_invalid_posterior(history, half_life, holdout, similar, weight):
+    """Whatever arrives, in whatever order, and whatever similar events lend it, every
+    posterior is finite with a positive spread, and every decision has a propensity in (0, 1]."""
     store = MemoryStore()
     for event, arm, lift, at, context in history:
         store.learn(context=context, event_id=event, organizer_ids=[event % 2, 9], arm=arm,
@@ -312,7 +345,8 @@ def test_no_history_produces_an_invalid_posterior(history, half_life, holdout):
     now = 31 * DAY
     for event in (1, 2, 3, 4):
         levels = store.levels(context="SUDDEN_DROP|small", event_id=event, organizer_ids=[1, 9],
-                              now=now, half_life=half_life)  # fmt: skip
+                              now=now, half_life=half_life, similar_event_ids=similar,
+                              similar_weight=weight)  # fmt: skip
         for belief in beliefs(levels, ARMS, now, half_life).values():
             assert math.isfinite(belief.mean)
             assert belief.sd > 0

@@ -46,6 +46,7 @@ def test_concurrent_outcomes_lose_nothing():
 def test_the_database_store_reads_what_the_memory_store_reads():
     """What is evaluated (memory) is what runs (PostgreSQL)."""
     organizer, other = OrganizerFactory(), OrganizerFactory()
+    earlier = EventFactory(organizers=[organizer])
     event = EventFactory(organizers=[organizer, other])
     memory = MemoryStore()
     history = [("poll", 0.06, 0.0), ("hold", 0.02, 3600.0), ("poll", -0.01, 7200.0),
@@ -55,12 +56,15 @@ def test_the_database_store_reads_what_the_memory_store_reads():
             learn = store.learn if store is memory else policy_store.policy_learn
             learn(context=CONTEXT, event_id=event.pk, organizer_ids=[organizer.pk, other.pk],
                   arm=arm, reward=lift, at=at, half_life=DAY)  # fmt: skip
+            learn(context=CONTEXT, event_id=earlier.pk, organizer_ids=[organizer.pk],
+                  arm=arm, reward=lift / 2, at=at, half_life=DAY)  # fmt: skip
     kwargs = {
         "context": CONTEXT,
         "event_id": event.pk,
         "organizer_ids": [organizer.pk, other.pk],
         "now": 2 * DAY,
         "half_life": DAY,
+        "similar_event_ids": [earlier.pk],
     }
     stored = policy_store.policy_levels(**kwargs)  # type: ignore[arg-type]
     expected = memory.levels(**kwargs)  # type: ignore[arg-type]

@@ -26,7 +26,11 @@ A context is the anomaly type and the audience size (`PolicyContext`): about 3.5
 event and context made anything finer (the engagement band too) a context the data could not
 fill. Each scope's posterior starts from its parent's, trusted as far as scopes are expected
 to differ (`LEVEL_SPREADS`), then adds its own: a new event starts from what worked for the
-organizer and everyone else, and its own outcomes take over as they accumulate.
+organizer and everyone else, and its own outcomes take over as they accumulate. The event's own
+level also holds the outcomes of the organizer's past events most like it (by the meaning of
+their names and descriptions, conductor.live.memory.similar_events), each counted as
+`SIMILAR_EVENT_WEIGHT` of an observation: a new workshop starts nearer the organizer's past
+workshops than their keynotes.
 The posterior of the mean lift is Normal(mean, noise^2 / n), where noise is the pooled spread of
 outcomes around their arm's mean (with a `NOISE_PRIOR` of `NOISE_PRIOR_WEIGHT` observations).
 Every step is a weighted average with positive weights, so no history can produce an invalid
@@ -64,6 +68,9 @@ LEVEL_SPREADS
     `make evaluate` the best type per size captures 0.84 of the oracle's lift, the best per
     context 0.86; the level added 0.03 to the policy's share). Wider spreads split the evidence
     into contexts the data cannot fill and lose lift (docs/evaluation.md).
+SIMILAR_EVENT_WEIGHT
+    0.5: an outcome at a similar past event counts half as much at the new event as its own
+    (`make evaluate` compares it with 0, no such prior: docs/evaluation.md).
 NOISE_PRIOR, NOISE_PRIOR_WEIGHT
     0.08 and 5 observations: the spread of one measured lift around its arm's mean before data
     says otherwise (a 60 s window of a live audience's score moves by a few points either way).
@@ -102,6 +109,7 @@ PRIOR_WEIGHT = 1.0
 # Between sizes, between the contexts of a size, between an organizer and everyone, between an
 # event and its organizer.
 LEVEL_SPREADS: tuple[float, ...] = (0.005, 0.005, 0.002, 0.002)
+SIMILAR_EVENT_WEIGHT = 0.5
 NOISE_PRIOR = 0.08
 NOISE_PRIOR_WEIGHT = 5.0
 DEFAULT_HALF_LIFE_SECONDS = 168 * 3600.0
@@ -335,7 +343,7 @@ ANOMALY_WORDS: dict[str, str] = {
 # The scopes a decision's evidence is told from, narrowest first, as (level index, words): the
 # levels are those of `beliefs` (everyone's evidence in this context is the third).
 TOLD_SCOPES: tuple[tuple[int, str], ...] = (
-    (4, "at this event"),
+    (4, "at this event and ones like it"),
     (3, "in your events"),
     (2, "in events like yours"),
 )
@@ -522,20 +530,32 @@ ScopeKey = tuple[str, int, str]
 
 
 def scope_chain(
-    *, context: str, event_id: int, organizer_ids: Sequence[int]
-) -> list[list[ScopeKey]]:
+    *, context: str, event_id: int, organizer_ids: Sequence[int],
+    similar_event_ids: Sequence[int] = (),
+) -> list[list[ScopeKey]]:  # fmt: skip
     """The levels a decision reads, broadest first; a level pools several scopes (co-organizers).
 
     global every context -> global this audience size -> global this context -> the
-    organizers' -> the event's.
+    organizers' -> the event's, with its similar past events' (weighed by `similar_weights`).
     """
+    similar = sorted(set(similar_event_ids) - {event_id})
     return [
         [("global", 0, ANY_CONTEXT)],
         [("global", 0, audience_level(context))],
         [("global", 0, context)],
         [("organizer", organizer, context) for organizer in sorted(set(organizer_ids))],
-        [("event", event_id, context)],
+        [("event", event_id, context), *(("event", other, context) for other in similar)],
     ]
+
+
+def similar_weights(
+    *, context: str, event_id: int, similar_event_ids: Sequence[int],
+    weight: float = SIMILAR_EVENT_WEIGHT,
+) -> dict[ScopeKey, float]:  # fmt: skip
+    """How much each similar past event's evidence counts in the event's level (`pool`)."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"a similar event's weight must be in [0, 1], got {weight!r}")
+    return {("event", other, context): weight for other in similar_event_ids if other != event_id}
 
 
 def audience_level(context: str) -> str:
@@ -558,14 +578,20 @@ def pool(
     evidence: Mapping[ScopeKey, Mapping[str, Evidence]],
     now: float,
     half_life: float,
+    weights: Mapping[ScopeKey, float] | None = None,
 ) -> list[dict[str, Evidence]]:
-    """The levels of a chain from stored evidence, co-organizers' scopes added together."""
+    """The levels of a chain from stored evidence, the scopes of a level added together (each
+    scaled by its weight in `weights`, 1 if absent: positive weights keep evidence valid)."""
     levels: list[dict[str, Evidence]] = []
     for scopes in chain:
         level: dict[str, Evidence] = {}
         for key in scopes:
+            share = 1.0 if weights is None else weights.get(key, 1.0)
             for arm, found in evidence.get(key, {}).items():
                 seen = found.decayed(now, half_life)
+                if share != 1.0:
+                    seen = replace(seen, weight=seen.weight * share, total=seen.total * share,
+                                   total_sq=seen.total_sq * share)  # fmt: skip
                 level[arm] = level[arm] + seen if arm in level else seen
         levels.append(level)
     return levels
@@ -580,10 +606,16 @@ class MemoryStore:
 
     def levels(
         self, *, context: str, event_id: int, organizer_ids: Sequence[int], now: float,
-        half_life: float,
+        half_life: float, similar_event_ids: Sequence[int] = (),
+        similar_weight: float = SIMILAR_EVENT_WEIGHT,
     ) -> list[dict[str, Evidence]]:  # fmt: skip
-        chain = scope_chain(context=context, event_id=event_id, organizer_ids=organizer_ids)
-        return pool(chain, self.evidence, now, half_life)
+        chain = scope_chain(context=context, event_id=event_id, organizer_ids=organizer_ids,
+                            similar_event_ids=similar_event_ids)  # fmt: skip
+        weights = similar_weights(
+            context=context, event_id=event_id, similar_event_ids=similar_event_ids,
+            weight=similar_weight,
+        )  # fmt: skip
+        return pool(chain, self.evidence, now, half_life, weights)
 
     def learn(
         self, *, context: str, event_id: int, organizer_ids: Sequence[int], arm: str,
