@@ -463,8 +463,8 @@ def test_presence_reads_only_what_changed_since_the_last_tick(live):
     assert read < 60, read
 
 
-def index_reads(sql: str, index: str) -> int:
-    """Rows PostgreSQL read through `index` running `sql` (every loop)."""
+def plan_nodes(sql: str) -> list[dict]:
+    """Every node of PostgreSQL's executed plan of `sql`."""
     import json
 
     from django.db import connection
@@ -473,14 +473,21 @@ def index_reads(sql: str, index: str) -> int:
         cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
         plan = cursor.fetchone()[0]
     plan = json.loads(plan) if isinstance(plan, str) else plan
-    rows = 0
-    nodes = [plan[0]["Plan"]]
+    found, nodes = [], [plan[0]["Plan"]]
     while nodes:
         node = nodes.pop()
         nodes += node.get("Plans", [])
-        if node.get("Index Name") == index:
-            rows += int(node["Actual Rows"] * node["Actual Loops"])
-    return rows
+        found.append(node)
+    return found
+
+
+def index_reads(sql: str, index: str) -> int:
+    """Rows PostgreSQL read through `index` running `sql` (every loop)."""
+    return sum(
+        int(node["Actual Rows"] * node["Actual Loops"])
+        for node in plan_nodes(sql)
+        if node.get("Index Name") == index
+    )
 
 
 def test_aggregates_find_whether_each_speaker_is_present_by_index(live):
@@ -542,21 +549,10 @@ def test_a_batch_committed_after_its_settle_margin_counts_at_the_next_reconcilia
 
 def join_filter_rows(sql: str) -> int:
     """Rows PostgreSQL compared and dropped in join filters running `sql` (every loop)."""
-    import json
-
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
-        plan = cursor.fetchone()[0]
-    plan = json.loads(plan) if isinstance(plan, str) else plan
-    dropped = 0
-    nodes = [plan[0]["Plan"]]
-    while nodes:
-        node = nodes.pop()
-        nodes += node.get("Plans", [])
-        dropped += int(node.get("Rows Removed by Join Filter", 0) * node["Actual Loops"])
-    return dropped
+    return sum(
+        int(node.get("Rows Removed by Join Filter", 0) * node["Actual Loops"])
+        for node in plan_nodes(sql)
+    )
 
 
 def test_each_sessions_checkpoint_is_found_without_pairing_every_session_with_every_other(event):
