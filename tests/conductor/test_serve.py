@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
@@ -48,50 +47,6 @@ def test_a_port_in_use_is_one_clear_line():
     assert process.returncode == 1
     assert "Traceback" not in output
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in output
-
-
-def test_each_web_process_gets_its_own_socket_and_new_connections_spread_over_them():
-    from django.core.management import CommandError
-
-    from conductor.live.management.commands import serve as command
-
-    port = free_port()
-    listeners = command.bind_listeners("127.0.0.1", port, 2)
-    distinct = len({listener.fileno() for listener in listeners})
-    ports = {listener.getsockname()[1] for listener in listeners}
-    try:
-        with pytest.raises(CommandError, match=f"cannot listen on 127.0.0.1:{port}"):
-            command.bind_listeners("127.0.0.1", port, 2)  # another Conductor on the same port
-        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(200)]
-        accepted = []
-        for listener in listeners:
-            listener.setblocking(False)
-            count = 0
-            with contextlib.suppress(BlockingIOError):
-                while True:
-                    listener.accept()[0].close()
-                    count += 1
-            accepted.append(count)
-        for client in clients:
-            client.close()
-    finally:
-        for listener in listeners:
-            listener.close()
-
-    assert distinct == 2
-    assert ports == {port}
-    assert sum(accepted) == 200
-    assert min(accepted) >= 50, accepted  # a hash of each connection: about half each
-
-
-def test_where_the_kernel_cannot_balance_the_web_processes_share_one_socket(monkeypatch):
-    from conductor.live.management.commands import serve as command
-
-    monkeypatch.setattr(command, "BALANCED_ACCEPT", False)
-    listeners = command.bind_listeners("127.0.0.1", free_port(), 3)
-    listeners[0].close()
-
-    assert len({id(listener) for listener in listeners}) == 1
 
 
 @pytest.mark.django_db

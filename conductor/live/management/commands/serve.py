@@ -153,30 +153,11 @@ class WatchedService:
     reported_at: float = 0.0
 
 
-# Where the kernel can spread new connections evenly over several listening sockets on one port
-# (Linux's SO_REUSEPORT), each web process gets its own. On one shared socket the process that
-# wakes first accepts a whole burst: 1,000 phones joining at once split 711 / 332 between two
-# processes, and the busier one set the room's pace (bench/votes.py).
-BALANCED_ACCEPT = sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
-
-
-def bind_listeners(host: str, port: int, count: int) -> list[socket.socket]:
-    """The web port's listening sockets, one per web process (the same one for every process
-    where the kernel cannot balance). Bound here, so 'in use' is one clear line and uvicorn
-    inherits them; the port stays open while a web process restarts."""
-    if not BALANCED_ACCEPT:
-        return [_bind(host, port, reuse_port=False)] * count
-    # Anything on the port, another Conductor included, makes this first bind fail.
-    _bind(host, port, reuse_port=False).close()
-    return [_bind(host, port, reuse_port=True) for _ in range(count)]
-
-
-def _bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+def bind_listener(host: str, port: int) -> socket.socket:
+    """Bind the web port here, so 'in use' is one clear line and uvicorn inherits the socket."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         listener.bind((host, port))
     except OSError as error:
@@ -214,14 +195,14 @@ class Command(BaseCommand):
             webs = os.cpu_count() or 1
         if webs < 1:
             raise CommandError("--web-processes must be 1 or more")
-        listeners = bind_listeners(options["host"], options["port"], webs)
+        listener = bind_listener(options["host"], options["port"])
         # Every tick and heartbeat is a task: at INFO they would drown the simulation's lines.
         celery_level = os.environ.get("CELERY_LOG_LEVEL", "WARNING")
         call_command("migrate", interactive=False, verbosity=0)
         self._print_demo_login(options["host"], options["port"])
 
-        # The kernel hands each new connection to one web process (websockets too: their groups
-        # live in Redis, not in a process).
+        # Every web process accepts on the one listening socket: the kernel hands each new
+        # connection to one of them (websockets too: their groups live in Redis, not in a process).
         children = [
             Child(
                 "web" if webs == 1 else f"web-{number}",
@@ -243,7 +224,7 @@ class Command(BaseCommand):
                 ],
                 pass_fds=(listener.fileno(),),
             )
-            for number, listener in enumerate(listeners, start=1)
+            for number in range(1, webs + 1)
         ]
         children += [
             Child(
@@ -293,8 +274,7 @@ class Command(BaseCommand):
             exit_code = self._supervise(children, stop_requested, env)
             self._stop(children)
         finally:
-            for listener in set(listeners):
-                listener.close()
+            listener.close()
         self.stdout.write("conductor stopped")
         if exit_code:
             raise SystemExit(exit_code)
