@@ -196,7 +196,7 @@ def test_a_killed_web_process_is_started_again_while_the_other_answers(run):
     assert len(webs) == 2  # --web-processes 2, on one port
 
     killed = kill(webs[0].pid)
-    # New connections wait in the shared socket's backlog for the web process still there.
+    # Its socket went with it: new connections go to the web process still there.
     answered = [run.healthz() is not None for _ in range(5)]
 
     def replaced() -> bool:

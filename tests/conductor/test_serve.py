@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -47,6 +48,124 @@ def test_a_port_in_use_is_one_clear_line():
     assert process.returncode == 1
     assert "Traceback" not in output
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in output
+
+
+def _accept_all(listener: socket.socket) -> int:
+    listener.setblocking(False)
+    count = 0
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            listener.accept()[0].close()
+            count += 1
+    return count
+
+
+def test_each_web_process_gets_its_own_socket_and_new_connections_spread_over_them():
+    from django.core.management import CommandError
+
+    from conductor.live.management.commands.serve import WebPort
+
+    port = free_port()
+    web_port = WebPort("127.0.0.1", port, 2)
+    listeners = [web_port.listener(), web_port.listener()]
+    try:
+        with pytest.raises(CommandError, match=f"cannot listen on 127.0.0.1:{port}"):
+            WebPort("127.0.0.1", port, 2)  # another Conductor on the same port
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(200)]
+        accepted = [_accept_all(listener) for listener in listeners]
+        for client in clients:
+            client.close()
+    finally:
+        for listener in listeners:
+            listener.close()
+        web_port.close()
+
+    assert sum(accepted) == 200
+    assert min(accepted) >= 50, accepted  # a hash of each connection: about half each
+
+
+# A web process stand-in: accepts on the socket it was given and answers each connection "ok".
+_ANSWER = """
+import socket, sys
+listener = socket.socket(fileno=int(sys.argv[1]))
+while True:
+    connection, _ = listener.accept()
+    connection.sendall(b"ok")
+    connection.close()
+"""
+
+
+def _answered(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as client:
+        return client.recv(2) == b"ok"
+
+
+def test_a_dead_web_process_takes_its_socket_with_it_and_the_others_answer_its_share():
+    from conductor.live.management.commands.serve import LISTENER_FD, Child, WebPort
+
+    port = free_port()
+    web_port = WebPort("127.0.0.1", port, 2)
+    webs = [
+        Child(f"web-{n}", [sys.executable, "-c", _ANSWER, LISTENER_FD], listen=web_port.listener)
+        for n in (1, 2)
+    ]
+    for web in webs:
+        web.start(dict(os.environ))
+    try:
+        webs[0].signal_group(signal.SIGKILL)
+        webs[0].process.wait()  # type: ignore[union-attr]
+        # Had the supervisor kept a copy of the dead one's socket, about half of these would
+        # wait in its backlog until the 2 s timeout.
+        answered = [_answered(port) for _ in range(40)]
+    finally:
+        for web in webs:
+            web.signal_group(signal.SIGKILL)
+            web.process.wait()  # type: ignore[union-attr]
+
+    assert all(answered)
+
+
+def test_where_the_kernel_cannot_balance_every_web_process_accepts_on_the_one_kept_socket(
+    monkeypatch,
+):
+    from conductor.live.management.commands import serve as command
+
+    monkeypatch.setattr(command, "BALANCED_ACCEPT", False)
+    port = free_port()
+    web_port = command.WebPort("127.0.0.1", port, 2)
+    first = web_port.listener()
+    first.close()  # a web process that died: the port stays open, connections wait
+    try:
+        client = socket.create_connection(("127.0.0.1", port))
+        second = web_port.listener()
+        accepted = _accept_all(second)
+        client.close()
+        second.close()
+    finally:
+        web_port.close()
+
+    assert accepted == 1
+
+
+def test_a_web_process_that_cannot_get_its_port_back_counts_as_a_death(monkeypatch):
+    from django.core.management import CommandError
+
+    from conductor.live.management.commands import serve as command
+
+    monkeypatch.setattr(command, "RESTART_BACKOFF_FIRST_SECONDS", 0.01)
+    monkeypatch.setattr(command, "RESTART_BACKOFF_MAX_SECONDS", 0.01)
+
+    def taken() -> socket.socket:
+        raise CommandError("cannot listen on 127.0.0.1:1: Address already in use")
+
+    web = command.Child("web-1", [sys.executable, "-c", "pass"], listen=taken)
+    supervisor = command.Command()
+    errors: list[str] = []
+    supervisor.stderr.write = errors.append  # type: ignore[method-assign]
+
+    assert supervisor._supervise([web], [], dict(os.environ)) == 1
+    assert "web-1 could not start again: cannot listen on 127.0.0.1:1" in errors[1]
+    assert len(web.deaths) == command.CRASH_LOOP_DEATHS
 
 
 @pytest.mark.django_db

@@ -11,8 +11,11 @@ What dies is started again:
 - A child that exits is started again after a backoff (0.5 s, doubling to 10 s; back to 0.5 s
   once it has run for a minute). What is left of its process group (a killed worker's pool
   processes) is killed first: their tasks go back to the queue (acks_late), and handlers are
-  idempotent. The supervisor keeps the web port open, so connections made while uvicorn restarts
-  wait in the backlog instead of being refused.
+  idempotent. With several web processes, each has a listening socket of its own on the port
+  (Linux's SO_REUSEPORT: the kernel spreads new connections evenly), held by that process alone,
+  so a dead one's socket closes with it and new connections go to the others until it is back.
+  A single web process shares the supervisor's socket instead, so connections made while it
+  restarts wait in the backlog rather than being refused.
 - A child that dies CRASH_LOOP_DEATHS times within CRASH_LOOP_WINDOW_SECONDS is a crash loop,
   not bad luck: everything stops, with one line naming the child and its last error (children's
   stderr passes through this process, which keeps its tail).
@@ -33,6 +36,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any, cast
 
@@ -65,7 +69,9 @@ class Child:
 
     name: str
     argv: list[str]
-    pass_fds: tuple[int, ...] = ()
+    #: For a web process: a listening socket of its own, made at each start; LISTENER_FD in argv
+    #: becomes its descriptor.
+    listen: Callable[[], socket.socket] | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     #: When it last died, within the crash-loop window (monotonic seconds).
     deaths: deque[float] = field(default_factory=deque, repr=False)
@@ -77,14 +83,22 @@ class Child:
     _reader: threading.Thread | None = field(default=None, repr=False)
 
     def start(self, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(  # noqa: S603 - argv is ours
-            self.argv,
-            env=env,
-            cwd=settings.BASE_DIR,  # the children import the project by module name
-            start_new_session=True,
-            pass_fds=self.pass_fds,
-            stderr=subprocess.PIPE,
-        )
+        listener = self.listen() if self.listen is not None else None
+        fds = () if listener is None else (listener.fileno(),)
+        argv = [str(fds[0]) if arg == LISTENER_FD else arg for arg in self.argv]
+        try:
+            self.process = subprocess.Popen(  # noqa: S603 - argv is ours
+                argv,
+                env=env,
+                cwd=settings.BASE_DIR,  # the children import the project by module name
+                start_new_session=True,
+                pass_fds=fds,
+                stderr=subprocess.PIPE,
+            )
+        finally:
+            # The child's alone from here: it closes when the child dies.
+            if listener is not None:
+                listener.close()
         self.restart_at = None
         stderr = cast("IO[bytes]", self.process.stderr)  # stderr=PIPE
         self._reader = threading.Thread(
@@ -153,22 +167,55 @@ class WatchedService:
     reported_at: float = 0.0
 
 
-def bind_listener(host: str, port: int) -> socket.socket:
-    """Bind the web port here, so 'in use' is one clear line and uvicorn inherits the socket."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind((host, port))
-    except OSError as error:
-        listener.close()
-        raise CommandError(
-            f"cannot listen on {host}:{port}: {error.strerror} (set PORT=... or stop the other "
-            "server)"
-        ) from None
-    listener.listen(1024)
-    listener.set_inheritable(True)
-    return listener
+# In a web process's argv: its listening socket's descriptor, known once the socket is made.
+LISTENER_FD = "{listener-fd}"
+# Where the kernel can spread new connections over several listening sockets on one port.
+BALANCED_ACCEPT = sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
+
+
+class WebPort:
+    """The web port's listening sockets: one per web process where the kernel can balance them
+    (on one shared socket the process that wakes first accepts a whole burst - 1,000 phones
+    joining at once split 711 / 332 between two processes, and the busier one set the room's
+    pace in bench/votes.py), else one for all, kept open here across restarts."""
+
+    def __init__(self, host: str, port: int, processes: int) -> None:
+        self.host, self.port = host, port
+        # Bound here first either way, so that a port in use is one clear line.
+        self._shared: socket.socket | None = self._bind(reuse_port=False)
+        if BALANCED_ACCEPT and processes > 1:
+            self._shared.close()
+            self._shared = None
+
+    def listener(self) -> socket.socket:
+        """A socket for one web process to accept on (the caller closes its copy)."""
+        if self._shared is None:
+            return self._bind(reuse_port=True)
+        shared = self._shared.dup()
+        shared.set_inheritable(True)
+        return shared
+
+    def close(self) -> None:
+        if self._shared is not None:
+            self._shared.close()
+
+    def _bind(self, *, reuse_port: bool) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            listener.bind((self.host, self.port))
+        except OSError as error:
+            listener.close()
+            raise CommandError(
+                f"cannot listen on {self.host}:{self.port}: {error.strerror} (set PORT=... or "
+                "stop the other server)"
+            ) from None
+        listener.listen(1024)
+        listener.set_inheritable(True)
+        return listener
 
 
 class Command(BaseCommand):
@@ -195,14 +242,14 @@ class Command(BaseCommand):
             webs = os.cpu_count() or 1
         if webs < 1:
             raise CommandError("--web-processes must be 1 or more")
-        listener = bind_listener(options["host"], options["port"])
+        web_port = WebPort(options["host"], options["port"], webs)
         # Every tick and heartbeat is a task: at INFO they would drown the simulation's lines.
         celery_level = os.environ.get("CELERY_LOG_LEVEL", "WARNING")
         call_command("migrate", interactive=False, verbosity=0)
         self._print_demo_login(options["host"], options["port"])
 
-        # Every web process accepts on the one listening socket: the kernel hands each new
-        # connection to one of them (websockets too: their groups live in Redis, not in a process).
+        # The kernel hands each new connection to one web process (websockets too: their groups
+        # live in Redis, not in a process).
         children = [
             Child(
                 "web" if webs == 1 else f"web-{number}",
@@ -212,7 +259,7 @@ class Command(BaseCommand):
                     "uvicorn",
                     "conductor.asgi:application",
                     "--fd",
-                    str(listener.fileno()),
+                    LISTENER_FD,
                     "--lifespan",
                     "off",
                     "--timeout-graceful-shutdown",
@@ -222,7 +269,7 @@ class Command(BaseCommand):
                     "--ws-per-message-deflate",
                     "false",
                 ],
-                pass_fds=(listener.fileno(),),
+                listen=web_port.listener,
             )
             for number in range(1, webs + 1)
         ]
@@ -269,12 +316,11 @@ class Command(BaseCommand):
         env = self._child_env()
         for child in children:
             child.start(env)
-        # The port stays open here while uvicorn restarts: connections wait in the backlog.
         try:
             exit_code = self._supervise(children, stop_requested, env)
             self._stop(children)
         finally:
-            listener.close()
+            web_port.close()
         self.stdout.write("conductor stopped")
         if exit_code:
             raise SystemExit(exit_code)
@@ -333,7 +379,12 @@ class Command(BaseCommand):
                         f"in {child.backoff:.1f} s"
                     )
                 elif child.restart_at is not None and now >= child.restart_at:
-                    child.start(env)
+                    try:
+                        child.start(env)
+                    except CommandError as error:  # its port, taken while it was down
+                        self.stderr.write(f"{child.name} could not start again: {error}")
+                        if child.died(now):
+                            return 1
             time.sleep(0.1)
         self.stdout.write("stopping Conductor (waiting for in-flight work)...")
         return 0
