@@ -84,7 +84,7 @@ class Child:
 
     def start(self, env: dict[str, str]) -> None:
         listener = self.listen() if self.listen is not None else None
-        fds = () if listener is None else (listener.fileno(),)
+        fds: tuple[int, ...] = () if listener is None else (listener.fileno(),)
         argv = [str(fds[0]) if arg == LISTENER_FD else arg for arg in self.argv]
         try:
             self.process = subprocess.Popen(  # noqa: S603 - argv is ours
