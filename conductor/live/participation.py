@@ -48,7 +48,7 @@ from pydantic import (
     field_validator,
 )
 
-from conductor.core.redis_client import redis_client
+from conductor.core.redis_client import redis_client, redis_script
 from conductor.live import ingest, realtime
 from conductor.live.delivery import attendee_group
 from conductor.live.models import (
@@ -200,6 +200,18 @@ def session_for_code(code: str) -> LiveSession | None:
     return LiveSession.objects.filter(join_code=cleaned).first()
 
 
+# The room's hottest reads and writes, each one plain statement: building them with the ORM was
+# a third of a web process's CPU per vote, and most of a heartbeat's (bench/votes.py).
+_SESSION_SQL = "SELECT id, status, event_id FROM conductor_livesession WHERE id = %s"
+_OPEN_POLL_SQL = """
+SELECT id, session_id, content FROM conductor_intervention
+WHERE id = %s AND session_id = %s AND type = %s AND status = %s
+"""
+_SEEN_SQL = """
+UPDATE conductor_attendee SET last_seen_at = %s WHERE id = %s AND stays > 0 AND left_at IS NULL
+"""
+
+
 # -- presence: join, heartbeat, leave, and the timeout sweep ----------------------------------
 
 
@@ -270,10 +282,10 @@ def _arrive(attendee: Attendee) -> None:
     now = timezone.now()
     # The common case, a beat in a stay, in one statement. Racing the sweep, whichever commits
     # first wins: PostgreSQL re-checks the other's WHERE on the row as that one left it.
-    if Attendee.objects.filter(pk=attendee.pk, stays__gt=0, left_at__isnull=True).update(
-        last_seen_at=now
-    ):
-        return
+    with connection.cursor() as cursor:
+        cursor.execute(_SEEN_SQL, [now, attendee.pk])
+        if cursor.rowcount:
+            return
     session = LiveSession.objects.get(pk=attendee.session_id)
     with transaction.atomic():
         stays, left_at = (
@@ -344,10 +356,12 @@ def attendee_act(*, attendee: Attendee, raw: Any) -> dict[str, Any] | None:
         field = ".".join(str(part) for part in first["loc"][1:]) or "type"
         raise Refused(_plain(first), field) from None
     # Its status as it is now, for this check and the signals' ingestion (which read no more).
-    session = LiveSession.objects.only("id", "status", "event_id").get(pk=attendee.session_id)
-    if session.status == LiveSession.Status.ENDED:
+    with connection.cursor() as cursor:
+        cursor.execute(_SESSION_SQL, [attendee.session_id])
+        row = cursor.fetchone()
+    if row is None or row[1] == LiveSession.Status.ENDED:
         raise Refused("This session has ended.")
-    attendee.session = session
+    attendee.session = LiveSession.from_db(connection.alias, ["id", "status", "event_id"], row)
     _rate_limit(attendee)
     if isinstance(action, Vote):
         _vote(attendee, action)
@@ -416,14 +430,20 @@ def _signal(
 
 
 def _open_poll(attendee: Attendee, intervention_id: int) -> Intervention:
-    # Only what a vote reads: a whole intervention row costs three times as much to load.
-    poll = Intervention.objects.only("id", "session_id", "content").filter(
-        pk=intervention_id, session_id=attendee.session_id, type=Intervention.Type.POLL,
-        status=Intervention.Status.EXECUTED,
-    ).first()  # fmt: skip
-    if poll is None:
+    # Only what a vote reads (a whole intervention row costs three times as much to load).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _OPEN_POLL_SQL,
+            [intervention_id, attendee.session_id, Intervention.Type.POLL,
+             Intervention.Status.EXECUTED],
+        )  # fmt: skip
+        row = cursor.fetchone()
+    if row is None:
         raise Refused("This poll is not open.", "intervention")
-    return poll
+    # A plain cursor reads jsonb as text, as Django's JSONField expects to parse it.
+    return Intervention.from_db(
+        connection.alias, ["id", "session_id", "content"], (*row[:2], json.loads(row[2]))
+    )
 
 
 def _is_cloud(poll: Intervention) -> bool:
@@ -499,14 +519,14 @@ def _announce(what: Announced, pk: int) -> None:
     if every_ms <= 0:
         _PUBLISH[what](pk)
         return
-    client = redis_client()
-    paused = f"room:{what}:{pk}"
-    if client.set(paused, 1, px=every_ms, nx=True):
+    wait_ms = int(
+        redis_script(_PAUSE)(
+            keys=[f"room:{what}:{pk}", f"room:{what}-due:{pk}"], args=[every_ms, _DUE_MARGIN_MS]
+        )
+    )
+    if wait_ms == _SEND_NOW:
         _publish_and_pause(what, pk)
-        return
-    wait_ms = max(int(client.pttl(paused)), 0)
-    # One trailing send per pause; if its task were lost, the next answer schedules another.
-    if client.set(f"room:{what}-due:{pk}", 1, px=wait_ms + _DUE_MARGIN_MS, nx=True):
+    elif wait_ms >= 0:
         from conductor.live import tasks
 
         later = tasks.publish_poll_results if what == "results" else tasks.publish_leaderboard
@@ -514,6 +534,17 @@ def _announce(what: Announced, pk: int) -> None:
 
 
 _DUE_MARGIN_MS = 5000
+_SEND_NOW = -1
+# One round trip for a throttled answer (KEYS: the pause, the trailing send's mark): -1 when no
+# pause runs (it starts one: send now), else the ms until the pause ends if this answer is the
+# one to schedule the pause's trailing send, else -2 (one is scheduled; if its task were lost,
+# the mark expires and a later answer schedules another).
+_PAUSE = """
+if redis.call('SET', KEYS[1], 1, 'PX', ARGV[1], 'NX') then return -1 end
+local wait = math.max(redis.call('PTTL', KEYS[1]), 0)
+if redis.call('SET', KEYS[2], 1, 'PX', wait + ARGV[2], 'NX') then return wait end
+return -2
+"""
 
 
 def announce_due(what: Announced, pk: int) -> None:

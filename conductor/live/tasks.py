@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from celery import Task, shared_task
@@ -31,6 +32,22 @@ PURGE_LOCK_SECONDS = 3600
 TICK_LOCK_SECONDS = 60
 
 
+@contextlib.contextmanager
+def _alone(name: str, seconds: int) -> Iterator[bool]:
+    """Whether this task holds the Redis lock `name` (for at most `seconds`): False while
+    another holds it. Released on the way out, only if still ours (redis-py checks its token):
+    past its expiry, the next one may hold a new one."""
+    lock = redis_client().lock(name, timeout=seconds)
+    if not lock.acquire(blocking=False):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        with contextlib.suppress(LockNotOwnedError):
+            lock.release()
+
+
 @shared_task(name="conductor.tick", ignore_result=True)
 def run_tick() -> int:
     """Start one tick: a task per shard of the live sessions (conductor.live.shards), all
@@ -52,19 +69,13 @@ def tick_shard(index: int, count: int, at: str) -> int:
     """Score one shard's live sessions at `at` and measure their due rewards; returns how many
     sessions were scored. Skips if this shard's previous tick still runs."""
     shard = Shard(index, count)
-    lock = redis_client().lock(f"{TICK_LOCK}:{shard}", timeout=TICK_LOCK_SECONDS)
-    if not lock.acquire(blocking=False):
-        return 0
-    try:
+    with _alone(f"{TICK_LOCK}:{shard}", TICK_LOCK_SECONDS) as alone:
+        if not alone:
+            return 0
         now = datetime.fromisoformat(at)
         result = tick.sessions_tick(now=now, shard=shard)
         measurement.interventions_measure(now=now, shard=shard)
         return result.sessions
-    finally:
-        # Only our own lock (redis-py checks its token): past its expiry, the next tick may
-        # hold a new one.
-        with contextlib.suppress(LockNotOwnedError):
-            lock.release()
 
 
 @shared_task(
@@ -125,17 +136,13 @@ def purge() -> int:
     """Delete the rows past their retention period, in short batches, at most
     CONDUCTOR_RETENTION_MAX_ROWS_PER_RUN of each kind (conductor.live.retention); returns how
     many went. Skips while another purge runs."""
-    lock = redis_client().lock(PURGE_LOCK, timeout=PURGE_LOCK_SECONDS)
-    if not lock.acquire(blocking=False):
-        return 0
-    try:
+    with _alone(PURGE_LOCK, PURGE_LOCK_SECONDS) as alone:
+        if not alone:
+            return 0
         purged = retention.purge(
             now=timezone.now(), max_rows=settings.CONDUCTOR_RETENTION_MAX_ROWS_PER_RUN
         )
         return purged.total
-    finally:
-        with contextlib.suppress(LockNotOwnedError):
-            lock.release()
 
 
 @shared_task(name="conductor.end_idle_sessions", ignore_result=True)
