@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -66,6 +67,24 @@ def test_the_slope_is_the_measured_score_lift_per_level_effect():
     assert ev.level_to_score_slope(points[:2]) == 1.0  # too few to tell
 
 
+def test_with_a_holdout_the_slope_is_what_the_interventions_caused_not_where_they_went():
+    # Room A recovers by 0.10 on its own and gets the weak poll (0.1); room B recovers by
+    # nothing and gets the strong one (0.3). The true slope is 0.2; one in ten drops is held out.
+    points = []
+    for i in range(400):
+        natural, effect = (0.10, 0.1) if i % 2 else (0.0, 0.3)
+        if i % 10 < 2:  # the holdout: a coin flip, the same share in both rooms
+            made = point(i, {"poll": effect}, HOLD, natural)
+        else:
+            made = point(i, {"poll": effect}, "poll", natural + 0.2 * effect)
+        points.append(made)
+
+    assert ev.level_to_score_slope(points) == pytest.approx(0.2)
+    # A fit across what was sent mixes the rooms up: without the holdouts it finds a slope
+    # of the wrong sign.
+    assert ev.level_to_score_slope([p for p in points if not p.holdout]) < 0
+
+
 def test_learning_baselines_find_the_best_type_on_the_same_draws():
     rng = np.random.default_rng(5)
     points = [
@@ -103,6 +122,60 @@ def test_each_organizer_runs_every_format_and_a_format_shifts_what_works():
     assert ev._scaled(world.DEFAULT_EFFECTS, workshop, 20.0)[key] == 1.0  # within the table
 
 
+# A posterior that makes Thompson Sampling take a poll every time; hold is taken only as holdout.
+SURE_POLL = {
+    "poll": {"mean": 0.05, "sd": 0.001, "n": 9.0},
+    HOLD: {"mean": 0.0, "sd": 0.001, "n": 9.0},
+}
+
+
+def test_propensities_are_calibrated_when_what_was_done_follows_the_posterior():
+    rng = np.random.default_rng(7)
+    points = [
+        replace(point(n, {}, "poll" if rng.random() < 0.9 else HOLD, 0.0), arms=SURE_POLL)
+        for n in range(400)
+    ]
+    for p in points:
+        p.propensity = 0.9 if p.chosen == "poll" else 0.1
+
+    calibrated = ev.calibration(points, holdout_share=0.1, seed=1)
+
+    assert calibrated["arms"]["poll"]["expected"] == pytest.approx(360, abs=1)
+    assert calibrated["arms"][HOLD]["expected"] == pytest.approx(40, abs=1)
+    assert calibrated["p_value"] > 0.05
+    assert calibrated["mean_arms"] == 2
+    assert calibrated["mean_inverse"] == pytest.approx(2, abs=0.2)
+
+
+def test_propensities_that_do_not_say_what_was_done_fail_the_check():
+    # The posterior says "poll" nine times in ten; the logs show hold every time.
+    points = [replace(point(n, {}, HOLD, 0.0), arms=SURE_POLL) for n in range(100)]
+
+    calibrated = ev.calibration(points, holdout_share=0.1, seed=1)
+
+    assert calibrated["arms"][HOLD] == {"expected": pytest.approx(10, abs=1), "done": 100}
+    assert calibrated["p_value"] < 1e-6
+
+
+def test_off_policy_truth_and_estimate_cover_only_the_decisions_that_could_take_the_type():
+    rng = np.random.default_rng(3)
+    points = []
+    for n in range(200):
+        could_poll = n % 2 == 0  # a cool-down ruled a poll out at every other drop
+        arms = SURE_POLL if could_poll else {HOLD: SURE_POLL[HOLD], "broadcast": SURE_POLL[HOLD]}
+        chosen = ("poll" if rng.random() < 0.5 else HOLD) if could_poll else HOLD
+        made = point(n, {"poll": 0.2 if could_poll else -0.5}, chosen, 0.0, index=n)
+        made.lift = 0.2 * (chosen == "poll")
+        points.append(replace(made, arms=arms))
+        points[-1].propensity = 0.5 if could_poll else 1.0
+
+    checked = ev.ope_check(points, slope=1.0)
+
+    assert checked["arms"]["poll"]["decisions"] == 100
+    # Measured where a poll could go, its truth is +0.2: the -0.5 where it could not never counts.
+    assert checked["arms"]["poll"]["truth"] == pytest.approx(0.2, abs=0.05)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_short_evaluation_runs_the_whole_loop(tmp_path, settings):
     settings.DATA_DIR = tmp_path
@@ -123,6 +196,7 @@ def test_a_short_evaluation_runs_the_whole_loop(tmp_path, settings):
             # Below 0 when a policy sent what did harm: possible in 4 sessions.
             assert low <= value <= high <= 1
     assert min(p.propensity for p in outcome.points) > 0
+    assert all(HOLD in p.arms for p in outcome.points)  # the posterior each decision drew from
     assert (tmp_path / "evaluation-regret.png").stat().st_size > 10_000
     assert ev.load_points(tmp_path / "evaluation-points.json")[0].session == (
         outcome.points[0].session
@@ -133,4 +207,5 @@ def test_a_short_evaluation_runs_the_whole_loop(tmp_path, settings):
     text = ev.report(outcome, config)
     assert "earlier bandit" in text
     assert "reached the attendee socket" in text
+    assert "done/expected:" in text
     assert any(line.startswith("wave 2:") for line in lines)
