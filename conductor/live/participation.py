@@ -202,7 +202,8 @@ def session_for_code(code: str) -> LiveSession | None:
 
 # The room's hottest reads and writes, each one plain statement: building them with the ORM was
 # a third of a web process's CPU per vote, and most of a heartbeat's (bench/votes.py).
-_SESSION_SQL = "SELECT id, status, event_id FROM conductor_livesession WHERE id = %s"
+# Selected columns in their model's field order: Model.from_db takes the values in that order.
+_SESSION_SQL = "SELECT id, event_id, status FROM conductor_livesession WHERE id = %s"
 _OPEN_POLL_SQL = """
 SELECT id, session_id, content FROM conductor_intervention
 WHERE id = %s AND session_id = %s AND type = %s AND status = %s
@@ -359,9 +360,9 @@ def attendee_act(*, attendee: Attendee, raw: Any) -> dict[str, Any] | None:
     with connection.cursor() as cursor:
         cursor.execute(_SESSION_SQL, [attendee.session_id])
         row = cursor.fetchone()
-    if row is None or row[1] == LiveSession.Status.ENDED:
+    if row is None or row[2] == LiveSession.Status.ENDED:
         raise Refused("This session has ended.")
-    attendee.session = LiveSession.from_db(connection.alias, ["id", "status", "event_id"], row)
+    attendee.session = LiveSession.from_db(connection.alias, ["id", "event_id", "status"], row)
     _rate_limit(attendee)
     if isinstance(action, Vote):
         _vote(attendee, action)

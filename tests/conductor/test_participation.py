@@ -614,6 +614,27 @@ def test_the_database_keeps_a_vote_either_a_choice_or_words():
     assert str(vote) == f"vote rust on {poll.pk}"
 
 
+def test_an_action_works_with_the_session_as_it_is_now():
+    session = live_room()
+    poll = sent_poll(session)
+    someone = Attendee.objects.create(session=session, key=uuid.uuid4())
+
+    participation.attendee_act(
+        attendee=someone, raw={"type": "vote", "intervention": poll.pk, "choice": 2}
+    )
+
+    # Read in one plain statement: each column lands in its own field.
+    assert (someone.session.pk, someone.session.event_id, someone.session.status) == (
+        session.pk, session.event_id, "live",
+    )  # fmt: skip
+    assert PollVote.objects.get(attendee=someone).choice == 2
+    services.session_update(session_id=session.pk, status="ended")
+    with pytest.raises(participation.Refused, match="This session has ended"):
+        participation.attendee_act(
+            attendee=someone, raw={"type": "vote", "intervention": poll.pk, "choice": 1}
+        )
+
+
 # -- challenges and the leaderboard ---------------------------------------------------------------
 
 
