@@ -581,6 +581,10 @@ class PolicyEstimatesOutputSerializer(serializers.Serializer):
 class PolicyArmOutputSerializer(PolicyEstimatesOutputSerializer):
     action = serializers.CharField(help_text="The intervention type (or hold).")
     logged = serializers.IntegerField(help_text="Measured decisions of this type.")
+    could_send = serializers.IntegerField(
+        help_text="Measured decisions that could take this type (not cooling down, under the "
+        "cap, allowed): the estimates are over these."
+    )
     mean_logged_lift = serializers.FloatField()
     vs_hold = EstimateOutputSerializer(
         allow_null=True,

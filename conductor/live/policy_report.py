@@ -9,7 +9,8 @@ over the reward window (conductor.live.measurement); a hold's lift is the natura
 A logged decision is an intervention the policy chose (any source but `manual`: the organizer's
 own interventions are not policy decisions), that was carried out (`executed`, or `held`), with
 a propensity in (0, 1] and a measured, finite lift. The window is on `created_at`, the moment of
-the decision. Contexts are compared as opaque strings.
+the decision. Contexts are compared as opaque strings. "Always X" covers the decisions that could
+take X (its posterior has an arm for X: it was eligible), as `make evaluate` checks it.
 """
 
 from __future__ import annotations
@@ -73,6 +74,22 @@ def _estimates(estimates: offpolicy.PolicyEstimates) -> dict[str, Any]:
 _EMPTY = {"value": None, "ci": None}
 
 
+def _always(
+    action: str, decisions: list[tuple[offpolicy.LoggedDecision, frozenset[str]]]
+) -> tuple[offpolicy.PolicyEstimates, int]:
+    """'Always `action`' and its difference from always holding, over the decisions that could
+    take it, and how many those are. Where a cool-down or the cap ruled it out the policy never
+    takes it, so the logs cannot say what it would have done there (no positivity): an estimate
+    over every decision would rest there on the reward model alone."""
+    could = [d for d, arms in decisions if not arms or action in arms]
+    targets: dict[str, offpolicy.TargetPolicy] = {action: offpolicy.always(action)}
+    baseline = None
+    if action != HOLD and any(d.action == HOLD for d in could):
+        targets[HOLD] = offpolicy.always(HOLD)
+        baseline = HOLD
+    return offpolicy.evaluate(could, targets, baseline=baseline)[action], len(could)
+
+
 def event_policy_report(
     *, event: Event, days: int = DAYS_DEFAULT, now: datetime | None = None
 ) -> dict[str, Any]:
@@ -81,21 +98,25 @@ def event_policy_report(
     Returns `{"event", "days", "decisions", "holds", "on_policy", "arms", "greedy",
     "natural_recovery", "notes"}`; every estimate is `{"value", "ci": [low, high]}` (both null
     when undefined). `arms` has one entry per logged type, in the order of `Intervention.Type`:
-    `{"action", "logged", "mean_logged_lift", "ips", "snips", "dr", "vs_hold"}` where the
-    estimates are the value of "always this type" and `vs_hold` is DR(always it) - DR(always
-    hold) with a paired interval (null for the hold arm and when no hold was logged).
+    `{"action", "logged", "could_send", "mean_logged_lift", "ips", "snips", "dr", "vs_hold"}`
+    where the estimates are the value of "always this type" over the `could_send` decisions that
+    could take it, and `vs_hold` is DR(always it) - DR(always hold) over the same decisions with
+    a paired interval (null for the hold arm and when none of them was a hold).
     """
     since = (now or timezone.now()) - timedelta(days=days)
     rows = logged_decisions(event=event, since=since).values_list(
-        "context", "type", "propensity", "lift"
+        "context", "type", "propensity", "lift", "posterior"
     )
-    logs = [
-        offpolicy.LoggedDecision(context, action, propensity, lift)
-        for context, action, propensity, lift in rows
+    # Each decision with the arms it could take: those its posterior covers (the eligible types
+    # and hold); none recorded (an older row) counts as every arm.
+    decisions = [
+        (offpolicy.LoggedDecision(context, action, propensity, lift), frozenset(posterior or ()))
+        for context, action, propensity, lift, posterior in rows
         # Not null (the query says so; the types do not), and PostgreSQL floats can hold NaN and
         # infinities, which no measurement gives.
         if propensity is not None and lift is not None and math.isfinite(lift)
     ]
+    logs = [decision for decision, _ in decisions]
     holds = [decision for decision in logs if decision.action == HOLD]
     report: dict[str, Any] = {
         "event": event.pk,
@@ -128,31 +149,35 @@ def event_policy_report(
     actions = sorted(
         {d.action for d in logs}, key=lambda a: (_TYPE_ORDER.get(a, len(_TYPE_ORDER)), a)
     )
-    targets: dict[str, offpolicy.TargetPolicy] = {a: offpolicy.always(a) for a in actions}
     model = offpolicy.RewardModel(logs)
-    targets[" greedy"] = offpolicy.greedy(model)  # the space keeps it apart from any type
-    results = offpolicy.evaluate(logs, targets, baseline=HOLD if holds else None)
-
     report["on_policy"] = _estimate(offpolicy.on_policy_value(logs))
     contexts = {d.context for d in logs}
     for action in actions:
+        estimates, could = _always(action, decisions)
         lifts = [d.reward for d in logs if d.action == action]
         tried_in = sum(1 for context in contexts if action in model.tried(context))
         report["arms"].append(
             {
                 "action": action,
                 "logged": len(lifts),
+                "could_send": could,
                 "mean_logged_lift": sum(lifts) / len(lifts),
-                **_estimates(results[action]),
-                "vs_hold": _estimate(results[action].vs_baseline),
+                **_estimates(estimates),
+                "vs_hold": _estimate(estimates.vs_baseline),
             }
         )
+        if could < len(logs):
+            notes.append(
+                f"{action} could be sent at {could} of {len(logs)} decisions (cool-downs, the "
+                "hourly cap, the event's settings): its 'always' estimate is of those."
+            )
         if tried_in < len(contexts):
             notes.append(
                 f"{action} was tried in {tried_in} of {len(contexts)} contexts: elsewhere its "
                 "'always' estimate rests on the reward model (DR) or counts nothing (IPS)."
             )
-    report["greedy"] = _estimates(results[" greedy"])
+    greedy = {" greedy": offpolicy.greedy(model)}  # the space keeps it apart from any type
+    report["greedy"] = _estimates(offpolicy.evaluate(logs, greedy)[" greedy"])
     notes.append(
         "greedy is chosen from the same decisions it is evaluated on, so its value is optimistic."
     )

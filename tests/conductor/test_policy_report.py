@@ -82,6 +82,7 @@ def test_the_organizer_gets_the_report_of_the_events_measured_decisions(api, liv
     assert [arm["action"] for arm in report["arms"]] == ["poll", "chat_prompt", "hold"]
     poll = arms["poll"]
     assert (poll["logged"], poll["mean_logged_lift"]) == (6, pytest.approx(0.09))
+    assert poll["could_send"] == 20  # no posterior recorded: every decision counts
     assert poll["ips"]["value"] == pytest.approx(0.09 * 6 / 0.3 / 20)  # (1/n) sum(r / p)
     assert poll["snips"]["value"] == pytest.approx(0.09)
     assert poll["dr"]["value"] == pytest.approx(0.09)
@@ -108,6 +109,29 @@ def test_the_report_matches_the_pure_estimators(api, live_session):
     assert chat["vs_hold"]["value"] == pytest.approx(expected["chat_prompt"].vs_baseline.value)
     assert chat["vs_hold"]["ci"] == pytest.approx(list(expected["chat_prompt"].vs_baseline.ci))
     assert chat["dr"]["ci"] == pytest.approx(list(expected["chat_prompt"].dr.ci))
+
+
+def test_always_a_type_covers_only_the_decisions_that_could_send_it(api, live_session):
+    every = {"poll": {}, "chat_prompt": {}, "hold": {}}
+    log_decisions(live_session)
+    Intervention.objects.update(posterior=every)
+    # Four drops where a poll was cooling down: chat did far better there than anywhere else.
+    for lift in (0.30, 0.32, 0.28, 0.30):
+        MeasuredDecisionFactory(
+            session=live_session, type="chat_prompt", propensity=0.5, lift=lift,
+            context="GRADUAL_DECLINE|small", posterior={"chat_prompt": {}, "hold": {}},
+        )  # fmt: skip
+
+    report = api.get(f"/api/v1/events/{live_session.event_id}/policy-report/").json()
+
+    arms = {arm["action"]: arm for arm in report["arms"]}
+    assert (arms["poll"]["could_send"], arms["chat_prompt"]["could_send"]) == (10, 14)
+    # Over the ten decisions a poll could take, one context: its mean, against the holds' there.
+    assert arms["poll"]["dr"]["value"] == pytest.approx(0.09)
+    assert arms["poll"]["vs_hold"]["value"] == pytest.approx(0.07)
+    assert any(
+        note.startswith("poll could be sent at 10 of 14 decisions") for note in report["notes"]
+    )
 
 
 def test_days_narrows_the_window(api, live_session):
