@@ -206,6 +206,7 @@ def test_a_short_evaluation_runs_the_whole_loop(tmp_path, settings):
     assert "ours, replayed (no similar)" in outcome.shares
     text = ev.report(outcome, config)
     assert "earlier bandit" in text
+    assert "ours / earlier bandit, after drift, holdout excluded:" in text
     assert "reached the attendee socket" in text
     assert "done/expected:" in text
     assert any(line.startswith("wave 2:") for line in lines)
