@@ -147,13 +147,10 @@ def test_where_the_kernel_cannot_balance_every_web_process_accepts_on_the_one_ke
     assert accepted == 1
 
 
-def test_a_web_process_that_cannot_get_its_port_back_counts_as_a_death(monkeypatch):
+def test_a_web_process_that_cannot_get_its_port_back_counts_as_a_death():
     from django.core.management import CommandError
 
     from conductor.live.management.commands import serve as command
-
-    monkeypatch.setattr(command, "RESTART_BACKOFF_FIRST_SECONDS", 0.01)
-    monkeypatch.setattr(command, "RESTART_BACKOFF_MAX_SECONDS", 0.01)
 
     def taken() -> socket.socket:
         raise CommandError("cannot listen on 127.0.0.1:1: Address already in use")
@@ -163,9 +160,15 @@ def test_a_web_process_that_cannot_get_its_port_back_counts_as_a_death(monkeypat
     errors: list[str] = []
     supervisor.stderr.write = errors.append  # type: ignore[method-assign]
 
-    assert supervisor._supervise([web], [], dict(os.environ)) == 1
-    assert "web-1 could not start again: cannot listen on 127.0.0.1:1" in errors[1]
-    assert len(web.deaths) == command.CRASH_LOOP_DEATHS
+    tries = [supervisor._start_again(web, 100.0 + n, {}) for n in range(command.CRASH_LOOP_DEATHS)]
+
+    # Each failed start is a death, with its backoff; the last one makes a crash loop.
+    assert tries == [True] * (command.CRASH_LOOP_DEATHS - 1) + [False]
+    assert (
+        errors[0]
+        == "web-1 could not start again: cannot listen on 127.0.0.1:1: Address already in use"
+    )
+    assert web.process is None
 
 
 @pytest.mark.django_db

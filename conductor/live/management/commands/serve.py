@@ -378,16 +378,24 @@ class Command(BaseCommand):
                         f"{child.name} exited with code {child.exit_code}; starting it again "
                         f"in {child.backoff:.1f} s"
                     )
-                elif child.restart_at is not None and now >= child.restart_at:
-                    try:
-                        child.start(env)
-                    except CommandError as error:  # its port, taken while it was down
-                        self.stderr.write(f"{child.name} could not start again: {error}")
-                        if child.died(now):
-                            return 1
+                elif (
+                    child.restart_at is not None
+                    and now >= child.restart_at
+                    and not self._start_again(child, now, env)
+                ):
+                    return 1
             time.sleep(0.1)
         self.stdout.write("stopping Conductor (waiting for in-flight work)...")
         return 0
+
+    def _start_again(self, child: Child, now: float, env: dict[str, str]) -> bool:
+        """Start a dead child again; False when it cannot and that makes a crash loop."""
+        try:
+            child.start(env)
+        except CommandError as error:  # its port, taken while it was down
+            self.stderr.write(f"{child.name} could not start again: {error}")
+            return not child.died(now)
+        return True
 
     def _watch_service(self, watched: WatchedService, now: float) -> None:
         watched.next_check = now + SERVICE_CHECK_SECONDS
