@@ -16,6 +16,7 @@ take X (its posterior has an arm for X: it was eligible), as `make evaluate` che
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -75,19 +76,28 @@ _EMPTY = {"value": None, "ci": None}
 
 
 def _always(
-    action: str, decisions: list[tuple[offpolicy.LoggedDecision, frozenset[str]]]
-) -> tuple[offpolicy.PolicyEstimates, int]:
-    """'Always `action`' and its difference from always holding, over the decisions that could
-    take it, and how many those are. Where a cool-down or the cap ruled it out the policy never
-    takes it, so the logs cannot say what it would have done there (no positivity): an estimate
-    over every decision would rest there on the reward model alone."""
-    could = [d for d, arms in decisions if not arms or action in arms]
-    targets: dict[str, offpolicy.TargetPolicy] = {action: offpolicy.always(action)}
-    baseline = None
-    if action != HOLD and any(d.action == HOLD for d in could):
-        targets[HOLD] = offpolicy.always(HOLD)
-        baseline = HOLD
-    return offpolicy.evaluate(could, targets, baseline=baseline)[action], len(could)
+    actions: list[str], decisions: list[tuple[offpolicy.LoggedDecision, frozenset[str]]]
+) -> dict[str, tuple[offpolicy.PolicyEstimates, int]]:
+    """'Always X' for each action and its difference from always holding, over the decisions
+    that could take X, and how many those are. Where a cool-down or the cap ruled X out the
+    policy never takes it, so the logs cannot say what it would have done there (no
+    positivity): an estimate over every decision would rest there on the reward model alone.
+    Actions that could be taken at the same decisions share one evaluation (one bootstrap)."""
+    groups: dict[tuple[int, ...], list[str]] = defaultdict(list)
+    for action in actions:
+        could = tuple(i for i, (_, arms) in enumerate(decisions) if not arms or action in arms)
+        groups[could].append(action)
+    results: dict[str, tuple[offpolicy.PolicyEstimates, int]] = {}
+    for could, group in groups.items():
+        logs = [decisions[i][0] for i in could]
+        targets: dict[str, offpolicy.TargetPolicy] = {a: offpolicy.always(a) for a in group}
+        baseline = None
+        if any(d.action == HOLD for d in logs):
+            targets.setdefault(HOLD, offpolicy.always(HOLD))
+            baseline = HOLD
+        estimates = offpolicy.evaluate(logs, targets, baseline=baseline)
+        results |= {action: (estimates[action], len(logs)) for action in group}
+    return results
 
 
 def event_policy_report(
@@ -152,8 +162,9 @@ def event_policy_report(
     model = offpolicy.RewardModel(logs)
     report["on_policy"] = _estimate(offpolicy.on_policy_value(logs))
     contexts = {d.context for d in logs}
+    always = _always(actions, decisions)
     for action in actions:
-        estimates, could = _always(action, decisions)
+        estimates, could = always[action]
         lifts = [d.reward for d in logs if d.action == action]
         tried_in = sum(1 for context in contexts if action in model.tried(context))
         report["arms"].append(
