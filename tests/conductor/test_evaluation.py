@@ -193,8 +193,10 @@ def test_a_short_evaluation_runs_the_whole_loop(tmp_path, settings):
     assert outcome.shares["oracle"]["before drift"][0] == pytest.approx(1.0)
     for phases in outcome.shares.values():
         for value, low, high in phases.values():
-            # Below 0 when a policy sent what did harm: possible in 4 sessions.
-            assert low <= value <= high <= 1
+            # Below 0 when a policy sent what did harm: possible in 4 sessions. A policy that
+            # matched the oracle sums the same effects in another order: 1 within rounding.
+            eps = 1e-9
+            assert low - eps <= value <= high + eps <= 1 + 2 * eps
     assert min(p.propensity for p in outcome.points) > 0
     assert all(HOLD in p.arms for p in outcome.points)  # the posterior each decision drew from
     assert (tmp_path / "evaluation-regret.png").stat().st_size > 10_000
