@@ -317,7 +317,10 @@ class EmbeddedRedis:
             start_new_session=True,
         )  # fmt: skip
         log.close()
-        self.pidfile.write_text(str(process.pid))
+        # Written whole or not at all: a reader never sees the truncated file in between.
+        written = self.pidfile.with_suffix(".pid.new")
+        written.write_text(str(process.pid))
+        written.replace(self.pidfile)
         deadline = time.monotonic() + REDIS_START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if self.ping():

@@ -87,8 +87,12 @@ class Run:
         assert info is not None
         return info.pid
 
-    def redis_pid(self) -> int:
-        return int((self.data_dir / "redis" / "redis.pid").read_text())
+    def redis_pid(self) -> int | None:
+        """The embedded Redis's pid, None while the file is missing or empty (a restart)."""
+        try:
+            return int((self.data_dir / "redis" / "redis.pid").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
 
     def db(self) -> psycopg.Connection[Any]:
         info = PostmasterInfo.read_from_pgdata(self.data_dir / "postgres")
@@ -356,11 +360,15 @@ def test_a_killed_redis_is_started_again_and_keeps_the_queue(run):
     # Slow runs on one worker process: most are still queued in Redis when it is killed.
     ids = start_runs(run, 6, sleep_first=0.5)
     old = run.redis_pid()
+    assert old is not None
 
     killed = kill(old)
 
-    wait_for(lambda: run.redis_pid() != old and psutil.pid_exists(run.redis_pid()), 5,
-             "a new Redis")  # fmt: skip
+    def new_redis() -> bool:
+        pid = run.redis_pid()
+        return pid not in (None, old) and psutil.pid_exists(pid)
+
+    wait_for(new_redis, 5, "a new Redis")
     wait_for(lambda: (run.healthz() or {}).get("checks", {}).get("redis") == "ok",
              RECOVERY_SECONDS, "healthz redis ok")  # fmt: skip
     assert time.monotonic() - killed < RECOVERY_SECONDS
