@@ -274,8 +274,11 @@ def main() -> None:
             cpu["task"].append(task_cpu)
             cpu["run"].append(run_cpu)
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(30)
+        worker.terminate()  # the main process only: it stops its pool (SIGTERM kills a pool's)
+        try:
+            worker.wait(30)
+        finally:
+            os.killpg(worker.pid, signal.SIGKILL)
     baseline, run_rate, ratio = (statistics.median(x) for x in (baselines, runs, ratios))
     print(f"bare Celery no-op tasks: {baseline:8.1f} /s  ({NOOP_TASKS} tasks, {CONCURRENCY} procs)")
     print(f"orchestrated agent runs: {run_rate:8.1f} /s  ({RUNS} runs x 3 tool calls + metrics)")

@@ -228,6 +228,46 @@ def test_run_serves_healthz_and_stops_on_sigterm_leaving_nothing(tmp_path):
     assert left == []
 
 
+def test_stopping_lets_a_running_agent_run_finish_on_its_worker(tmp_path):
+    # Celery's pool processes die at once on SIGTERM (their handler is reset to the default):
+    # only the worker's main process may get it, and it waits for the tasks it started.
+    env = {k: v for k, v in child_env().items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.update(CONDUCTOR_DATA_DIR=str(tmp_path / "data"), CELERY_LOG_LEVEL="INFO")
+    port = free_port()
+    process = serve(port, env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        output = ""
+        while "API token" not in output and process.poll() is None:
+            output += process.stdout.readline()
+        token = re.search(r"API token:\s+(\w+)", output).group(1)
+        headers = {"Authorization": f"Token {token}"}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.25)
+        created = httpx.post(
+            f"{base}/api/v1/runs/", headers=headers, timeout=10,
+            json={"agent": "probe", "intent": "steps", "input": {"steps": 1, "sleep_first": 2}},
+        )  # fmt: skip
+        assert created.status_code == 202, created.text
+        url = f"{base}/api/v1/runs/{created.json()['id']}/"
+        while httpx.get(url, headers=headers, timeout=5).json()["status"] != "running":
+            assert time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.05)
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        tail, _ = process.communicate(timeout=60)
+
+    assert process.returncode == 0, tail
+    assert "WorkerLostError" not in tail
+    assert re.search(
+        r"Task agents\.execute_run\[[-\w]+\] succeeded in [\d.]+s: 'succeeded'", tail
+    ), tail
+
+
 @pytest.mark.parametrize(
     ("extra", "env", "message"),
     [

@@ -3,8 +3,9 @@
 The web server (uvicorn: HTTP and websockets; one process per core, all accepting on one port), a
 Celery worker, Celery beat and (in DEBUG) the simulated session run as children, each in its own
 session so that Ctrl-C in the terminal reaches only this supervisor, which then stops them in
-order: SIGTERM (uvicorn drains connections, the worker finishes its tasks or, with acks_late,
-leaves them on the queue), then SIGKILL to any process group still there after the grace period.
+order: SIGTERM to each child itself (uvicorn drains connections, the worker's main process
+finishes the tasks its pool started), then SIGKILL to any process group still there after the
+grace period (a task the worker had not finished goes back to the queue: acks_late).
 The embedded PostgreSQL and Redis stop when this process exits.
 
 What dies is started again:
@@ -149,6 +150,14 @@ class Child:
     def backoff(self) -> float:
         doublings = max(0, len(self.deaths) - 1)
         return min(RESTART_BACKOFF_MAX_SECONDS, RESTART_BACKOFF_FIRST_SECONDS * 2.0**doublings)
+
+    def ask_to_stop(self) -> None:
+        """SIGTERM to the child itself, never to its group: Celery's pool processes die at once
+        on it (their handler is reset to the default), killing the tasks they run, while the
+        worker's main process stops taking tasks and waits for those it started."""
+        if self.process is not None and self.running:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
 
     def signal_group(self, signum: int) -> None:
         if self.process is None:
@@ -418,7 +427,7 @@ class Command(BaseCommand):
     def _stop(self, children: list[Child]) -> None:
         for child in children:
             if child.running:
-                child.signal_group(signal.SIGTERM)
+                child.ask_to_stop()
         deadline = time.monotonic() + GRACE_SECONDS
         while any(child.running for child in children) and time.monotonic() < deadline:
             time.sleep(0.1)
