@@ -23,6 +23,7 @@ Run with `make bench` (uses its own data directory, var/bench, or BENCH_DATA_DIR
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import statistics
@@ -278,7 +279,8 @@ def main() -> None:
         try:
             worker.wait(30)
         finally:
-            os.killpg(worker.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # nothing of the group left
+                os.killpg(worker.pid, signal.SIGKILL)
     baseline, run_rate, ratio = (statistics.median(x) for x in (baselines, runs, ratios))
     print(f"bare Celery no-op tasks: {baseline:8.1f} /s  ({NOOP_TASKS} tasks, {CONCURRENCY} procs)")
     print(f"orchestrated agent runs: {run_rate:8.1f} /s  ({RUNS} runs x 3 tool calls + metrics)")
