@@ -599,6 +599,8 @@ def ope_check(points: Sequence[DecisionPoint], slope: float) -> dict[str, Any]:
     arm was eligible): where a cool-down or the cap ruled it out, the logging policy never takes
     it, so no estimator can learn its value there from the logs (no positivity) - DR would fall
     back on its reward model alone, and "always X" is not a policy the conductor could follow.
+    A type that no decision of a block took has no estimate there (offpolicy: the logs say
+    nothing about it), so no interval is counted for it.
     """
     measured = [p for p in points if p.lift is not None]
     blocks = np.array_split(np.arange(len(measured)), OPE_BLOCKS)

@@ -10,7 +10,7 @@ import pytest
 from conductor.live.engine import offpolicy
 from conductor.live.engine.offpolicy import LoggedDecision, RewardModel, always, evaluate, greedy
 
-# Two contexts, two actions; by hand (n = 5):
+# Two contexts, two actions; by hand (n = 5), with plain cell means (prior=0):
 #   always(poll): weights 2, 0, 4, 0, 2  ->  IPS = (2*1 + 4*2 + 2*3) / 5 = 3.2
 #                                           SNIPS = 16 / (2 + 4 + 2) = 2.0
 #   model: q(A, poll) = (1 + 3) / 2 = 2, q(B, poll) = 2, q(A, hold) = 0, q(B, hold) = 1
@@ -27,7 +27,8 @@ SMALL = [
 
 
 def test_estimators_match_hand_computed_values():
-    result = evaluate(SMALL, {"poll": always("poll"), "hold": always("hold")}, baseline="hold")
+    targets = {"poll": always("poll"), "hold": always("hold")}
+    result = evaluate(SMALL, targets, baseline="hold", prior=0)
 
     poll, hold = result["poll"], result["hold"]
     assert poll.ips.value == pytest.approx(3.2)
@@ -55,7 +56,7 @@ def test_on_policy_value_is_the_mean_reward_with_an_interval():
 def test_a_target_can_be_a_table_of_probabilities():
     table = {"A": {"poll": 0.5, "hold": 0.5}, "B": {"poll": 0.5, "hold": 0.5}}
 
-    mixed = offpolicy.evaluate_policy(SMALL, table)
+    mixed = offpolicy.evaluate_policy(SMALL, table, prior=0)
 
     # IPS is linear in the target: half of each "always" policy.
     assert mixed.ips.value == pytest.approx(0.5 * 3.2 + 0.5 * 4 / 15)
@@ -83,7 +84,7 @@ def test_greedy_takes_the_best_tried_action_per_context_and_breaks_ties_alphabet
         ("B", "hold", 0.5, 0.2),
         ("C", "hold", 1.0, -0.5),
     ]
-    policy = greedy(RewardModel(logs))
+    policy = greedy(RewardModel(logs, prior=0))
 
     assert policy("A") == {"chat_prompt": 1.0}  # a tie with poll
     assert policy("B") == {"hold": 1.0}
@@ -92,12 +93,45 @@ def test_greedy_takes_the_best_tried_action_per_context_and_breaks_ties_alphabet
     assert policy("unseen") == {"chat_prompt": 1.0}
 
 
-def test_no_support_leaves_snips_undefined_and_dr_on_the_model():
+def test_an_action_no_decision_took_leaves_snips_and_dr_undefined():
     result = offpolicy.evaluate_policy(SMALL, always("quiz"))
+    half = offpolicy.evaluate_policy(SMALL, {"A": {"poll": 0.5, "quiz": 0.5}, "B": {"poll": 1.0}})
 
     assert result.ips.value == 0.0
     assert result.snips == offpolicy.Estimate(value=None, ci=None)
-    assert result.dr.value == pytest.approx(1.4)  # the global mean
+    # Not the model's guess (the mean of the other actions): the logs say nothing about it.
+    assert result.dr == offpolicy.Estimate(value=None, ci=None)
+    assert half.dr == offpolicy.Estimate(value=None, ci=None)
+
+
+def test_the_reward_model_pools_a_cell_with_its_action_and_the_action_with_all():
+    # Global mean 1.4 (n = 5). poll: 3 decisions, sum 6 -> (6 + 2 * 1.4) / (3 + 2) = 1.76.
+    # Cell (A, poll): 2 decisions, sum 4 -> (4 + 2 * 1.76) / (2 + 2) = 1.88.
+    model = RewardModel(SMALL, prior=2)
+
+    assert model.predict("A", "poll") == pytest.approx(1.88)
+    assert model.predict("C", "poll") == pytest.approx(1.76)  # a context the logs never saw
+    assert model.predict("A", "quiz") == pytest.approx(1.4)
+    # DR(always poll), decision by decision: q(c, poll) + w * (r - q(c, a)), with
+    # q(B, poll) = (2 + 2 * 1.76) / (1 + 2) = 1.84.
+    by_hand = [1.88 + 2 * (1 - 1.88), 1.88, 1.84 + 4 * (2 - 1.84), 1.84, 1.88 + 2 * (3 - 1.88)]
+    result = offpolicy.evaluate_policy(SMALL, always("poll"), prior=2)
+    assert result.dr.value == pytest.approx(sum(by_hand) / 5)
+
+
+def test_pooling_keeps_a_rare_action_s_few_outcomes_from_setting_its_estimate():
+    # A rarely taken action whose two outcomes were unlucky, in a world where every action is
+    # worth the same: plain cell means carry the bad luck to every decision; pooling does not.
+    rng = np.random.default_rng(3)
+    errors = {0.0: [], offpolicy.PRIOR_DECISIONS: []}
+    for _ in range(40):
+        logs = [("A" if i % 2 else "B", "poll", 0.95, float(rng.normal(0.1, 0.06)))
+                for i in range(200)]  # fmt: skip
+        logs += [("A", "quiz", 0.05, float(rng.normal(0.1, 0.06))) for _ in range(2)]
+        for prior, found in errors.items():
+            estimate = offpolicy.evaluate_policy(logs, always("quiz"), resamples=1, prior=prior)
+            found.append(abs(estimate.dr.value - 0.1))
+    assert np.mean(errors[offpolicy.PRIOR_DECISIONS]) < 0.5 * np.mean(errors[0.0])
 
 
 def test_the_same_logs_give_the_same_intervals():

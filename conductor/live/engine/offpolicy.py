@@ -12,9 +12,12 @@ the value (mean reward per decision) of a *target* policy that was not the one r
   target gives weight zero to every logged decision.
 - DR (doubly robust): ``mean_i( sum_a pi(a|x_i) q(x_i, a) + w_i * (r_i - q(x_i, a_i)) )`` where
   `q` is the direct-method reward model (`RewardModel`): the mean reward of the (context, action)
-  cell, falling back to the action's mean over all contexts, then to the global mean. Unbiased
-  when either the propensities or the model are right; in contexts where the target takes an
-  action the logs never tried, DR is the model's guess (IPS is silently zero there).
+  cell, pooled with the action's mean over all contexts, itself pooled with the global mean
+  (`PRIOR_DECISIONS`). Unbiased when either the propensities or the model are right; in
+  contexts where the target takes an action the logs never tried there, DR is the model's guess
+  (IPS is silently zero there). Undefined (None) when the target takes an action that no logged
+  decision took at all: the logs then say nothing about it, and the model's guess would be the
+  mean of the other actions.
 
 Every estimate comes with a percentile bootstrap confidence interval: the logs are resampled
 with replacement `BOOTSTRAP_RESAMPLES` times, the reward model is refitted on every resample, and
@@ -50,6 +53,14 @@ BOOTSTRAP_SEED
 PROBABILITY_TOLERANCE
     1e-6: how far a target policy's probabilities for one context may sum from 1 (floating
     point sums of fractions like 1/3 are not exact).
+PRIOR_DECISIONS
+    10: how many decisions the next level's mean counts for in a cell's mean (partial pooling,
+    as an empirical-Bayes estimate would weigh them). A lift measured after one decision
+    spreads about three times as far (sd ~0.06) as the true means of the cells do from their
+    action's (~0.02), so a cell needs about 3^2 = 10 decisions of its own before they tell more
+    than its action's mean does. Plain cell means (0) let one or two lucky or unlucky outcomes
+    of a rarely taken action set the model's guess for every decision of that context: in
+    `make evaluate` the error of "always X" fell from 36 % to about 24 % of the truth with 10.
 """
 
 from __future__ import annotations
@@ -70,6 +81,8 @@ CONFIDENCE = 0.95
 BOOTSTRAP_SEED = 20_240_611
 #: Allowed distance of a target's probabilities (for one context) from summing to 1.
 PROBABILITY_TOLERANCE = 1e-6
+#: Decisions the next level's mean counts for in the reward model's cells (partial pooling).
+PRIOR_DECISIONS = 10.0
 
 
 class LoggedDecision(NamedTuple):
@@ -159,11 +172,15 @@ class _Index:
         self.n = len(logs)
         self.cell = self.context * len(self.actions) + self.action
 
-    def cell_means(self, weights: NDArray[np.float64]) -> NDArray[np.float64]:
-        """The reward model as a (contexts x actions) table, fitted with per-decision weights.
+    def cell_means(
+        self, weights: NDArray[np.float64], prior: float
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
+        """The reward model fitted with per-decision weights: a (contexts x actions) table, each
+        action's mean and the global mean.
 
-        A cell without (weighted) data takes its action's mean over all contexts; an action
-        without data takes the global mean.
+        Partial pooling: a cell's mean counts its action's mean over all contexts as `prior`
+        more decisions, and an action's mean the global mean likewise. So a cell without
+        (weighted) data takes its action's mean, and an action without data the global mean.
         """
         n_contexts, n_actions = len(self.contexts), len(self.actions)
         size = n_contexts * n_actions
@@ -174,30 +191,36 @@ class _Index:
         action_sum = cell_sum.sum(axis=0)
         global_mean = action_sum.sum() / action_n.sum()
         with np.errstate(invalid="ignore", divide="ignore"):
-            action_mean = np.where(action_n > 0, action_sum / action_n, global_mean)
-            return np.where(cell_n > 0, cell_sum / cell_n, action_mean[np.newaxis, :])
+            action_mean = np.where(
+                action_n > 0, (action_sum + prior * global_mean) / (action_n + prior), global_mean
+            )
+            table = np.where(
+                cell_n > 0,
+                (cell_sum + prior * action_mean[np.newaxis, :]) / (cell_n + prior),
+                action_mean[np.newaxis, :],
+            )
+        return table, action_mean, float(global_mean)
 
 
 class RewardModel:
-    """The direct-method model: mean reward per (context, action), with fallbacks.
+    """The direct-method model: mean reward per (context, action), pooled (`PRIOR_DECISIONS`).
 
-    `predict(context, action)` is the cell's mean reward; for a cell the logs never tried, the
-    action's mean over all contexts; for an action never tried at all, the global mean.
+    `predict(context, action)` is the cell's mean reward, pooled with the action's mean over all
+    contexts; for a cell the logs never tried, that action's mean (pooled with the global mean);
+    for an action never tried at all, the global mean.
     """
 
-    def __init__(self, logs: Logs) -> None:
+    def __init__(self, logs: Logs, *, prior: float = PRIOR_DECISIONS) -> None:
         decisions = validate_logs(logs)
         index = _Index(decisions)
-        table = index.cell_means(np.ones(index.n))
+        table, action_means, self.global_mean = index.cell_means(np.ones(index.n), prior)
         self._cells = {
             (index.contexts[c], index.actions[a]): float(table[c, a])
             for c, a in set(zip(index.context.tolist(), index.action.tolist(), strict=True))
         }
         self._action_means = {
-            action: float(np.mean(index.reward[index.action == a]))
-            for a, action in enumerate(index.actions)
+            action: float(action_means[a]) for a, action in enumerate(index.actions)
         }
-        self.global_mean = float(np.mean(index.reward))
         #: Every action the logs tried, sorted.
         self.actions: tuple[str, ...] = tuple(index.actions)
         self._tried: dict[str, tuple[str, ...]] = {}
@@ -320,11 +343,13 @@ def evaluate(
     baseline: str | None = None,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
+    prior: float = PRIOR_DECISIONS,
 ) -> dict[str, PolicyEstimates]:
     """IPS, SNIPS and DR values of each named target policy, on the same bootstrap resamples.
 
     With `baseline` (one of the targets' names), every target also gets `vs_baseline`:
     DR(target) - DR(baseline) with a paired interval (None for the baseline itself).
+    `prior`: the reward model's pooling (`PRIOR_DECISIONS`; 0 for plain cell means).
 
     Raises ValueError on bad logs (see `validate_logs`), a target that gives a context no valid
     distribution, an unknown baseline, or fewer than one resample.
@@ -353,6 +378,9 @@ def evaluate(
     # w[t, i]: importance weight of decision i under target t.
     weights = pi[:, index.context, index.action] / index.propensity
     weighted_reward = weights * index.reward
+    # Targets that take an action no logged decision took: the logs say nothing about it.
+    taken = np.bincount(index.action, minlength=len(index.actions)) > 0
+    unsupported = ((pi.sum(axis=1) > 0) & ~taken[np.newaxis, :]).any(axis=1)
 
     ips, snips, dr = (np.empty((len(names), resamples + 1)) for _ in range(3))
     for b, counts in enumerate(_resample_weights(index.n, resamples, seed)):
@@ -360,10 +388,13 @@ def evaluate(
         ips[:, b] = weighted_reward @ counts / total
         with np.errstate(invalid="ignore", divide="ignore"):
             snips[:, b] = (weighted_reward @ counts) / (weights @ counts)
-        table = index.cell_means(counts)
+        table = index.cell_means(counts, prior)[0]
         direct = (pi * table[np.newaxis]).sum(axis=2)[:, index.context]
         residual = index.reward - table[index.context, index.action]
         dr[:, b] = (direct + weights * residual) @ counts / total
+    # No DR point estimate (nor interval) for those. A resample that happens to leave out a
+    # rarely taken action keeps the model's guess: how little one or two decisions tell.
+    dr[unsupported, 0] = np.nan
 
     results: dict[str, PolicyEstimates] = {}
     for t, name in enumerate(names):
@@ -386,6 +417,8 @@ def evaluate_policy(
     *,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
+    prior: float = PRIOR_DECISIONS,
 ) -> PolicyEstimates:
     """IPS, SNIPS and DR values of one target policy; raises ValueError as `evaluate` does."""
-    return evaluate(logs, {"target": target}, resamples=resamples, seed=seed)["target"]
+    targets = {"target": target}
+    return evaluate(logs, targets, resamples=resamples, seed=seed, prior=prior)["target"]
