@@ -137,6 +137,27 @@ def test_a_drop_becomes_one_anomaly_and_one_decision(live):
     assert run.idempotency_key.startswith("anomaly-")
 
 
+def test_a_fall_that_comes_with_people_leaving_is_answered_as_a_mass_exit(live):
+    start = timezone.now() - timedelta(minutes=10)
+    names = audience(live, 40, start)
+    for step in range(12):  # a lively room; then 10 of 40 leave and fewer of the others talk
+        now = start + timedelta(seconds=5 * step + 60)
+        if step == 8:
+            activity(live, names[:10], now, kind="leave")
+        talking = names if step < 8 else names[10:32]
+        activity(live, talking, now, per_person=1)
+        tick.sessions_tick(now=now)
+
+    # Both open on one tick, equally severe: the drop is the people leaving.
+    exit_, drop = Anomaly.objects.filter(session=live).order_by("type")
+    assert (exit_.type, drop.type) == ("MASS_EXIT", "SUDDEN_DROP")
+    assert drop.detected_at == exit_.detected_at
+    assert drop.severity == exit_.severity
+    run = AgentRun.objects.get(agent="engagement", intent="decide")
+    assert run.input["anomaly_id"] == exit_.pk
+    assert drop.skipped_reason == tick.ALSO_NOW
+
+
 def test_a_shard_task_skips_while_that_shards_previous_tick_runs(live):
     from conductor.core.redis_client import redis_client
     from conductor.live.tasks import TICK_LOCK, tick_shard
