@@ -15,6 +15,7 @@ from conductor.live.engine.offpolicy import LoggedDecision, RewardModel, always,
 #                                           SNIPS = 16 / (2 + 4 + 2) = 2.0
 #   model: q(A, poll) = (1 + 3) / 2 = 2, q(B, poll) = 2, q(A, hold) = 0, q(B, hold) = 1
 #   DR(always poll) = mean(2 + 2*(1-2), 2, 2 + 4*(2-2), 2, 2 + 2*(3-2)) = 10 / 5 = 2.0
+#   (the weight 4 is truncated at 1.6 * sqrt(5) = 3.58 in DR; its residual is 0 here)
 #   always(hold): weights 0, 2, 0, 4/3, 0  ->  IPS = (4/3 * 1) / 5 = 0.2667, SNIPS = 4/3 / (10/3)
 #   DR(always hold) = mean(0, 0 + 2*(0-0), 1, 1 + 4/3*(1-1), 0) = 0.4
 SMALL = [
@@ -113,10 +114,24 @@ def test_the_reward_model_pools_a_cell_with_its_action_and_the_action_with_all()
     assert model.predict("C", "poll") == pytest.approx(1.76)  # a context the logs never saw
     assert model.predict("A", "quiz") == pytest.approx(1.4)
     # DR(always poll), decision by decision: q(c, poll) + w * (r - q(c, a)), with
-    # q(B, poll) = (2 + 2 * 1.76) / (1 + 2) = 1.84.
-    by_hand = [1.88 + 2 * (1 - 1.88), 1.88, 1.84 + 4 * (2 - 1.84), 1.84, 1.88 + 2 * (3 - 1.88)]
+    # q(B, poll) = (2 + 2 * 1.76) / (1 + 2) = 1.84 and the weight 4 truncated at the mean
+    # weight times sqrt(n): 1.6 * sqrt(5).
+    cap = 1.6 * math.sqrt(5)
+    by_hand = [1.88 + 2 * (1 - 1.88), 1.88, 1.84 + cap * (2 - 1.84), 1.84, 1.88 + 2 * (3 - 1.88)]
     result = offpolicy.evaluate_policy(SMALL, always("poll"), prior=2)
     assert result.dr.value == pytest.approx(sum(by_hand) / 5)
+
+
+def test_dr_truncates_a_weight_at_the_mean_weight_times_the_root_of_n():
+    # 98 holds, a poll at propensity 0.5 (reward 0) and one at 0.01 (reward 1): weights 2 and
+    # 100, mean 1.02, so the 100 counts as 1.02 * sqrt(100) = 10.2 in DR's correction.
+    logs = [("A", "hold", 0.5, 0.0)] * 98 + [("A", "poll", 0.5, 0.0), ("A", "poll", 0.01, 1.0)]
+
+    result = offpolicy.evaluate_policy(logs, always("poll"), prior=0)
+
+    # q(A, poll) = 0.5; untruncated, DR would be 0.5 + (2 * -0.5 + 100 * 0.5) / 100 = 0.99.
+    assert result.dr.value == pytest.approx(0.5 + (2 * -0.5 + 10.2 * 0.5) / 100)
+    assert result.ips.value == pytest.approx(1.0)  # IPS keeps its textbook weights
 
 
 def test_pooling_keeps_a_rare_action_s_few_outcomes_from_setting_its_estimate():

@@ -10,14 +10,22 @@ the value (mean reward per decision) of a *target* policy that was not the one r
 - SNIPS (self-normalized IPS): ``sum_i(w_i * r_i) / sum_i(w_i)``. Slightly biased, far less
   variable, and always within the range of the observed rewards. Undefined (None) when the
   target gives weight zero to every logged decision.
-- DR (doubly robust): ``mean_i( sum_a pi(a|x_i) q(x_i, a) + w_i * (r_i - q(x_i, a_i)) )`` where
+- DR (doubly robust): ``mean_i( sum_a pi(a|x_i) q(x_i, a) + v_i * (r_i - q(x_i, a_i)) )`` where
   `q` is the direct-method reward model (`RewardModel`): the mean reward of the (context, action)
   cell, pooled with the action's mean over all contexts, itself pooled with the global mean
-  (`PRIOR_DECISIONS`). Unbiased when either the propensities or the model are right; in
-  contexts where the target takes an action the logs never tried there, DR is the model's guess
-  (IPS is silently zero there). Undefined (None) when the target takes an action that no logged
-  decision took at all: the logs then say nothing about it, and the model's guess would be the
-  mean of the other actions.
+  (`PRIOR_DECISIONS`). Unbiased (but for the truncation below) when either the propensities or
+  the model are right; in contexts where the target takes an action the logs never tried
+  there, DR is the model's guess (IPS is silently zero there). Undefined (None) when the target
+  takes an action that no logged decision took at all: the logs then say nothing about it, and
+  the model's guess would be the mean of the other actions.
+  `v_i = min(w_i, mean(w) * sqrt(n))`: the weight truncated as Ionides (2008, "Truncated
+  importance sampling") proposes. A conductor that learns stops sending what looks bad, so a
+  type is sometimes sent at a propensity of 0.001; untruncated, that one outcome counts a
+  thousand times and moves "always X" by several points either way (in `make evaluate`,
+  "always poll" came out at 0.28 for a truth of 0.08). Truncation trades that variance for a
+  bias that vanishes as n grows (the cap grows with sqrt(n)): over two evaluation runs the
+  error of "always X" went from 65 % and 25 % of the truth to 12 % and 8 %, with interval
+  coverage 87 % and 92 %. IPS and SNIPS keep their textbook weights.
 
 Every estimate comes with a percentile bootstrap confidence interval: the logs are resampled
 with replacement `BOOTSTRAP_RESAMPLES` times, the reward model is refitted on every resample, and
@@ -311,6 +319,14 @@ def _estimate(point: float, samples: NDArray[np.float64]) -> Estimate:
     return Estimate(value=point, ci=_interval(samples))
 
 
+def _cap(weights: NDArray[np.float64], counts: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Each target's largest weight in DR's correction: its mean weight times sqrt(n), for the
+    logs drawn `counts` times each (a bootstrap resample)."""
+    total = float(counts.sum())
+    cap: NDArray[np.float64] = (weights @ counts) / total * math.sqrt(total)
+    return cap
+
+
 def _resample_weights(n: int, resamples: int, seed: int) -> Iterable[NDArray[np.float64]]:
     """How often each decision is drawn, per resample (the first "resample" is the logs)."""
     rng = np.random.default_rng(seed)
@@ -391,7 +407,8 @@ def evaluate(
         table = index.cell_means(counts, prior)[0]
         direct = (pi * table[np.newaxis]).sum(axis=2)[:, index.context]
         residual = index.reward - table[index.context, index.action]
-        dr[:, b] = (direct + weights * residual) @ counts / total
+        truncated = np.minimum(weights, _cap(weights, counts)[:, np.newaxis])
+        dr[:, b] = (direct + truncated * residual) @ counts / total
     # No DR point estimate (nor interval) for those. A resample that happens to leave out a
     # rarely taken action keeps the model's guess: how little one or two decisions tell.
     dr[unsupported, 0] = np.nan
