@@ -24,7 +24,7 @@ the value (mean reward per decision) of a *target* policy that was not the one r
   thousand times and moves "always X" by several points either way (in `make evaluate`,
   "always poll" came out at 0.28 for a truth of 0.08). Truncation trades that variance for a
   bias that vanishes as n grows (the cap grows with sqrt(n)): over two evaluation runs the
-  error of "always X" went from 65 % and 25 % of the truth to 12 % and 8 %, with interval
+  error of "always X" went from 65 % and 25 % of the truth to 12 % and 6 %, with interval
   coverage 87 % and 92 %. IPS and SNIPS keep their textbook weights.
 
 Every estimate comes with a percentile bootstrap confidence interval: the logs are resampled
