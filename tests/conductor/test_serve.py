@@ -37,6 +37,25 @@ def serve(port: int, env: dict[str, str], *extra: str) -> subprocess.Popen[str]:
     )
 
 
+def ready(process: subprocess.Popen[str], base: str) -> str:
+    """Wait until `serve` answers /healthz with 200 (60 s at most); return the printed API token."""
+    started = time.monotonic()
+    status = None
+    while time.monotonic() - started < 60 and process.poll() is None:
+        try:
+            status = httpx.get(f"{base}/healthz", timeout=2).status_code
+        except httpx.TransportError:
+            status = None
+        if status == 200:
+            break
+        time.sleep(0.25)
+    assert status == 200, "healthz did not answer 200 within 60 s"
+    output = ""
+    while "API token" not in output:
+        output += process.stdout.readline()
+    return re.search(r"API token:\s+(\w+)", output).group(1)
+
+
 def test_a_port_in_use_is_one_clear_line():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -179,24 +198,9 @@ def test_run_serves_healthz_and_stops_on_sigterm_leaving_nothing(tmp_path):
     port = free_port()
     process = serve(port, env, "--web-processes", "2")
     base = f"http://127.0.0.1:{port}"
-    started = time.monotonic()
     try:
-        status = None
-        while time.monotonic() - started < 60 and process.poll() is None:
-            try:
-                status = httpx.get(f"{base}/healthz", timeout=2).status_code
-            except httpx.TransportError:
-                status = None
-            if status == 200:
-                break
-            time.sleep(0.25)
-        assert status == 200, "healthz did not answer 200 within 60 s"
-
+        token = ready(process, base)
         # The demo organizer exists and its printed token works.
-        output = ""
-        while "API token" not in output:
-            output += process.stdout.readline()
-        token = re.search(r"API token:\s+(\w+)", output).group(1)
         sessions = httpx.get(
             f"{base}/api/v1/sessions/", headers={"Authorization": f"Token {token}"}
         ).json()
@@ -237,17 +241,8 @@ def test_stopping_lets_a_running_agent_run_finish_on_its_worker(tmp_path):
     process = serve(port, env)
     base = f"http://127.0.0.1:{port}"
     try:
-        output = ""
-        while "API token" not in output and process.poll() is None:
-            output += process.stdout.readline()
-        token = re.search(r"API token:\s+(\w+)", output).group(1)
-        headers = {"Authorization": f"Token {token}"}
+        headers = {"Authorization": f"Token {ready(process, base)}"}
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.25)
         created = httpx.post(
             f"{base}/api/v1/runs/", headers=headers, timeout=10,
             json={"agent": "probe", "intent": "steps", "input": {"steps": 1, "sleep_first": 2}},

@@ -426,8 +426,7 @@ class Command(BaseCommand):
 
     def _stop(self, children: list[Child]) -> None:
         for child in children:
-            if child.running:
-                child.ask_to_stop()
+            child.ask_to_stop()
         deadline = time.monotonic() + GRACE_SECONDS
         while any(child.running for child in children) and time.monotonic() < deadline:
             time.sleep(0.1)
