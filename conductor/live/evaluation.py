@@ -35,6 +35,12 @@ oracle lift = sum of true effects obtained / sum of the oracle's, with a
 Off-policy check: the event-independent report of every "always this type" policy, estimated
 from the pipeline's logged decisions (conductor.live.engine.offpolicy), against its counterfactual
 truth on the same decision points, per block of sessions (CI coverage).
+
+Detector check: each decision's anomaly type (its policy context) against the room's true
+situation at that moment (`detection`), and the ceiling a learner would have if the context were
+the true situation ("hindsight: best per situation") beside the one it has ("hindsight: best per
+context"): how much of the oracle's lift is lost to the detector's naming of a drop, before the
+policy learns anything.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ from conductor.core.accounts import organizer_ensure
 from conductor.live import audience as world
 from conductor.live import delivery, ingest, measurement, memory, services, tick
 from conductor.live.engine import offpolicy
+from conductor.live.engine.anomaly import ANOMALY_TYPES
 from conductor.live.engine.policy import (
     HOLD,
     SIMILAR_EVENT_WEIGHT,
@@ -166,6 +173,7 @@ class Outcome:
     ope: dict[str, Any]
     seconds: float
     calibration: dict[str, Any] = field(default_factory=dict)
+    detection: dict[str, Any] = field(default_factory=dict)
 
 
 class _Buffer:
@@ -700,6 +708,11 @@ def evaluate(config: Config, log: Callable[[str], None]) -> Outcome:
     # any learner choosing by our contexts could reach at most), each per side of the drift.
     runs["hindsight: best type"] = [_hindsight(points, lambda p: "all")]
     runs["hindsight: best per context"] = [_hindsight(points, lambda p: p.context)]
+    # And per true situation and size: what the policy could reach if the detector named every
+    # drop as the audience lives it (detection() says how often it does).
+    runs["hindsight: best per situation"] = [
+        _hindsight(points, lambda p: f"{p.situation}|{p.size}")
+    ]
     shares: dict[str, dict[str, tuple[float, float, float]]] = {}
     phases: dict[str, Callable[[DecisionPoint], bool]] = {
         "before drift": lambda p: not p.drifted,
@@ -721,7 +734,31 @@ def evaluate(config: Config, log: Callable[[str], None]) -> Outcome:
     _plot(points, {name: chosen[0] for name, chosen in runs.items()},
           config.out / "evaluation-regret.png")  # fmt: skip
     calibrated = calibration(points, config.holdout_share, config.seed)
-    return Outcome(points, slope, shares, ope, time.monotonic() - started, calibrated)
+    return Outcome(
+        points, slope, shares, ope, time.monotonic() - started, calibrated, detection(points)
+    )
+
+
+def detection(points: Sequence[DecisionPoint]) -> dict[str, Any]:
+    """How the detector named the drops the policy decided on, against the true situations.
+
+    `counts[situation][detected]` counts decisions by the room's true situation when the decision
+    was made ("NONE": the room had already recovered, so nothing could help) and the anomaly type
+    of the decision's context; `matched` is the share whose type was the true situation.
+    """
+    counts: dict[str, dict[str, int]] = {
+        situation: dict.fromkeys(ANOMALY_TYPES, 0)
+        for situation in (*ANOMALY_TYPES, world.NO_SITUATION)
+    }
+    for point in points:
+        counts[point.situation][PolicyContext.from_key(point.context).anomaly_type] += 1
+    matched = sum(counts[situation][situation] for situation in ANOMALY_TYPES)
+    return {
+        "counts": counts,
+        "decisions": len(points),
+        "matched": matched / len(points) if points else math.nan,
+        "recovered": sum(counts[world.NO_SITUATION].values()) / len(points) if points else math.nan,
+    }
 
 
 def _save(points: Sequence[DecisionPoint], path: Path) -> None:
@@ -741,6 +778,19 @@ def load_points(path: Path) -> list[DecisionPoint]:
         DecisionPoint(**{**row, "at": datetime.fromisoformat(row["at"])})
         for row in json.loads(path.read_text())
     ]
+
+
+def _detection_lines(found: dict[str, Any]) -> list[str]:
+    lines = [
+        f"detector vs ground truth: the decision's anomaly type was the room's true situation in "
+        f"{found['matched']:.0%} of {found['decisions']} decisions; in {found['recovered']:.0%} "
+        "the room had already recovered",
+        "  true situation \\ detected:  " + "  ".join(ANOMALY_TYPES),
+    ]
+    for situation, row in found["counts"].items():
+        cells = "  ".join(f"{row[kind]:>{len(kind)}}" for kind in ANOMALY_TYPES)
+        lines.append(f"  {situation:<26}  {cells}")
+    return lines
 
 
 def _plot(points: Sequence[DecisionPoint], actions: dict[str, list[str]], path: Path) -> None:
@@ -816,5 +866,6 @@ def report(outcome: Outcome, config: Config) -> str:
             f"  {action:<13} truth {row['truth']:+.4f}  DR {row['dr']:+.4f} "
             f"[{row['lo']:+.4f}, {row['hi']:+.4f}]  over {row['decisions']:.0f} decisions"
         )
+    lines += _detection_lines(outcome.detection)
     lines.append(f"regret curves: {config.out / 'evaluation-regret.png'}")
     return "\n".join(lines)

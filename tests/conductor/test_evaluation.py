@@ -176,6 +176,32 @@ def test_off_policy_truth_and_estimate_cover_only_the_decisions_that_could_take_
     assert checked["arms"]["poll"]["truth"] == pytest.approx(0.2, abs=0.05)
 
 
+def test_the_detector_check_sets_each_decisions_type_against_the_rooms_true_situation():
+    def decided(session: int, context: str, situation: str) -> ev.DecisionPoint:
+        return replace(point(session, {}, "poll", 0.0), context=context, situation=situation)
+
+    points = [
+        decided(1, "SUDDEN_DROP|small", "SUDDEN_DROP"),
+        decided(2, "GRADUAL_DECLINE|small", "LOW_ENGAGEMENT"),  # a quiet room read as a decline
+        decided(3, "LOW_ENGAGEMENT|medium", "LOW_ENGAGEMENT"),
+        decided(4, "MASS_EXIT|large", "NONE"),  # decided after the room had recovered
+    ]
+
+    found = ev.detection(points)
+
+    assert found["counts"]["LOW_ENGAGEMENT"] == {
+        "SUDDEN_DROP": 0, "GRADUAL_DECLINE": 1, "LOW_ENGAGEMENT": 1, "MASS_EXIT": 0,
+    }  # fmt: skip
+    assert found["counts"]["NONE"]["MASS_EXIT"] == 1
+    assert sum(sum(row.values()) for row in found["counts"].values()) == 4
+    assert (found["matched"], found["recovered"]) == (0.5, 0.25)
+    lines = ev._detection_lines(found)
+    assert lines[0].endswith(
+        "true situation in 50% of 4 decisions; in 25% the room had already recovered"
+    )
+    assert lines[4].split() == ["LOW_ENGAGEMENT", "0", "1", "1", "0"]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_short_evaluation_runs_the_whole_loop(tmp_path, settings):
     settings.DATA_DIR = tmp_path
@@ -211,4 +237,7 @@ def test_a_short_evaluation_runs_the_whole_loop(tmp_path, settings):
     assert "ours / earlier bandit, after drift, holdout excluded:" in text
     assert "reached the attendee socket" in text
     assert "done/expected:" in text
+    assert "detector vs ground truth:" in text
+    assert "hindsight: best per situation" in outcome.shares
+    assert outcome.detection["decisions"] == len(outcome.points)
     assert any(line.startswith("wave 2:") for line in lines)
