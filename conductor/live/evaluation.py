@@ -780,16 +780,19 @@ def load_points(path: Path) -> list[DecisionPoint]:
     ]
 
 
+_AXES = "true situation \\ detected:"
+
+
 def _detection_lines(found: dict[str, Any]) -> list[str]:
     lines = [
         f"detector vs ground truth: the decision's anomaly type was the room's true situation in "
         f"{found['matched']:.0%} of {found['decisions']} decisions; in {found['recovered']:.0%} "
         "the room had already recovered",
-        "  true situation \\ detected:  " + "  ".join(ANOMALY_TYPES),
+        f"  {_AXES}  " + "  ".join(ANOMALY_TYPES),
     ]
     for situation, row in found["counts"].items():
         cells = "  ".join(f"{row[kind]:>{len(kind)}}" for kind in ANOMALY_TYPES)
-        lines.append(f"  {situation:<26}  {cells}")
+        lines.append(f"  {situation:<{len(_AXES)}}  {cells}")
     return lines
 
 

@@ -51,7 +51,7 @@ def ready(process: subprocess.Popen[str], base: str) -> str:
         time.sleep(0.25)
     assert status == 200, "healthz did not answer 200 within 60 s"
     output = ""
-    while "API token" not in output:
+    while "API token" not in output and process.poll() is None:  # readline gives "" once it died
         output += process.stdout.readline()
     return re.search(r"API token:\s+(\w+)", output).group(1)
 
