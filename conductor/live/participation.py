@@ -537,10 +537,13 @@ def _announce(what: Announced, pk: int) -> None:
 _DUE_MARGIN_MS = 5000
 _SEND_NOW = -1
 # One round trip for a throttled answer (KEYS: the pause, the trailing send's mark): -1 when no
-# pause runs (it starts one: send now), else the ms until the pause ends if this answer is the
-# one to schedule the pause's trailing send, else -2 (one is scheduled; if its task were lost,
-# the mark expires and a later answer schedules another).
+# pause runs and no trailing send is due (it starts a pause: send now), else the ms until the
+# pause ends if this answer is the one to schedule the pause's trailing send, else -2 (one is
+# scheduled and will count this answer; if its task were lost, the mark expires and a later
+# answer schedules another). The trailing send runs when the pause has just ended: an answer in
+# between must leave the send to it, or the room gets two sends a few ms apart.
 _PAUSE = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return -2 end
 if redis.call('SET', KEYS[1], 1, 'PX', ARGV[1], 'NX') then return -1 end
 local wait = math.max(redis.call('PTTL', KEYS[1]), 0)
 if redis.call('SET', KEYS[2], 1, 'PX', wait + ARGV[2], 'NX') then return wait end
@@ -554,8 +557,9 @@ def announce_due(what: Announced, pk: int) -> None:
     It starts a pause of its own; answers that arrive from here on schedule the next one.
     """
     client = redis_client()
-    client.delete(f"room:{what}-due:{pk}")
+    # The pause first: an answer arriving between the two finds one of them and sends nothing.
     client.set(f"room:{what}:{pk}", 1, px=max(settings.CONDUCTOR_POLL_RESULTS_EVERY_MS, 1))
+    client.delete(f"room:{what}-due:{pk}")
     _publish_and_pause(what, pk)
 
 

@@ -282,6 +282,30 @@ async def test_a_steady_stream_of_votes_sends_the_results_at_most_once_per_pause
     assert len(received) <= (times[-1] - started) / 0.5 + 1
 
 
+async def test_a_vote_at_the_end_of_a_pause_leaves_the_send_to_the_trailing_one_due(settings):
+    from conductor.core.redis_client import redis_client
+
+    settings.CONDUCTOR_POLL_RESULTS_EVERY_MS = 500
+    session = await database_sync_to_async(live_room)()
+    poll = await database_sync_to_async(sent_poll)(session)
+    voter, watcher = await attendee(session), await attendee(session)
+    # The moment between a pause's end and its trailing send's task: no pause, the send is due.
+    await database_sync_to_async(redis_client().set)(f"room:results-due:{poll.pk}", 1, px=5000)
+
+    await voter.send_json_to({"type": "vote", "intervention": poll.pk, "choice": 1})
+    await next_of(voter, "ack")
+    held = await watcher.receive_nothing(timeout=0.3)  # before the fix: sent at once
+    await database_sync_to_async(participation.announce_due)("results", poll.pk)
+    trailing = await next_of(watcher, "poll.results")
+    after = await watcher.receive_nothing(timeout=0.3)
+    for socket in (voter, watcher):
+        await socket.disconnect()
+
+    assert held, "the vote was sent at once, and the trailing send would send it again"
+    assert trailing["data"]["votes"] == [0, 1, 0]  # the trailing send counted it
+    assert after
+
+
 async def test_a_large_room_gets_its_results_less_often(worker, settings):
     import asyncio
 
