@@ -341,8 +341,9 @@ def replay_timeline(
         state, anomalies = detect(
             state,
             Observation(
-                at=now.timestamp(), score=scored.score, present=data.present, leaves=data.leaves
-            ),
+                at=now.timestamp(), score=scored.score, present=data.present,
+                leaves=data.leaves, acts=data.acts, window_seconds=data.window_seconds,
+            ),  # fmt: skip
         )
         if anomalies:
             worst = anomalies[0]

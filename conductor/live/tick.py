@@ -245,7 +245,7 @@ def sessions_tick(*, now: datetime | None = None, shard: Shard = EVERY_SESSION) 
         state, anomalies = detect(
             state,
             Observation(at=now.timestamp(), score=scored.score, present=data.present,
-                        leaves=data.leaves),
+                        leaves=data.leaves, acts=data.acts, window_seconds=data.window_seconds),
         )  # fmt: skip
         scores[session_id] = scored.score
         session.detector_state = state.model_dump(mode="json")

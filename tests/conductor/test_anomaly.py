@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import random
-import re
-
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -17,25 +15,41 @@ from conductor.live.engine.anomaly import (
 )
 
 TICK = 5.0
-FLAT = [0.6] * 10
+WINDOW = 30.0
+PRESENT = 100
+LIVELY = 0.6  # acts per attendee-minute: 30 in a 30 s window of 100 people
+FLAT = [LIVELY] * 10
 
 
 def run(
-    scores: list[float],
+    activity: list[float],
     *,
+    scores: list[float] | None = None,
     leaves: list[int] | None = None,
-    present: int = 100,
+    present: int = PRESENT,
     config: DetectorConfig = DEFAULT_CONFIG,
+    seed: int | None = None,
 ) -> tuple[list[tuple[int, Anomaly]], DetectorState]:
-    """Feed a score series through `detect`; the (tick index, anomaly) pairs and the last state."""
+    """Feed a room's activity per attendee-minute, one value a TICK, through `detect` as the
+    tick reads it (windows of WINDOW seconds); the (tick index, anomaly) pairs and the last
+    state. With a `seed` each tick's acts are Poisson draws around the series, not its mean.
+    The room was as at the first tick for a window before it."""
+    rng = np.random.default_rng(seed)
+    per_tick = [rate * present * TICK / 60 for rate in activity]
+    if seed is not None:
+        per_tick = [float(rng.poisson(mean)) for mean in per_tick]
+    ticks_per_window = int(WINDOW / TICK)
+    per_tick = [per_tick[0]] * (ticks_per_window - 1) + per_tick  # the room was there before
     state = DetectorState()
     found: list[tuple[int, Anomaly]] = []
-    for tick, score in enumerate(scores):
+    for tick in range(len(activity)):
         observation = Observation(
             at=1_700_000_000 + tick * TICK,
-            score=score,
+            score=scores[tick] if scores else 0.6,
             present=present,
             leaves=leaves[tick] if leaves else 0,
+            acts=round(sum(per_tick[tick : tick + ticks_per_window])),
+            window_seconds=WINDOW,
         )
         state, anomalies = detect(state, observation, config)
         found.extend((tick, anomaly) for anomaly in anomalies)
@@ -46,133 +60,152 @@ def kinds(found: list[tuple[int, Anomaly]]) -> list[tuple[int, str]]:
     return [(tick, anomaly.type) for tick, anomaly in found]
 
 
-def noise(seed: int, count: int) -> list[float]:
-    rng = random.Random(seed)  # noqa: S311 - seeded test noise, not security
-    return [rng.uniform(-0.03, 0.03) for _ in range(count)]
+def ramp(start: float, end: float, ticks: int) -> list[float]:
+    """From `start` (excluded) to `end` (included) in `ticks` equal steps."""
+    return [start + (end - start) * (i + 1) / ticks for i in range(ticks)]
+
+
+SUDDEN = FLAT + [0.225] * 20  # to 37.5 % at once
+QUIET = FLAT + ramp(LIVELY, 0.09, 6) + [0.09] * 14  # to 15 % within half a minute
+DECLINE = FLAT + ramp(LIVELY, 0.27, 18) + [0.27] * 6  # to 45 % over a minute and a half
+# To 45 %: not as far, but a tenth of the room walked out when it happened.
+WALKOUT = FLAT + [0.27] * 20
+WALKOUT_LEAVES = [0] * 10 + [10] * 6 + [0] * 14
+LOOK_TICKS = int(DEFAULT_CONFIG.look_seconds / TICK)
 
 
 @pytest.mark.parametrize(
-    ("after", "severity"),
+    ("activity", "leaves", "expected"),
     [
-        ([0.3] * 5, "CRITICAL"),  # halved
-        ([0.42] * 5, "WARNING"),  # 30% lower
-        ([0.5, 0.35, 0.35, 0.35], "WARNING"),  # in two steps
-        ([0.45, 0.25, 0.25], "CRITICAL"),
+        (SUDDEN, None, ("SUDDEN_DROP", "CRITICAL")),
+        (WALKOUT, WALKOUT_LEAVES, ("SUDDEN_DROP", "CRITICAL")),
+        (QUIET, None, ("LOW_ENGAGEMENT", "CRITICAL")),
+        (DECLINE, None, ("GRADUAL_DECLINE", "CRITICAL")),  # named at half its level
     ],
 )
-def test_a_drop_is_found_within_two_ticks(after, severity):
-    found, _ = run(FLAT + after)
+def test_a_fall_is_named_from_how_far_the_activity_went_and_how_it_began(
+    activity, leaves, expected
+):
+    found, state = run(activity, leaves=leaves)
 
-    assert len(found) == 1
+    assert [(a.type, a.severity) for _, a in found] == [expected]
     tick, anomaly = found[0]
-    assert anomaly.type == "SUDDEN_DROP"
-    assert len(FLAT) <= tick <= len(FLAT) + 1
-    assert anomaly.severity == severity
-    assert anomaly.baseline == pytest.approx(0.6, abs=0.05)
+    # Seen within a few ticks of the fall, named once it has been watched for look_seconds.
+    assert len(FLAT) + LOOK_TICKS <= tick <= len(FLAT) + 24  # within two minutes
+    assert state.fall is not None
+    assert state.fall.type == expected[0]
     assert anomaly.deviation == pytest.approx(anomaly.score - anomaly.baseline)
-    # As the dashboard shows it: percentages, and the fall in points.
-    assert f"to {round(anomaly.score * 100)}%" in anomaly.message
-    assert f"baseline of {round(anomaly.baseline * 100)}%" in anomaly.message
-    assert " points lower" in anomaly.message
+    assert "of its level per attendee" in anomaly.message
 
 
-@pytest.mark.parametrize(
-    "spike",
-    [
-        [1.0],
-        [0.95, 0.95],
-        [1.0] * 3,
-        [1.0] * 5,
-        [0.9, 1.0, 0.9, 1.0, 0.9, 1.0],  # its return has a steep slope, but in one step
-    ],
-)
-def test_a_spike_is_not_flagged_nor_the_return_to_normal(spike):
-    found, _ = run(FLAT + spike + FLAT)
+def test_a_fall_is_seen_before_it_is_named_and_measured_from_the_level_before_it():
+    _, seen = run(SUDDEN[: len(FLAT) + LOOK_TICKS + 1])
+
+    assert seen.fall is not None
+    assert seen.fall.type is None  # watched, not yet named
+    assert seen.fall.since <= 1_700_000_000 + (len(FLAT) + 1) * TICK
+    assert seen.fall.reference == pytest.approx(LIVELY)  # the windows of the fall left it alone
+    assert seen.ewma == pytest.approx(0.6)
+
+
+def test_a_fall_that_lasts_yields_one_anomaly_and_a_second_after_recovery():
+    back = [LIVELY] * 20
+    found, _ = run(SUDDEN + back + SUDDEN[len(FLAT) :])
+
+    assert [kind for _, kind in kinds(found)] == ["SUDDEN_DROP", "SUDDEN_DROP"]
+    assert found[1][0] > len(SUDDEN) + len(back)
+
+
+def test_a_further_fall_while_one_is_open_is_not_a_new_anomaly():
+    found, _ = run(SUDDEN + [0.05] * 20)
+
+    assert [kind for _, kind in kinds(found)] == ["SUDDEN_DROP"]
+
+
+def test_a_fall_that_lasts_becomes_the_new_normal_and_a_fall_from_there_is_new():
+    settled = FLAT + [0.225] * 60  # five minutes at the fallen level
+    _, state = run(settled)
+    found, _ = run(settled + [0.05] * 20)
+
+    assert state.fall is None
+    assert state.activity == pytest.approx(0.225, rel=0.1)
+    assert [kind for _, kind in kinds(found)] == ["SUDDEN_DROP", "LOW_ENGAGEMENT"]
+
+
+@pytest.mark.parametrize(("present", "at_least"), [(100, 12), (1000, 18)])
+def test_the_same_fall_is_named_alike_in_noisy_rooms_of_any_size(present, at_least):
+    leaves = [round(n * present / PRESENT) for n in WALKOUT_LEAVES]
+    named = [
+        [kind for _, kind in kinds(run(WALKOUT, leaves=leaves, present=present, seed=seed)[0])]
+        for seed in range(20)
+    ]
+
+    # Out of 20 rooms with their own noise. (A room of 20 writes a dozen acts a minute: this
+    # fall is found in about half of them, and often named a quiet room.)
+    assert sum(kinds == ["SUDDEN_DROP"] for kinds in named) >= at_least
+
+
+# A room of 20 writes about a dozen acts a minute, so a quiet half-minute is not rare there; a
+# room of 100 raises a false alarm every few hours, a room of 1,000 none. (Ten runs of 1,000 s
+# each: 2, 1 and 0. Tracking only the calm windows gave 19 in the room of 20.)
+@pytest.mark.parametrize(("present", "at_most"), [(20, 4), (100, 2), (1000, 0)])
+def test_a_noisy_but_steady_room_rarely_raises_anything(present, at_most):
+    false_alarms = 0
+    for seed in range(10):
+        found, state = run([LIVELY] * 200, present=present, seed=seed)
+        false_alarms += len(found)
+        assert state.activity == pytest.approx(LIVELY, rel=0.05 if present == 1000 else 0.2)
+
+    assert false_alarms <= at_most
+
+
+@pytest.mark.parametrize("peak", [1.2, 3.0])
+def test_a_burst_of_activity_and_its_end_are_not_a_fall(peak):
+    found, _ = run(FLAT + [peak] * 3 + [LIVELY] * 30)
 
     assert found == []
 
 
-def test_a_score_far_above_its_baseline_is_never_an_anomaly():
-    found, _ = run([0.25] * 3 + [0.3] * 5 + [0.9] * 20)
+def test_the_activity_follows_a_slow_drift():
+    found, state = run(ramp(LIVELY, 0.45, 200))
 
     assert found == []
+    assert state.activity == pytest.approx(0.45, rel=0.05)
 
 
-def test_a_drop_that_lasts_yields_one_anomaly():
-    found, state = run(FLAT + [0.3] * 20)
+def test_the_score_baseline_holds_from_the_first_evidence_of_a_fall():
+    scores = [0.6] * len(FLAT) + ramp(0.6, 0.3, 6) + [0.3] * 14  # the score's window follows
+    states = [run(SUDDEN[:tick], scores=scores)[1] for tick in range(len(FLAT), len(SUDDEN) + 1)]
+    first = next(state for state in states if state.evidence > 0)
+    last = states[-1]
 
-    assert kinds(found) == [(10, "SUDDEN_DROP")]
-    assert state.active == ["SUDDEN_DROP"]
-
-
-def test_after_recovery_a_second_drop_is_reported_again():
-    found, _ = run(FLAT + [0.3] * 20 + [0.6] * 15 + [0.35] * 5)
-
-    assert kinds(found) == [(10, "SUDDEN_DROP"), (45, "SUDDEN_DROP")]
-
-
-def test_the_baseline_holds_during_a_drop_then_accepts_the_new_level():
-    _, during = run(FLAT + [0.3] * 5)
-    _, later = run(FLAT + [0.3] * 60)
-
-    # Five ticks into the drop the baseline is still near the old level; it is not chased.
-    assert during.ewma is not None
-    assert during.ewma > 0.5
-    assert during.active == ["SUDDEN_DROP"]
-    # Minutes later a lasting level is the new normal and the drop is over.
-    assert later.ewma == pytest.approx(0.3, abs=0.05)
-    assert later.active == []
+    assert first.ewma is not None
+    assert last.ewma is not None
+    # From then on it moves at drop_alpha (0.05 of the gap a tick), not at alpha (0.3).
+    ticks = last.n - first.n
+    assert last.ewma - 0.3 >= (first.ewma - 0.3) * (1 - DEFAULT_CONFIG.drop_alpha) ** ticks - 1e-9
+    assert last.ewma > 0.4
 
 
 @pytest.mark.parametrize(
-    ("scores", "leaves"),
+    ("activity", "leaves"),
     [
-        ([0.6, 0.6, 0.05, 0.05, 0.05], None),
-        ([0.6, 0.6, 0.6, 0.6, 0.1], None),
-        ([0.05] * 5, None),
-        ([0.6] * 5, [0, 0, 50, 50, 50]),
+        ([LIVELY, LIVELY, 0.0, 0.0, 0.0], None),
+        ([LIVELY] * 5, [0, 0, 50, 50, 50]),
     ],
 )
-def test_no_alarm_during_warm_up_even_for_a_crash(scores, leaves):
-    found, state = run(scores, leaves=leaves)
+def test_no_alarm_during_warm_up_even_for_a_crash(activity, leaves):
+    found, state = run(activity, leaves=leaves, scores=[0.05] * 5)
 
     assert found == []
     assert state.n == DEFAULT_CONFIG.warmup
+    assert state.evidence == 0
     assert state.active == []
 
 
 def test_warm_up_length_is_configurable():
-    config = DetectorConfig(warmup=10)
-
-    assert run([*FLAT, 0.3], config=DetectorConfig(warmup=11))[0] == []
-    assert kinds(run([*FLAT, 0.3], config=config)[0]) == [(10, "SUDDEN_DROP")]
-
-
-@pytest.mark.parametrize("step", [0.03, 0.035, 0.04])
-def test_a_gradual_decline_is_a_decline_not_a_drop(step):
-    decline = [round(0.7 - step * i, 4) for i in range(1, 11)]
-    found, _ = run([0.7] * 10 + decline + [decline[-1]] * 10)
-
-    assert [kind for _, kind in kinds(found)] == ["GRADUAL_DECLINE"]
-    tick, anomaly = found[0]
-    assert tick < 20  # within the ten declining ticks
-    assert anomaly.severity == "WARNING"
-    assert re.search(r"\(-\d+\.\d points a tick\) to \d+%", anomaly.message), anomaly.message
-
-
-def test_a_steep_decline_is_critical():
-    decline = [round(0.9 - 0.08 * i, 4) for i in range(1, 8)]
-
-    found, _ = run([0.9] * 10 + decline)
-
-    assert [(a.type, a.severity) for _, a in found] == [("GRADUAL_DECLINE", "CRITICAL")]
-
-
-def test_a_step_is_not_a_gradual_decline():
-    # A step a little short of a sudden drop gives the last six scores a steep slope too.
-    found, _ = run(FLAT + [0.46] * 10)
-
-    assert found == []
+    assert run(SUDDEN, config=DetectorConfig(warmup=len(SUDDEN)))[1].evidence == 0
+    assert kinds(run(SUDDEN, config=DetectorConfig(warmup=8))[0])
 
 
 @pytest.mark.parametrize(
@@ -186,7 +219,7 @@ def test_a_step_is_not_a_gradual_decline():
     ],
 )
 def test_low_engagement_is_an_absolute_rule(level, expected):
-    found, _ = run([level] * 12)  # flat: there is no drop, only a low level
+    found, _ = run(FLAT, scores=[level] * 10)  # steady: there is no fall, only a low level
 
     assert [(tick, a.type, a.severity) for tick, a in found] == (
         [(5, "LOW_ENGAGEMENT", expected)] if expected else []
@@ -195,9 +228,17 @@ def test_low_engagement_is_an_absolute_rule(level, expected):
 
 def test_low_engagement_clears_only_above_the_recovery_level():
     scores = [0.15] * 8 + [0.24] * 3 + [0.15] * 3 + [0.3] * 3 + [0.15] * 3
-    found, _ = run(scores)
+    found, _ = run([LIVELY] * len(scores), scores=scores)
 
     assert kinds(found) == [(5, "LOW_ENGAGEMENT"), (17, "LOW_ENGAGEMENT")]
+
+
+def test_a_low_score_during_a_fall_is_left_to_the_fall():
+    scores = [0.6] * len(FLAT) + ramp(0.6, 0.1, 6) + [0.1] * 14  # the score's window follows
+    found, _ = run(SUDDEN, scores=scores)
+
+    # The score's floor would say "low" at once; the fall is named for what it is once seen.
+    assert [kind for _, kind in kinds(found)] == ["SUDDEN_DROP"]
 
 
 @pytest.mark.parametrize(
@@ -214,7 +255,7 @@ def test_low_engagement_clears_only_above_the_recovery_level():
     ],
 )
 def test_mass_exit(present, leaves, expected):
-    found, _ = run([0.6] * 7, leaves=[0] * 6 + [leaves], present=present)
+    found, _ = run([LIVELY] * 7, leaves=[0] * 6 + [leaves], present=present)
 
     assert [(a.type, a.severity) for _, a in found] == (
         [("MASS_EXIT", expected)] if expected else []
@@ -225,61 +266,58 @@ def test_mass_exit(present, leaves, expected):
 
 def test_mass_exit_is_reported_once_until_leaving_slows_down():
     leaves = [0] * 6 + [20, 20, 10, 10] + [2, 2] + [20]
-    found, _ = run([0.6] * len(leaves), leaves=leaves, present=80)
+    found, _ = run([LIVELY] * len(leaves), leaves=leaves, present=80)
 
     # 10 of 90 (11%) keeps it open; 2 of 82 (2%) clears it; the next wave is a new one.
     assert kinds(found) == [(6, "MASS_EXIT"), (12, "MASS_EXIT")]
 
 
-def test_several_types_can_open_on_one_tick():
-    found, state = run([*FLAT, 0.05], leaves=[0] * 10 + [40], present=60)
+def test_a_mass_exit_opens_at_once_and_the_fall_that_came_with_it_once_named():
+    leaves = [0] * len(FLAT) + [40] * 6 + [0] * 14
+    found, state = run(SUDDEN, leaves=leaves, present=60)
 
-    assert {(a.type, a.severity) for _, a in found} == {
-        ("SUDDEN_DROP", "CRITICAL"),
-        ("LOW_ENGAGEMENT", "CRITICAL"),
-        ("MASS_EXIT", "CRITICAL"),
-    }
-    assert state.active == ["SUDDEN_DROP", "LOW_ENGAGEMENT", "MASS_EXIT"]
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_a_noisy_but_flat_series_raises_nothing(seed):
-    found, state = run([0.6 + e for e in noise(seed, 200)])
-
-    assert found == []
-    assert state.ewma == pytest.approx(0.6, abs=0.03)
-    assert 0.0 < state.deviation < 0.03
-
-
-@pytest.mark.parametrize("seed", [None, 1, 2, 3])
-def test_the_baseline_follows_a_slow_drift(seed):
-    jitter = noise(seed, 100) if seed is not None else [0.0] * 100
-    drift = [0.7 - 0.2 * i / 99 + e for i, e in zip(range(100), jitter, strict=True)]
-
-    found, state = run(drift)
-
-    assert found == []
-    assert state.ewma == pytest.approx(0.5, abs=0.04)
+    assert kinds(found) == [(len(FLAT), "MASS_EXIT"), (found[1][0], "SUDDEN_DROP")]
+    assert found[1][0] >= len(FLAT) + LOOK_TICKS
+    assert state.fall is not None
+    assert state.fall.leave_share == pytest.approx(0.4)
+    assert "40% of the room left at once" in found[1][1].message
 
 
 def test_state_round_trips_through_json():
-    _, state = run([*FLAT, 0.3, 0.3], leaves=[0] * 10 + [30, 30], present=70)
+    _, state = run(SUDDEN[:18], leaves=[0] * 10 + [30] * 8, present=70)
 
     assert state.active
+    assert state.fall is not None
     assert len(state.recent) == RECENT_LENGTH
     assert DetectorState.model_validate_json(state.model_dump_json()) == state
+
+
+def test_a_state_stored_before_activity_was_watched_is_still_read():
+    stored = {"n": 8, "ewma": 0.6, "deviation": 0.02, "recent": [0.6] * 8, "active": [],
+              "last_at": 1_700_000_000.0}  # fmt: skip
+
+    state = DetectorState.model_validate(stored)
+    after, found = detect(
+        state, Observation(at=1_700_000_005, score=0.6, present=10, leaves=0, acts=3)
+    )
+
+    assert found == []
+    assert after.activity == pytest.approx(0.6)
 
 
 def test_detect_does_not_mutate_its_input():
     _, state = run(FLAT)
     before = state.model_dump()
 
-    after, found = detect(state, Observation(at=2e9, score=0.1, present=10, leaves=9))
+    after, found = detect(
+        state, Observation(at=2e9, score=0.1, present=10, leaves=9, acts=0, window_seconds=WINDOW)
+    )
 
     assert state.model_dump() == before
     assert after is not state
     assert after.recent is not state.recent
-    assert [a.type for a in found] == ["SUDDEN_DROP", "LOW_ENGAGEMENT", "MASS_EXIT"]
+    assert [a.type for a in found] == ["MASS_EXIT"]
+    assert after.evidence > 0
     with pytest.raises(ValidationError):
         state.n = 99  # frozen: callers cannot mutate it either
 
@@ -290,7 +328,8 @@ def test_a_repeated_or_late_observation_is_ignored(offset):
     assert state.last_at is not None
 
     again, found = detect(
-        state, Observation(at=state.last_at + offset, score=0.0, present=10, leaves=10)
+        state,
+        Observation(at=state.last_at + offset, score=0.0, present=10, leaves=10, acts=0),
     )
 
     assert again == state
@@ -298,27 +337,32 @@ def test_a_repeated_or_late_observation_is_ignored(offset):
 
 
 def test_the_first_observation_is_its_own_baseline():
-    state, found = detect(DetectorState(), Observation(at=0, score=0.4, present=0, leaves=0))
+    state, found = detect(
+        DetectorState(), Observation(at=0, score=0.4, present=0, leaves=0, acts=0)
+    )
 
     assert found == []
     assert state.n == 1
     assert state.ewma == 0.4
     assert state.deviation == 0.0
     assert state.recent == [0.4]
+    assert state.activity == 0.0  # nobody present: no activity
 
 
 @pytest.mark.parametrize(
     "fields",
     [
-        {"critical_relative": 0.2},  # below sudden_relative
-        {"gradual_critical_slope": -0.01},  # gentler than the warning slope
+        {"quiet_ratio": 0.5},  # quieter than a sudden drop's own ratio
+        {"fast_ratio": 0.95},  # beyond recovery
+        {"fall_ratio": 0.95},
+        {"fall_ratio": 1.0},
         {"low_clear": 0.2},  # clearing at the opening level would flap
         {"low_critical": 0.3},
         {"mass_exit_clear": 0.2},
         {"mass_exit_critical": 0.1},
         {"warmup": 0},
         {"alpha": 0},
-        {"gradual_window": RECENT_LENGTH + 2},
+        {"fall_evidence": 0},
         {"surprise": 1},
     ],
 )
@@ -330,14 +374,17 @@ def test_inconsistent_configs_are_refused(fields):
 @pytest.mark.parametrize(
     "fields",
     [
-        {"at": 0, "score": 1.2, "present": 1, "leaves": 0},
-        {"at": 0, "score": -0.1, "present": 1, "leaves": 0},
-        {"at": 0, "score": float("nan"), "present": 1, "leaves": 0},
-        {"at": float("inf"), "score": 0.5, "present": 1, "leaves": 0},
-        {"at": 0, "score": 0.5, "present": -1, "leaves": 0},
-        {"at": 0, "score": 0.5, "present": 1, "leaves": -1},
+        {"score": 1.2},
+        {"score": -0.1},
+        {"score": float("nan")},
+        {"at": float("inf")},
+        {"present": -1},
+        {"leaves": -1},
+        {"acts": -1},
+        {"window_seconds": 0},
+        {"acts": None},
     ],
 )
 def test_invalid_observations_are_refused(fields):
     with pytest.raises(ValidationError):
-        Observation(**fields)
+        Observation(**({"at": 0, "score": 0.5, "present": 1, "leaves": 0, "acts": 1} | fields))

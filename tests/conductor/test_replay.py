@@ -20,6 +20,7 @@ from agents.models import AgentRun
 from conductor.live import policy_store, tick
 from conductor.live.audience import Audience, AudienceSpec
 from conductor.live.engine.policy import PolicyContext
+from conductor.live.engine.vocabulary import INTERVENTION_TYPES
 from conductor.live.ingest import signals_ingest
 from conductor.live.models import (
     Anomaly,
@@ -37,14 +38,17 @@ pytestmark = pytest.mark.django_db
 
 TICK = 5.0
 DROP_AT = 120.0
-# An audience whose drop reads as a SUDDEN_DROP, then low engagement that outlasts the hourly cap.
+# An audience of 150 whose drop reads as a SUDDEN_DROP (named at +02:40, once watched), then a
+# mass exit at +04:00: two decisions, the second within the hourly cap's reach.
 AUDIENCE_SEED = 7
+AUDIENCE = AudienceSpec(
+    size=150, seed=AUDIENCE_SEED, drops=((DROP_AT, "SUDDEN_DROP"), (240.0, "MASS_EXIT"))
+)
 
 
 def record(session: LiveSession, *, seconds: float = 300.0) -> datetime:
-    """Signals of a simulated audience of 60 with a sudden drop, stored by ingestion; the start."""
-    spec = AudienceSpec(size=60, seed=AUDIENCE_SEED, drops=((DROP_AT, "SUDDEN_DROP"),))
-    audience = Audience(spec)
+    """Signals of the simulated AUDIENCE, stored by ingestion; the start."""
+    audience = Audience(AUDIENCE)
     start = timezone.now() - timedelta(seconds=seconds + 60)
     for step in range(int(seconds / TICK) + 1):
         now = start + timedelta(seconds=step * TICK)
@@ -82,9 +86,9 @@ def snapshot() -> dict[str, int]:
 def test_the_replay_detects_the_drop_and_shows_a_decision(recorded):
     table = replay_table(recorded)
 
-    drop = next(line for line in table.splitlines() if "+02:00" in line)
-    assert "SUDDEN_DROP" in drop
-    assert any(kind in drop for kind in ("poll", "prompt", "broadcast", "notification", "hold"))
+    drop = next(line for line in table.splitlines() if "SUDDEN_DROP" in line)
+    assert "+02:40" in drop
+    assert any(kind in drop for kind in (*INTERVENTION_TYPES, "hold"))
     assert table.splitlines()[-1].startswith("Summary: 61 ticks, ")
     assert "recorded interventions 0" in table
 
@@ -200,7 +204,7 @@ def test_what_the_session_really_did_is_shown_beside_the_replay(live_session):
     table = replay_table(live_session)
     result = replay_json(live_session)
 
-    drop = next(line for line in table.splitlines() if "+02:00" in line)
+    drop = next(line for line in table.splitlines() if "SUDDEN_DROP" in line)
     assert drop.endswith("poll executed")
     assert "recorded interventions 1 (executed 1)" in table
     assert [r["type"] for r in result["decisions"][0]["recorded"]] == ["poll"]

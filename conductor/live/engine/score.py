@@ -119,6 +119,11 @@ class WindowAggregates(BaseModel):
     questions: int = Field(default=0, ge=0)
     leaves: int = Field(default=0, ge=0, description="Attendees who left in the rate window.")
 
+    @property
+    def acts(self) -> int:
+        """Every act of engagement in the window: chat, reactions, poll votes and questions."""
+        return self.chat_messages + self.reactions + self.poll_votes + self.questions
+
     @model_validator(mode="after")
     def _active_are_present(self) -> Self:
         """Active attendees are a subset of present ones."""
