@@ -338,13 +338,11 @@ def replay_timeline(
         now = first + index * step
         data = timeline.aggregates_at(now)
         scored = score_engagement(data)
-        state, anomalies = detect(
-            state,
-            Observation(
-                at=now.timestamp(), score=scored.score, present=data.present,
-                leaves=data.leaves, acts=data.acts, window_seconds=data.window_seconds,
-            ),  # fmt: skip
-        )
+        observation = Observation(
+            at=now.timestamp(), score=scored.score, present=data.present, leaves=data.leaves,
+            acts=data.acts, window_seconds=data.window_seconds,
+        )  # fmt: skip
+        state, anomalies = detect(state, observation)
         if anomalies:
             worst = anomalies[0]
             for anomaly in anomalies[1:]:
