@@ -7,7 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import connections
+from django.db import connections, transaction
 from django.utils import timezone
 
 from agents.models import AgentRun
@@ -157,6 +157,25 @@ def test_a_fall_that_comes_with_people_leaving_is_answered_as_a_mass_exit(live):
     assert run.input["anomaly_id"] == exit_.pk
     assert drop.skipped_reason == tick.BUSY
     assert "25% of the room left at once" in drop.message
+
+
+def test_of_drops_opening_on_one_tick_the_weightiest_is_answered_and_the_other_says_why(live):
+    # A room quiet all along that people also start leaving: both open on one tick.
+    now = timezone.now()
+    low, exit_ = Anomaly.objects.bulk_create(
+        Anomaly(session=live, type=kind, severity="WARNING", score=0.15, baseline=0.4,
+                deviation=-0.25, message=kind, detected_at=now)
+        for kind in ("LOW_ENGAGEMENT", "MASS_EXIT")
+    )  # fmt: skip
+
+    with transaction.atomic():
+        decisions = tick._start_decisions([low, exit_], {live.pk: live})
+
+    assert decisions == 1
+    run = AgentRun.objects.get(agent="engagement", intent="decide")
+    assert run.input["anomaly_id"] == exit_.pk  # equally severe: the people leaving
+    low.refresh_from_db()
+    assert low.skipped_reason == tick.ALSO_NOW
 
 
 def test_a_shard_task_skips_while_that_shards_previous_tick_runs(live):
