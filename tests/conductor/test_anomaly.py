@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from conductor.live.engine.anomaly import (
     DEFAULT_CONFIG,
-    RECENT_LENGTH,
+    TRACKED_LENGTH,
     Anomaly,
     DetectorConfig,
     DetectorState,
@@ -18,7 +20,7 @@ TICK = 5.0
 WINDOW = 30.0
 PRESENT = 100
 LIVELY = 0.6  # acts per attendee-minute: 30 in a 30 s window of 100 people
-FLAT = [LIVELY] * 10
+FLAT = [LIVELY] * 16  # the first window (6 ticks) is not yet tracked: see _full_window
 
 
 def run(
@@ -29,22 +31,26 @@ def run(
     present: int = PRESENT,
     config: DetectorConfig = DEFAULT_CONFIG,
     seed: int | None = None,
+    tick_seconds: float = TICK,
+    fresh: bool = False,
 ) -> tuple[list[tuple[int, Anomaly]], DetectorState]:
     """Feed a room's activity per attendee-minute, one value a TICK, through `detect` as the
     tick reads it (windows of WINDOW seconds); the (tick index, anomaly) pairs and the last
     state. With a `seed` each tick's acts are Poisson draws around the series, not its mean.
-    The room was as at the first tick for a window before it."""
+    The room was as at the first tick for a window before it; a `fresh` one started at the
+    first tick, so its first windows count less than a window of acts."""
     rng = np.random.default_rng(seed)
-    per_tick = [rate * present * TICK / 60 for rate in activity]
+    per_tick = [rate * present * tick_seconds / 60 for rate in activity]
     if seed is not None:
         per_tick = [float(rng.poisson(mean)) for mean in per_tick]
-    ticks_per_window = int(WINDOW / TICK)
-    per_tick = [per_tick[0]] * (ticks_per_window - 1) + per_tick  # the room was there before
+    ticks_per_window = int(WINDOW / tick_seconds)
+    before = 0.0 if fresh else per_tick[0]
+    per_tick = [before] * (ticks_per_window - 1) + per_tick  # the room before the first tick
     state = DetectorState()
     found: list[tuple[int, Anomaly]] = []
     for tick in range(len(activity)):
         observation = Observation(
-            at=1_700_000_000 + tick * TICK,
+            at=1_700_000_000 + tick * tick_seconds,
             score=scores[tick] if scores else 0.6,
             present=present,
             leaves=leaves[tick] if leaves else 0,
@@ -70,8 +76,10 @@ QUIET = FLAT + ramp(LIVELY, 0.09, 6) + [0.09] * 14  # to 15 % within half a minu
 DECLINE = FLAT + ramp(LIVELY, 0.27, 18) + [0.27] * 6  # to 45 % over a minute and a half
 # To 45 %: not as far, but a tenth of the room walked out when it happened.
 WALKOUT = FLAT + [0.27] * 20
-WALKOUT_LEAVES = [0] * 10 + [10] * 6 + [0] * 14
+WALKOUT_LEAVES = [0] * len(FLAT) + [10] * 6 + [0] * 14
 LOOK_TICKS = int(DEFAULT_CONFIG.look_seconds / TICK)
+# A room quiet from the start: its first full window, then a look.
+LOW_TICK = int((WINDOW + DEFAULT_CONFIG.look_seconds) / TICK)
 
 
 @pytest.mark.parametrize(
@@ -159,6 +167,35 @@ def test_a_noisy_but_steady_room_rarely_raises_anything(present, at_most):
     assert false_alarms <= at_most
 
 
+@pytest.mark.parametrize("tick_seconds", [5.0, 10.0])
+def test_the_tracked_activity_moves_by_time_whatever_the_tick(tick_seconds):
+    before = int(300 / tick_seconds)  # past the running mean's start
+    after = int(DEFAULT_CONFIG.activity_seconds / tick_seconds)
+    found, state = run([LIVELY] * before + [0.5] * after, tick_seconds=tick_seconds)
+
+    assert found == []  # a sixth less is no fall
+    # One time constant: 1 - 1/e of the way, at 5 s ticks as at 10 s ones.
+    assert state.activity == pytest.approx(0.5 + (LIVELY - 0.5) / math.e, rel=0.01)
+
+
+def test_a_fresh_room_is_tracked_from_its_first_full_window():
+    # Its first windows count only the seconds since it started: taken as its rate, they would
+    # set its level too low, and the drop below would look like less than it is.
+    found, _ = run(SUDDEN, fresh=True)
+
+    assert [(a.type, a.severity) for _, a in found] == [("SUDDEN_DROP", "CRITICAL")]
+    _, named = run(SUDDEN[: found[0][0] + 1], fresh=True)
+    assert named.fall is not None
+    assert named.fall.reference == pytest.approx(LIVELY)  # measured from the room's level
+
+
+def test_a_score_that_falls_below_the_floor_at_once_is_left_to_the_fall():
+    found, _ = run(SUDDEN, scores=[0.6] * len(FLAT) + [0.1] * 20)
+
+    # The first window of the drop holds too little of it for evidence: the floor waits a look.
+    assert [kind for _, kind in kinds(found)] == ["SUDDEN_DROP"]
+
+
 @pytest.mark.parametrize("peak", [1.2, 3.0])
 def test_a_burst_of_activity_and_its_end_are_not_a_fall(peak):
     found, _ = run(FLAT + [peak] * 3 + [LIVELY] * 30)
@@ -167,7 +204,7 @@ def test_a_burst_of_activity_and_its_end_are_not_a_fall(peak):
 
 
 def test_the_activity_follows_a_slow_drift():
-    found, state = run(ramp(LIVELY, 0.45, 200))
+    found, state = run(ramp(LIVELY, 0.45, 200) + [0.45] * 80)  # 1,000 s, then 400 s flat
 
     assert found == []
     assert state.activity == pytest.approx(0.45, rel=0.05)
@@ -219,18 +256,20 @@ def test_warm_up_length_is_configurable():
     ],
 )
 def test_low_engagement_is_an_absolute_rule(level, expected):
-    found, _ = run(FLAT, scores=[level] * 10)  # steady: there is no fall, only a low level
+    found, _ = run(FLAT, scores=[level] * len(FLAT))  # steady: no fall, only a low level
 
+    # After the first full window, low for as long as a fall would be watched.
     assert [(tick, a.type, a.severity) for tick, a in found] == (
-        [(5, "LOW_ENGAGEMENT", expected)] if expected else []
+        [(LOW_TICK, "LOW_ENGAGEMENT", expected)] if expected else []
     )
 
 
 def test_low_engagement_clears_only_above_the_recovery_level():
-    scores = [0.15] * 8 + [0.24] * 3 + [0.15] * 3 + [0.3] * 3 + [0.15] * 3
+    scores = [0.15] * 14 + [0.24] * 3 + [0.15] * 3 + [0.3] * 3 + [0.15] * 8
     found, _ = run([LIVELY] * len(scores), scores=scores)
 
-    assert kinds(found) == [(5, "LOW_ENGAGEMENT"), (17, "LOW_ENGAGEMENT")]
+    # Open at 12; 0.24 keeps it; 0.3 clears it; low again from 23, for a look: a new one at 29.
+    assert kinds(found) == [(LOW_TICK, "LOW_ENGAGEMENT"), (29, "LOW_ENGAGEMENT")]
 
 
 def test_a_low_score_during_a_fall_is_left_to_the_fall():
@@ -284,12 +323,14 @@ def test_a_mass_exit_opens_at_once_and_the_fall_that_came_with_it_once_named():
 
 
 def test_state_round_trips_through_json():
-    _, state = run(SUDDEN[:18], leaves=[0] * 10 + [30] * 8, present=70)
+    _, state = run(SUDDEN[: len(FLAT) + 8], leaves=[0] * len(FLAT) + [30] * 8, present=70)
 
     assert state.active
     assert state.fall is not None
-    assert len(state.recent) == RECENT_LENGTH
+    assert len(state.tracked) == TRACKED_LENGTH
     assert DetectorState.model_validate_json(state.model_dump_json()) == state
+    # Written to every live session's row every tick: a few hundred bytes.
+    assert len(state.model_dump_json()) < 700
 
 
 def test_a_state_stored_before_activity_was_watched_is_still_read():
@@ -303,6 +344,7 @@ def test_a_state_stored_before_activity_was_watched_is_still_read():
 
     assert found == []
     assert after.activity == pytest.approx(0.6)
+    assert "recent" not in after.model_dump()  # the scores it kept are no longer
 
 
 def test_detect_does_not_mutate_its_input():
@@ -315,7 +357,7 @@ def test_detect_does_not_mutate_its_input():
 
     assert state.model_dump() == before
     assert after is not state
-    assert after.recent is not state.recent
+    assert after.tracked is not state.tracked
     assert [a.type for a in found] == ["MASS_EXIT"]
     assert after.evidence > 0
     with pytest.raises(ValidationError):
@@ -345,8 +387,8 @@ def test_the_first_observation_is_its_own_baseline():
     assert state.n == 1
     assert state.ewma == 0.4
     assert state.deviation == 0.0
-    assert state.recent == [0.4]
-    assert state.activity == 0.0  # nobody present: no activity
+    assert state.first_at == 0
+    assert state.activity is None  # the first window is not the room's rate yet
 
 
 @pytest.mark.parametrize(

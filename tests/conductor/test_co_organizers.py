@@ -54,7 +54,7 @@ def decision_run(session: LiveSession) -> AgentRun:
 def test_the_tick_gives_a_decision_run_to_the_event(shared):
     start = timezone.now() - timedelta(minutes=5)
     audience(shared, 10, start)  # present and silent: engagement 0
-    for step in range(7):
+    for step in range(13):  # the first window, then a look
         tick.sessions_tick(now=start + timedelta(seconds=5 * step + 5))
 
     run = AgentRun.objects.get(agent="engagement")

@@ -386,11 +386,11 @@ def test_decisions_find_their_organizers_in_one_query(organizer, other_organizer
     start = timezone.now() - timedelta(minutes=5)
     for session in sessions:
         audience(session, 10, start)  # present and silent: engagement 0
-    for step in range(5):  # the detector's warm-up
+    for step in range(12):  # the detector's first window, then a look
         tick.sessions_tick(now=start + timedelta(seconds=5 * step + 5))
 
     with CaptureQueriesContext(connection) as queries:
-        result = tick.sessions_tick(now=start + timedelta(seconds=30))
+        result = tick.sessions_tick(now=start + timedelta(seconds=65))
 
     assert result.anomalies >= 4  # low engagement in every session
     organizer_reads = [q for q in queries if "conductor_event_organizers" in q["sql"]]

@@ -222,9 +222,10 @@ async def test_tick_messages_are_what_the_api_returns():
         services.session_update(session_id=session.pk, status="live")
         names = audience(session, 20, now - timedelta(minutes=1))
         activity(session, names[:1], now)
-        # Warmed up on a lively room: this tick's quiet one is a drop.
-        state = DetectorState(n=5, ewma=0.9, deviation=0.02, recent=[0.9] * 5,
-                              last_at=(now - timedelta(seconds=5)).timestamp())  # fmt: skip
+        # Warmed up, and quiet for half a minute: this tick names it.
+        state = DetectorState(n=5, ewma=0.9, deviation=0.02,
+                              last_at=(now - timedelta(seconds=5)).timestamp(),
+                              low_since=(now - timedelta(seconds=30)).timestamp())  # fmt: skip
         LiveSession.objects.filter(pk=session.pk).update(detector_state=state.model_dump())
 
     await database_sync_to_async(after_a_lively_start)()

@@ -13,11 +13,14 @@ What is watched, and why not the score's shape
     policy's context is the situation it has to answer.
 
 Seeing a fall
-    The activity is tracked by a running mean for its first 20 ticks (when it starts, and when it
-    starts again after a fall), then an EWMA (`activity_alpha` 0.05). After `warmup` (5)
-    observations a CUSUM accumulates the Poisson log-likelihood ratio of "the rate fell to
-    `fall_ratio` (half) of the tracked one" against "it did not", each window's term weighted by
-    the share of it that is new since the last tick (consecutive windows overlap). A fall is
+    The activity is tracked from the session's first full window (the windows before it count
+    only the seconds since the room started, and would set its level too low): by a running
+    mean (when it starts, and when it starts again after a fall), then by an EWMA with a time
+    constant of `activity_seconds` (200), the same at 5 s ticks as at 10 s ones. After
+    `warmup` (5) observations a CUSUM accumulates the Poisson log-likelihood ratio of "the
+    rate fell to `fall_ratio` (half) of the tracked one" against "it did not", each window's
+    term weighted by the share of it that is new since the last tick (consecutive windows
+    overlap). A fall is
     *seen* when the evidence exceeds `fall_evidence` (3.0): within a few ticks of a halving in a
     large room, later in a small one, whose few acts are noisy - the evidence needed is the
     same, whatever the size. Each window is compared with the rate tracked a window before it
@@ -44,11 +47,12 @@ While it is open
     room's new normal, not an alarm forever. The fall closes when a window's activity is back at
     `recovered_ratio` of the reference; the tracked rate then starts again from that window.
 
-Rules of the score and of leaving (after warm-up)
-    LOW_ENGAGEMENT, absolutely: score <= `low_threshold` (0.2), CRITICAL at <= `low_critical`
-        (0.1); a room quiet all along has no fall to see. Not while a fall is seen or open, nor
-        while evidence of one accumulates: that fall is named for what it is when seen. Clears
-        when the score rises above `low_clear` (0.25).
+Rules of the score and of leaving (after warm-up and the first full window)
+    LOW_ENGAGEMENT, absolutely: score <= `low_threshold` (0.2) for `look_seconds`, CRITICAL at
+        <= `low_critical` (0.1); a room quiet all along has no fall to see. Not while a fall is
+        seen or open, nor while evidence of one accumulates: that fall is named for what it is
+        when seen, and a score that crosses the floor with a sudden drop gives the fall its look
+        first. Clears when the score rises above `low_clear` (0.25).
     MASS_EXIT: `leaves / (present + leaves)` >= `mass_exit_rate` (0.15) with at least
         `mass_exit_min_leaves` (5) leaves; CRITICAL at a rate >= `mass_exit_critical` (0.3). Clears
         when the leave rate falls below `mass_exit_clear` (0.075).
@@ -90,8 +94,6 @@ TRACKED_LENGTH = 12
 #: A window's activity counts at most this many times the tracked one: a burst (a poll the whole
 #: room answers) cannot lift the level that its end is compared with.
 BURST_CLIP = 1.5
-#: How many previous scores the state keeps: the recent history, for whoever inspects a session.
-RECENT_LENGTH = 10
 
 Unit = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
@@ -135,7 +137,7 @@ class DetectorConfig(BaseModel):
     drop_alpha: float = Field(default=0.05, gt=0, le=1)
     huber_k: float = Field(default=3.0, gt=0)
     min_spread: float = Field(default=0.01, gt=0)
-    activity_alpha: float = Field(default=0.05, gt=0, le=1)
+    activity_seconds: float = Field(default=200.0, gt=0, allow_inf_nan=False)
     fall_ratio: float = Field(default=0.5, gt=0, lt=1)
     fall_evidence: float = Field(default=3.0, gt=0)
     look_seconds: float = Field(default=30.0, ge=0)
@@ -193,20 +195,32 @@ class DetectorState(BaseModel):
     """What the detector remembers of a session between ticks; JSON-serializable.
 
     `ewma` is the score's baseline (None before the first observation), `deviation` its robust
-    spread, `recent` the last RECENT_LENGTH scores (oldest first), `active` the open anomaly
+    spread, `active` the open anomaly
     types and `last_at` the time of the last observation taken. `activity` is the tracked
     activity per attendee-minute (over `activity_ticks` ticks since it last started),
     `evidence` the accumulated evidence that it fell (CUSUM), `calm_at` the last tick without
     such evidence, `fall` the fall being watched or open, and `tracked` the last TRACKED_LENGTH
-    ticks' (time, tracked activity, leave share).
+    ticks' (time, tracked activity, leave share). `first_at` is the first observation's time
+    (None in states stored before it was kept: long past their first window), `low_since` the
+    start of the current run of scores at or below `low_threshold`.
+
+    It is written to every live session's row on every tick, so it keeps nothing it does not use
+    and its history is rounded (milliseconds, five decimals of a rate, four of a share).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired_fields(cls, stored: Any) -> Any:
+        """States stored before 2026-12-02 kept the last ten scores (`recent`), unused."""
+        if isinstance(stored, dict) and "recent" in stored:
+            return {key: value for key, value in stored.items() if key != "recent"}
+        return stored
+
     n: int = Field(default=0, ge=0)
     ewma: Unit | None = None
     deviation: float = Field(default=0.0, ge=0, allow_inf_nan=False)
-    recent: list[Unit] = Field(default_factory=list, max_length=RECENT_LENGTH)
     active: list[AnomalyType] = Field(default_factory=list)
     last_at: float | None = Field(default=None, allow_inf_nan=False)
     activity: float | None = Field(default=None, ge=0, allow_inf_nan=False)
@@ -217,6 +231,8 @@ class DetectorState(BaseModel):
     tracked: list[tuple[float, float, float]] = Field(
         default_factory=list, max_length=TRACKED_LENGTH
     )
+    first_at: float | None = Field(default=None, allow_inf_nan=False)
+    low_since: float | None = Field(default=None, allow_inf_nan=False)
 
 
 # Messages speak as the dashboard does: engagement as a percentage, changes in points.
@@ -322,6 +338,15 @@ def _tracked_before(state: DetectorState, at: float) -> float:
     return state.tracked[0][1] if state.tracked else (state.activity or 0.0)
 
 
+def _full_window(state: DetectorState, observation: Observation) -> bool:
+    """Whether the observation's rate window lies within the session's observed time: a window
+    ending less than `window_seconds` after the first observation began before the room did."""
+    if state.n == 0:
+        return False
+    # A state stored before `first_at` existed has long been past its first window.
+    return state.first_at is None or observation.at - state.first_at >= observation.window_seconds
+
+
 def _watch_activity(
     state: DetectorState, observation: Observation, config: DetectorConfig
 ) -> tuple[dict[str, Any], Anomaly | None]:
@@ -342,7 +367,11 @@ def _watch_activity(
     tracked = rate if state.activity is None else state.activity
     ticks = state.activity_ticks
     evidence, calm_at, fall, named = state.evidence, state.calm_at, state.fall, None
-    warmed_up = state.n >= config.warmup
+    if not _full_window(state, observation):
+        # The room's first window: its acts cover less than the window, its rate is not yet
+        # the room's.
+        return {}, None
+    warmed_up = state.n >= config.warmup and state.activity is not None
     open_ = fall is not None and fall.type is not None
     if warmed_up and not open_:
         new = min(1.0, (at - (state.last_at or 0.0)) / window)
@@ -383,12 +412,15 @@ def _watch_activity(
         reference = tracked + (fall.reference - tracked) * keep
         fall = fall.model_copy(update={"reference": reference})
     if fall is None:
-        # A running mean from its (re)start, then an EWMA of weight `activity_alpha`.
-        weight = max(config.activity_alpha, 1 / (ticks + 1))
+        # A running mean from its (re)start, then an EWMA with a time constant of
+        # `activity_seconds`, whatever the tick.
+        elapsed = at - state.last_at if state.last_at is not None else window
+        weight = max(1 - math.exp(-elapsed / config.activity_seconds), 1 / (ticks + 1))
         counted = min(rate, BURST_CLIP * tracked) if ticks >= config.warmup else rate
         tracked += weight * (counted - tracked)
         ticks += 1
-    history = [*state.tracked, (at, tracked, leave_share)][-TRACKED_LENGTH:]
+    entry = (round(at, 3), round(tracked, 5), round(leave_share, 4))
+    history = [*state.tracked, entry][-TRACKED_LENGTH:]
     fields = {"activity": tracked, "activity_ticks": ticks, "evidence": evidence,
               "calm_at": calm_at, "fall": fall, "tracked": history}  # fmt: skip
     return fields, named
@@ -410,22 +442,27 @@ def detect(
     baseline = state.ewma if state.ewma is not None else score
     audience = observation.present + observation.leaves
     leave_rate = observation.leaves / audience if audience else 0.0
-    warmed_up = state.n >= config.warmup
+    # The score's rules too wait out the first window, whose rates are too low.
+    warmed_up = state.n >= config.warmup and _full_window(state, observation)
 
     watched, named = _watch_activity(state, observation, config)
-    fall = watched["fall"]
+    fall = watched.get("fall")
     opened: list[Anomaly] = [named] if named is not None else []
     active: list[AnomalyType] = []
+    low_since = None
+    if warmed_up and score <= config.low_threshold:
+        low_since = state.low_since if state.low_since is not None else observation.at
     if "LOW_ENGAGEMENT" in state.active and score <= config.low_clear:
         active.append("LOW_ENGAGEMENT")
     elif (
-        warmed_up
+        low_since is not None
+        and observation.at - low_since >= config.look_seconds
         and "LOW_ENGAGEMENT" not in state.active
         and fall is None
-        and not watched["evidence"]
+        and not watched.get("evidence")
     ):
         # A room quiet all along: no fall of its own activity to see (nor the start of one, which
-        # is named once seen), only the absolute floor.
+        # is named once seen), only the absolute floor, for as long as a fall is watched.
         low = _low_engagement(score, baseline, config)
         if low is not None:
             active.append("LOW_ENGAGEMENT")
@@ -439,15 +476,16 @@ def detect(
             active.append("MASS_EXIT")
             opened.append(exit_)
 
-    holding = fall is not None or watched["evidence"] > 0
+    holding = fall is not None or watched.get("evidence", 0.0) > 0
     ewma, deviation = _score_baseline(state, score, baseline, holding, config)
     next_state = DetectorState(
         n=state.n + 1,
         ewma=min(1.0, max(0.0, ewma)),
         deviation=deviation,
-        recent=[*state.recent, score][-RECENT_LENGTH:],
         active=active,
         last_at=observation.at,
+        first_at=observation.at if state.n == 0 else state.first_at,
+        low_since=low_since,
         **watched,
     )
     return next_state, opened
