@@ -357,7 +357,8 @@ RECOVERY_MARGIN = 0.05
 
 def interventions_expire_recovered(*, scores: dict[int, float], now: datetime) -> int:
     """Expire waiting interventions whose session is back to its level before the drop that
-    caused them (`scores`: each live session's score now). Returns how many."""
+    caused them (`scores`: the score now of each live session whose activity is not down - the
+    tick leaves out those whose detector still watches a fall). Returns how many."""
     with transaction.atomic():
         waiting = (
             Intervention.objects.select_for_update(of=("self",), skip_locked=True)

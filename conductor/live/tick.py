@@ -235,6 +235,7 @@ def sessions_tick(*, now: datetime | None = None, shard: Shard = EVERY_SESSION) 
     samples: list[EngagementSample] = []
     found: list[Anomaly] = []
     scores: dict[int, float] = {}
+    settled: dict[int, float] = {}
     for session_id, window in windows.items():
         session = sessions.get(session_id)
         if session is None:  # ended since the aggregates were read
@@ -248,6 +249,10 @@ def sessions_tick(*, now: datetime | None = None, shard: Shard = EVERY_SESSION) 
                         leaves=data.leaves, acts=data.acts, window_seconds=data.window_seconds),
         )  # fmt: skip
         scores[session_id] = scored.score
+        if state.fall is None:
+            # Only a room whose activity is not down can have recovered: the score's baseline
+            # may have followed the first seconds of the drop.
+            settled[session_id] = scored.score
         session.detector_state = state.model_dump(mode="json")
         samples.append(
             EngagementSample(
@@ -271,7 +276,7 @@ def sessions_tick(*, now: datetime | None = None, shard: Shard = EVERY_SESSION) 
         ]  # fmt: skip
 
     # Proposals that are due go first: one past its time must not hold back a new drop's decision.
-    interventions.interventions_expire_recovered(scores=scores, now=now)
+    interventions.interventions_expire_recovered(scores=settled, now=now)
     interventions.interventions_expire_due(now=now, shard=shard)
     with transaction.atomic():
         copy_rows(EngagementSample._meta.db_table, _SAMPLE_COLUMNS, map(_sample_row, samples))

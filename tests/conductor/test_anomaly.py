@@ -352,7 +352,7 @@ def test_detect_does_not_mutate_its_input():
     before = state.model_dump()
 
     after, found = detect(
-        state, Observation(at=2e9, score=0.1, present=10, leaves=9, acts=0, window_seconds=WINDOW)
+        state, Observation(at=state.last_at + TICK, score=0.1, present=10, leaves=9, acts=0)
     )
 
     assert state.model_dump() == before
@@ -376,6 +376,22 @@ def test_a_repeated_or_late_observation_is_ignored(offset):
 
     assert again == state
     assert found == []
+
+
+def test_a_state_from_long_ago_starts_afresh():
+    _, state = run(SUDDEN)  # a fall open
+    assert state.fall is not None
+    assert state.last_at is not None
+    later = state.last_at + DEFAULT_CONFIG.restart_seconds + 1
+
+    after, found = detect(state, Observation(at=later, score=0.1, present=10, leaves=0, acts=0))
+
+    assert found == []
+    assert (after.n, after.first_at, after.fall, after.activity) == (1, later, None, None)
+    assert after.ewma == pytest.approx(0.1)  # the score is its own baseline again
+    # Within the limit it goes on.
+    sooner = Observation(at=later - 2, score=0.1, present=10, leaves=0, acts=0)
+    assert detect(state, sooner)[0].n == state.n + 1
 
 
 def test_the_first_observation_is_its_own_baseline():

@@ -331,6 +331,36 @@ def test_waiting_interventions_expire_when_engagement_is_back_to_before_the_drop
     assert still_low.status == "pending"
 
 
+def test_a_proposal_waits_while_the_activity_is_still_down_whatever_the_score(live):
+    from conductor.live.engine.anomaly import DetectorState, Fall
+    from conductor.live.models import Intervention
+
+    now = timezone.now()
+    names = audience(live, 40, now - timedelta(minutes=5))
+    activity(live, names[:10], now)
+    # The demo's first drop: it came while the score was still rising, so the score's baseline
+    # (what the anomaly reports) is no higher than the score now; the activity is at a fraction
+    # of its level, and the detector watches the fall.
+    down = Fall(reference=40.0, since=(now - timedelta(seconds=40)).timestamp(),
+                type="SUDDEN_DROP")  # fmt: skip
+    state = DetectorState(n=30, ewma=0.2, activity=40.0, activity_ticks=30, fall=down,
+                          last_at=(now - timedelta(seconds=5)).timestamp())  # fmt: skip
+    LiveSession.objects.filter(pk=live.pk).update(detector_state=state.model_dump(mode="json"))
+    anomaly = Anomaly.objects.create(
+        session=live, type="SUDDEN_DROP", severity="WARNING", score=0.0, baseline=0.0,
+        deviation=0.0, message="fell", detected_at=now,
+    )  # fmt: skip
+    waiting = Intervention.objects.create(session=live, anomaly=anomaly, type="poll",
+                                          status="pending", source="template")  # fmt: skip
+
+    tick.sessions_tick(now=now)
+
+    waiting.refresh_from_db()
+    assert waiting.status == "pending"
+    live.refresh_from_db()
+    assert live.detector_state["fall"] is not None  # still down
+
+
 def test_no_new_decision_while_one_waits_for_the_organizer(live):
     from conductor.live.models import Intervention
 

@@ -68,7 +68,10 @@ The score's baseline
     a waiting proposal's expiry compares with (conductor.live.interventions).
 
 An observation not later than the previous one (`at <= state.last_at`) is a duplicate or late
-delivery and leaves the state unchanged, so a retried tick cannot count twice.
+delivery and leaves the state unchanged, so a retried tick cannot count twice. One more than
+`restart_seconds` (300) after it starts afresh, as a new session does: after a pause, an outage
+of the ticks, or a demo session started again the next day, neither the windows nor the levels
+it remembers join up with the room.
 """
 
 from __future__ import annotations
@@ -154,6 +157,7 @@ class DetectorConfig(BaseModel):
     mass_exit_critical: float = Field(default=0.3, gt=0, le=1)
     mass_exit_min_leaves: int = Field(default=5, ge=1)
     mass_exit_clear: float = Field(default=0.075, ge=0, le=1)
+    restart_seconds: float = Field(default=300.0, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _levels_are_ordered(self) -> Self:
@@ -436,6 +440,8 @@ def detect(
     """
     if state.last_at is not None and observation.at <= state.last_at:
         return state, []
+    if state.last_at is not None and observation.at - state.last_at > config.restart_seconds:
+        state = DetectorState()  # nothing it remembers joins up with the room any more
 
     score = observation.score
     # Before the first observation there is no baseline: the score is its own.
