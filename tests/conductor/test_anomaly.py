@@ -189,6 +189,20 @@ def test_a_fresh_room_is_tracked_from_its_first_full_window():
     assert named.fall.reference == pytest.approx(LIVELY)  # measured from the room's level
 
 
+def test_a_fall_reports_the_score_baseline_from_before_it_began():
+    # The score falls at once; the activity's evidence needs a few ticks of the drop's windows,
+    # during which the baseline follows the score at `alpha`.
+    found, state = run(SUDDEN, scores=[0.6] * len(FLAT) + [0.3] * 20)
+
+    ((_, anomaly),) = found
+    assert anomaly.type == "SUDDEN_DROP"
+    assert anomaly.baseline == pytest.approx(0.6)
+    assert "its baseline 60%" in anomaly.message
+    assert state.ewma is not None
+    # Held from there: creeping at drop_alpha a tick, no faster.
+    assert state.ewma - 0.3 >= 0.3 * (1 - DEFAULT_CONFIG.drop_alpha) ** 20 - 1e-9
+
+
 def test_a_score_that_falls_below_the_floor_at_once_is_left_to_the_fall():
     found, _ = run(SUDDEN, scores=[0.6] * len(FLAT) + [0.1] * 20)
 
@@ -345,6 +359,15 @@ def test_a_state_stored_before_activity_was_watched_is_still_read():
     assert found == []
     assert after.activity == pytest.approx(0.6)
     assert "recent" not in after.model_dump()  # the scores it kept are no longer
+
+
+def test_a_history_stored_without_the_score_baseline_is_read_with_the_current_one():
+    stored = {"n": 8, "ewma": 0.6, "last_at": 1_700_000_000.0, "activity": 0.5,
+              "tracked": [[1_699_999_995.0, 0.5, 0.0], [1_700_000_000.0, 0.5, 0.1]]}  # fmt: skip
+
+    state = DetectorState.model_validate(stored)
+
+    assert state.tracked == [(1_699_999_995.0, 0.5, 0.0, 0.6), (1_700_000_000.0, 0.5, 0.1, 0.6)]
 
 
 def test_detect_does_not_mutate_its_input():

@@ -64,8 +64,10 @@ The score's baseline
     0.3); its spread is the EWMA of `|r|`. After warm-up, `|r|` and positive residuals are clipped
     at `huber_k * max(spread, min_spread)` (3 x, floor 0.01): a short spike cannot lift it. While
     evidence of a fall accumulates, and while a fall is seen or open, it moves at `drop_alpha`
-    (0.05) and the spread is frozen: the anomaly's baseline is the level before the fall, which
-    a waiting proposal's expiry compares with (conductor.live.interventions).
+    (0.05) and the spread is frozen. When a fall is seen, the baseline goes back to what it was a
+    window before the fall began (kept in `tracked`): the ticks before the first evidence follow
+    the drop at `alpha`. So a fall's anomaly reports the level before it, which a waiting
+    proposal's expiry compares with (conductor.live.interventions).
 
 An observation not later than the previous one (`at <= state.last_at`) is a duplicate or late
 delivery and leaves the state unchanged, so a retried tick cannot count twice. One more than
@@ -91,8 +93,8 @@ ANOMALY_TYPES: tuple[AnomalyType, ...] = (
     "LOW_ENGAGEMENT",
     "MASS_EXIT",
 )
-#: How many ticks of (time, tracked activity, leave share) the state keeps: two windows of 30 s
-#: at 5 s ticks.
+#: How many ticks of (time, tracked activity, leave share, score baseline) the state keeps: two
+#: windows of 30 s at 5 s ticks.
 TRACKED_LENGTH = 12
 #: A window's activity counts at most this many times the tracked one: a burst (a poll the whole
 #: room answers) cannot lift the level that its end is compared with.
@@ -184,7 +186,8 @@ class Fall(BaseModel):
 
     `reference` is the activity per attendee-minute before it, `since` the estimate of when it
     began (epoch seconds), `leave_share` the largest share of the audience that left in one rate
-    window since then.
+    window since then, `baseline` the score's baseline a window before it began (what its
+    anomaly reports, and where the held baseline starts from).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -193,6 +196,7 @@ class Fall(BaseModel):
     since: float = Field(allow_inf_nan=False)
     leave_share: float = Field(default=0.0, ge=0, le=1)
     type: AnomalyType | None = None
+    baseline: Unit | None = None
 
 
 class DetectorState(BaseModel):
@@ -204,9 +208,10 @@ class DetectorState(BaseModel):
     activity per attendee-minute (over `activity_ticks` ticks since it last started),
     `evidence` the accumulated evidence that it fell (CUSUM), `calm_at` the last tick without
     such evidence, `fall` the fall being watched or open, and `tracked` the last TRACKED_LENGTH
-    ticks' (time, tracked activity, leave share). `first_at` is the first observation's time
-    (None in states stored before it was kept: long past their first window), `low_since` the
-    start of the current run of scores at or below `low_threshold`.
+    ticks' (time, tracked activity, leave share, the score's baseline before the tick).
+    `first_at` is the first observation's time (None in states stored before it was kept: long
+    past their first window), `low_since` the start of the current run of scores at or below
+    `low_threshold`.
 
     It is written to every live session's row on every tick, so it keeps nothing it does not use
     and its history is rounded (milliseconds, five decimals of a rate, four of a share).
@@ -217,9 +222,15 @@ class DetectorState(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _drop_retired_fields(cls, stored: Any) -> Any:
-        """States stored before 2026-12-02 kept the last ten scores (`recent`), unused."""
-        if isinstance(stored, dict) and "recent" in stored:
-            return {key: value for key, value in stored.items() if key != "recent"}
+        """States stored before 2026-12-02 kept the last ten scores (`recent`), unused ..."""
+        if not isinstance(stored, dict):
+            return stored
+        stored = {key: value for key, value in stored.items() if key != "recent"}
+        # ... and a history without the score's baseline, which was then the current one.
+        baseline = stored.get("ewma") or 0.0
+        stored["tracked"] = [
+            (*entry, baseline) if len(entry) == 3 else entry for entry in stored.get("tracked", [])
+        ]
         return stored
 
     n: int = Field(default=0, ge=0)
@@ -232,7 +243,7 @@ class DetectorState(BaseModel):
     evidence: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     calm_at: float | None = Field(default=None, allow_inf_nan=False)
     fall: Fall | None = None
-    tracked: list[tuple[float, float, float]] = Field(
+    tracked: list[tuple[float, float, float, float]] = Field(
         default_factory=list, max_length=TRACKED_LENGTH
     )
     first_at: float | None = Field(default=None, allow_inf_nan=False)
@@ -333,13 +344,15 @@ def _score_baseline(
     )
 
 
-def _tracked_before(state: DetectorState, at: float) -> float:
-    """The activity tracked at the last tick at or before `at` (the oldest one kept if none):
-    the level before a fall, from before the first window that counted any of it."""
-    earlier = [rate for when, rate, _ in state.tracked if when <= at]
-    if earlier:
-        return earlier[-1]
-    return state.tracked[0][1] if state.tracked else (state.activity or 0.0)
+def _tracked_before(state: DetectorState, at: float) -> tuple[float, float | None]:
+    """The activity tracked, and the score's baseline, at the last tick at or before `at` (the
+    oldest one kept if none): the levels before a fall, from before the first window that
+    counted any of it."""
+    earlier = [entry for entry in state.tracked if entry[0] <= at]
+    if earlier or state.tracked:
+        _, rate, _, baseline = earlier[-1] if earlier else state.tracked[0]
+        return rate, baseline
+    return state.activity or 0.0, state.ewma
 
 
 def _full_window(state: DetectorState, observation: Observation) -> bool:
@@ -380,18 +393,20 @@ def _watch_activity(
     if warmed_up and not open_:
         new = min(1.0, (at - (state.last_at or 0.0)) / window)
         # Against the rate tracked a window ago: the windows since may have counted the fall.
-        expected = _tracked_before(state, at - window) * exposure
+        expected = _tracked_before(state, at - window)[0] * exposure
         fell = observation.acts * math.log(config.fall_ratio)
         evidence = max(0.0, evidence + new * (fell + expected * (1 - config.fall_ratio)))
         if evidence == 0:
             calm_at = at
         if fall is None and evidence > config.fall_evidence:
             since = calm_at if calm_at is not None else at
-            left = [share for when, _, share in state.tracked if when >= since]
+            left = [share for when, _, share, _ in state.tracked if when >= since]
+            reference, baseline = _tracked_before(state, since - window)
             fall = Fall(
-                reference=_tracked_before(state, since - window),
+                reference=reference,
                 since=since,
                 leave_share=max([*left, leave_share]),
+                baseline=baseline,
             )
         elif fall is not None:
             fall = fall.model_copy(update={"leave_share": max(fall.leave_share, leave_share)})
@@ -400,7 +415,9 @@ def _watch_activity(
         if ratio >= config.recovered_ratio:
             fall = None  # back before it was named: nothing to answer
         else:
-            baseline = state.ewma if state.ewma is not None else observation.score
+            baseline = next(
+                b for b in (fall.baseline, state.ewma, observation.score) if b is not None
+            )
             named = _named_fall(fall, ratio, observation.score, baseline, config)
             fall = fall.model_copy(update={"type": named.type})
             # Follow the room from where it fell to: a further fall is a new one.
@@ -423,7 +440,8 @@ def _watch_activity(
         counted = min(rate, BURST_CLIP * tracked) if ticks >= config.warmup else rate
         tracked += weight * (counted - tracked)
         ticks += 1
-    entry = (round(at, 3), round(tracked, 5), round(leave_share, 4))
+    before = state.ewma if state.ewma is not None else observation.score
+    entry = (round(at, 3), round(tracked, 5), round(leave_share, 4), round(before, 4))
     history = [*state.tracked, entry][-TRACKED_LENGTH:]
     fields = {"activity": tracked, "activity_ticks": ticks, "evidence": evidence,
               "calm_at": calm_at, "fall": fall, "tracked": history}  # fmt: skip
@@ -453,6 +471,10 @@ def detect(
 
     watched, named = _watch_activity(state, observation, config)
     fall = watched.get("fall")
+    if state.fall is None and fall is not None and fall.baseline is not None:
+        # Seen now: the baseline goes back to where it was before the fall began, which the
+        # ticks before the first evidence of it may have pulled down.
+        baseline = fall.baseline
     opened: list[Anomaly] = [named] if named is not None else []
     active: list[AnomalyType] = []
     low_since = None
