@@ -20,10 +20,9 @@ Seeing a fall
     `warmup` (5) observations a CUSUM accumulates the Poisson log-likelihood ratio of "the
     rate fell to `fall_ratio` (half) of the tracked one" against "it did not", each window's
     term weighted by the share of it that is new since the last tick (consecutive windows
-    overlap). A fall is
-    *seen* when the evidence exceeds `fall_evidence` (3.0): within a few ticks of a halving in a
-    large room, later in a small one, whose few acts are noisy - the evidence needed is the
-    same, whatever the size. Each window is compared with the rate tracked a window before it
+    overlap). A fall is *seen* when the evidence exceeds `fall_evidence` (3.0): within a few
+    ticks of a halving in a large room, later in a small one, whose few acts are noisy - the
+    evidence needed is the same, whatever the size. Each window is compared with the rate tracked a window before it
     (`tracked` keeps the recent ticks), which no window of the fall has moved yet; the fall
     began after `calm_at`, the last tick without evidence, and its *reference* is the rate
     tracked a window before that. The tracked rate follows every window while no fall is seen or
@@ -203,8 +202,8 @@ class DetectorState(BaseModel):
     """What the detector remembers of a session between ticks; JSON-serializable.
 
     `ewma` is the score's baseline (None before the first observation), `deviation` its robust
-    spread, `active` the open anomaly
-    types and `last_at` the time of the last observation taken. `activity` is the tracked
+    spread, `active` the open anomaly types and `last_at` the time of the last observation
+    taken. `activity` is the tracked
     activity per attendee-minute (over `activity_ticks` ticks since it last started),
     `evidence` the accumulated evidence that it fell (CUSUM), `calm_at` the last tick without
     such evidence, `fall` the fall being watched or open, and `tracked` the last TRACKED_LENGTH
