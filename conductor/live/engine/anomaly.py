@@ -14,15 +14,15 @@ What is watched, and why not the score's shape
 
 Seeing a fall
     The activity is tracked from the session's first full window (the windows before it count
-    only the seconds since the room started, and would set its level too low): by a running
-    mean (when it starts, and when it starts again after a fall), then by an EWMA with a time
-    constant of `activity_seconds` (200), the same at 5 s ticks as at 10 s ones. After
-    `warmup` (5) observations a CUSUM accumulates the Poisson log-likelihood ratio of "the
-    rate fell to `fall_ratio` (half) of the tracked one" against "it did not", each window's
-    term weighted by the share of it that is new since the last tick (consecutive windows
-    overlap). A fall is *seen* when the evidence exceeds `fall_evidence` (3.0): within a few
-    ticks of a halving in a large room, later in a small one, whose few acts are noisy - the
-    evidence needed is the same, whatever the size. Each window is compared with the rate tracked a window before it
+    only the seconds since the room started, and would set its level too low): by a running mean
+    (when it starts, and when it starts again after a fall), then by an EWMA with a time
+    constant of `activity_seconds` (200), the same at 5 s ticks as at 10 s ones. After `warmup`
+    (5) observations a CUSUM accumulates the Poisson log-likelihood ratio of "the rate fell to
+    `fall_ratio` (half) of the tracked one" against "it did not", each window's term weighted by
+    the share of it that is new since the last tick (consecutive windows overlap). A fall is
+    *seen* when the evidence exceeds `fall_evidence` (3.0): within a few ticks of a halving in a
+    large room, later in a small one, whose few acts are noisy - the evidence needed is the
+    same, whatever the size. Each window is compared with the rate tracked a window before it
     (`tracked` keeps the recent ticks), which no window of the fall has moved yet; the fall
     began after `calm_at`, the last tick without evidence, and its *reference* is the rate
     tracked a window before that. The tracked rate follows every window while no fall is seen or
