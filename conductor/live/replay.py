@@ -46,12 +46,12 @@ from conductor.core.merge_patch import merge_patch
 from conductor.live import memory, policy_store
 from conductor.live.eligibility import CAP_WINDOW
 from conductor.live.engine.anomaly import Anomaly as Detected
-from conductor.live.engine.anomaly import DetectorState, Observation, detect
+from conductor.live.engine.anomaly import DetectorState, detect
 from conductor.live.engine.policy import HOLD, Decision, Evidence, PolicyContext, eligible
 from conductor.live.engine.score import ACTIVE_WINDOW_SECONDS, WindowAggregates, score_engagement
 from conductor.live.event_settings import EventSettings
 from conductor.live.models import Intervention, LiveSession, Signal
-from conductor.live.tick import RATE_WINDOW_SECONDS
+from conductor.live.tick import RATE_WINDOW_SECONDS, observation
 
 #: A recorded intervention is shown beside the replayed drop nearest to its anomaly's detection
 #: (or, without one, to its creation) within this many seconds: a decision lands within its
@@ -338,11 +338,7 @@ def replay_timeline(
         now = first + index * step
         data = timeline.aggregates_at(now)
         scored = score_engagement(data)
-        observation = Observation(
-            at=now.timestamp(), score=scored.score, present=data.present, leaves=data.leaves,
-            acts=data.acts, window_seconds=data.window_seconds,
-        )  # fmt: skip
-        state, anomalies = detect(state, observation)
+        state, anomalies = detect(state, observation(now, scored.score, data))
         if anomalies:
             worst = anomalies[0]
             for anomaly in anomalies[1:]:

@@ -220,6 +220,12 @@ def _live_windows(now: datetime, shard: Shard) -> dict[int, SessionWindow]:
     return result
 
 
+def observation(now: datetime, score: float, data: WindowAggregates) -> Observation:
+    """What the detector takes of a session's tick (the replay builds it the same way)."""
+    return Observation(at=now.timestamp(), score=score, present=data.present, leaves=data.leaves,
+                       acts=data.acts, window_seconds=data.window_seconds)  # fmt: skip
+
+
 def sessions_tick(*, now: datetime | None = None, shard: Shard = EVERY_SESSION) -> TickResult:
     """Score every live session of `shard` once; store samples and anomalies; start decisions.
 
@@ -243,11 +249,7 @@ def sessions_tick(*, now: datetime | None = None, shard: Shard = EVERY_SESSION) 
         data = window.aggregates
         scored = score_engagement(data)
         state = DetectorState.model_validate(session.detector_state or {})
-        state, anomalies = detect(
-            state,
-            Observation(at=now.timestamp(), score=scored.score, present=data.present,
-                        leaves=data.leaves, acts=data.acts, window_seconds=data.window_seconds),
-        )  # fmt: skip
+        state, anomalies = detect(state, observation(now, scored.score, data))
         scores[session_id] = scored.score
         if state.fall is None:
             # Only a room whose activity is not down can have recovered: the score's baseline

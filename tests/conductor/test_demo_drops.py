@@ -13,10 +13,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from conductor.live.audience import Audience, AudienceSpec
-from conductor.live.engine.anomaly import DetectorState, Observation, detect
+from conductor.live.engine.anomaly import DetectorState, detect
 from conductor.live.engine.score import score_engagement
 from conductor.live.management.commands.simulate_session import DEFAULT_DROPS, parse_drops
 from conductor.live.replay import RecordedSignal, Timeline
+from conductor.live.tick import observation
 
 TICK_SECONDS = 5
 START = datetime(2026, 1, 5, 9, tzinfo=UTC)
@@ -39,11 +40,7 @@ def named_drops(size: int, seed: int, seconds: int) -> list[tuple[int, str, str]
     for second, situation in zip(ticks, situations, strict=True):
         now = START + timedelta(seconds=second)
         data = timeline.aggregates_at(now)
-        observation = Observation(
-            at=now.timestamp(), score=score_engagement(data).score, present=data.present,
-            leaves=data.leaves, acts=data.acts, window_seconds=data.window_seconds,
-        )  # fmt: skip
-        state, opened = detect(state, observation)
+        state, opened = detect(state, observation(now, score_engagement(data).score, data))
         found.extend((second, anomaly.type, situation) for anomaly in opened)
     return found
 
