@@ -8,7 +8,7 @@ lock (conductor.live.eligibility), so two decisions for one session are taken on
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.db import transaction
 from django.utils import timezone
@@ -21,6 +21,7 @@ from conductor.core.errors import (
     validation_error_from_pydantic,
 )
 from conductor.live import content, eligibility, realtime
+from conductor.live.engine.anomaly import DetectorState, recovered
 from conductor.live.models import Intervention, LiveSession
 from conductor.live.shards import EVERY_SESSION, Shard
 from telemetry import metrics
@@ -351,26 +352,28 @@ def interventions_expire_due(*, now: datetime, shard: Shard = EVERY_SESSION) -> 
     return len(due)
 
 
-# Engagement has recovered when it is back within this much of where it was before the drop.
-RECOVERY_MARGIN = 0.05
+class Room(NamedTuple):
+    """A live session now, as the tick saw it: the detector's state, the score, who is here."""
+
+    state: DetectorState
+    score: float
+    present: int
 
 
-def interventions_expire_recovered(*, scores: dict[int, float], now: datetime) -> int:
-    """Expire waiting interventions whose session is back to its level before the drop that
-    caused them (`scores`: the score now of each live session whose activity is not down - the
-    tick leaves out those whose detector still watches a fall). Returns how many."""
+def interventions_expire_recovered(*, rooms: dict[int, Room], now: datetime) -> int:
+    """Expire waiting interventions whose session is back at its level before the drop that
+    caused them (conductor.live.engine.anomaly.recovered). Returns how many."""
     with transaction.atomic():
         waiting = (
             Intervention.objects.select_for_update(of=("self",), skip_locked=True)
-            .filter(status=Intervention.Status.PENDING, session_id__in=scores)
+            .filter(status=Intervention.Status.PENDING, session_id__in=rooms)
             .exclude(anomaly=None)
             .select_related("anomaly")
         )
-        recovered = [
+        back = [
             i for i in waiting
-            if i.anomaly is not None
-            and scores[i.session_id] >= i.anomaly.baseline - RECOVERY_MARGIN
+            if i.anomaly is not None and recovered(*rooms[i.session_id], i.anomaly)
         ]  # fmt: skip
-        for intervention in recovered:
+        for intervention in back:
             _expire(intervention, now, "engagement recovered")
-    return len(recovered)
+    return len(back)

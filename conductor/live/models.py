@@ -181,6 +181,10 @@ class Anomaly(models.Model):
     score = models.FloatField()
     baseline = models.FloatField()
     deviation = models.FloatField()
+    # What the room was at before it, for telling when it is back (engine.anomaly.recovered):
+    # acts per attendee-minute (a fall), people present (a mass exit).
+    activity_before = models.FloatField(null=True, blank=True)
+    present_before = models.PositiveIntegerField(null=True, blank=True)
     message = models.TextField()
     detected_at = models.DateTimeField()
     # Why no intervention answered it, when none did (another decision in flight, cool-downs).

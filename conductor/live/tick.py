@@ -241,7 +241,7 @@ def sessions_tick(*, now: datetime | None = None, shard: Shard = EVERY_SESSION) 
     samples: list[EngagementSample] = []
     found: list[Anomaly] = []
     scores: dict[int, float] = {}
-    settled: dict[int, float] = {}
+    settled: dict[int, interventions.Room] = {}
     for session_id, window in windows.items():
         session = sessions.get(session_id)
         if session is None:  # ended since the aggregates were read
@@ -251,10 +251,8 @@ def sessions_tick(*, now: datetime | None = None, shard: Shard = EVERY_SESSION) 
         state = DetectorState.model_validate(session.detector_state or {})
         state, anomalies = detect(state, observation(now, scored.score, data))
         scores[session_id] = scored.score
-        if state.fall is None:
-            # Only a room whose activity is not down can have recovered: the score's baseline
-            # may have followed the first seconds of the drop.
-            settled[session_id] = scored.score
+        if state.fall is None:  # a room whose activity is down has not recovered
+            settled[session_id] = interventions.Room(state, scored.score, data.present)
         session.detector_state = state.model_dump(mode="json")
         samples.append(
             EngagementSample(
@@ -272,13 +270,14 @@ def sessions_tick(*, now: datetime | None = None, shard: Shard = EVERY_SESSION) 
         found += [
             Anomaly(
                 session_id=session_id, type=a.type, severity=a.severity, score=a.score,
-                baseline=a.baseline, deviation=a.deviation, message=a.message, detected_at=now,
+                baseline=a.baseline, deviation=a.deviation, activity_before=a.activity_before,
+                present_before=a.present_before, message=a.message, detected_at=now,
             )
             for a in anomalies
         ]  # fmt: skip
 
     # Proposals that are due go first: one past its time must not hold back a new drop's decision.
-    interventions.interventions_expire_recovered(scores=settled, now=now)
+    interventions.interventions_expire_recovered(rooms=settled, now=now)
     interventions.interventions_expire_due(now=now, shard=shard)
     with transaction.atomic():
         copy_rows(EngagementSample._meta.db_table, _SAMPLE_COLUMNS, map(_sample_row, samples))

@@ -331,6 +331,41 @@ def test_waiting_interventions_expire_when_engagement_is_back_to_before_the_drop
     assert still_low.status == "pending"
 
 
+def test_a_proposal_waits_until_what_its_drop_took_is_back_whatever_the_score(live):
+    """After a fall, the activity per attendee must be back at 0.9 of its level before; after a
+    mass exit, the people. A fall that lasted closes as the room's new normal, and the score
+    can be at its baseline while the activity is not."""
+    from conductor.live.engine.anomaly import DetectorState
+    from conductor.live.models import Intervention
+
+    now = timezone.now()
+    names = audience(live, 40, now - timedelta(minutes=5))
+    activity(live, names[:10], now)  # 10 acts in 30 s from 40 people: 0.5 per attendee-minute
+    state = DetectorState(n=30, ewma=0.3, activity=0.5, activity_ticks=30,
+                          first_at=(now - timedelta(minutes=5)).timestamp(),
+                          last_at=(now - timedelta(seconds=5)).timestamp())  # fmt: skip
+    LiveSession.objects.filter(pk=live.pk).update(detector_state=state.model_dump(mode="json"))
+
+    def waiting(**before: float) -> Intervention:
+        anomaly = Anomaly.objects.create(
+            session=live, type="SUDDEN_DROP", severity="WARNING", score=0.1, baseline=0.0,
+            deviation=-0.3, message="fell", detected_at=now, **before,
+        )  # fmt: skip
+        return Intervention.objects.create(session=live, anomaly=anomaly, type="poll",
+                                           status="pending", source="template")  # fmt: skip
+
+    activity_back = waiting(activity_before=0.52)
+    activity_down = waiting(activity_before=0.6)
+    people_back = waiting(present_before=44)
+    people_gone = waiting(present_before=45)
+    tick.sessions_tick(now=now)
+
+    for intervention in (activity_back, activity_down, people_back, people_gone):
+        intervention.refresh_from_db()
+    assert (activity_back.status, activity_down.status) == ("expired", "pending")
+    assert (people_back.status, people_gone.status) == ("expired", "pending")
+
+
 def test_a_proposal_waits_while_the_activity_is_still_down_whatever_the_score(live):
     from conductor.live.engine.anomaly import DetectorState, Fall
     from conductor.live.models import Intervention

@@ -65,8 +65,15 @@ The score's baseline
     evidence of a fall accumulates, and while a fall is seen or open, it moves at `drop_alpha`
     (0.05) and the spread is frozen. When a fall is seen, the baseline goes back to what it was a
     window before the fall began (kept in `tracked`): the ticks before the first evidence follow
-    the drop at `alpha`. So a fall's anomaly reports the level before it, which a waiting
-    proposal's expiry compares with (conductor.live.interventions).
+    the drop at `alpha`. So a fall's anomaly reports the level before it.
+
+When the room is back (`recovered`)
+    A proposal waiting on an anomaly expires as "engagement recovered" (conductor.live.
+    interventions) when no fall is seen or open, the score is within RECOVERY_MARGIN (0.05) of
+    the anomaly's baseline, and what the drop took is back at `recovered_ratio` (0.9) of what
+    the anomaly recorded before it: the activity per attendee after a fall (`activity_before`),
+    the people present after a mass exit (`present_before`). The score alone would say so too
+    early: it looks back three minutes, and a fall that lasts closes as the room's new normal.
 
 An observation not later than the previous one (`at <= state.last_at`) is a duplicate or late
 delivery and leaves the state unchanged, so a retried tick cannot count twice. One more than
@@ -78,7 +85,7 @@ it remembers join up with the room.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Protocol, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -129,6 +136,10 @@ class Anomaly(BaseModel):
     baseline: float
     deviation: float
     message: str
+    activity_before: float | None = Field(
+        default=None, description="Acts per attendee-minute before it (a fall, a mass exit)."
+    )
+    present_before: int | None = Field(default=None, description="People present before it.")
 
 
 class DetectorConfig(BaseModel):
@@ -279,6 +290,7 @@ def _named_fall(
         score=score,
         baseline=baseline,
         deviation=score - baseline,
+        activity_before=fall.reference,
         message=(
             f"{_FALL_WORDS[kind]} to {ratio:.0%} of its level per attendee{left}; engagement "
             f"is {_percent(score)}, its baseline {_percent(baseline)}."
@@ -315,6 +327,7 @@ def _mass_exit(
         score=observation.score,
         baseline=baseline,
         deviation=observation.score - baseline,
+        present_before=audience,
         message=(
             f"{observation.leaves} of {audience} attendees left in the last window "
             f"({leave_rate:.0%}); engagement is {_percent(observation.score)}."
@@ -516,3 +529,41 @@ def detect(
         **watched,
     )
     return next_state, opened
+
+
+class Before(Protocol):
+    """What an anomaly recorded of the room before it (an `Anomaly`, or its stored row)."""
+
+    baseline: float
+    activity_before: float | None
+    present_before: int | None
+
+
+#: A room is back when its score is within this of the anomaly's baseline.
+RECOVERY_MARGIN = 0.05
+
+
+def recovered(
+    state: DetectorState,
+    score: float,
+    present: int,
+    anomaly: Before,
+    config: DetectorConfig = DEFAULT_CONFIG,
+) -> bool:
+    """Is the room back at its level before `anomaly`? `state`, `score` and `present` are now.
+
+    Not while the detector sees or watches a fall. Then the score must be within RECOVERY_MARGIN
+    of the anomaly's baseline, and what the anomaly watched back at `recovered_ratio` of its level
+    before: the tracked activity per attendee after a fall (a fall that lasts closes as the
+    room's new normal, not back at its level; and the score, which looks back three minutes,
+    can sit near its baseline while the room is at half its activity), the people present after
+    a mass exit (those who stay may be as active as before).
+    """
+    if state.fall is not None or score < anomaly.baseline - RECOVERY_MARGIN:
+        return False
+    ratio = config.recovered_ratio
+    if anomaly.activity_before is not None and (
+        state.activity is None or state.activity < ratio * anomaly.activity_before
+    ):
+        return False
+    return anomaly.present_before is None or present >= ratio * anomaly.present_before

@@ -19,7 +19,7 @@ from conductor.live.demo import demo_live_session
 from conductor.live.models import LiveSession
 from conductor.live.simulator import Simulation, WebsocketLink, attendee_url, local_base_url
 
-DEFAULT_DROPS = "60:SUDDEN_DROP,600:GRADUAL_DECLINE,1200:MASS_EXIT,1800:LOW_ENGAGEMENT"
+DEFAULT_DROPS = "90:SUDDEN_DROP,600:GRADUAL_DECLINE,1200:MASS_EXIT,1800:LOW_ENGAGEMENT"
 
 
 def parse_drops(value: str) -> tuple[tuple[float, str], ...]:
