@@ -103,6 +103,12 @@ _TRANSITIONS = {
 }
 
 
+def session_detector_reset(*, session_id: int) -> None:
+    """Let the drop detector start afresh on the session, as on a new one: for a simulated
+    audience that starts over (simulate_session), which joins up with nothing it remembers."""
+    LiveSession.objects.filter(pk=session_id).update(detector_state={})
+
+
 @transaction.atomic
 def session_update(
     *, session_id: int, mode: str | None = None, status: str | None = None,

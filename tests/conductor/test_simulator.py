@@ -30,6 +30,7 @@ from conductor.live.audience import (
 )
 from conductor.live.delivery import attendee_group
 from conductor.live.demo import DEMO_LIVE_TITLE, demo_live_session
+from conductor.live.engine.anomaly import DetectorState
 from conductor.live.models import Anomaly, Intervention, LiveSession, Signal
 from conductor.live.simulator import Simulation, WebsocketLink, attendee_url, local_base_url
 
@@ -379,6 +380,11 @@ def test_local_base_url_reaches_wildcard_listeners():
 
 def test_command_drives_the_demo_session_on_the_server(asgi_live_server):
     out = StringIO()
+    # An earlier run's detector state: the new audience starts over, and so does the detector.
+    earlier = DetectorState(n=400, ewma=0.6, activity=0.5, activity_ticks=400, last_at=1.0)
+    LiveSession.objects.filter(pk=demo_live_session().pk).update(
+        detector_state=earlier.model_dump(mode="json")
+    )
 
     call_command("simulate_session", "--demo", "--url", asgi_live_server.ws, "--ticks", "3",
                  "--tick-seconds", "0", "--attendees", "10", stdout=out)  # fmt: skip
@@ -390,6 +396,7 @@ def test_command_drives_the_demo_session_on_the_server(asgi_live_server):
     assert f"listening as an attendee on {asgi_live_server.ws}" in output
     assert output.count("tick ") == 3
     assert Signal.objects.filter(session=session).count() >= 10
+    assert session.detector_state == {}
 
 
 @pytest.mark.django_db

@@ -97,6 +97,9 @@ class Command(BaseCommand):
         if session.status == LiveSession.Status.SCHEDULED:
             services.session_update(session_id=session.pk, status=LiveSession.Status.LIVE)
             session.refresh_from_db()
+        # The audience starts over: levels remembered from an earlier run (`make run` stopped
+        # and started again) would name its first minutes a drop.
+        services.session_detector_reset(session_id=session.pk)
         try:
             spec = AudienceSpec(
                 size=options["attendees"],
