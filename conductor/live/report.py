@@ -398,6 +398,9 @@ LEFT, RIGHT, TOP, BOTTOM = 44, 12, 14, 30
 MAX_TIME_LABELS = 6
 #: Label steps, in minutes: the first that keeps the labels within MAX_TIME_LABELS.
 TIME_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 240)
+#: Minutes further apart than this are not joined: nothing was measured between them (the
+#: session was paused, or the server stopped), and a line across would show a level nobody saw.
+GAP = timedelta(minutes=2)
 
 
 @dataclass(frozen=True)
@@ -422,7 +425,7 @@ class Chart:
     right: float
     top: int
     bottom: float
-    line: str
+    lines: list[str]  # the engagement line's segments, broken where nothing was measured
     y_ticks: list[Tick]
     x_ticks: list[Tick]
     markers: list[Marker]
@@ -449,6 +452,19 @@ def _x_ticks(start: datetime, end: datetime, x: Any) -> list[Tick]:
         ticks.append(Tick(x(at), at.strftime("%H:%M")))
         at += timedelta(minutes=step)
     return ticks
+
+
+def _segments(minutes: list[Minute], x: Any, y: Any) -> list[str]:
+    """The polylines of the engagement line: one per run of minutes at most GAP apart; a lone
+    minute is a zero-length line, which the line's round caps draw as a dot."""
+    runs: list[list[str]] = []
+    previous: datetime | None = None
+    for minute in minutes:
+        if previous is None or minute.at - previous > GAP:
+            runs.append([])
+        runs[-1].append(f"{x(minute.at)},{y(minute.score)}")
+        previous = minute.at
+    return [" ".join(points * 2 if len(points) == 1 else points) for points in runs]
 
 
 def report_chart(report: SessionReport) -> Chart | None:
@@ -482,7 +498,7 @@ def report_chart(report: SessionReport) -> Chart | None:
         right=right,
         top=TOP,
         bottom=bottom,
-        line=" ".join(f"{x(m.at)},{y(m.score)}" for m in report.minutes),
+        lines=_segments(report.minutes, x, y),
         y_ticks=[Tick(y(p / 100), f"{p}%") for p in (0, 25, 50, 75, 100)],
         x_ticks=_x_ticks(start, end, x),
         markers=markers,

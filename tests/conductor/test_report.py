@@ -311,6 +311,22 @@ def test_a_long_session_keeps_its_time_labels_apart():
     assert chart.x_ticks[0].position == report.LEFT
 
 
+def test_the_engagement_line_breaks_where_nothing_was_measured():
+    """A session paused for hours (or a server stopped) is not drawn as a line across the gap,
+    and a lone minute between gaps is still drawn (as a dot: one point twice)."""
+    session = LiveSession(pk=1, title="Resumed")
+    at = [0, 1, 2, 3, 300, 420, 421]  # minutes from START
+    minutes = [report.Minute(START + timedelta(minutes=m), 0.5, 10, 2, 1) for m in at]
+    data = report.SessionReport(session, minutes, [], [], report.Baseline(0, None),
+                                report.Totals(0, 0, 0, None, [], None))  # fmt: skip
+
+    chart = report.report_chart(data)
+
+    assert [len(line.split()) for line in chart.lines] == [4, 2, 2]
+    lone = chart.lines[1].split()
+    assert lone[0] == lone[1]
+
+
 @pytest.mark.parametrize(
     ("lift", "text", "tone", "cue"),
     [(0.06, "+6 points", "gain", "▲ gain"), (-0.01, f"{MINUS}1 point", "loss", "▼ loss"),
