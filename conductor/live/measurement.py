@@ -72,9 +72,11 @@ def reference_score(intervention: Intervention) -> float | None:
 
 def natural_recovery(
     intervention: Intervention, policy: Policy, now: float, organizer_ids: list[int]
-) -> float:
+) -> float | None:
     """The lift expected with no intervention in this decision's context (the hold arm's
-    posterior mean, from the event's holds, then the organizer's, then everyone's)."""
+    posterior mean, from the event's holds, then the organizer's, then everyone's); None while
+    no hold has been measured in any of them: "over doing nothing" would then compare with the
+    prior's guess, not with anything measured."""
     levels = policy_store.policy_levels(
         context=intervention.context or ANY_CONTEXT,
         event_id=intervention.session.event_id,
@@ -83,6 +85,8 @@ def natural_recovery(
         half_life=policy.half_life_seconds,
         similar_event_ids=memory.similar_events(intervention.session.event),
     )
+    if not any(level[HOLD].weight > 0 for level in levels if HOLD in level):
+        return None
     return beliefs(levels, [HOLD], now, policy.half_life_seconds)[HOLD].mean
 
 
@@ -91,9 +95,10 @@ def interventions_measure(*, now: datetime, shard: Shard = EVERY_SESSION) -> int
     the sessions of `shard`).
 
     lift = mean score over the window from delivery (or the hold) - the score at the decision;
-    reward = lift - the natural recovery expected in that context (what holds measured). The
-    policy learns the lift of the arm it chose (holds included); manual sends are measured but
-    not learned from, their choice was not the policy's. Returns how many were measured.
+    reward = lift - the natural recovery expected in that context (what holds measured; None
+    while no hold was measured). The policy learns the lift of the arm it chose (holds
+    included); manual sends are measured but not learned from, their choice was not the
+    policy's. Returns how many were measured.
     """
     window = timedelta(seconds=settings.CONDUCTOR_REWARD_WINDOW_SECONDS)
     measured = 0
@@ -124,9 +129,8 @@ def _measure(intervention: Intervention, window: timedelta, now: datetime) -> No
         intervention.engagement_after = after
         intervention.lift = lift
         organizer_ids = list(intervention.session.event.organizers.values_list("pk", flat=True))
-        intervention.reward = lift - natural_recovery(
-            intervention, policy, now.timestamp(), organizer_ids
-        )
+        recovery = natural_recovery(intervention, policy, now.timestamp(), organizer_ids)
+        intervention.reward = None if recovery is None else lift - recovery
         if intervention.context and intervention.source != Intervention.Source.MANUAL:
             event = intervention.session.event
             policy_store.policy_learn(

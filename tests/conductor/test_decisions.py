@@ -464,6 +464,25 @@ def test_the_lift_is_measured_from_the_decision_not_from_before_the_drop(live, s
     assert memorised.metadata["lift"] == pytest.approx(0.2)
 
 
+def test_no_effect_over_doing_nothing_is_claimed_before_a_hold_was_measured(live_session, settings):
+    """Without a measured hold anywhere (a new install), the lift is measured and learned, but
+    "over doing nothing" would compare with the prior's guess of zero: the reward stays unknown,
+    and the intervention is not remembered as one that worked."""
+    settings.CONDUCTOR_REWARD_WINDOW_SECONDS = 60
+    LiveSession.objects.filter(pk=live_session.pk).update(status="live")
+    intervention = delivered_poll_with_a_lift(live_session)
+
+    assert measurement.interventions_measure(now=timezone.now()) == 1
+
+    intervention.refresh_from_db()
+    assert intervention.lift == pytest.approx(0.2)
+    assert intervention.reward is None
+    learned = PolicyEvidence.objects.get(scope="event", scope_id=live_session.event_id,
+                                         context="SUDDEN_DROP|small", arm="poll")  # fmt: skip
+    assert learned.total == pytest.approx(0.2)
+    assert not MemoryItem.objects.filter(key=f"intervention:{intervention.pk}").exists()
+
+
 def test_only_delivered_interventions_and_holds_are_measured(live, settings):
     settings.CONDUCTOR_REWARD_WINDOW_SECONDS = 60
     long_ago = timezone.now() - timedelta(minutes=5)
