@@ -7,6 +7,7 @@ lock (conductor.live.eligibility), so two decisions for one session are taken on
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -333,6 +334,29 @@ def interventions_expire(*, session_id: int, now: datetime, reason: str) -> int:
         for intervention in expired:
             _expire(intervention, now, reason)
     return len(expired)
+
+
+#: A proposal that has waited this long is stale once its room drops again: it gives way to a
+#: decision on the new drop (before, one drop's anomalies over a few ticks wait for it).
+SUPERSEDED_AFTER = timedelta(minutes=5)
+
+
+def interventions_expire_superseded(*, session_ids: Iterable[int], now: datetime) -> int:
+    """Expire the waiting interventions of these sessions (each with a new drop now) that were
+    proposed more than SUPERSEDED_AFTER ago, so that the new drop gets a decision: a session
+    decides nothing while a proposal waits, and an organizer away for minutes would otherwise
+    mute the conductor until the proposal's TTL. Returns how many."""
+    with transaction.atomic():
+        stale = list(
+            Intervention.objects.select_for_update(skip_locked=True).filter(
+                session_id__in=list(session_ids),
+                status=Intervention.Status.PENDING,
+                created_at__lt=now - SUPERSEDED_AFTER,
+            )
+        )
+        for intervention in stale:
+            _expire(intervention, now, "a newer drop came")
+    return len(stale)
 
 
 def interventions_expire_due(*, now: datetime, shard: Shard = EVERY_SESSION) -> int:

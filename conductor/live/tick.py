@@ -276,9 +276,13 @@ def sessions_tick(*, now: datetime | None = None, shard: Shard = EVERY_SESSION) 
             for a in anomalies
         ]  # fmt: skip
 
-    # Proposals that are due go first: one past its time must not hold back a new drop's decision.
+    # Proposals that are due go first: one past its time, or one left waiting for minutes, must
+    # not hold back a new drop's decision.
     interventions.interventions_expire_recovered(rooms=settled, now=now)
     interventions.interventions_expire_due(now=now, shard=shard)
+    interventions.interventions_expire_superseded(
+        session_ids={a.session_id for a in found}, now=now
+    )
     with transaction.atomic():
         copy_rows(EngagementSample._meta.db_table, _SAMPLE_COLUMNS, map(_sample_row, samples))
         Anomaly.objects.bulk_create(found)

@@ -401,8 +401,11 @@ def test_no_new_decision_while_one_waits_for_the_organizer(live):
 
     start = timezone.now() - timedelta(minutes=10)
     names = audience(live, 40, start)
-    Intervention.objects.create(session=live, type="poll", status="pending", source="template",
-                                expires_at=timezone.now() + timedelta(hours=1))  # fmt: skip
+    later = timezone.now() + timedelta(hours=1)
+    waiting = Intervention.objects.create(session=live, type="poll", status="pending",
+                                          source="template", expires_at=later)  # fmt: skip
+    # Proposed a minute before the ticks start: not yet stale when the drop comes.
+    Intervention.objects.filter(pk=waiting.pk).update(created_at=start)
     for step in range(24):
         now = start + timedelta(seconds=5 * step + 60)
         if step < 8:
@@ -415,6 +418,27 @@ def test_no_new_decision_while_one_waits_for_the_organizer(live):
     assert set(Anomaly.objects.filter(session=live).values_list("skipped_reason", flat=True)) == {
         tick.BUSY
     }
+
+
+def test_a_proposal_left_waiting_for_minutes_gives_way_to_a_new_drop(live):
+    from conductor.live.models import Intervention
+
+    start = timezone.now() - timedelta(minutes=10)
+    names = audience(live, 40, start)
+    later = timezone.now() + timedelta(hours=1)
+    stale = Intervention.objects.create(session=live, type="poll", status="pending",
+                                        source="template", expires_at=later)  # fmt: skip
+    Intervention.objects.filter(pk=stale.pk).update(created_at=start - timedelta(minutes=5))
+    for step in range(24):
+        now = start + timedelta(seconds=5 * step + 60)
+        if step < 8:
+            activity(live, names, now, per_person=1)
+        tick.sessions_tick(now=now)
+
+    stale.refresh_from_db()
+    assert (stale.status, stale.decision_reason) == ("expired", "a newer drop came")
+    first = Anomaly.objects.filter(session=live).order_by("detected_at").first()
+    assert AgentRun.objects.filter(idempotency_key=f"anomaly-{first.pk}").exists()
 
 
 def test_a_proposal_past_its_time_does_not_hold_back_a_new_decision(live):
