@@ -137,13 +137,23 @@
     );
   }
 
+  // Samples further apart than this are not joined: nothing was measured between them (the
+  // server stopped, the session was paused), and a line across would show a level nobody saw.
+  const GAP_SECONDS = 30;
+
   function chartData() {
-    const xs = state.samples.map((s) => new Date(s.at).getTime() / 1000);
-    const series = [xs, state.samples.map((s) => s.score)];
-    for (const name of COMPONENTS) {
-      series.push(state.samples.map((s) => (s.components || {})[name] ?? null));
+    const rows = [];
+    let previous = null;
+    for (const s of state.samples) {
+      const x = new Date(s.at).getTime() / 1000;
+      if (previous !== null && x - previous > GAP_SECONDS) {
+        rows.push([(previous + x) / 2, null, ...COMPONENTS.map(() => null)]); // uPlot breaks here
+      }
+      rows.push([x, s.score, ...COMPONENTS.map((name) => (s.components || {})[name] ?? null)]);
+      previous = x;
     }
-    return series;
+    root.dataset.gaps = String(rows.length - state.samples.length); // for tests
+    return [0, 1, ...COMPONENTS.map((_, i) => i + 2)].map((i) => rows.map((row) => row[i]));
   }
 
   function renderChart() {

@@ -206,6 +206,30 @@ def test_the_dashboard_catches_up_over_http_when_the_websocket_cannot_connect(
     context.close()
 
 
+def test_the_live_chart_breaks_where_nothing_was_measured(asgi_server, browser, django_side):
+    """Two minutes without samples (the server stopped) are a gap in the line, not a line
+    across it."""
+    from conductor.live.models import EngagementSample
+
+    def setup() -> LiveSession:
+        owner = OrganizerFactory(username="owner")
+        session = LiveSessionFactory(event=EventFactory(organizers=[owner]), title="Resumed")
+        services.session_update(session_id=session.pk, status="live")
+        now = timezone.now()
+        for seconds in (300, 295, 290, 120, 115):
+            EngagementSample.objects.create(session=session, score=0.5, band="moderate",
+                                            at=now - timedelta(seconds=seconds))  # fmt: skip
+        return session
+
+    session = django_side(setup)
+    page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    log_in(page, asgi_server, "owner", next_path=f"/dashboard/sessions/{session.pk}/")
+    page.wait_for_function("document.getElementById('live').dataset.points >= 5")
+
+    assert page.get_attribute("#live", "data-gaps") == "1"
+    page.context.close()
+
+
 def test_an_organizer_decides_a_risky_agent_action_in_the_browser(
     asgi_server, browser, django_side
 ):
