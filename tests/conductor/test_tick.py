@@ -396,7 +396,9 @@ def test_a_proposal_waits_while_the_activity_is_still_down_whatever_the_score(li
     assert live.detector_state["fall"] is not None  # still down
 
 
-def test_no_new_decision_while_one_waits_for_the_organizer(live):
+def drop_while_a_proposal_waits(live: LiveSession, proposed_before: timedelta):
+    """A room of 40 that goes quiet (ticks from a minute in) while a proposal made
+    `proposed_before` the ticks began waits for the organizer; returns the proposal."""
     from conductor.live.models import Intervention
 
     start = timezone.now() - timedelta(minutes=10)
@@ -404,14 +406,21 @@ def test_no_new_decision_while_one_waits_for_the_organizer(live):
     later = timezone.now() + timedelta(hours=1)
     waiting = Intervention.objects.create(session=live, type="poll", status="pending",
                                           source="template", expires_at=later)  # fmt: skip
-    # Proposed a minute before the ticks start: not yet stale when the drop comes.
-    Intervention.objects.filter(pk=waiting.pk).update(created_at=start)
+    Intervention.objects.filter(pk=waiting.pk).update(created_at=start - proposed_before)
     for step in range(24):
         now = start + timedelta(seconds=5 * step + 60)
         if step < 8:
             activity(live, names, now, per_person=1)
         tick.sessions_tick(now=now)
+    waiting.refresh_from_db()
+    return waiting
 
+
+def test_no_new_decision_while_one_waits_for_the_organizer(live):
+    # Proposed a minute before the ticks start: not yet stale when the drop comes.
+    waiting = drop_while_a_proposal_waits(live, proposed_before=timedelta(0))
+
+    assert waiting.status == "pending"
     assert Anomaly.objects.filter(session=live).exists()
     assert not AgentRun.objects.filter(agent="engagement").exists()
     # Each drop says why nothing answered it.
@@ -421,21 +430,8 @@ def test_no_new_decision_while_one_waits_for_the_organizer(live):
 
 
 def test_a_proposal_left_waiting_for_minutes_gives_way_to_a_new_drop(live):
-    from conductor.live.models import Intervention
+    stale = drop_while_a_proposal_waits(live, proposed_before=timedelta(minutes=5))
 
-    start = timezone.now() - timedelta(minutes=10)
-    names = audience(live, 40, start)
-    later = timezone.now() + timedelta(hours=1)
-    stale = Intervention.objects.create(session=live, type="poll", status="pending",
-                                        source="template", expires_at=later)  # fmt: skip
-    Intervention.objects.filter(pk=stale.pk).update(created_at=start - timedelta(minutes=5))
-    for step in range(24):
-        now = start + timedelta(seconds=5 * step + 60)
-        if step < 8:
-            activity(live, names, now, per_person=1)
-        tick.sessions_tick(now=now)
-
-    stale.refresh_from_db()
     assert (stale.status, stale.decision_reason) == ("expired", "a newer drop came")
     first = Anomaly.objects.filter(session=live).order_by("detected_at").first()
     assert AgentRun.objects.filter(idempotency_key=f"anomaly-{first.pk}").exists()
