@@ -32,8 +32,7 @@ Seeing a fall
 Naming it
     A seen fall is watched until `look_seconds` (30) after it began, then named by how far the
     activity went (`ratio`, this window's rate over the reference) and how it began:
-    LOW_ENGAGEMENT: the room went quiet, `ratio` <= `quiet_ratio` (0.3: midway, on a log scale,
-        between a quiet room's 0.15-0.2 and a sudden drop's 0.4-0.45).
+    LOW_ENGAGEMENT: the room went quiet, `ratio` <= `quiet_ratio` (0.35).
     SUDDEN_DROP: at least `sudden_leave_share` (3.5 %) of the audience left in one window since
         it began (a break in the flow makes people walk out), or the ratio is already
         <= `fast_ratio` (0.4): it fell most of the way at once.
@@ -157,7 +156,7 @@ class DetectorConfig(BaseModel):
     fall_ratio: float = Field(default=0.5, gt=0, lt=1)
     fall_evidence: float = Field(default=3.0, gt=0)
     look_seconds: float = Field(default=30.0, ge=0)
-    quiet_ratio: float = Field(default=0.3, ge=0, lt=1)
+    quiet_ratio: float = Field(default=0.35, ge=0, lt=1)
     fast_ratio: float = Field(default=0.4, ge=0, lt=1)
     sudden_leave_share: float = Field(default=0.035, ge=0, le=1)
     critical_ratio: float = Field(default=0.5, ge=0, lt=1)
