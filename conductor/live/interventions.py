@@ -346,10 +346,13 @@ def interventions_expire_superseded(*, session_ids: Iterable[int], now: datetime
     proposed more than SUPERSEDED_AFTER ago, so that the new drop gets a decision: a session
     decides nothing while a proposal waits, and an organizer away for minutes would otherwise
     mute the conductor until the proposal's TTL. Returns how many."""
+    session_ids = list(session_ids)
+    if not session_ids:  # most ticks: no new drop anywhere
+        return 0
     with transaction.atomic():
         stale = list(
             Intervention.objects.select_for_update(skip_locked=True).filter(
-                session_id__in=list(session_ids),
+                session_id__in=session_ids,
                 status=Intervention.Status.PENDING,
                 created_at__lt=now - SUPERSEDED_AFTER,
             )

@@ -153,7 +153,8 @@
       previous = x;
     }
     root.dataset.gaps = String(rows.length - state.samples.length); // for tests
-    return [0, 1, ...COMPONENTS.map((_, i) => i + 2)].map((i) => rows.map((row) => row[i]));
+    // uPlot wants columns: x, the score, then each component.
+    return Array.from({ length: COMPONENTS.length + 2 }, (_, i) => rows.map((row) => row[i]));
   }
 
   function renderChart() {

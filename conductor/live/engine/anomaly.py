@@ -214,11 +214,11 @@ class DetectorState(BaseModel):
 
     `ewma` is the score's baseline (None before the first observation), `deviation` its robust
     spread, `active` the open anomaly types and `last_at` the time of the last observation
-    taken. `activity` is the tracked
-    activity per attendee-minute (over `activity_ticks` ticks since it last started),
-    `evidence` the accumulated evidence that it fell (CUSUM), `calm_at` the last tick without
-    such evidence, `fall` the fall being watched or open, and `tracked` the last TRACKED_LENGTH
-    ticks' (time, tracked activity, leave share, the score's baseline before the tick).
+    taken. `activity` is the tracked activity per attendee-minute (over `activity_ticks` ticks
+    since it last started), `evidence` the accumulated evidence that it fell (CUSUM), `calm_at`
+    the last tick without such evidence, `fall` the fall being watched or open, and `tracked`
+    the last TRACKED_LENGTH ticks' (time, tracked activity, leave share, the score's baseline
+    before the tick).
     `first_at` is the first observation's time (None in states stored before it was kept: long
     past their first window), `low_since` the start of the current run of scores at or below
     `low_threshold`.
