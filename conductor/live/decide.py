@@ -188,14 +188,14 @@ def _who_acts(mode: str, confidence: float, threshold: float) -> str:
     if mode == LiveSession.Mode.AUTO:
         return "Sent on its own (automatic mode)."
     if mode == LiveSession.Mode.MANUAL:
-        return "Waiting for your approval (manual mode)."
+        return "Asked for your approval (manual mode)."
     if confidence >= threshold:
         return (
             f"Sent on its own: {confidence:.0%} sure this is the best choice, at or above "
             f"your {threshold:.0%} threshold for semi-automatic mode."
         )
     return (
-        f"Waiting for your approval: semi-automatic mode sends on its own from {threshold:.0%} "
+        f"Asked for your approval: semi-automatic mode sends on its own from {threshold:.0%} "
         f"sure this is the best choice, and with what is measured so far it is {confidence:.0%}."
     )
 

@@ -174,12 +174,15 @@ def _mark_delivered(intervention: Intervention, sent_at: datetime) -> None:
 
 
 def _notify_organizer(intervention: Intervention) -> None:
-    text = intervention.content.get("body") or intervention.content.get("title") or ""
+    # The note itself speaks to the attendees: the organizer is told what their phones showed.
+    sent = " - ".join(
+        filter(None, (intervention.content.get("title"), intervention.content.get("body")))
+    )
     session = intervention.session
     try:
         get_connector("slack").call(
             "post_message",
-            {"text": f"[{session.event.name} / {session.title}] {text}"},
+            {"text": f"[{session.event.name} / {session.title}] Sent to the attendees: {sent}"},
             idempotency_key=f"intervention-{intervention.pk}",
         )
     except ConnectorError:

@@ -163,15 +163,16 @@ _BROADCASTS = (
     ("Live demo of {t} in two minutes", "Stay tuned"),
     ("Stay to the end for resources on {t}", "Don't miss it"),
 )
+# Pushed to the attendees' phones: addressed to them, never advice to the organizer.
 _NOTIFICATIONS = (
-    ("Attention is dropping during {t}",
-     "A quick poll or a question to the audience usually brings people back."),
-    ("Time to involve the audience",
-     "The room has gone quiet during {t}; invite questions in the chat."),
-    ("Engagement dip in {t}",
-     "Fewer attendees are active than a few minutes ago; a short interaction could help."),
-    ("Keep the room with you",
-     "Activity during {t} is below its usual level; consider a poll or a live demo."),
+    ("Still with us?",
+     "The chat and questions on {t} are open: tap in and take part."),
+    ("Your turn on {t}",
+     "Send the question you would like answered live."),
+    ("Have your say",
+     "How is {t} going for you so far? Tell us in the chat."),
+    ("Don't leave yet",
+     "The best part of {t} is coming up, with time for your questions."),
 )  # fmt: skip
 _CHALLENGES = (
     ("The first five to share a tip on {t} in the chat earn a badge!", 50),

@@ -103,7 +103,7 @@ def test_semi_auto_below_the_threshold_waits_for_the_organizer(live):
     label = TYPE_PLURALS[intervention.type]
     assert intervention.reasoning == (
         f"{label} haven't been tried with small audiences after sudden drops yet; trying one to "
-        "learn. Waiting for your approval: semi-automatic mode sends on its own from 75% sure "
+        "learn. Asked for your approval: semi-automatic mode sends on its own from 75% sure "
         f"this is the best choice, and with what is measured so far it is "
         f"{intervention.confidence:.0%}."
     )
@@ -137,7 +137,7 @@ def test_manual_mode_always_waits_even_when_confident(live):
 
     assert intervention.confidence > 0.9
     assert intervention.status == "pending"
-    assert intervention.reasoning.endswith("Waiting for your approval (manual mode).")
+    assert intervention.reasoning.endswith("Asked for your approval (manual mode).")
 
 
 def test_semi_auto_executes_when_confident(live):

@@ -339,7 +339,10 @@ def test_the_organizer_note_of_a_notification_is_posted_once():
     )
     assert delivery.intervention_deliver(intervention_id=row.pk) is True
 
-    assert len(fakes.side_effects("slack")) == 1
+    (note,) = fakes.side_effects("slack")
+    assert note["payload"]["text"].endswith(
+        "Sent to the attendees: Q&A soon - Questions open in two minutes."
+    )
 
 
 # -- eligibility at decision and approval time --------------------------------------------------
