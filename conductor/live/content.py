@@ -3,6 +3,12 @@
 The LLM writes from the session topic and live numbers; its answer must validate against the
 type's model. When it fails or is too slow, a template of the family chosen by the anomaly type
 is used instead, never one of the last 10 templates the session used.
+
+Two kinds of rules: what the join page needs (lengths, 2-6 distinct options) holds for every
+text; the rules of style asked of the LLM (a poll that is not yes/no and ends with a question
+mark, a prompt of one inviting sentence) do not bind what an organizer writes by hand, which is
+sent as typed (`validate(..., by_organizer=True)`): "Did that make sense? Yes / No / Kind of"
+is theirs to ask.
 """
 
 from __future__ import annotations
@@ -32,6 +38,14 @@ class _Content(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_BY_ORGANIZER = {"by_organizer": True}
+
+
+def _by_organizer(info: ValidationInfo) -> bool:
+    """Whether the text being validated was written by an organizer (the style rules wait)."""
+    return isinstance(info.context, dict) and info.context.get("by_organizer") is True
+
+
 class PollContent(_Content):
     """A poll: a question under 100 characters that is not yes/no, and 2-6 options (the LLM is
     asked for 3-4; an organizer may write fewer or more) - or, with `kind: "words"`, no options:
@@ -50,8 +64,10 @@ class PollContent(_Content):
 
     @field_validator("question")
     @classmethod
-    def _not_yes_no(cls, question: str) -> str:
+    def _not_yes_no(cls, question: str, info: ValidationInfo) -> str:
         question = question.strip()
+        if _by_organizer(info):
+            return question
         if _YES_NO_OPENERS.match(question):
             raise ValueError("a poll question must not be answerable with yes or no")
         if not question.endswith("?"):
@@ -76,7 +92,9 @@ class PollContent(_Content):
             raise ValueError("options must be 1-60 characters")
         if len({option.lower() for option in cleaned}) != len(cleaned):
             raise ValueError("options must differ")
-        if {option.lower() for option in cleaned} <= {"yes", "no", "maybe"}:
+        if not _by_organizer(info) and {option.lower() for option in cleaned} <= {
+            "yes", "no", "maybe",
+        }:  # fmt: skip
             raise ValueError("a poll must offer more than yes and no")
         return cleaned
 
@@ -95,8 +113,10 @@ class PromptContent(_Content):
 
     @field_validator("text")
     @classmethod
-    def _one_inviting_sentence(cls, text: str) -> str:
+    def _one_inviting_sentence(cls, text: str, info: ValidationInfo) -> str:
         text = text.strip()
+        if _by_organizer(info):
+            return text
         if len(re.findall(r"[.!?](\s|$)", text)) > 1:
             raise ValueError("one sentence only")
         if not text.endswith(("?", "!")):
@@ -295,9 +315,17 @@ TEMPLATES: dict[str, dict[str, list[dict[str, Any]]]] = {
 }  # fmt: skip
 
 
-def validate(intervention_type: str, content: dict[str, Any]) -> dict[str, Any]:
-    """The content as its type's model dumps it. Raises pydantic.ValidationError."""
-    return CONTENT_MODELS[intervention_type].model_validate(content).model_dump()
+def validate(
+    intervention_type: str, content: dict[str, Any], *, by_organizer: bool = False
+) -> dict[str, Any]:
+    """The content as its type's model dumps it. Raises pydantic.ValidationError.
+
+    `by_organizer`: typed by an organizer (sent as typed: the LLM's style rules do not apply).
+    """
+    model = CONTENT_MODELS[intervention_type]
+    return model.model_validate(
+        content, context=_BY_ORGANIZER if by_organizer else None
+    ).model_dump()
 
 
 def template_for(

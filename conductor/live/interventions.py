@@ -238,7 +238,7 @@ def intervention_decide(
 def _edit(intervention: Intervention, content_in: dict[str, Any], user: User) -> None:
     """Put the organizer's edit of a proposal in place (a pending proposal is never a hold)."""
     try:
-        edited = content.validate(intervention.type, content_in)
+        edited = content.validate(intervention.type, content_in, by_organizer=True)
     except ValidationError as error:
         raise validation_error_from_pydantic(error, prefix=("content",)) from None
     if edited != intervention.content:
@@ -292,7 +292,7 @@ def intervention_create_manual(
     template = ""
     if content_in:
         try:
-            validated = content.validate(type, content_in)
+            validated = content.validate(type, content_in, by_organizer=True)
         except ValidationError as error:
             raise validation_error_from_pydantic(error, prefix=("content",)) from None
     else:

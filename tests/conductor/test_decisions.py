@@ -11,6 +11,7 @@ import respx
 import time_machine
 from django.utils import timezone
 from prometheus_client import REGISTRY
+from pydantic import ValidationError
 
 from agents import services as agent_services
 from agents.models import AgentRun, MemoryItem
@@ -297,10 +298,30 @@ def test_every_template_fits_its_type(kind, family):
     ],
 )
 def test_content_rules(kind, bad):
-    from pydantic import ValidationError
-
     with pytest.raises(ValidationError):
         content.validate(kind, bad)
+
+
+def test_what_an_organizer_types_is_sent_as_typed_held_only_to_what_the_page_needs(api, live):
+    """The LLM's style rules (not yes/no, one inviting sentence) do not bind the organizer."""
+    url = f"/api/v1/sessions/{live.pk}/interventions/"
+    poll = {"question": "Did the async part make sense?", "options": ["Yes", "No", "Kind of"]}
+    prompt = {"text": "Say hi in the chat. Where are you joining from"}
+
+    sent_poll = api.post(url, {"type": "poll", "content": poll}, format="json")
+    sent_prompt = api.post(url, {"type": "chat_prompt", "content": prompt}, format="json")
+    one_option = api.post(url, {"type": "poll", "content": {**poll, "options": ["Yes"]}},
+                          format="json")  # fmt: skip
+
+    assert sent_poll.status_code == 201, sent_poll.json()
+    assert sent_poll.json()["content"] == poll
+    assert sent_prompt.status_code == 201, sent_prompt.json()
+    assert sent_prompt.json()["content"] == prompt
+    assert one_option.status_code == 400
+    assert [d["field"] for d in one_option.json()["error"]["details"]] == ["content.options"]
+    # What the LLM writes is still held to them: a yes/no poll falls back to a template.
+    with pytest.raises(ValidationError):
+        content.validate("poll", poll)
 
 
 def test_approve_executes_once_and_records_who(api, organizer, live):
@@ -375,7 +396,7 @@ def test_manual_intervention_is_executed_at_once(api, live):
     assert unknown.status_code == 400
     assert unknown.json()["error"]["details"][0]["field"] == "type"
     assert bad.status_code == 400
-    assert {d["field"] for d in bad.json()["error"]["details"]} >= {"content.question"}
+    assert {d["field"] for d in bad.json()["error"]["details"]} == {"content.options"}
 
 
 @pytest.mark.parametrize(
