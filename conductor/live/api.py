@@ -404,8 +404,8 @@ class LeaderOutputSerializer(serializers.Serializer):
 
 class SessionRoomApi(APIView):
     """What the room did on the join page: open polls' results (a word cloud's as `kind:
-    "words"` and `words: [{word, count}]`), the chat, the questions, the open challenge and the
-    leaderboard."""
+    "words"` and `words: [{word, count}]`), the chat, the questions, the open challenge, the
+    leaderboard, and the poll or challenge phones show under "Now" (`now`)."""
 
     @extend_schema(
         responses=inline_serializer(
@@ -425,6 +425,15 @@ class SessionRoomApi(APIView):
                 ),
                 "leaderboard": inline_serializer(
                     "Leaderboard", {"leaders": LeaderOutputSerializer(many=True)}
+                ),
+                "now": inline_serializer(
+                    "ShownNow",
+                    {
+                        "id": serializers.IntegerField(),
+                        "intervention_type": serializers.CharField(),
+                        "content": serializers.DictField(),
+                    },
+                    allow_null=True,
                 ),
             },
         )

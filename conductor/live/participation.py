@@ -71,8 +71,10 @@ MAX_WORD = 24
 _WORD_EDGES = ".,;:!?\"'()[]{}«»“”\u2018\u2019¡¿…"  # \u2018\u2019: curly single quotes
 # The cloud shows the most frequent words only: more would not be readable on a phone.
 CLOUD_WORDS = 60
-# A challenge is "do it now": taking part is open this long after it reached the room.
+# A challenge is "do it now": taking part is open this long after it reached the room. As long,
+# the newest poll or challenge is what a phone that joins late or reloads shows under "Now".
 CHALLENGE_OPEN = timedelta(minutes=10)
+NOW_SHOWN = CHALLENGE_OPEN
 LEADERS = 10
 # Per attendee: 10 actions in 10 seconds; per session: 400 a second (a room of 1,000 voting
 # within a few seconds). Heartbeats are not actions.
@@ -770,11 +772,16 @@ def room_state(
     session: LiveSession, *, moderator: bool = False, attendee: Attendee | None = None
 ) -> dict[str, Any]:
     """What a page that (re)connects needs: open polls' results, the chat, the questions (for
-    the organizer, `moderator`, hidden ones too, to show them again), the open challenge and
-    the leaderboard; for an `attendee`, who they are on the board and what they took part in."""
-    polls = Intervention.objects.filter(
-        session=session, type=Intervention.Type.POLL, status=Intervention.Status.EXECUTED
-    ).order_by("-executed_at")[:3]
+    the organizer, `moderator`, hidden ones too, to show them again), the open challenge, the
+    leaderboard and `now` - the poll or challenge the stage sent last, within NOW_SHOWN, as the
+    intervention message carried it (a phone that joins late or reloads shows it); for an
+    `attendee`, who they are on the board, what they took part in and their `answers` to the
+    polls shown."""
+    polls = list(
+        Intervention.objects.filter(
+            session=session, type=Intervention.Type.POLL, status=Intervention.Status.EXECUTED
+        ).order_by("-executed_at")[:3]
+    )
     messages = ChatMessage.objects.filter(session=session).select_related("attendee")
     questions = Question.objects.filter(session=session).select_related("attendee")
     if not moderator:
@@ -787,6 +794,7 @@ def room_state(
         "questions": [question_data(q) for q in questions.order_by("-votes", "created_at")[:100]],
         "challenge": challenge_data(challenge) if challenge else None,
         "leaderboard": leaderboard(session.pk),
+        "now": _now_shown(session.pk),
     }
     if attendee is not None:
         state["you"] = {
@@ -799,8 +807,33 @@ def room_state(
                     attendee=attendee
                 ).values_list("intervention_id", "points")
             ],
+            "answers": [
+                {"intervention": intervention_id, "choice": choice, "words": words}
+                for intervention_id, choice, words in PollVote.objects.filter(
+                    attendee=attendee, intervention__in=polls
+                ).values_list("intervention_id", "choice", "words")
+            ],
         }
     return state
+
+
+def _now_shown(session_id: int) -> dict[str, Any] | None:
+    """The newest poll or challenge that reached the room within NOW_SHOWN, in the shape of the
+    intervention message (`id`, `intervention_type`, `content`), or None."""
+    latest = (
+        Intervention.objects.filter(
+            session_id=session_id,
+            type__in=(Intervention.Type.POLL, Intervention.Type.GAMIFICATION),
+            status=Intervention.Status.EXECUTED,
+            dispatched_at__gte=timezone.now() - NOW_SHOWN,
+        )
+        .order_by("-dispatched_at", "-id")
+        .only("type", "content")
+        .first()
+    )
+    if latest is None:
+        return None
+    return {"id": latest.pk, "intervention_type": latest.type, "content": latest.content}
 
 
 def publish_room(session_id: int, event: str, data: dict[str, Any]) -> None:

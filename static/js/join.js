@@ -358,12 +358,15 @@
         if (room.you) {
           me = room.you;
           for (const entry of room.you.challenges) taken.set(entry.intervention, entry.points);
+          for (const answer of room.you.answers || []) {
+            myVotes.set(answer.intervention, answer.choice === null ? answer.words : answer.choice);
+          }
         }
         if (room.challenge && screen) showScreenChallenge(room.challenge);
-        if (room.challenge && !screen && !current) {
-          // An open challenge is still "now" after a reload.
-          current = { id: room.challenge.intervention, intervention_type: "gamification",
-            content: { challenge: room.challenge.challenge, points: room.challenge.points } };
+        // The stage's last poll or challenge is still "now" for a phone that joins late,
+        // reloads, or comes back after a poll was sent while its socket was down.
+        if (room.now && !screen && (!current || room.now.id > current.id)) {
+          current = room.now;
           showCurrent();
         }
         leaders = room.leaderboard.leaders;

@@ -88,6 +88,18 @@ def test_an_organizer_and_three_phones_run_a_poll_questions_and_a_chat(
     expect(screen.locator("#poll-results")).to_contain_text("Speed")
     expect(screen.locator("#poll-results")).to_contain_text("67% (2)")
     phones[0].screenshot(path=str(ARTIFACTS / "attendee-poll.png"), full_page=True)
+    # A phone that joins late finds the poll under "Now"; one that reloads (a locked phone's
+    # browser does), its own vote and the results.
+    late = watch(browser.new_context(viewport=PHONE, is_mobile=True).new_page())
+    late.goto(join)
+    expect(late.locator(f"#current .poll[data-id='{poll.pk}']")).to_contain_text(
+        "Which part should we dig into next?"
+    )
+    late.context.close()
+    phones[0].reload()
+    card = phones[0].locator(f"#current .poll[data-id='{poll.pk}']")
+    expect(card.locator(".results")).to_contain_text("67% (2)")
+    expect(card.get_by_role("button", name="Costs")).to_have_attribute("aria-pressed", "true")
 
     # A question is asked, upvoted, shown on the screen, and hidden by the organizer.
     phones[0].locator("#ask-text").fill("Will the slides be online?")
@@ -196,7 +208,9 @@ def test_an_organizer_and_three_phones_run_a_poll_questions_and_a_chat(
     # What they did is in the signals, and the score sees it.
     kinds = django_side(lambda: list(Signal.objects.filter(session=session)
                                      .values_list("type", flat=True)))  # fmt: skip
-    assert kinds.count("join") == 3
+    # The three, the late phone, and the reloaded one back (its reload closed its only socket).
+    assert kinds.count("join") == 5
+    assert kinds.count("leave") == 2
     assert kinds.count("poll_vote") == 6  # three votes, three word-cloud answers
     assert kinds.count("chat_message") == 2
     assert kinds.count("question") == 1

@@ -446,6 +446,39 @@ async def test_a_late_joiner_gets_the_room_as_it_is_and_the_screen_is_nobody(set
     assert await database_sync_to_async(Attendee.objects.count)() == 1
 
 
+def delivered(intervention: Intervention, ago: timedelta = timedelta(0)) -> Intervention:
+    Intervention.objects.filter(pk=intervention.pk).update(dispatched_at=timezone.now() - ago)
+    return intervention
+
+
+async def test_a_phone_that_joins_late_or_reloads_finds_what_the_stage_sent_and_its_answer():
+    """Seen at a meetup: a phone that joined after the poll was sent, or reloaded after voting,
+    showed "Nothing to answer yet" while the speaker waited for votes."""
+    session = await database_sync_to_async(live_room)()
+    old = await database_sync_to_async(sent_challenge)(session)
+    await database_sync_to_async(delivered)(old, participation.NOW_SHOWN + timedelta(seconds=1))
+    unsent = await database_sync_to_async(sent_poll)(session, CLOUD)  # not delivered yet
+    _, first = await attendee_and_room(session)
+    poll = await database_sync_to_async(lambda: delivered(sent_poll(session)))()
+
+    device = cookie_for()
+    voter = await attendee(session, device)
+    await voter.send_json_to({"type": "vote", "intervention": poll.pk, "choice": 2})
+    await next_of(voter, "ack")
+    await voter.disconnect()
+    again, room = await attendee_and_room(session, device)
+    await again.disconnect()
+    late, late_room = await attendee_and_room(session)
+    await late.disconnect()
+
+    assert first["now"] is None  # the challenge is too old, the cloud has not reached the room
+    assert room["now"] == {"id": poll.pk, "intervention_type": "poll", "content": POLL}
+    assert late_room["now"] == room["now"]
+    assert room["you"]["answers"] == [{"intervention": poll.pk, "choice": 2, "words": []}]
+    assert late_room["you"]["answers"] == []
+    assert unsent.pk not in {shown["intervention"] for shown in room["you"]["answers"]}
+
+
 # -- the organizer ------------------------------------------------------------------------------
 
 
@@ -754,7 +787,7 @@ async def test_a_returning_attendee_finds_the_open_challenge_its_points_and_the_
                                                 "points": 50}]}  # fmt: skip
     assert room["you"] == {
         "id": f"a{person.pk}", "name": "Ana B.", "points": 50,
-        "challenges": [{"intervention": challenge.pk, "points": 50}],
+        "challenges": [{"intervention": challenge.pk, "points": 50}], "answers": [],
     }  # fmt: skip
     assert organizer_room["leaderboard"] == room["leaderboard"]
     assert organizer_room["challenge"] == room["challenge"]
