@@ -54,8 +54,8 @@ from bench.support.served import (  # noqa: E402
 )
 from conductor.celery import app  # noqa: E402
 from conductor.live import services  # noqa: E402
-from conductor.live.delivery import attendee_group  # noqa: E402
 from conductor.live.models import Intervention, LiveSession  # noqa: E402
+from conductor.live.realtime import attendee_group  # noqa: E402
 
 SOCKETS = 1_000
 ROUNDS = 10

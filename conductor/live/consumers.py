@@ -21,8 +21,8 @@ from django.db import close_old_connections, connections
 from conductor.core.auth import query_param
 from conductor.core.errors import ApplicationError, NotFoundError
 from conductor.live import participation, realtime, selectors
-from conductor.live.delivery import attendee_group
 from conductor.live.models import Attendee, LiveSession
+from conductor.live.realtime import attendee_group
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -161,6 +161,10 @@ class AttendeeConsumer(_Consumer):
                 "sent_at": sent["sent_at"],
             }
         )
+
+    async def attendee_ended(self, message: dict[str, Any]) -> None:
+        """The session ended: closed with 4410, as a socket opened after the end is refused."""
+        await self.close(code=CLOSE_ENDED)
 
     async def attendee_event(self, message: dict[str, Any]) -> None:
         """What the room did (poll results, chat, questions), as dashboards receive it; sent as

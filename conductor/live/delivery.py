@@ -37,7 +37,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from conductor.live import interventions
+from conductor.live import interventions, realtime
 from conductor.live.models import Intervention
 from connectors.errors import ConnectorError
 from connectors.factory import get_connector
@@ -63,10 +63,6 @@ SWEEP_GRACE_SECONDS = 5
 # release before the outbox are not sent all at once).
 DELIVERY_DEADLINE_SECONDS = 300
 SWEEP_BATCH = 500
-
-
-def attendee_group(session_id: int) -> str:
-    return f"attendees.{session_id}"
 
 
 class DeliveryError(Exception):
@@ -157,7 +153,7 @@ def _send(intervention: Intervention, *, sent_at: datetime) -> None:
 
     async def send() -> None:
         layer = get_channel_layer()
-        group = attendee_group(intervention.session_id)
+        group = realtime.attendee_group(intervention.session_id)
         await asyncio.wait_for(layer.group_send(group, message), SEND_TIMEOUT_SECONDS)
 
     async_to_sync(send)()

@@ -50,7 +50,6 @@ from pydantic import (
 
 from conductor.core.redis_client import redis_client, redis_script
 from conductor.live import ingest, realtime
-from conductor.live.delivery import attendee_group
 from conductor.live.models import (
     Attendee,
     ChallengeEntry,
@@ -61,6 +60,7 @@ from conductor.live.models import (
     Question,
     QuestionVote,
 )
+from conductor.live.realtime import attendee_group
 
 MAX_TEXT = 280
 MAX_NAME = 40

@@ -56,6 +56,19 @@ def session_group(session_id: int) -> str:
     return f"session.{session_id}"
 
 
+def attendee_group(session_id: int) -> str:
+    """The session's attendee sockets: integrators' clients and the join page's phones."""
+    return f"attendees.{session_id}"
+
+
+def attendees_end_on_commit(session_id: int) -> None:
+    """After commit, close the session's attendee sockets with 4410 (ended): a phone then says
+    the session has ended instead of taking messages nobody will read."""
+    transaction.on_commit(
+        lambda: publish_groups([(attendee_group(session_id), {"type": "attendee.ended"})])
+    )
+
+
 def group_message(message_type: str, data: dict[str, Any]) -> dict[str, Any]:
     if message_type not in DASHBOARD_MESSAGE_TYPES:
         raise ValueError(f"unknown dashboard message type {message_type!r}")

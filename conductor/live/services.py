@@ -145,6 +145,7 @@ def session_update(
             interventions.interventions_expire(
                 session_id=session.pk, now=now, reason="the session ended"
             )
+            realtime.attendees_end_on_commit(session.pk)
         session.status = status
         fields.append("status")
     if fields:

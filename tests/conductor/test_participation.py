@@ -177,6 +177,26 @@ async def test_unknown_codes_ended_sessions_and_devices_without_a_key_are_refuse
     assert await closed(f"/ws/j/{session.join_code}/", cookie_for()) == 4410
 
 
+async def test_when_the_session_ends_open_phones_and_attendee_clients_are_closed_with_4410():
+    """Seen at a meetup: an open join page still said "Connected" and took messages after the
+    organizer ended the session; only a reload said it had ended."""
+    session = await database_sync_to_async(live_room)()
+    phone = await attendee(session)
+    client = WebsocketCommunicator(
+        application, f"/ws/sessions/{session.pk}/attendees/?key={session.attendee_key}"
+    )
+    assert (await client.connect())[0]
+    other = await database_sync_to_async(live_room)()
+    bystander = await attendee(other)
+
+    await database_sync_to_async(services.session_update)(session_id=session.pk, status="ended")
+
+    for socket in (phone, client):
+        assert (await socket.receive_output(timeout=5)) == {"type": "websocket.close", "code": 4410}
+    assert await bystander.receive_nothing(timeout=0.5)  # another session's room stays open
+    await bystander.disconnect()
+
+
 async def test_joining_and_leaving_are_signals_of_one_attendee_per_device():
     session = await database_sync_to_async(live_room)()
     device = cookie_for()

@@ -28,10 +28,10 @@ from conductor.live.audience import (
     AudienceSpec,
     EffectTable,
 )
-from conductor.live.delivery import attendee_group
 from conductor.live.demo import DEMO_LIVE_TITLE, demo_live_session
 from conductor.live.engine.anomaly import DetectorState
 from conductor.live.models import Anomaly, Intervention, LiveSession, Signal
+from conductor.live.realtime import attendee_group
 from conductor.live.simulator import Simulation, WebsocketLink, attendee_url, local_base_url
 
 T0 = datetime(2025, 5, 1, 9, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ from django.test import Client
 
 from conductor.asgi import application
 from conductor.live import realtime, services
-from conductor.live.delivery import attendee_group
+from conductor.live.realtime import attendee_group
 from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
