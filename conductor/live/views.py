@@ -283,7 +283,8 @@ def event_session_new(request: HttpRequest, event_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def session_status(request: HttpRequest, session_id: int) -> HttpResponse:
-    """Go live or end, from the event's page (the page asks for a confirmation first)."""
+    """Go live or end, from the event's page or the live view (`back=live`: back to it); the
+    page asks for a confirmation first."""
     session = session_or_404(request, session_id)
     status = request.POST.get("status", "")
     if status not in (LiveSession.Status.LIVE, LiveSession.Status.ENDED):
@@ -295,6 +296,8 @@ def session_status(request: HttpRequest, session_id: int) -> HttpResponse:
     else:
         done = "is live" if status == LiveSession.Status.LIVE else "has ended"
         messages.success(request, f"{session.title} {done}.")
+    if request.POST.get("back") == "live":
+        return redirect("session-live", session_id=session.pk)
     return redirect("event-page", event_id=session.event_id)
 
 

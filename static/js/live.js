@@ -770,6 +770,9 @@
       ? "The session has ended: nothing more is sent."
       : "Interventions can be sent once the session is live.";
     document.getElementById("mode").disabled = status === "ended";
+    for (const form of document.querySelectorAll("form.session-status")) {
+      form.hidden = form.dataset.when !== status; // Go live, End the session, or neither
+    }
     if (document.getElementById("socket").classList.contains("socket-live")) connectedAs(status);
   }
   // The pill says what a connected page watches: a live session, one not started, or the end.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from conductor.live.models import Event, Intervention, LiveSession
@@ -100,6 +102,29 @@ def test_sessions_are_added_go_live_and_end(client, organizer, event):
     response = client.post(f"/dashboard/sessions/{session.pk}/status/", {"status": "live"},
                            follow=True)  # fmt: skip
     assert "cannot become live" in response.content.decode()
+
+
+def test_the_live_view_starts_and_ends_its_session_and_comes_back_to_it(client, organizer, event):
+    """Where the organizer spends the session: starting or ending it there, not on the event's
+    page, and landing on the live view, then on the report once it ended."""
+    session = LiveSessionFactory(event=event, title="Keynote")
+    client.force_login(organizer)
+    page = f"/dashboard/sessions/{session.pk}/"
+
+    def forms() -> dict[str, bool]:
+        html = client.get(page, {"live": "1"}).content.decode()
+        found = re.findall(r'<form[^>]*session-status" data-when="(\w+)"[^>]*?( hidden)?>', html)
+        return {when: not hidden for when, hidden in found}
+
+    assert forms() == {"scheduled": True, "live": False}  # Go live shown, End hidden
+    started = client.post(f"{page}status/", {"status": "live", "back": "live"})
+    assert started["Location"] == page
+    assert forms() == {"scheduled": False, "live": True}
+    ended = client.post(f"{page}status/", {"status": "ended", "back": "live"}, follow=True)
+
+    assert ended.redirect_chain[-1][0] == f"{page}report/"  # an ended session opens on it
+    assert "Keynote has ended" in ended.content.decode()
+    assert forms() == {"scheduled": False, "live": False}
 
 
 def test_a_session_needs_a_title(client, organizer, event):
