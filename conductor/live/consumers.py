@@ -125,12 +125,13 @@ class SessionDashboardConsumer(_Consumer):
 
 
 @database_sync_to_async
-def _attendee_key_matches(session_id: int, key: str) -> bool:
-    stored = (
-        LiveSession.objects.filter(pk=session_id).values_list("attendee_key", flat=True).first()
-    )
+def _status_for_key(session_id: int, key: str) -> str | None:
+    """The session's status if `key` is its attendee key, else None."""
+    found = LiveSession.objects.filter(pk=session_id).values_list("attendee_key", "status").first()
     # Compared as bytes: compare_digest refuses str with non-ASCII characters.
-    return stored is not None and secrets.compare_digest(stored.encode(), key.encode())
+    if found is None or not secrets.compare_digest(found[0].encode(), key.encode()):
+        return None
+    return str(found[1])
 
 
 class AttendeeConsumer(_Consumer):
@@ -142,8 +143,12 @@ class AttendeeConsumer(_Consumer):
             await self._refuse(CLOSE_UNAUTHENTICATED)
             return
         session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
-        if not await _attendee_key_matches(session_id, key):
+        status = await _status_for_key(session_id, key)
+        if status is None:
             await self._refuse(CLOSE_FORBIDDEN)
+            return
+        if status == LiveSession.Status.ENDED:
+            await self._refuse(CLOSE_ENDED)
             return
         await self._join(attendee_group(session_id))
 

@@ -47,8 +47,8 @@ def _by_organizer(info: ValidationInfo) -> bool:
 
 
 class PollContent(_Content):
-    """A poll: a question under 100 characters that is not yes/no, and 2-6 options (the LLM is
-    asked for 3-4; an organizer may write fewer or more) - or, with `kind: "words"`, no options:
+    """A poll: a question under 100 characters that is not yes/no (asked of the LLM, not of an
+    organizer), and 2-6 options (the LLM is asked for 3-4; an organizer may write fewer or more) - or, with `kind: "words"`, no options:
     a word cloud, each attendee answering in one to three words."""
 
     # An option poll is stored and sent as it always was, `{question, options}` (`kind` is
@@ -92,9 +92,8 @@ class PollContent(_Content):
             raise ValueError("options must be 1-60 characters")
         if len({option.lower() for option in cleaned}) != len(cleaned):
             raise ValueError("options must differ")
-        if not _by_organizer(info) and {option.lower() for option in cleaned} <= {
-            "yes", "no", "maybe",
-        }:  # fmt: skip
+        yes_no = {option.lower() for option in cleaned} <= {"yes", "no", "maybe"}
+        if yes_no and not _by_organizer(info):
             raise ValueError("a poll must offer more than yes and no")
         return cleaned
 

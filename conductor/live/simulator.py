@@ -11,7 +11,8 @@ the whole loop, delivery included).
 
 `WebsocketLink` is that socket: it connects to `/ws/sessions/{id}/attendees/?key=<attendee key>`
 exactly as an attendee client does, keeps what arrives in a queue (a daemon thread reads), and
-reconnects with backoff when the server goes away. A refused key (4401/4403) is not retried.
+reconnects with backoff when the server goes away. A refused key (4401/4403) is not retried,
+nor is a session that ended (4410).
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ from conductor.live.models import LiveSession
 
 logger = logging.getLogger(__name__)
 
-#: Close codes of the attendee socket that no retry can fix (conductor.live.consumers).
-REFUSED_CODES = frozenset({4401, 4403})
+#: Close codes of the attendee socket that no retry can fix (conductor.live.consumers): a key
+#: refused, and the session ended.
+ENDED_CODE = 4410
+REFUSED_CODES = frozenset({4401, 4403, ENDED_CODE})
 #: Reconnection waits double from the first to the last, then stay there.
 BACKOFF_FIRST_SECONDS = 0.1
 BACKOFF_MAX_SECONDS = 5.0
@@ -180,6 +183,8 @@ class Simulation:
     lost: int = 0
     #: Prefix of this simulation's signal ids, unique to it.
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    #: The session ended: its ingestion said so (409 session_ended); nothing was stored.
+    ended: bool = False
 
     def step(self, now: datetime | None = None) -> str:
         """Apply what was received, advance the audience, ingest its signals. Returns one log
@@ -207,6 +212,9 @@ class Simulation:
                 else ingest.IngestResult(0, 0)
             )
         except (ApplicationError, DatabaseError) as error:
+            if isinstance(error, ApplicationError) and error.code == "session_ended":
+                self.ended = True
+                return f"tick {self.tick + 1:4d}  the session has ended"
             if isinstance(error, ApplicationError) and error.status_code != 503:
                 raise
             result = ingest.IngestResult(0, 0)

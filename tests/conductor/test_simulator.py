@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from conductor.live import services
 from conductor.live.audience import (
     AUDIENCE_LARGE_FROM,
     AUDIENCE_MEDIUM_FROM,
@@ -397,6 +398,45 @@ def test_command_drives_the_demo_session_on_the_server(asgi_live_server):
     assert output.count("tick ") == 3
     assert Signal.objects.filter(session=session).count() >= 10
     assert session.detector_state == {}
+
+
+def test_the_simulation_stops_when_its_session_ends(asgi_live_server, live_session):
+    """An ended session closes its attendee sockets with 4410 and refuses new ones: the simulated
+    audience stops there, instead of writing signals into it for ever."""
+    services.session_update(session_id=live_session.pk, status="ended")
+    out = StringIO()
+
+    call_command("simulate_session", "--session", str(live_session.pk), "--url",
+                 asgi_live_server.ws, "--ticks", "20", "--tick-seconds", "0",
+                 "--connect-timeout", "5", stdout=out)  # fmt: skip
+
+    assert "the session ended; simulation stopped" in out.getvalue()
+    assert out.getvalue().count("tick ") <= 1  # the step that learns it from ingestion, if any
+    assert not Signal.objects.filter(session=live_session).exists()
+
+
+@pytest.mark.django_db
+def test_a_step_into_an_ended_session_stores_nothing_and_says_so(live_session):
+    services.session_update(session_id=live_session.pk, status="ended")
+    simulation = Simulation(LiveSession.objects.get(pk=live_session.pk),
+                            Audience(AudienceSpec(size=10, seed=1)))  # fmt: skip
+
+    line = simulation.step()
+
+    assert simulation.ended
+    assert line.endswith("the session has ended")
+    assert not Signal.objects.filter(session=live_session).exists()
+
+
+@pytest.mark.django_db
+def test_an_ended_demo_session_gives_way_to_one_new_session():
+    ended = demo_live_session()
+    services.session_update(session_id=ended.pk, status="ended")
+
+    new = demo_live_session()
+
+    assert new.pk != ended.pk
+    assert demo_live_session().pk == new.pk  # not a new one each time `make run` starts
 
 
 @pytest.mark.django_db

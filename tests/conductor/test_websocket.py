@@ -170,6 +170,9 @@ async def test_attendee_socket_needs_the_sessions_key():
     attendee = WebsocketCommunicator(application, f"{base}?key={session.attendee_key}")
     assert (await attendee.connect())[0]
     await attendee.disconnect()
+    # An ended session refuses its clients as it closed them: 4410, not retried.
+    await database_sync_to_async(services.session_update)(session_id=session.pk, status="ended")
+    assert await closed_with(f"{base}?key={session.attendee_key}") == 4410
 
 
 async def test_a_tick_sample_reaches_the_dashboard():

@@ -17,7 +17,13 @@ from conductor.live import services
 from conductor.live.audience import SITUATIONS, Audience, AudienceSpec
 from conductor.live.demo import demo_live_session
 from conductor.live.models import LiveSession
-from conductor.live.simulator import Simulation, WebsocketLink, attendee_url, local_base_url
+from conductor.live.simulator import (
+    ENDED_CODE,
+    Simulation,
+    WebsocketLink,
+    attendee_url,
+    local_base_url,
+)
 
 DEFAULT_DROPS = "90:SUDDEN_DROP,600:GRADUAL_DECLINE,1200:MASS_EXIT,1800:LOW_ENGAGEMENT"
 
@@ -125,10 +131,15 @@ class Command(BaseCommand):
             )
         try:
             while options["ticks"] == 0 or simulation.tick < options["ticks"]:
-                started = time.monotonic()
-                self.stdout.write(simulation.step())
+                # Ended by its organizer, or idle: the socket closes with 4410, and ingestion
+                # refuses what the audience still says.
+                if link.refused == ENDED_CODE or simulation.ended:
+                    self.stdout.write("the session ended; simulation stopped")
+                    break
                 if link.refused is not None:
                     raise CommandError(f"the attendee socket refused the key ({link.refused})")
+                started = time.monotonic()
+                self.stdout.write(simulation.step())
                 time.sleep(max(0.0, options["tick_seconds"] - (time.monotonic() - started)))
         except KeyboardInterrupt:
             self.stdout.write("simulation stopped")
