@@ -84,6 +84,8 @@ class SchemaForm(forms.Form):
                 parts = parts[1:]
             if parts and parts[0] in self.fields:
                 inner = ".".join(parts[1:])
+                if inner.isdigit() and isinstance(self.fields[parts[0]], LinesField):
+                    inner = f"line {int(inner) + 1}"  # the item's index, as the form counts
                 message = f"{inner}: {detail['message']}" if inner else detail["message"]
                 self.add_error(parts[0], message)
             else:

@@ -60,11 +60,15 @@ class ConflictError(ApplicationError):
 def pydantic_details(
     error: PydanticValidationError, *, prefix: Iterable[str | int] = ()
 ) -> list[dict[str, Any]]:
-    """Turn pydantic errors into details with dotted field paths under `prefix`."""
+    """Turn pydantic errors into details with dotted field paths under `prefix`; a validator's
+    own message is given as written, without pydantic's "Value error, " before it."""
     details = []
     for item in error.errors(include_url=False):
         path = [*prefix, *item["loc"]]
-        details.append({"field": ".".join(str(part) for part in path), "message": item["msg"]})
+        message = item["msg"]
+        if item["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
+        details.append({"field": ".".join(str(part) for part in path), "message": message})
     return details
 
 

@@ -151,7 +151,10 @@ class WebsocketLink:
 
     def _refuse(self, code: int) -> None:
         self.refused = code
-        logger.warning("attendee socket refused with %s: %s", code, self.url.split("?")[0])
+        if code == ENDED_CODE:  # the end of the session, not a fault
+            logger.info("attendee socket closed, the session ended: %s", self.url.split("?")[0])
+        else:
+            logger.warning("attendee socket refused with %s: %s", code, self.url.split("?")[0])
 
     def _read(self, socket: ClientConnection) -> None:
         for raw in socket:

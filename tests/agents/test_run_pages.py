@@ -140,6 +140,19 @@ def test_pydantic_locations_inside_an_object_go_to_its_field(logged_in):
     )
 
 
+def test_a_refused_line_is_named_by_its_line_as_the_organizer_counts(logged_in):
+    """Seen sending a campaign: "1: Value error, not an email address: ..." for the second line."""
+    response = logged_in.post("/dashboard/agents/new/email/send-campaign/",
+                              {"to": "ana@example.com\nnot-an-email", "subject": "Meetup",
+                               "text": "Doors open at 18:30."})  # fmt: skip
+
+    errors = field_errors(response.content.decode(), "to")
+    assert response.status_code == 400
+    assert "<li>line 2: not an email address" in errors
+    assert "Value error" not in errors
+    assert AgentRun.objects.count() == 0
+
+
 def test_a_campaign_the_organizer_does_not_reach_is_refused_on_the_form(logged_in):
     theirs = Campaign.objects.create(organizer=OrganizerFactory(), name="theirs")
 

@@ -6,9 +6,11 @@ import redis
 from django.core.exceptions import PermissionDenied
 from django.db import InterfaceError, OperationalError, connection
 from django.http import Http404
+from pydantic import BaseModel, field_validator
+from pydantic import ValidationError as PydanticValidationError
 from rest_framework import exceptions
 
-from conductor.core.errors import ApplicationError, api_exception_handler
+from conductor.core.errors import ApplicationError, api_exception_handler, pydantic_details
 from tests.conftest import unused_port
 from tests.factories import OrganizerFactory
 
@@ -88,3 +90,24 @@ def test_a_page_is_503_unavailable_while_the_database_is_down(client, monkeypatc
     connection.close()
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "unavailable"
+
+
+def test_a_validators_message_is_given_as_written_under_its_field():
+    class Poll(BaseModel):
+        question: str
+        options: list[str]
+
+        @field_validator("question")
+        @classmethod
+        def _ends_with_a_question_mark(cls, question: str) -> str:
+            if not question.endswith("?"):
+                raise ValueError("a poll question ends with a question mark")
+            return question
+
+    with pytest.raises(PydanticValidationError) as caught:
+        Poll.model_validate({"question": "Which one", "options": "no"})
+
+    assert pydantic_details(caught.value, prefix=("content",)) == [
+        {"field": "content.question", "message": "a poll question ends with a question mark"},
+        {"field": "content.options", "message": "Input should be a valid list"},
+    ]
