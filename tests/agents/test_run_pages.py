@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
+from django.utils import timezone
 
 from agents import services
 from agents.models import AgentRun, Approval, Campaign
+from agents.templatetags.durations import duration
 from connectors import fakes
 from tests.agents.factories import AgentRunFactory
 from tests.factories import EventFactory, OrganizerFactory
@@ -285,6 +288,30 @@ def test_a_decision_run_of_an_event_is_seen_by_its_co_organizers(client, organiz
 
     assert f"Run {run.pk}: engagement · decide" in page
     assert "&quot;chosen&quot;: &quot;poll&quot;" in page  # no rendering of its own: as JSON
+
+
+@pytest.mark.parametrize(
+    ("milliseconds", "read"),
+    [(None, ""), (12.4, "12 ms"), (999, "999 ms"), (4200, "4.2 s"), (38_400, "38 s"),
+     (120_000, "2 min"), (172_512, "2 min 53 s"), (3_600_000, "1 h"), (3_900_000, "1 h 5 min")],
+)  # fmt: skip
+def test_durations_read_as_people_say_them(milliseconds, read):
+    assert duration(milliseconds) == read
+
+
+def test_a_run_that_waited_for_its_approval_took_minutes_on_its_page(logged_in, organizer):
+    """Seen after approving a campaign: "took 172512 ms"."""
+    started = timezone.now() - timedelta(minutes=5)
+    run = AgentRunFactory(organizer=organizer, agent="email", intent="send-campaign",
+                          status="succeeded", started_at=started,
+                          finished_at=started + timedelta(milliseconds=172_512))  # fmt: skip
+
+    page = logged_in.get(f"/dashboard/agents/runs/{run.pk}/").content.decode()
+    listing = logged_in.get("/dashboard/agents/").content.decode()
+
+    assert "took 2 min 53 s" in page
+    assert "2 min 53 s" in listing
+    assert "172512" not in page + listing
 
 
 # -- the approval, inline ---------------------------------------------------------------------
