@@ -45,7 +45,7 @@ def test_the_page_shows_my_waiting_actions_runs_and_usage(logged_in, organizer, 
     assert f"run {theirs.pk}" not in page
     assert f"/dashboard/agents/runs/{mine.pk}/approve/" in page
     assert '<td data-label="Agent">email</td>' in page  # usage
-    assert "3000 ms" in page  # the recent run
+    assert "3.0 s" in page  # the recent run
     assert '<a href="/dashboard/agents/">Agents</a>' in page
 
 

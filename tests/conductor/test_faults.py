@@ -200,7 +200,9 @@ def test_a_killed_web_process_is_started_again_while_the_other_answers(run):
     assert len(webs) == 2  # --web-processes 2, on one port
 
     killed = kill(webs[0].pid)
-    # Its socket went with it: new connections go to the web process still there.
+    # SIGKILL takes effect a moment later: a connection made in between meets the dying
+    # process. Once it is gone its socket went with it: new connections go to the other one.
+    webs[0].wait(timeout=5)
     answered = [run.healthz() is not None for _ in range(5)]
 
     def replaced() -> bool:

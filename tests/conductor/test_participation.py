@@ -912,18 +912,23 @@ async def test_a_heartbeat_keeps_an_attendee_present():
 async def test_an_ended_session_marks_its_attendees_left_without_signals():
     session = await database_sync_to_async(live_room)()
     socket = await attendee(session)
+    # A phone asleep: joined, and its socket never closes.
+    asleep = await database_sync_to_async(participation.attendee_join)(
+        session=session, key=uuid.uuid4(), channel="asleep"
+    )
     await database_sync_to_async(services.session_update)(session_id=session.pk, status="ended")
 
+    closed = await socket.receive_output(timeout=5)  # the open page is told, and leaves
+    await socket.disconnect()
     swept = await database_sync_to_async(participation.attendees_sweep)(
         now=timezone.now() + timedelta(minutes=5)
     )
-    await socket.send_json_to({"type": "ping"})  # a page left open: no rejoin
-    await next_of(socket, "pong")
-    await socket.disconnect()
 
-    person = await database_sync_to_async(Attendee.objects.get)()
-    assert swept == 1
-    assert (person.stays, person.left_at is not None) == (1, True)
+    assert closed == {"type": "websocket.close", "code": 4410}
+    assert swept == 1  # the phone asleep
+    people = await database_sync_to_async(list)(Attendee.objects.order_by("pk"))
+    assert [(p.stays, p.left_at is not None) for p in people] == [(1, True), (1, True)]
+    assert people[1].pk == asleep.pk
     assert len(await database_sync_to_async(signals)(session, "leave")) == 0
 
 
