@@ -411,6 +411,10 @@ class SessionRoomApi(APIView):
         responses=inline_serializer(
             "Room",
             {
+                "status": serializers.ChoiceField(
+                    choices=LiveSession.Status.values,
+                    help_text="A scheduled session's phones wait: they take part once it is live.",
+                ),
                 "polls": serializers.ListField(child=serializers.DictField()),
                 "chat": ChatMessageOutputSerializer(many=True),
                 "questions": QuestionOutputSerializer(many=True),

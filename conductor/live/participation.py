@@ -165,6 +165,9 @@ Action = Annotated[
 _ACTION = TypeAdapter(Action)
 
 
+NOT_STARTED = "The session hasn't started yet. This page comes alive when it does."
+
+
 class Refused(Exception):
     """An action the room does not take, with what to tell the attendee (and the field)."""
 
@@ -364,6 +367,10 @@ def attendee_act(*, attendee: Attendee, raw: Any) -> dict[str, Any] | None:
         row = cursor.fetchone()
     if row is None or row[2] == LiveSession.Status.ENDED:
         raise Refused("This session has ended.")
+    if row[2] == LiveSession.Status.SCHEDULED and not isinstance(action, Name):
+        # Only a name may be set while the room waits: anything else would start the session
+        # before its organizer does (conductor.live.ingest.PRESENCE).
+        raise Refused(NOT_STARTED)
     attendee.session = LiveSession.from_db(connection.alias, ["id", "event_id", "status"], row)
     _rate_limit(attendee)
     if isinstance(action, Vote):
@@ -771,7 +778,9 @@ def question_data(question: Question, attendee: Attendee | None = None) -> dict[
 def room_state(
     session: LiveSession, *, moderator: bool = False, attendee: Attendee | None = None
 ) -> dict[str, Any]:
-    """What a page that (re)connects needs: open polls' results, the chat, the questions (for
+    """What a page that (re)connects needs: the session's `status` (a scheduled one waits for
+    its organizer: the page takes part once a `session` message says it is live), open polls'
+    results, the chat, the questions (for
     the organizer, `moderator`, hidden ones too, to show them again), the open challenge, the
     leaderboard and `now` - the poll or challenge the stage sent last, within NOW_SHOWN, as the
     intervention message carried it (a phone that joins late or reloads shows it); for an
@@ -789,6 +798,7 @@ def room_state(
     latest = messages.order_by("-created_at", "-id")[:50]
     challenge = _open_challenges(session.pk).order_by("-executed_at", "-id").first()
     state = {
+        "status": session.status,
         "polls": [results(poll) for poll in polls],
         "chat": [chat_message(m, m.attendee) for m in reversed(latest)],
         "questions": [question_data(q) for q in questions.order_by("-votes", "created_at")[:100]],

@@ -69,6 +69,17 @@ def attendees_end_on_commit(session_id: int) -> None:
     )
 
 
+def attendees_start_on_commit(session_id: int) -> None:
+    """After commit, tell the session's attendee sockets it has started, `{"type": "session",
+    "data": {"status": "live"}}`: phones that waited for it take part from then on."""
+    text = json.dumps({"type": "session", "data": {"status": "live"}})
+    transaction.on_commit(
+        lambda: publish_groups(
+            [(attendee_group(session_id), {"type": "attendee.event", "text": text})]
+        )
+    )
+
+
 def group_message(message_type: str, data: dict[str, Any]) -> dict[str, Any]:
     if message_type not in DASHBOARD_MESSAGE_TYPES:
         raise ValueError(f"unknown dashboard message type {message_type!r}")

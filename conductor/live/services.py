@@ -138,6 +138,7 @@ def session_update(
         if status == LiveSession.Status.LIVE:
             session.started_at = now
             fields.append("started_at")
+            realtime.attendees_start_on_commit(session.pk)
         if status == LiveSession.Status.ENDED:
             session.ended_at = now
             session.started_at = session.started_at or now

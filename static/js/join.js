@@ -245,13 +245,44 @@
       prompt.hidden = false;
     } else if (kind === "broadcast") {
       const banner = byId("banner");
-      banner.replaceChildren(text("strong", c.headline), text("span", ` — ${c.call_to_action}`));
+      const target = ctaTarget(c.call_to_action);
+      let action = text("span", c.call_to_action);
+      if (target) { // a call to action that names a place on this page leads there
+        action = text("button", c.call_to_action, "link cta");
+        action.type = "button";
+        action.addEventListener("click", () => {
+          byId(target.card).scrollIntoView({ behavior: "smooth", block: "start" });
+          const input = target.input && byId(target.input);
+          if (input && !input.disabled) input.focus({ preventScroll: true });
+        });
+      }
+      banner.replaceChildren(text("strong", c.headline), text("span", " — "), action);
       banner.hidden = false;
     } else if (kind === "notification") {
       const toast = byId("toast");
       toast.replaceChildren(text("strong", c.title), text("p", c.body));
       toast.hidden = false;
       setTimeout(() => { toast.hidden = true; }, 8000);
+    }
+  }
+
+  // Where a broadcast's call to action leads, when it names a part of the page.
+  function ctaTarget(words) {
+    if (/chat|say hi|join in/i.test(words)) return { card: "chat-card", input: "say-text" };
+    if (/ask|question/i.test(words)) return { card: "questions-card", input: "ask-text" };
+    if (/vote|poll|answer/i.test(words)) return { card: "now" };
+    return null;
+  }
+
+  // -- a scheduled session: the page waits for its start ------------------------------------
+  function setStatus(status) {
+    root.dataset.status = status;
+    const waiting = status === "scheduled";
+    const card = byId("waiting");
+    if (card) card.hidden = !waiting;
+    // Only the name may be set before the start: anything else would start the session early.
+    for (const control of root.querySelectorAll("[data-reaction], #ask button, #ask textarea, #say button, #say input")) {
+      control.disabled = waiting;
     }
   }
 
@@ -351,6 +382,7 @@
       const message = JSON.parse(event.data);
       if (message.type === "room") {
         const room = message.data;
+        if (!screen && room.status) setStatus(room.status);
         for (const result of room.polls.slice().reverse()) onResults(result);
         for (const m of room.chat) addChat(m);
         for (const q of room.questions) questions.set(q.id, q);
@@ -371,6 +403,8 @@
         }
         leaders = room.leaderboard.leaders;
         renderLeaders();
+      } else if (message.type === "session") {
+        if (!screen) setStatus(message.data.status);
       } else if (message.type === "intervention") {
         receiveIntervention(message);
       } else if (message.type === "poll.results") {
@@ -414,6 +448,7 @@
 
   // -- what the attendee does ---------------------------------------------------------------
   if (!screen) {
+    setStatus(root.dataset.status);
     byId("say").addEventListener("submit", (event) => {
       event.preventDefault();
       const input = byId("say-text");

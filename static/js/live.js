@@ -17,6 +17,8 @@
   const SOURCE_LABELS = {
     llm: "written by the LLM", template: "from a template", manual: "sent by hand", policy: "policy",
   };
+  // Without an LLM configured its fake writes sample texts: the page's note says so, the label too.
+  if (root.dataset.llm === "sample") SOURCE_LABELS.llm = "sample text (no LLM configured)";
   const COMPONENTS = ["active", "chat", "polls", "questions", "reactions", "leaves"];
   const COLORS = ["#2457c5", "#2a9d8f", "#e9c46a", "#8e44ad", "#f4a261", "#c0392b", "#555"];
 

@@ -352,6 +352,12 @@ def test_the_live_view_shows_what_was_delivered_failed_and_held(asgi_server, bro
                          content={"text": "What would you like to try first?"},
                          confidence=0.7, propensity=0.5)  # fmt: skip
     expect(decision(prompt.pk).locator(".delivery")).to_have_text("Sending…")
+    # Without an LLM configured (as in tests), what its fake wrote is not called the LLM's.
+    written = django_side(_decide, session, "qna_prompt", source="llm",
+                          content={"text": "What would you ask the speaker?"})  # fmt: skip
+    expect(decision(written.pk)).to_contain_text("sample text (no LLM configured)")
+    assert "written by the LLM" not in decision(written.pk).inner_text()
+    expect(decision(prompt.pk)).to_contain_text("from a template")
     assert django_side(delivery.intervention_deliver, intervention_id=prompt.pk)
     expect(decision(prompt.pk).locator(".delivery")).to_have_text(
         re.compile(r"^Delivered \d\d:\d\d:\d\d$")

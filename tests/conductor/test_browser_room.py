@@ -7,10 +7,18 @@ back, as in production.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from conductor.live import services, tick
-from conductor.live.models import EngagementSample, Intervention, LiveSession, Signal
+from conductor.live.models import (
+    Attendee,
+    EngagementSample,
+    Intervention,
+    LiveSession,
+    Signal,
+)
 from tests.browser import ARTIFACTS, CHROMIUM, log_in
 from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
 
@@ -269,4 +277,62 @@ def test_a_decision_in_auto_mode_reaches_the_attendee_page(
     expect(card.locator(".results")).to_contain_text("100% (1)")
     phone.screenshot(path=str(ARTIFACTS / "attendee-auto-poll.png"), full_page=True)
     assert django_side(Signal.objects.filter(session=session, type="poll_vote").count) == 1
+    assert errors == []
+
+
+def test_phones_that_arrive_early_wait_for_the_organizer_to_go_live(
+    asgi_server, browser, django_side, worker
+):
+    """People open the link before the talk: the session stays scheduled (the conductor does not
+    score a room that waits), the page says it starts soon and takes only a name; the organizer's
+    Go live opens every waiting phone at once, and a broadcast's call to action leads to the chat.
+    """
+    from playwright.sync_api import expect
+
+    def setup() -> LiveSession:
+        owner = OrganizerFactory(username="owner")
+        session = LiveSessionFactory(event=EventFactory(organizers=[owner]), title="Keynote",
+                                     topic="Rust at scale")  # fmt: skip
+        return LiveSession.objects.get(pk=session.pk)
+
+    session = django_side(setup)
+    errors: list[str] = []
+    phone = browser.new_context(viewport=PHONE, is_mobile=True).new_page()
+    phone.on("pageerror", lambda error: errors.append(str(error)))
+    phone.on("dialog", lambda dialog: dialog.accept())
+    phone.goto(f"{asgi_server}/j/{session.join_code}/")
+    expect(phone.locator("#connection")).to_have_text("Connected")
+    expect(phone.locator("#waiting")).to_contain_text("hasn't started yet")
+    expect(phone.get_by_role("button", name="Applause")).to_be_disabled()
+    expect(phone.locator("#say-text")).to_be_disabled()
+    phone.locator("#name").fill("Ana")
+    phone.locator("#name").dispatch_event("change")
+    # Arriving is not starting: still scheduled, its presence kept for when it starts.
+    signals = Signal.objects.filter(session_id=session.pk)
+    assert django_side(lambda: list(signals.values_list("type", flat=True))) == ["join"]
+    assert django_side(lambda: LiveSession.objects.get(pk=session.pk).status) == "scheduled"
+
+    organizer = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    organizer.on("dialog", lambda dialog: dialog.accept())
+    log_in(organizer, asgi_server, "owner", next_path=f"/dashboard/sessions/{session.pk}/")
+    organizer.get_by_role("button", name="Go live").click()
+    expect(organizer.get_by_role("button", name="End the session")).to_be_visible()
+
+    expect(phone.locator("#waiting")).to_be_hidden()
+    phone.get_by_role("button", name="Applause").click()
+    deadline = time.monotonic() + 10
+    while not django_side(signals.filter(type="reaction").exists) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the action's ack is not shown: its signal is what it left
+    assert django_side(lambda: signals.filter(type="reaction").count()) == 1
+    assert django_side(lambda: Attendee.objects.get(session_id=session.pk).display_name) == "Ana"
+
+    form = organizer.locator("#manual")
+    form.locator("select[name=type]").select_option("broadcast")
+    form.locator("input[name=headline]").fill("Meet the others here tonight")
+    form.locator("input[name=call_to_action]").fill("Say hi in chat")
+    form.get_by_role("button", name="Send now").click()
+    cta = phone.locator("#banner").get_by_role("button", name="Say hi in chat")
+    expect(cta).to_be_visible(timeout=30_000)
+    cta.click()
+    expect(phone.locator("#say-text")).to_be_focused()
     assert errors == []

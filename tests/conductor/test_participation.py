@@ -213,6 +213,33 @@ async def test_joining_and_leaving_are_signals_of_one_attendee_per_device():
     assert [s.attendee for s in leaves] == [f"a{person.pk}"] * 2
 
 
+async def test_before_the_start_a_phone_waits_takes_a_name_and_opens_when_the_session_does():
+    """Joining a scheduled session keeps it scheduled; the page may set a name and nothing else
+    (which would start it before its organizer does); going live tells every waiting phone."""
+    session = await database_sync_to_async(LiveSessionFactory)(title="Keynote")
+    socket, room = await attendee_and_room(session)
+    assert room["status"] == "scheduled"
+
+    await socket.send_json_to({"type": "reaction", "id": "r-early", "kind": "applause"})
+    refused = await socket.receive_json_from(timeout=5)
+    await socket.send_json_to({"type": "name", "name": "Ana"})
+    named = await socket.receive_json_from(timeout=5)
+    await database_sync_to_async(services.session_update)(session_id=session.pk, status="live")
+    started = await next_of(socket, "session")
+    await socket.send_json_to({"type": "reaction", "id": "r-live", "kind": "applause"})
+    acked = await next_of(socket, "ack")
+    await socket.disconnect()
+
+    assert refused == {"type": "error", "message": participation.NOT_STARTED, "field": ""}
+    assert named["type"] == "ack"
+    assert started == {"type": "session", "data": {"status": "live"}}
+    assert acked == {"type": "ack", "id": "r-live"}
+    reactions = await database_sync_to_async(signals)(session, "reaction")
+    assert [r.signal_id.endswith("-r-live") for r in reactions] == [True]
+    person = await database_sync_to_async(Attendee.objects.get)(session=session)
+    assert person.display_name == "Ana"
+
+
 async def test_a_vote_is_counted_once_changed_freely_and_the_results_reach_everyone(settings):
     settings.CONDUCTOR_POLL_RESULTS_EVERY_MS = 0  # every vote's results at once
     session = await database_sync_to_async(live_room)()

@@ -48,6 +48,24 @@ def test_a_batch_is_stored_and_starts_the_session(api, live_session):
     assert live_session.started_at is not None
 
 
+def test_people_arriving_do_not_start_a_session_what_they_do_does(api, live_session):
+    """A room fills up before the talk: presence alone leaves the session scheduled, kept for when
+    it starts; the first signal of anything else starts it."""
+    arrivals = post(api, live_session, [
+        {"id": "j1", "type": "join", "attendee": "ann"},
+        {"id": "j2", "type": "join", "attendee": "bob"},
+        {"id": "l1", "type": "leave", "attendee": "bob"},
+    ])  # fmt: skip
+    live_session.refresh_from_db()
+    assert (arrivals.json()["accepted"], live_session.status) == (3, "scheduled")
+
+    post(api, live_session, [{"id": "r1", "type": "reaction", "attendee": "ann"}])
+
+    live_session.refresh_from_db()
+    assert live_session.status == "live"
+    assert Signal.objects.filter(session=live_session).count() == 4
+
+
 def test_repeated_ids_are_counted_not_stored(api, live_session):
     post(api, live_session, [{"id": "a", "type": "join", "attendee": "x"}])
 
