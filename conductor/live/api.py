@@ -375,7 +375,9 @@ class QuestionOutputSerializer(serializers.Serializer):
     """Documents `conductor.live.participation.question_data`."""
 
     id = serializers.IntegerField()
-    name = serializers.CharField(help_text="The asker's display name, or Someone.")
+    name = serializers.CharField(
+        help_text='The display name, or "Anonymous 1234" as on the leaderboard.'
+    )
     text = serializers.CharField()
     votes = serializers.IntegerField()
     at = serializers.DateTimeField()
@@ -388,7 +390,9 @@ class ChatMessageOutputSerializer(serializers.Serializer):
     """Documents `conductor.live.participation.chat_message`."""
 
     id = serializers.IntegerField()
-    name = serializers.CharField()
+    name = serializers.CharField(
+        help_text='The display name, or "Anonymous 1234" as on the leaderboard.'
+    )
     text = serializers.CharField()
     at = serializers.DateTimeField()
     hidden = serializers.BooleanField()

@@ -721,7 +721,7 @@ def _chat(attendee: Attendee, action: Chat) -> None:
 def chat_message(message: ChatMessage, attendee: Attendee) -> dict[str, Any]:
     return {
         "id": message.pk,
-        "name": attendee.display_name or "Someone",
+        "name": attendee.public_name,
         "text": message.text,
         "at": message.created_at,
         "hidden": message.hidden,
@@ -765,7 +765,7 @@ def question_data(question: Question, attendee: Attendee | None = None) -> dict[
     asker = attendee or question.attendee
     return {
         "id": question.pk,
-        "name": asker.display_name or "Someone",
+        "name": asker.public_name,
         "text": question.text,
         "votes": question.votes,
         "at": question.created_at,

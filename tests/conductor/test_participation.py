@@ -379,6 +379,32 @@ async def test_a_large_room_gets_its_results_less_often(worker, settings):
     assert received[1][0] - received[0][0] >= 0.9
 
 
+async def test_someone_without_a_name_is_one_person_in_the_chat_the_questions_and_on_the_board():
+    """A moderator can tell eight messages of one person from eight people: an attendee without a
+    display name has the same "Anonymous 1234" everywhere, and a name once set replaces it."""
+    session = await database_sync_to_async(live_room)()
+    challenge = await database_sync_to_async(sent_challenge)(session)
+    socket, room = await attendee_and_room(session)
+    anonymous = room["you"]["name"]
+
+    await socket.send_json_to({"type": "chat", "id": "c1", "text": "hello"})
+    said = await next_of(socket, "chat.message")
+    await socket.send_json_to({"type": "question", "id": "q1", "text": "Slides?"})
+    asked = await next_of(socket, "question.updated")
+    await socket.send_json_to({"type": "challenge", "intervention": challenge.pk})
+    board = await next_of(socket, "leaderboard")
+    await socket.send_json_to({"type": "name", "name": "Ana"})
+    await next_of(socket, "ack")
+    await socket.send_json_to({"type": "chat", "id": "c2", "text": "it's me"})
+    named = await next_of(socket, "chat.message")
+    await socket.disconnect()
+
+    assert anonymous.startswith("Anonymous ")
+    assert said["data"]["name"] == asked["data"]["name"] == anonymous
+    assert [leader["name"] for leader in board["data"]["leaders"]] == [anonymous]
+    assert named["data"]["name"] == "Ana"
+
+
 async def test_a_vote_on_something_that_is_not_an_open_poll_of_this_session_is_refused():
     session = await database_sync_to_async(live_room)()
     other = await database_sync_to_async(live_room)()
