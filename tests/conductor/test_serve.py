@@ -87,6 +87,8 @@ def test_each_web_process_gets_its_own_socket_and_new_connections_spread_over_th
     port = free_port()
     web_port = WebPort("127.0.0.1", port, 2)
     listeners = [web_port.listener(), web_port.listener()]
+    for listener in listeners:
+        listener.listen()  # as each web process does once it serves
     try:
         with pytest.raises(CommandError, match=f"cannot listen on 127.0.0.1:{port}"):
             WebPort("127.0.0.1", port, 2)  # another Conductor on the same port
@@ -103,15 +105,27 @@ def test_each_web_process_gets_its_own_socket_and_new_connections_spread_over_th
     assert min(accepted) >= 50, accepted  # a hash of each connection: about half each
 
 
-# A web process stand-in: accepts on the socket it was given and answers each connection "ok".
+# A web process stand-in: listens on the socket it was given, as uvicorn does once its app is
+# loaded, and answers each connection "ok".
 _ANSWER = """
 import socket, sys
 listener = socket.socket(fileno=int(sys.argv[1]))
+listener.listen()
 while True:
     connection, _ = listener.accept()
     connection.sendall(b"ok")
     connection.close()
 """
+
+
+def _wait_listening(pid: int, port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(
+        c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        for c in psutil.Process(pid).net_connections("tcp")
+    ):
+        assert time.monotonic() < deadline, f"process {pid} never listened on {port}"
+        time.sleep(0.02)
 
 
 def _answered(port: int) -> bool:
@@ -131,6 +145,8 @@ def test_a_dead_web_process_takes_its_socket_with_it_and_the_others_answer_its_s
     for web in webs:
         web.start(dict(os.environ))
     try:
+        for web in webs:  # both serve before one dies
+            _wait_listening(web.process.pid, port)  # type: ignore[union-attr]
         webs[0].signal_group(signal.SIGKILL)
         webs[0].process.wait()  # type: ignore[union-attr]
         # Had the supervisor kept a copy of the dead one's socket, about half of these would
@@ -142,6 +158,33 @@ def test_a_dead_web_process_takes_its_socket_with_it_and_the_others_answer_its_s
             web.process.wait()  # type: ignore[union-attr]
 
     assert all(answered)
+
+
+def test_a_web_process_gets_connections_only_once_it_listens_ready_to_serve():
+    """A web process (re)started while another serves loads its app for a second or more: its
+    socket, bound for it, takes no connection until it listens, so nobody waits for it."""
+    from conductor.live.management.commands.serve import WebPort
+
+    port = free_port()
+    web_port = WebPort("127.0.0.1", port, 2)
+    serving, starting = web_port.listener(), web_port.listener()
+    serving.listen()
+    try:
+        early = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+        taken_early = _accept_all(serving)
+        starting.listen()  # its app is loaded
+        late = [socket.create_connection(("127.0.0.1", port)) for _ in range(200)]
+        taken_late = [_accept_all(serving), _accept_all(starting)]
+        for client in early + late:
+            client.close()
+    finally:
+        serving.close()
+        starting.close()
+        web_port.close()
+
+    assert taken_early == 40
+    assert sum(taken_late) == 200
+    assert min(taken_late) >= 50, taken_late
 
 
 def test_where_the_kernel_cannot_balance_every_web_process_accepts_on_the_one_kept_socket(

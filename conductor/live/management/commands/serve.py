@@ -12,9 +12,10 @@ What dies is started again:
 - A child that exits is started again after a backoff (0.5 s, doubling to 10 s; back to 0.5 s
   once it has run for a minute). What is left of its process group (a killed worker's pool
   processes) is killed first: their tasks go back to the queue (acks_late), and handlers are
-  idempotent. With several web processes, each has a listening socket of its own on the port
-  (Linux's SO_REUSEPORT: the kernel spreads new connections evenly), held by that process alone,
-  so a dead one's socket closes with it and new connections go to the others until it is back.
+  idempotent. With several web processes, each has a socket of its own on the port (Linux's
+  SO_REUSEPORT: the kernel spreads new connections evenly over those listening), held by that
+  process alone and listening only once its app is loaded: a dead one's socket closes with it,
+  and new connections go to the others until it is back and ready.
   A single web process shares the supervisor's socket instead, so connections made while it
   restarts wait in the backlog rather than being refused.
 - A child that dies CRASH_LOOP_DEATHS times within CRASH_LOOP_WINDOW_SECONDS is a crash loop,
@@ -197,9 +198,14 @@ class WebPort:
             self._shared = None
 
     def listener(self) -> socket.socket:
-        """A socket for one web process to accept on (the caller closes its copy)."""
+        """A socket for one web process to accept on (the caller closes its copy).
+
+        A socket of its own is bound, not listening: the process listens once its app is loaded
+        and it serves (uvicorn's asyncio server calls listen()). Until then the kernel gives it
+        no connection, so one (re)started while the others serve keeps nobody waiting.
+        """
         if self._shared is None:
-            return self._bind(reuse_port=True)
+            return self._bind(reuse_port=True, listen=False)
         shared = self._shared.dup()
         shared.set_inheritable(True)
         return shared
@@ -208,7 +214,7 @@ class WebPort:
         if self._shared is not None:
             self._shared.close()
 
-    def _bind(self, *, reuse_port: bool) -> socket.socket:
+    def _bind(self, *, reuse_port: bool, listen: bool = True) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         listener = socket.socket(family, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -222,7 +228,8 @@ class WebPort:
                 f"cannot listen on {self.host}:{self.port}: {error.strerror} (set PORT=... or "
                 "stop the other server)"
             ) from None
-        listener.listen(1024)
+        if listen:
+            listener.listen(1024)
         listener.set_inheritable(True)
         return listener
 
