@@ -113,6 +113,13 @@ class RunListCreateApi(PaginatedApi):
         )
         idempotency_key = serializers.CharField(required=False, max_length=200)
 
+        def validate_idempotency_key(self, value: str) -> str:
+            if value.startswith(services.INTERNAL_KEY_PREFIX):
+                raise serializers.ValidationError(
+                    f"Keys beginning with {services.INTERNAL_KEY_PREFIX!r} are the platform's own."
+                )
+            return value
+
     class FilterSerializer(QuerySerializer):
         agent = serializers.CharField(required=False)
         intent = serializers.CharField(required=False)

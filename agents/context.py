@@ -436,7 +436,7 @@ class RunContext:
                 agent=agent,
                 intent=intent,
                 data=payload,
-                idempotency_key=f"run-{self.run.pk}-child-{seq}",
+                idempotency_key=services.internal_key(f"run-{self.run.pk}-child-{seq}"),
                 parent=self.run,
                 rate_limited=False,
             )

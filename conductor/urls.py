@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from agents import api as agents_api
 from agents import views as agents_views
-from conductor.core import schema
+from conductor.core import errors, schema
 from conductor.live import api, join_views, report_views, views
 from telemetry.health import healthz
 
@@ -131,4 +131,6 @@ urlpatterns = [
     path("j/<str:code>/screen", join_views.presenter_screen, name="join-screen"),
     path("metrics", ExportToDjangoView, name="metrics"),
     path("api/v1/", include(api_v1)),
+    # Last: any other /api/ URL is the API's JSON 404, whatever DEBUG and APPEND_SLASH say.
+    re_path(r"^api/", errors.api_not_found, name="api-not-found"),
 ]

@@ -121,6 +121,8 @@ ROUTES: dict[str, dict[str, str]] = {
     "run-cancel": OWN_RUN,
     "run-approve": OWN_RUN,
     "run-reject": OWN_RUN,
+    # Any other /api/ URL: the API's 404 for everyone, credentials or not (it names nothing).
+    "api-not-found": roles(HIDDEN, HIDDEN, HIDDEN),
 }
 # Pages that only take a form's POST (GET is 405 for everyone, and says nothing).
 POST_ONLY = {"agents-decide", "session-status", "event-settings", "event-session-new"}

@@ -13,7 +13,7 @@ from connectors.ads.models import Channel
 class GenerateAdCopyInput(AgentInput):
     product: str = Field(min_length=1, max_length=200)
     audience: str = Field(min_length=1, max_length=200)
-    channel: str = Field("search", max_length=64)
+    channel: Channel = Field("search", max_length=64)
     variants: int = Field(3, ge=1, le=5)
 
 
@@ -35,11 +35,23 @@ class AllocateBudgetInput(AgentInput):
     apply: bool = Field(False, description="Set the new budgets (each change needs approval).")
 
 
+class BudgetSet(BaseModel):
+    """A budget the ad network set: as approved, which may differ from the plan's."""
+
+    channel: str
+    daily_budget: float
+    previous_budget: float
+
+
 class BudgetPlan(BaseModel):
     allocations: list[predictive.ChannelAllocation]
     confidence: float
     reasons: list[str]
     applied: bool
+    budgets_set: list[BudgetSet] = Field(
+        default_factory=list,
+        description="What the ad network set when applied, after any edit at approval.",
+    )
 
 
 class _Variants(BaseModel):
@@ -82,16 +94,19 @@ class AdAgent(Agent):
             )
         )
         ctx.metric("budget.confidence", plan.confidence)
+        budgets_set = []
         if data.apply:
             for allocation in plan.allocations:
-                ctx.call(
+                answer = ctx.call(
                     "ads",
                     "set_budget",
                     {"channel": allocation.channel, "daily_budget": round(allocation.budget, 2)},
                 )
+                budgets_set.append(BudgetSet.model_validate(answer))
         return BudgetPlan(
             allocations=plan.allocations,
             confidence=plan.confidence,
             reasons=plan.reasons,
             applied=data.apply,
+            budgets_set=budgets_set,
         )

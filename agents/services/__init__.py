@@ -26,12 +26,20 @@ every time gives up after its retries and `REDELIVERY_ALLOWANCE`. Advisory locks
 id: Conductor takes no other advisory locks in its database.
 """
 
-from agents.services.creating import MAX_INPUT_BYTES, check_rate, enqueue, run_create
+from agents.services.creating import (
+    INTERNAL_KEY_PREFIX,
+    MAX_INPUT_BYTES,
+    check_rate,
+    enqueue,
+    internal_key,
+    run_create,
+)
 from agents.services.decisions import approval_decide, approvals_expire, run_cancel
 from agents.services.lifecycle import REDELIVERY_ALLOWANCE, Outcome, run_execute
 from agents.services.recovery import runs_requeue_lost
 
 __all__ = [
+    "INTERNAL_KEY_PREFIX",
     "MAX_INPUT_BYTES",
     "REDELIVERY_ALLOWANCE",
     "Outcome",
@@ -39,6 +47,7 @@ __all__ = [
     "approvals_expire",
     "check_rate",
     "enqueue",
+    "internal_key",
     "run_cancel",
     "run_create",
     "run_execute",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,15 @@ if TYPE_CHECKING:
 
 MAX_INPUT_BYTES = 256 * 1024
 
+# The platform's own runs (a drop's decision, a campaign's children) take idempotency keys that
+# begin with this; an organizer's may not, so theirs never collide with the platform's.
+INTERNAL_KEY_PREFIX = "conductor:"
+
+
+def internal_key(name: str) -> str:
+    """The idempotency key of a run the platform starts itself: `conductor:anomaly-23`."""
+    return f"{INTERNAL_KEY_PREFIX}{name}"
+
 
 # Count a run in the current minute's window, and let the window expire: one round trip. (The
 # `limits` package's Redis fixed window is this same INCR and EXPIRE, one dependency more.)
@@ -38,13 +48,16 @@ return count
 def check_rate(organizer_id: int, agent: str) -> None:
     """Count a run of `agent` for the organizer; raise a 429 past the limit of the minute."""
     limit = settings.AGENT_RATE_LIMIT_PER_MINUTE
-    window = int(time.time() // 60)
+    now = time.time()
+    window = int(now // 60)
     key = f"conductor:ratelimit:runs:{organizer_id}:{agent}:{window}"
     if int(redis_script(_COUNT_RUN)(keys=[key])) > limit:
+        wait = math.ceil((window + 1) * 60 - now)  # the next minute's window
         raise ApplicationError(
-            f"More than {limit} runs of {agent!r} in a minute; try again shortly.",
+            f"More than {limit} runs of {agent!r} in a minute; try again in {wait} s.",
             code="rate_limited",
             status_code=429,
+            retry_after=wait,
         )
 
 

@@ -50,6 +50,17 @@ def run_cancel(*, run_id: int) -> AgentRun:
     return run
 
 
+# How a run's status reads in a sentence: "The run is finished (succeeded)".
+_STATE_WORDS = {
+    "queued": "queued",
+    "running": "running",
+    "succeeded": "finished (succeeded)",
+    "failed": "finished (failed)",
+    "cancelled": "cancelled",
+    "timed_out": "finished (timed out)",
+}
+
+
 def approval_decide(
     *,
     run_id: int,
@@ -77,7 +88,8 @@ def approval_decide(
         approval = run.approvals.filter(status=Approval.Status.PENDING).first()
         if run.status != AgentRun.Status.AWAITING_APPROVAL or approval is None:
             raise ConflictError(
-                f"The run is {run.status}, not awaiting approval.", code="not_awaiting_approval"
+                f"The run is {_STATE_WORDS.get(run.status, run.status)}, not awaiting approval.",
+                code="not_awaiting_approval",
             )
         if not expired and approval.expires_at <= timezone.now():
             late = expired = True

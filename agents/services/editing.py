@@ -55,7 +55,8 @@ def approval_edited_arguments(
             details=[{"field": "arguments", "message": "This action cannot be edited."}],
         )
     try:
-        edited = model.model_validate({**approval.arguments, **changes})
+        # Strict, as the API's own inputs: "5" is not a daily budget.
+        edited = model.model_validate({**approval.arguments, **changes}, strict=True)
     except ValidationError as error:
         raise validation_error_from_pydantic(error, prefix=("arguments",)) from None
     as_sent = _canonical(edited.model_dump(mode="json", exclude_unset=True))

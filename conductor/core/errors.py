@@ -11,6 +11,7 @@ Django views by `conductor.core.middleware.ServiceUnavailableMiddleware`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -21,7 +22,9 @@ import redis
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from pydantic import ValidationError as PydanticValidationError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -39,12 +42,14 @@ class ApplicationError(Exception):
         code: str = "invalid",
         status_code: int = status.HTTP_400_BAD_REQUEST,
         details: list[dict[str, Any]] | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.status_code = status_code
         self.details = details or []
+        self.retry_after = retry_after  # seconds, sent as Retry-After (a 429's, a 503's)
 
 
 class NotFoundError(ApplicationError):
@@ -160,7 +165,10 @@ def api_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Respons
     elif isinstance(exc, SuspiciousOperation):  # e.g. more query parameters than Django reads
         exc = ApplicationError(str(exc) or "Bad request.", code="bad_request")
     if isinstance(exc, ApplicationError):
-        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+        retry = {} if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
+        return Response(
+            error_body(exc.code, exc.message, exc.details), status=exc.status_code, headers=retry
+        )
     if is_outage(exc):
         logger.warning("API request failed: a service is unavailable: %r", exc)
         return Response(
@@ -197,5 +205,18 @@ def api_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Respons
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """handler404: the API error shape under /api/, Django's page elsewhere."""
     if request.path.startswith("/api/"):
-        return JsonResponse(error_body("not_found", f"No such URL: {request.path}"), status=404)
+        return api_not_found(request)
     return defaults.page_not_found(request, exception)
+
+
+@csrf_exempt
+def api_not_found(request: HttpRequest, *args: object, **kwargs: object) -> JsonResponse:
+    """Every /api/ URL no endpoint has (the last URL pattern under /api/): the API's 404, with
+    DEBUG on too, for any method. A path that lacks only its final slash says so - Django would
+    answer a POST to it with a 500 (DEBUG) or a redirect that drops the body."""
+    message = f"No such URL: {request.path}"
+    if not request.path.endswith("/"):
+        with contextlib.suppress(Resolver404):
+            if resolve(f"{request.path}/").func is not api_not_found:
+                message += f". API paths end with a slash: {request.path}/"
+    return JsonResponse(error_body("not_found", message), status=404)

@@ -35,7 +35,10 @@ class Pagination(LimitOffsetPagination):
         return int(settings.API_MAX_PAGE_SIZE)
 
     def get_limit(self, request: Request) -> int:
-        limit = _query_int(request, self.limit_query_param, minimum=1, maximum=MAX_OFFSET)
+        limit = _query_int(
+            request, self.limit_query_param, minimum=1, maximum=MAX_OFFSET,
+            hint=f" (above {self.max_limit}, a page of {self.max_limit})",
+        )  # fmt: skip
         if limit is None:
             return cast(int, self.default_limit)  # REST_FRAMEWORK["PAGE_SIZE"] is set
         return min(limit, self.max_limit)
@@ -59,7 +62,9 @@ class Pagination(LimitOffsetPagination):
         return parameters
 
 
-def _query_int(request: Request, name: str, *, minimum: int, maximum: int) -> int | None:
+def _query_int(
+    request: Request, name: str, *, minimum: int, maximum: int, hint: str = ""
+) -> int | None:
     """The whole number the query gives for `name`, None when absent.
 
     Raises ValidationError (400) naming `name` for anything else, or a repeat.
@@ -71,7 +76,9 @@ def _query_int(request: Request, name: str, *, minimum: int, maximum: int) -> in
         raise ValidationError({name: ["Give it once."]})
     value = int(given[0]) if _WHOLE_NUMBER.fullmatch(given[0]) else None
     if value is None or not minimum <= value <= maximum:
-        raise ValidationError({name: [f"Must be a whole number from {minimum} to {maximum}."]})
+        raise ValidationError(
+            {name: [f"Must be a whole number from {minimum} to {maximum}{hint}."]}
+        )
     return value
 
 

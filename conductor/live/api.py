@@ -38,7 +38,12 @@ from conductor.live import (
     services,
 )
 from conductor.live.event_settings import INTERVENTION_TYPES, EventSettings
-from conductor.live.models import Intervention, InterventionRollup, LiveSession
+from conductor.live.models import (
+    EVENT_DESCRIPTION_MAX,
+    Intervention,
+    InterventionRollup,
+    LiveSession,
+)
 from conductor.live.serializers import AnomalyOutputSerializer, SampleOutputSerializer
 
 
@@ -61,7 +66,14 @@ class SessionOutputSerializer(serializers.Serializer):
     started_at = serializers.DateTimeField(allow_null=True)
     ended_at = serializers.DateTimeField(allow_null=True)
     attendee_key = serializers.CharField(help_text="Key for /ws/sessions/{id}/attendees/?key=")
+    join_code = serializers.CharField(help_text="What attendees type at /j/ to join.")
+    join_path = serializers.SerializerMethodField(
+        help_text="The attendees' join page on this server (a QR code of it: the live view)."
+    )
     engagement = serializers.SerializerMethodField()
+
+    def get_join_path(self, session: LiveSession) -> str:
+        return f"/j/{session.join_code}/"
 
     @extend_schema_field(SampleOutputSerializer(allow_null=True))
     def get_engagement(self, session: LiveSession) -> dict[str, Any] | None:
@@ -79,7 +91,9 @@ class EventListCreateApi(PaginatedApi):
     @extend_schema_serializer(component_name="EventCreateInput")
     class InputSerializer(StrictSerializer):
         name = serializers.CharField(max_length=200)
-        description = serializers.CharField(required=False, allow_blank=True, default="")
+        description = serializers.CharField(
+            required=False, allow_blank=True, default="", max_length=EVENT_DESCRIPTION_MAX
+        )
         settings = PydanticField(EventSettings, required=False, default=dict)
 
     @extend_schema(responses=EventOutputSerializer(many=True))
@@ -104,7 +118,9 @@ class EventDetailApi(APIView):
         min_properties = 1
 
         name = serializers.CharField(max_length=200, required=False)
-        description = serializers.CharField(required=False, allow_blank=True)
+        description = serializers.CharField(
+            required=False, allow_blank=True, max_length=EVENT_DESCRIPTION_MAX
+        )
         settings = PydanticField(
             EventSettings, merge_patch=True, required=False,
             help_text="A JSON merge patch of the settings: `null` puts one back to its default.",
@@ -223,6 +239,15 @@ class SignalBatchDocSerializer(StrictSerializer):
     )  # fmt: skip
 
 
+# The content each type takes (conductor.live.content), strictly typed and nothing else.
+CONTENT_SHAPES = (
+    "By type: poll `{question: 5-99 chars, options: 2-6 distinct texts of 1-60}`, or a word "
+    'cloud `{question, kind: "words"}`; chat_prompt and qna_prompt `{text: 10-200}`; broadcast '
+    "`{headline: 5-80, call_to_action: 2-40}`; notification `{title: 3-80, body: 5-200}`; "
+    "gamification `{challenge: 10-160, points: 1-1000}`. Without it, a template of the type."
+)
+
+
 class InterventionOutputSerializer(serializers.Serializer):
     """Documents `conductor.live.interventions.serialize`."""
 
@@ -231,8 +256,11 @@ class InterventionOutputSerializer(serializers.Serializer):
         return {
             "id": serializers.IntegerField(),
             "session": serializers.IntegerField(),
-            "type": serializers.CharField(),
-            "status": serializers.CharField(),
+            "type": serializers.ChoiceField(choices=Intervention.Type.values),
+            "status": serializers.ChoiceField(
+                choices=Intervention.Status.values,
+                help_text="held: a hold (nothing sent); failed: its delivery gave up.",
+            ),
             "confidence": serializers.FloatField(allow_null=True),
             "propensity": serializers.FloatField(
                 allow_null=True,
@@ -306,25 +334,34 @@ class SessionSignalsApi(APIView):
 
 class SessionEngagementApi(APIView):
     class FilterSerializer(QuerySerializer):
-        since = serializers.DateTimeField(required=False)
+        since = serializers.DateTimeField(
+            required=False, help_text="The first samples after it; without, the latest."
+        )
         limit = serializers.IntegerField(required=False, min_value=1, max_value=5000, default=720)
 
     @extend_schema(
         parameters=[FilterSerializer],
         responses=inline_serializer(
-            "EngagementSamples", {"samples": SampleOutputSerializer(many=True)}
+            "EngagementSamples",
+            {
+                "samples": SampleOutputSerializer(many=True),
+                "more": serializers.BooleanField(
+                    help_text="The limit left samples out: after the last one with `since` (ask "
+                    "again from its `at`), before the first one without."
+                ),
+            },
         ),
     )
     def get(self, request: Request, session_id: int) -> Response:
         session = selectors.session_get_for_user(request.user, session_id)
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        samples = selectors.session_samples(
+        samples, more = selectors.session_samples(
             session,
             since=filters.validated_data.get("since"),
             limit=filters.validated_data["limit"],
         )
-        return Response({"samples": SampleOutputSerializer(samples, many=True).data})
+        return Response({"samples": SampleOutputSerializer(samples, many=True).data, "more": more})
 
 
 class SessionAnomaliesApi(PaginatedApi):
@@ -341,7 +378,11 @@ class InterventionListCreateApi(PaginatedApi):
     class InputSerializer(StrictSerializer):
         # A hold is the policy's choice to send nothing: not something to send by hand.
         type = serializers.ChoiceField(choices=INTERVENTION_TYPES)
-        content = serializers.DictField(required=False, validators=[no_nul_characters])
+        content = serializers.DictField(
+            required=False,
+            validators=[no_nul_characters],
+            help_text=CONTENT_SHAPES,
+        )
         reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
     @extend_schema(responses=InterventionOutputSerializer(many=True))

@@ -320,10 +320,12 @@ def validate(
     """The content as its type's model dumps it. Raises pydantic.ValidationError.
 
     `by_organizer`: typed by an organizer (sent as typed: the LLM's style rules do not apply).
+    Strict, as JSON types go: `true` is not a number of points, nor `"5"` (coerced, it reached
+    the phones as 1).
     """
     model = CONTENT_MODELS[intervention_type]
     return model.model_validate(
-        content, context=_BY_ORGANIZER if by_organizer else None
+        content, strict=True, context=_BY_ORGANIZER if by_organizer else None
     ).model_dump()
 
 

@@ -13,7 +13,7 @@ from django import forms
 from conductor.core.errors import ApplicationError
 from conductor.live.engine.vocabulary import TYPE_LABELS
 from conductor.live.event_settings import INTERVENTION_TYPES, EventSettings
-from conductor.live.models import LiveSession
+from conductor.live.models import EVENT_DESCRIPTION_MAX, LiveSession
 
 
 def _cooldown(label: str) -> forms.IntegerField:
@@ -24,7 +24,9 @@ def _cooldown(label: str) -> forms.IntegerField:
 
 class EventForm(forms.Form):
     name = forms.CharField(max_length=200)
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    description = forms.CharField(
+        required=False, max_length=EVENT_DESCRIPTION_MAX, widget=forms.Textarea(attrs={"rows": 3})
+    )
 
 
 class SessionForm(forms.Form):

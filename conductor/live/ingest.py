@@ -17,7 +17,15 @@ from typing import Annotated, Any, Literal, NotRequired
 
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
-from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter, ValidationError, with_config
+from pydantic import (
+    AwareDatetime,
+    ConfigDict,
+    Field,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    with_config,
+)
 from typing_extensions import TypedDict
 
 from conductor.core.bulk import copy_rows
@@ -33,6 +41,9 @@ MAX_BATCH = 5_000
 # Event time may lag (buffered clients) but not by much, and never lead by more than clock skew.
 MAX_AGE = timedelta(hours=6)
 MAX_SKEW = timedelta(minutes=5)
+# A signal's data as JSON, at most: a chat message or question with room to spare (the join page
+# keeps texts to 280 characters), not a document.
+MAX_DATA_CHARS = 4096
 
 SignalType = Literal["join", "leave", "chat_message", "reaction", "poll_vote", "question"]
 # People arriving (or leaving) before the start do not start a scheduled session: at a meetup
@@ -47,7 +58,8 @@ class SignalIn(TypedDict):
     id: NotRequired[Annotated[str, Field(min_length=1, max_length=100)]]
     type: SignalType
     attendee: Annotated[str, Field(min_length=1, max_length=128)]
-    at: NotRequired[AwareDatetime]
+    # An ISO 8601 time with its offset, as the schema says: not a number of seconds.
+    at: NotRequired[Annotated[AwareDatetime, Strict()]]
     data: NotRequired[dict[str, Any]]
 
 
@@ -66,12 +78,13 @@ class IngestResult:
 
 
 def _invalid(details: list[dict[str, Any]]) -> ApplicationError:
-    collector.record_rejected(max(1, len({d.get("index") for d in details})))
-    return ApplicationError(
-        f"The batch has {len(details)} invalid item(s); nothing was stored.",
-        code="validation_error",
-        details=details,
-    )
+    items = {d["index"] for d in details if "index" in d}
+    collector.record_rejected(max(1, len(items)))
+    if not items:  # the batch itself: no `signals`, none, or too many
+        message = "The batch is invalid; nothing was stored."
+    else:
+        message = f"The batch has {len(items)} invalid item(s); nothing was stored."
+    return ApplicationError(message, code="validation_error", details=details)
 
 
 def parse_batch(body: bytes) -> SignalBatch:
@@ -79,8 +92,15 @@ def parse_batch(body: bytes) -> SignalBatch:
     try:
         batch = _BATCH.validate_json(body)
     except ValidationError as error:
+        errors = error.errors(include_url=False)
+        if errors[0]["type"] == "json_invalid":  # as every other endpoint says it
+            collector.record_rejected(1)
+            raise ApplicationError(
+                f"Malformed JSON: {errors[0]['msg'].removeprefix('Invalid JSON: ')}.",
+                code="malformed_json",
+            ) from None
         details = []
-        for item in error.errors(include_url=False):
+        for item in errors:
             loc = list(item["loc"])
             if loc[:1] == ["signals"] and len(loc) > 1 and isinstance(loc[1], int):
                 details.append({"index": loc[1], "field": ".".join(map(str, loc[2:])),
@@ -134,6 +154,9 @@ def signals_ingest(*, session: LiveSession, batch: SignalBatch) -> IngestResult:
         except ValueError:
             invalid.append({"index": index, "field": "data", "message": _NOT_FINITE})
             continue
+        if len(data) > MAX_DATA_CHARS:
+            invalid.append({"index": index, "field": "data", "message": _TOO_LARGE})
+            continue
         rows.append((session.pk, item.get("id"), item["type"], item["attendee"], at, data, now))
     if invalid:
         raise _invalid(invalid)
@@ -179,6 +202,7 @@ def _start_session(session: LiveSession) -> None:
 
 
 _NOT_FINITE = "Holds NaN, Infinity or a number too large for JSON."
+_TOO_LARGE = f"Larger than {MAX_DATA_CHARS:,} characters of JSON."
 
 
 def _range_message(at: datetime, now: datetime) -> str:

@@ -177,6 +177,13 @@ def _pending_for_update(intervention_id: int) -> Intervention:
         .select_related("session__event", "decided_by", "edited_by")
         .get(pk=intervention_id)
     )
+    if intervention.status == Intervention.Status.EXPIRED:
+        # One code for an expired proposal, whether the sweep marked it yet or not (below).
+        raise ConflictError(
+            f"The intervention expired ({intervention.decision_reason or 'its time ran out'}); "
+            "it was not executed.",
+            code="expired",
+        )
     if intervention.status != Intervention.Status.PENDING:
         raise ConflictError(
             f"The intervention is {intervention.status}, no longer pending.", code="not_pending"

@@ -32,6 +32,11 @@ def new_join_code() -> str:
     return "".join(secrets.choice(JOIN_CODE_ALPHABET) for _ in range(JOIN_CODE_LENGTH))
 
 
+# An event's description, at most (checked by the API and the dashboard's form): a few
+# paragraphs, embedded for similar-event recall.
+EVENT_DESCRIPTION_MAX = 5000
+
+
 class Event(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)

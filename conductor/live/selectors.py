@@ -60,12 +60,15 @@ def session_latest_sample(session: LiveSession) -> EngagementSample | None:
 
 def session_samples(
     session: LiveSession, *, since: datetime | None = None, limit: int = 720
-) -> list[EngagementSample]:
-    """The session's samples after `since` (or the latest ones), oldest first."""
+) -> tuple[list[EngagementSample], bool]:
+    """Up to `limit` of the session's samples, oldest first: the first ones after `since`, or the
+    latest ones; and whether the limit left some out (after them, or before them)."""
     samples = session.samples.all()
     if since is not None:
-        return list(samples.filter(at__gt=since).order_by("at")[:limit])
-    return list(reversed(samples.order_by("-at")[:limit]))
+        found = list(samples.filter(at__gt=since).order_by("at")[: limit + 1])
+        return found[:limit], len(found) > limit
+    found = list(samples.order_by("-at")[: limit + 1])
+    return list(reversed(found[:limit])), len(found) > limit
 
 
 def intervention_get_for_user(user: User | AnonymousUser, intervention_id: int) -> Intervention:

@@ -132,7 +132,9 @@ def session_update(
     if status is not None and status != session.status:
         if status not in _TRANSITIONS[LiveSession.Status(session.status)]:
             raise ConflictError(
-                f"A {session.status} session cannot become {status}.", code="invalid_transition"
+                f"{'An' if session.status == 'ended' else 'A'} {session.status} session "
+                f"cannot become {status}.",
+                code="invalid_transition",
             )
         now = timezone.now()
         if status == LiveSession.Status.LIVE:

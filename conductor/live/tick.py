@@ -10,19 +10,21 @@ enqueued and dashboards told after commit. One decision is in flight per session
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import User
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from agents import services as agent_services
 from conductor.core.bulk import copy_rows
+from conductor.core.errors import ApplicationError
 from conductor.live import eligibility, interventions, realtime
 from conductor.live.engine.anomaly import DetectorState, Observation, detect
 from conductor.live.engine.score import ACTIVE_WINDOW_SECONDS, WindowAggregates, score_engagement
@@ -30,6 +32,8 @@ from conductor.live.models import Anomaly, EngagementSample, LiveSession
 from conductor.live.serializers import AnomalyOutputSerializer, SampleOutputSerializer
 from conductor.live.shards import EVERY_SESSION, Shard
 from telemetry import metrics
+
+logger = logging.getLogger(__name__)
 
 # A short rate window: the score must follow a drop within a tick or two (5 s ticks), not a
 # minute later. Rates are still expressed per minute by the score, so the window length is free.
@@ -351,6 +355,7 @@ def _dashboard_messages(
 # Why a drop got no decision of its own, as the live view says it.
 BUSY = "No new decision: the conductor is still on an earlier drop (deciding, or waiting for you)."
 ALSO_NOW = "Answered with the drop detected at the same moment that says more about it."
+NOT_STARTED = "No decision: it could not be started ({reason})."
 
 
 def _start_decisions(found: list[Anomaly], sessions: dict[int, LiveSession]) -> int:
@@ -381,22 +386,35 @@ def _start_decisions(found: list[Anomaly], sessions: dict[int, LiveSession]) -> 
         Anomaly.objects.bulk_update(skipped, ["skipped_reason"], batch_size=500)
     organizers = _first_organizers({sessions[session_id].event_id for session_id in worst})
     deciding: list[LiveSession] = []
+    failed: list[Anomaly] = []
     for session_id, anomaly in worst.items():
         session = sessions[session_id]
         organizer = organizers.get(session.event_id)
         if organizer is None:
             continue
-        session.deciding_run, _ = agent_services.run_create(
-            organizer=organizer,
-            agent="engagement",
-            intent="decide",
-            data={"session_id": session_id, "anomaly_id": anomaly.pk},
-            idempotency_key=f"anomaly-{anomaly.pk}",
-            rate_limited=False,
-            allow_internal=True,  # the engagement agent is the platform's own
-            scope=("event", session.event_id),  # every organizer of the event sees it
-        )
+        # One session's decision that cannot start must not cost the shard's other sessions
+        # their tick (a savepoint: a database error rolls back this one alone).
+        try:
+            with transaction.atomic():
+                session.deciding_run, _ = agent_services.run_create(
+                    organizer=organizer,
+                    agent="engagement",
+                    intent="decide",
+                    data={"session_id": session_id, "anomaly_id": anomaly.pk},
+                    idempotency_key=agent_services.internal_key(f"anomaly-{anomaly.pk}"),
+                    rate_limited=False,
+                    allow_internal=True,  # the engagement agent is the platform's own
+                    scope=("event", session.event_id),  # every organizer of the event sees it
+                )
+        except (ApplicationError, DatabaseError) as error:
+            logger.exception("the decision of anomaly %s could not start", anomaly.pk)
+            reason = error.message if isinstance(error, ApplicationError) else "database error"
+            anomaly.skipped_reason = NOT_STARTED.format(reason=reason)
+            failed.append(anomaly)
+            continue
         deciding.append(session)
+    if failed:
+        Anomaly.objects.bulk_update(failed, ["skipped_reason"])
     LiveSession.objects.bulk_update(deciding, ["deciding_run"])
     return len(deciding)
 

@@ -8,7 +8,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 NAME = "ads"
 
-Channel = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+# An ad network's channel: "search", "social", "Google Ads", "display_eu" - letters, digits,
+# spaces, dots, hyphens and underscores, starting with a letter or digit.
+Channel = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][\w .-]*$"
+    ),
+]
 
 
 class AdPerformanceRequest(BaseModel):

@@ -150,6 +150,32 @@ def test_applying_a_budget_asks_for_each_change(organizer_):
     assert changed == {"search", "social"}
 
 
+def test_an_applied_plan_says_what_was_set_after_an_edit_and_edits_are_strictly_typed(
+    organizer_,
+):
+    request = {"channels": ["search", "social"], "total_daily_budget": 100, "apply": True}
+    plan = run(organizer_, "allocate-budget", request)
+
+    with pytest.raises(ApplicationError) as refused:
+        services.approval_decide(run_id=plan.pk, approve=True, user=organizer_,
+                                 arguments={"daily_budget": "5"})  # fmt: skip
+    assert [d["field"] for d in refused.value.details] == ["arguments.daily_budget"]
+    services.approval_decide(run_id=plan.pk, approve=True, user=organizer_,
+                             arguments={"daily_budget": 5})  # fmt: skip
+    services.run_execute(run_id=plan.pk)
+    services.approval_decide(run_id=plan.pk, approve=True, user=organizer_)
+    services.run_execute(run_id=plan.pk)
+    plan.refresh_from_db()
+
+    planned = {a["channel"]: round(a["budget"], 2) for a in plan.output["allocations"]}
+    set_ = {b["channel"]: b["daily_budget"] for b in plan.output["budgets_set"]}
+    first = plan.approvals.order_by("seq").first().arguments["channel"]
+    assert plan.status == "succeeded"
+    assert set_ == {**planned, first: 5.0}
+    assert set_[first] != planned[first]
+    assert all(b["previous_budget"] > 0 for b in plan.output["budgets_set"])
+
+
 def test_campaign_report_totals_and_recommendation(organizer_):
     campaign = Campaign.objects.create(organizer=organizer_, name="Launch", budget=100)
     now = timezone.now()
@@ -315,6 +341,10 @@ def test_a_report_of_a_campaign_the_organizer_does_not_own_is_refused_before_any
          "input.link"),
         ("hashtag-pack", {"topic": "cloud", "count": True}, "input.count"),
         ("allocate-budget", {"channels": [" "], "total_daily_budget": 10}, "input.channels.0"),
+        ("allocate-budget", {"channels": ["search", "Bad Channel!! <x>"],
+                             "total_daily_budget": 10}, "input.channels.1"),
+        ("generate-ad-copy", {"product": "DevConf", "audience": "devs",
+                              "channel": "Bad Channel!! <x>"}, "input.channel"),
     ],
 )  # fmt: skip
 def test_what_would_fail_when_acted_on_is_refused_before_anyone_approves_it(

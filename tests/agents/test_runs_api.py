@@ -116,13 +116,18 @@ def test_idempotency_keys_are_per_organizer(api, client_for, other_organizer):
 def test_rate_limit_per_organizer_and_agent(api, client_for, other_organizer, settings):
     settings.AGENT_RATE_LIMIT_PER_MINUTE = 2
 
-    statuses = [api.post("/api/v1/runs/", DRAFT, format="json").status_code for _ in range(3)]
+    responses = [api.post("/api/v1/runs/", DRAFT, format="json") for _ in range(3)]
+    statuses = [response.status_code for response in responses]
     other_agent = api.post(
         "/api/v1/runs/", {"intent": "hashtag-pack", "input": {"topic": "ai"}}, format="json"
     )
     other_organizer_run = client_for(other_organizer).post("/api/v1/runs/", DRAFT, format="json")
 
     assert statuses == [202, 202, 429]
+    # When to try again: the next minute's window (a client sleeps that long, not a guess).
+    wait = int(responses[2]["Retry-After"])
+    assert 1 <= wait <= 60
+    assert responses[2].json()["error"]["message"].endswith(f"try again in {wait} s.")
     assert other_agent.status_code == 202
     assert other_organizer_run.status_code == 202
     assert AgentRun.objects.count() == 4

@@ -99,7 +99,7 @@ def test_session_actions_change_mode_and_refuse_what_the_lifecycle_forbids(staff
     started = staff.post(SESSIONS, {"action": "start", "_selected_action": both}, follow=True)
     automatic = staff.post(SESSIONS, {"action": "mode_auto", "_selected_action": both}, follow=True)
 
-    assert f"Started 1. 1 refused: #{ended.pk}: A ended session cannot become live." in (
+    assert f"Started 1. 1 refused: #{ended.pk}: An ended session cannot become live." in (
         started.content.decode()
     )
     assert "2 now automatic." in automatic.content.decode()

@@ -132,7 +132,8 @@ def test_patch_renames_and_describes_an_event_and_keeps_its_settings(api, event)
     assert (shown["name"], shown["description"]) == ("DevConf 2027", "Two days.")
     event.refresh_from_db()
     assert (event.name, event.description, event.settings) == ("DevConf 2027", "Two days.", before)
-    for body, field in (({}, ""), ({"name": ""}, "name")):
+    for body, field in (({}, ""), ({"name": ""}, "name"), ({"description": "x" * 5001},
+                                                            "description")):  # fmt: skip
         refused = api.patch(url, body, format="json")
         assert refused.status_code == 400
         assert refused.json()["error"]["details"][0]["field"] == field

@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from conductor.live.models import EngagementSample, LiveSession
+from conductor.live.models import EngagementSample, Event, LiveSession
 from tests.factories import EventFactory, LiveSessionFactory
 
 pytestmark = pytest.mark.django_db
@@ -21,7 +21,11 @@ def test_create_session_defaults_to_semi_auto(api, event):
     assert body["mode"] == "semi_auto"
     assert body["status"] == "scheduled"
     assert body["engagement"] is None
-    assert LiveSession.objects.get(pk=body["id"]).event == event
+    stored = LiveSession.objects.get(pk=body["id"])
+    assert stored.event == event
+    # What an integrator hands its attendees, without the dashboard.
+    assert (body["join_code"], body["join_path"]) == (stored.join_code, f"/j/{stored.join_code}/")
+    assert api.get(body["join_path"]).status_code == 200
 
 
 def test_create_session_for_someone_elses_event_is_404(api, other_organizer):
@@ -197,6 +201,29 @@ def test_unknown_api_url_is_json_404(api):
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_every_unknown_api_url_is_json_404_a_missing_slash_says_so(api, live_session, settings,
+                                                                    debug):  # fmt: skip
+    """As `make run` serves it (DEBUG) and as deployed: never Django's HTML page, never the 500
+    that APPEND_SLASH gives a POST without its final slash, nor a redirect that drops its body."""
+    settings.DEBUG = debug
+    unslashed = api.post("/api/v1/events", {"name": "No slash"}, format="json")
+    patched = api.patch(f"/api/v1/sessions/{live_session.pk}", {"mode": "auto"}, format="json")
+    not_a_number = api.get("/api/v1/sessions/abc/")
+    nowhere = api.post("/api/v1/nothing/", {}, format="json")
+
+    for response in (unslashed, patched, not_a_number, nowhere):
+        assert (response.status_code, response["Content-Type"]) == (404, "application/json")
+        assert response.json()["error"]["code"] == "not_found"
+    assert unslashed.json()["error"]["message"] == (
+        "No such URL: /api/v1/events. API paths end with a slash: /api/v1/events/"
+    )
+    assert not_a_number.json()["error"]["message"] == "No such URL: /api/v1/sessions/abc/"
+    assert not Event.objects.filter(name="No slash").exists()
+    live_session.refresh_from_db()
+    assert live_session.mode != "auto"
 
 
 def test_method_not_allowed_uses_error_shape(api, event):

@@ -40,11 +40,12 @@ def _clean():
 @pytest.fixture
 def live(live_session):
     """A live session whose decisions send something: no holdout, and doing nothing has hurt
-    (so a test's decision is an intervention whatever the run's random draws)."""
+    (so a test's decision is an intervention whatever the run's random draws: thirty holds, as
+    ten let an untried type draw below them in about 3 runs of 100)."""
     LiveSession.objects.filter(pk=live_session.pk).update(status="live")
     live_session.refresh_from_db()
     services.event_update_settings(event=live_session.event, settings={"holdout_share": 0})
-    learn(live_session, "hold", -0.1, times=10)
+    learn(live_session, "hold", -0.1, times=30)
     return live_session
 
 
@@ -270,7 +271,6 @@ def test_invalid_llm_output_falls_back_to_a_template(live, settings):
         })
     )  # fmt: skip
     services.event_update_settings(event=live.event, settings={"allowed_interventions": ["poll"]})
-
     intervention = Intervention.objects.get(run=decide(live, dropped(live)))
 
     assert intervention.type == "poll"
@@ -354,6 +354,10 @@ def test_a_decision_after_expiry_is_409_and_expires_it_unexecuted(api, live, dec
     assert (intervention.status, intervention.executed_at) == ("expired", None)
     assert intervention.decided_by is None
     assert intervention.decision_reason == "expired before the decision"
+    # Asked again, now that it is marked: the same code, not a second one to handle.
+    again = api.post(f"/api/v1/interventions/{intervention.pk}/{decision}/")
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "expired")
+    assert "expired before the decision" in again.json()["error"]["message"]
 
 
 def test_reject_and_isolation(api, client_for, other_organizer, live):
@@ -410,6 +414,28 @@ def test_manual_intervention_content_with_nul_is_400_naming_it(api, live, conten
     # PostgreSQL jsonb cannot hold NUL: refused at the edge, not a 500 at the INSERT.
     response = api.post(f"/api/v1/sessions/{live.pk}/interventions/",
                         {"type": "broadcast", "content": content_in}, format="json")  # fmt: skip
+
+    assert response.status_code == 400, response.content
+    assert [d["field"] for d in response.json()["error"]["details"]] == [field]
+    assert not Intervention.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("type_", "content_in", "field"),
+    [
+        ("gamification", {"challenge": "Post your favourite test tool", "points": True},
+         "content.points"),
+        ("gamification", {"challenge": "Post your favourite test tool", "points": "5"},
+         "content.points"),
+        ("broadcast", {"headline": "Break in five", "call_to_action": 5},
+         "content.call_to_action"),
+        ("poll", {"question": "Which one next?", "options": ["A", 2]}, "content.options.1"),
+    ],
+)  # fmt: skip
+def test_manual_intervention_content_is_strictly_typed(api, live, type_, content_in, field):
+    """`true` points reached the phones as a 1-point challenge: JSON types are not coerced."""
+    response = api.post(f"/api/v1/sessions/{live.pk}/interventions/",
+                        {"type": type_, "content": content_in}, format="json")  # fmt: skip
 
     assert response.status_code == 400, response.content
     assert [d["field"] for d in response.json()["error"]["details"]] == [field]

@@ -101,6 +101,8 @@ def test_a_bad_page_parameter_is_a_400_naming_it(api, live_session, path, query,
     error = response.json()["error"]
     assert error["code"] == "validation_error"
     assert [detail["field"] for detail in error["details"]] == [field]
+    if query == "limit=0":  # the bounds as the README gives them: what a page holds at most
+        assert error["details"][0]["message"].endswith(" (above 500, a page of 500).")
 
 
 def test_the_schema_shows_the_bounds_of_a_page(api):

@@ -125,6 +125,37 @@ def test_batch_shape_errors(api, live_session, body, field):
 
     assert response.status_code == 400
     assert field in {d["field"] for d in response.json()["error"]["details"]}
+    assert response.json()["error"]["message"] == "The batch is invalid; nothing was stored."
+
+
+def test_a_signals_data_is_a_few_kilobytes_not_a_document(api, live_session):
+    response = post(api, live_session, [
+        {"type": "chat_message", "attendee": "a", "data": {"text": "hi " * 100}},
+        {"type": "chat_message", "attendee": "b", "data": {"text": "x" * 2_000_000}},
+    ])  # fmt: skip
+
+    assert response.status_code == 400
+    assert response.json()["error"]["details"] == [
+        {"index": 1, "field": "data", "message": "Larger than 4,096 characters of JSON."}
+    ]
+    assert not Signal.objects.exists()
+
+
+def test_items_are_named_once_each_and_times_are_iso_8601_with_an_offset(api, live_session):
+    now = timezone.now()
+    response = post(api, live_session, [
+        {"type": "dance", "attendee": ""},  # two faults, one item
+        {"type": "join", "attendee": "a", "at": now.timestamp()},  # seconds, not a time
+        {"type": "join", "attendee": "b", "at": now.replace(tzinfo=None).isoformat()},
+    ])  # fmt: skip
+
+    error = response.json()["error"]
+    assert response.status_code == 400
+    assert error["message"] == "The batch has 3 invalid item(s); nothing was stored."
+    assert {(d["index"], d["field"]) for d in error["details"]} == {
+        (0, "type"), (0, "attendee"), (1, "at"), (2, "at"),
+    }  # fmt: skip
+    assert not Signal.objects.exists()
 
 
 def test_malformed_json_and_wrong_content_type(api, live_session):
@@ -134,6 +165,8 @@ def test_malformed_json_and_wrong_content_type(api, live_session):
     form = api.post(url, {"signals": "x"})
 
     assert broken.status_code == 400
+    assert broken.json()["error"]["code"] == "malformed_json"  # as every other endpoint says it
+    assert broken.json()["error"]["message"].startswith("Malformed JSON: ")
     assert form.status_code == 415
     batch = '{"signals": [{"type": "join", "attendee": "a"}]}'
     for media_type, expected in [
@@ -284,6 +317,21 @@ def test_engagement_and_anomalies_endpoints(api, client_for, other_organizer, li
     assert [s["at"] for s in everything] == sorted(s["at"] for s in everything)
     assert len(everything) == 3
     assert len(since.json()["samples"]) == 2
+    assert since.json()["more"] is False
+    # A limit that cuts the list says so: the latest ones, or the first ones after `since`.
+    latest = api.get(f"{base}/engagement/", {"limit": 2}).json()
+    first = api.get(f"{base}/engagement/", {"limit": 2, "since": (now - timedelta(minutes=1))
+                                            .isoformat()}).json()  # fmt: skip
+    rest = api.get(f"{base}/engagement/", {"limit": 2, "since": first["samples"][-1]["at"]}).json()
+    assert ([s["at"] for s in latest["samples"]], latest["more"]) == (
+        [s["at"] for s in everything[1:]],
+        True,
+    )
+    assert ([s["at"] for s in first["samples"]], first["more"]) == (
+        [s["at"] for s in everything[:2]],
+        True,
+    )
+    assert ([s["at"] for s in rest["samples"]], rest["more"]) == ([everything[2]["at"]], False)
     assert anomalies[0]["type"] == "SUDDEN_DROP"
     assert api.get(f"{base}/engagement/", {"since": "soon"}).status_code == 400
     stranger = client_for(other_organizer)

@@ -134,7 +134,7 @@ def test_a_drop_becomes_one_anomaly_and_one_decision(live):
     assert runs.count() == len({a.detected_at for a in anomalies})
     run = runs.first()
     assert run.input["session_id"] == live.pk
-    assert run.idempotency_key.startswith("anomaly-")
+    assert run.idempotency_key == f"conductor:anomaly-{run.input['anomaly_id']}"
 
 
 def test_a_fall_that_comes_with_people_leaving_is_answered_as_a_mass_exit(live):
@@ -434,7 +434,7 @@ def test_a_proposal_left_waiting_for_minutes_gives_way_to_a_new_drop(live):
 
     assert (stale.status, stale.decision_reason) == ("expired", "a newer drop came")
     first = Anomaly.objects.filter(session=live).order_by("detected_at").first()
-    assert AgentRun.objects.filter(idempotency_key=f"anomaly-{first.pk}").exists()
+    assert AgentRun.objects.filter(idempotency_key=f"conductor:anomaly-{first.pk}").exists()
 
 
 def test_a_proposal_past_its_time_does_not_hold_back_a_new_decision(live):
@@ -455,7 +455,7 @@ def test_a_proposal_past_its_time_does_not_hold_back_a_new_decision(live):
 
     assert Intervention.objects.get(session=live).status == "expired"
     first = Anomaly.objects.filter(session=live).order_by("detected_at").first()
-    assert AgentRun.objects.filter(idempotency_key=f"anomaly-{first.pk}").exists()
+    assert AgentRun.objects.filter(idempotency_key=f"conductor:anomaly-{first.pk}").exists()
 
 
 def test_decisions_find_their_organizers_in_one_query(organizer, other_organizer):
@@ -483,6 +483,55 @@ def test_decisions_find_their_organizers_in_one_query(organizer, other_organizer
     # One decision per session whose event has an organizer to own its run.
     runs = AgentRun.objects.filter(agent="engagement").order_by("input__session_id")
     assert [run.organizer for run in runs] == [organizer, organizer, other_organizer]
+
+
+def test_a_decision_that_cannot_start_costs_no_other_session_its_tick(organizer, other_organizer):
+    """A run that holds the key of the next anomalies' decisions (as an organizer's could, before
+    the platform's keys had a namespace of their own) stops those decisions alone: the other
+    organizer's session in the same tick is scored and decided, and the drops left without a
+    decision say why."""
+    from agents import services as agent_services
+    from tests.factories import EventFactory, LiveSessionFactory
+
+    mine, theirs = (
+        LiveSessionFactory(event=EventFactory(organizers=[owner]), status="live")
+        for owner in (organizer, other_organizer)
+    )
+    start = timezone.now() - timedelta(minutes=5)
+    for session in (mine, theirs):
+        audience(session, 10, start)  # present and silent: engagement 0
+    for step in range(11):
+        tick.sessions_tick(now=start + timedelta(seconds=5 * step + 5))
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT nextval(pg_get_serial_sequence('conductor_anomaly', 'id'))")
+        (upcoming,) = cursor.fetchone()
+    for anomaly_id in range(upcoming + 1, upcoming + 10):
+        agent_services.run_create(
+            organizer=organizer, agent="probe", intent="steps", data={"steps": 0},
+            idempotency_key=agent_services.internal_key(f"anomaly-{anomaly_id}"),
+        )  # fmt: skip
+
+    result = tick.sessions_tick(now=start + timedelta(seconds=65))
+
+    assert result.sessions == 2
+    decided = AgentRun.objects.filter(agent="engagement")
+    assert [run.input["session_id"] for run in decided] == [theirs.pk]
+    (stopped,) = Anomaly.objects.filter(session=mine)
+    assert stopped.skipped_reason.startswith("No decision: it could not be started (This ")
+    assert EngagementSample.objects.filter(session__in=[mine, theirs]).count() == 24
+
+
+def test_an_organizer_may_not_take_the_platforms_idempotency_keys(api):
+    response = api.post(
+        "/api/v1/runs/",
+        {"intent": "steps", "agent": "probe", "input": {"steps": 0},
+         "idempotency_key": "conductor:anomaly-1"},
+        format="json",
+    )  # fmt: skip
+
+    assert response.status_code == 400
+    assert response.json()["error"]["details"][0]["field"] == "idempotency_key"
+    assert not AgentRun.objects.exists()
 
 
 # -- presence, carried from tick to tick ---------------------------------------------------------
