@@ -92,15 +92,25 @@ class StrictSerializer(serializers.Serializer):
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
+# A list's page (conductor.core.pagination), which any query may carry beside its own filters.
+PAGE_PARAMETERS = frozenset({"limit", "offset"})
+UNKNOWN_PARAMETER = "Not a parameter of this endpoint."
+
+
 class QuerySerializer(serializers.Serializer):
     """Query parameters, read as given: a value that does not parse is a 400 naming it, never
-    the default. An empty value is a wrong value, not a missing one, and a parameter given twice
-    is an error rather than its last copy."""
+    the default. An empty value is a wrong value, not a missing one, a parameter given twice
+    is an error rather than its last copy, and one the endpoint does not take is an error rather
+    than a filter silently not applied."""
 
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, QueryDict):
             return super().to_internal_value(data)
-        errors: dict[str, Any] = {}
+        errors: dict[str, Any] = {
+            name: [UNKNOWN_PARAMETER]
+            for name in data
+            if name not in self.fields and name not in PAGE_PARAMETERS
+        }
         values: dict[str, Any] = {}
         for name, field in self.fields.items():
             given = data.getlist(name)

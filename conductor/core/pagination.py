@@ -19,6 +19,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from conductor.core.fields import PAGE_PARAMETERS, UNKNOWN_PARAMETER
+
 # PostgreSQL's OFFSET is a bigint; bounds this far inside it keep offset + limit in range too.
 MAX_OFFSET = 2**31 - 1
 _WHOLE_NUMBER = re.compile(r"\+?[0-9]{1,18}")
@@ -90,7 +92,16 @@ class PaginatedApi(APIView):
     pagination_class: type[Pagination] = Pagination
 
     def paginate(self, queryset: QuerySet[Any], render: Callable[[list[Any]], Any]) -> Response:
-        """Answer the requested page: `render(page)` gives its `results`."""
+        """Answer the requested page: `render(page)` gives its `results`.
+
+        A query parameter that is neither the page's nor one of the view's `FilterSerializer`
+        is a 400 naming it: a filter the list does not have must not look applied.
+        """
+        filters = getattr(self, "FilterSerializer", None)
+        known = PAGE_PARAMETERS | (set(filters().fields) if filters is not None else set())
+        unknown = sorted(set(self.request.query_params) - known)
+        if unknown:
+            raise ValidationError({name: [UNKNOWN_PARAMETER] for name in unknown})
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset, self.request, view=self) or []
         return paginator.get_paginated_response(render(page))

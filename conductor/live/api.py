@@ -385,11 +385,22 @@ class InterventionListCreateApi(PaginatedApi):
         )
         reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
-    @extend_schema(responses=InterventionOutputSerializer(many=True))
+    class FilterSerializer(QuerySerializer):
+        status = serializers.ChoiceField(
+            choices=Intervention.Status.values, required=False,
+            help_text="`pending`: the proposals waiting for a decision.",
+        )  # fmt: skip
+        type = serializers.ChoiceField(choices=Intervention.Type.values, required=False)
+
+    @extend_schema(parameters=[FilterSerializer], responses=InterventionOutputSerializer(many=True))
     def get(self, request: Request, session_id: int) -> Response:
         session = selectors.session_get_for_user(request.user, session_id)
-        queryset = session.interventions.select_related("decided_by", "edited_by").order_by(
-            "-created_at", "-id"
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        queryset = (
+            session.interventions.filter(**filters.validated_data)
+            .select_related("decided_by", "edited_by")
+            .order_by("-created_at", "-id")
         )
         return self.paginate(queryset, lambda page: [interventions.serialize(i) for i in page])
 

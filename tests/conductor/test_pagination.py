@@ -105,6 +105,31 @@ def test_a_bad_page_parameter_is_a_400_naming_it(api, live_session, path, query,
         assert error["details"][0]["message"].endswith(" (above 500, a page of 500).")
 
 
+@pytest.mark.parametrize("path", [*LISTS.values(), "/api/v1/sessions/{session}/engagement/",
+                                  "/api/v1/agents/usage/"])  # fmt: skip
+def test_a_filter_a_list_does_not_have_is_a_400_not_ignored(api, live_session, path):
+    response = api.get(f"{path.format(session=live_session.pk)}?mode=auto&limit=5")
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["details"] == [
+        {"field": "mode", "message": "Not a parameter of this endpoint."}
+    ]
+
+
+def test_waiting_proposals_are_listed_by_status_and_type(api, live_session):
+    for type_, status in (("poll", "pending"), ("poll", "executed"), ("broadcast", "pending")):
+        Intervention.objects.create(session=live_session, type=type_, status=status,
+                                    source="template")  # fmt: skip
+    url = f"/api/v1/sessions/{live_session.pk}/interventions/"
+
+    pending = api.get(url, {"status": "pending"}).json()["results"]
+    polls = api.get(url, {"status": "pending", "type": "poll"}).json()["results"]
+
+    assert sorted(i["type"] for i in pending) == ["broadcast", "poll"]
+    assert [(i["type"], i["status"]) for i in polls] == [("poll", "pending")]
+    assert api.get(url, {"status": "waiting"}).status_code == 400
+
+
 def test_the_schema_shows_the_bounds_of_a_page(api):
     schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
 
