@@ -69,6 +69,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("dashboard/", views.dashboard, name="dashboard"),
     path("dashboard/sessions/", views.dashboard_sessions, name="dashboard-sessions"),
+    path("dashboard/api-token/", views.api_token, name="api-token"),
     path("dashboard/agents/", agents_views.agents_page, name="agents-page"),
     path("dashboard/agents/new/", agents_views.agents_new, name="agents-new"),
     path(

@@ -74,6 +74,7 @@ ROUTES: dict[str, dict[str, str]] = {
     "logout": roles(PUBLIC, PUBLIC, PUBLIC),
     "dashboard": roles(LOGIN, OK, EMPTY),
     "dashboard-sessions": roles(LOGIN, OK, EMPTY),
+    "api-token": roles(LOGIN, OK, OK),  # each organizer's own token, nobody else's
     "agents-page": {**roles(LOGIN, OK, EMPTY), "co_organizer": EMPTY},
     "agents-decide": {**roles(LOGIN, OK, HIDDEN), "co_organizer": HIDDEN},
     "agents-new": roles(LOGIN, OK, OK),  # anyone logged in starts agents of their own

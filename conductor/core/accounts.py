@@ -32,3 +32,16 @@ def organizer_ensure(*, username: str, password: str) -> tuple[User, str]:
         user.save(update_fields=["password"])
     token, _ = Token.objects.get_or_create(user=user)
     return user, token.key
+
+
+def organizer_token(*, user: User) -> str:
+    """The organizer's API token key (made now if they have none)."""
+    token, _ = Token.objects.get_or_create(user=user)
+    return str(token.key)
+
+
+@transaction.atomic
+def organizer_token_rotate(*, user: User) -> str:
+    """A new API token for the organizer: the old one stops working at once. Returns its key."""
+    Token.objects.filter(user=user).delete()
+    return str(Token.objects.create(user=user).key)

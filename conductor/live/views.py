@@ -4,10 +4,11 @@ settings and sessions) and a session's live view. Every write goes through the s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -15,6 +16,7 @@ from django.templatetags.static import static
 from django.views.decorators.http import require_POST
 
 from agents.budget import month_spend_for_user
+from conductor.core import accounts
 from conductor.core.errors import ApplicationError, NotFoundError
 from conductor.live import join_views, policy_report, selectors, services
 from conductor.live.engine.score import BANDS
@@ -340,3 +342,17 @@ def session_edit(request: HttpRequest, session_id: int) -> HttpResponse:
         },
         status=400 if form.errors else 200,
     )
+
+
+@login_required
+def api_token(request: HttpRequest) -> HttpResponse:
+    """The organizer's API token, to copy into an integration; POST makes a new one (the old one
+    stops working: for a token that leaked)."""
+    user = cast(User, request.user)  # login_required
+    if request.method == "POST":
+        accounts.organizer_token_rotate(user=user)
+        messages.success(request, "A new API token is in place; the old one no longer works.")
+        return redirect("api-token")
+    token = accounts.organizer_token(user=user)
+    api = request.build_absolute_uri("/api/v1/")
+    return render(request, "dashboard/api_token.html", {"token": token, "api": api})

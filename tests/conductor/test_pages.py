@@ -42,6 +42,30 @@ def test_logout_is_a_post(client, organizer):
     assert client.get("/dashboard/").status_code == 302
 
 
+def test_an_organizer_finds_their_api_token_and_makes_a_new_one_when_it_leaked(
+    client, client_for, organizer, other_organizer
+):
+    """No console needed: the token is on the dashboard, and a new one ends the old one."""
+    old = organizer.auth_token.key
+    client.force_login(organizer)
+    page = client.get("/dashboard/api-token/").content.decode()
+    assert f'value="{old}"' in page
+    assert other_organizer.auth_token.key not in page
+    assert '<a href="/dashboard/api-token/">API</a>' in page  # in the menu of every page
+
+    rotated = client.post("/dashboard/api-token/", follow=True).content.decode()
+
+    organizer.refresh_from_db()
+    new = organizer.auth_token.key
+    assert new != old
+    assert f'value="{new}"' in rotated
+    assert "the old one no longer works" in rotated
+    assert client_for(organizer).get("/api/v1/events/").status_code == 200
+    stale = client_for(other_organizer)
+    stale.credentials(HTTP_AUTHORIZATION=f"Token {old}")
+    assert stale.get("/api/v1/events/").status_code == 401
+
+
 def test_pages_need_a_login_and_come_back_after_it(client, live_session):
     response = client.get(f"/dashboard/sessions/{live_session.pk}/")
 
