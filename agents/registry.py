@@ -171,10 +171,15 @@ class AgentRegistry:
             return found, found.intent(intent)
         candidates: Iterable[Agent] = self if allow_internal else self.public()
         serving = [candidate for candidate in candidates if candidate.serves(intent)]
-        if len(serving) != 1:
-            reason = "no agent serves it" if not serving else "several agents serve it"
+        if not serving:  # naming an agent would not help
             raise ApplicationError(
-                f"Name the agent for intent {intent!r}: {reason}.",
+                f"No agent serves intent {intent!r}; GET /api/v1/agents/ lists the intents.",
+                code="unknown_intent",
+                details=[{"field": "intent", "message": "No agent serves it."}],
+            )
+        if len(serving) > 1:
+            raise ApplicationError(
+                f"Name the agent for intent {intent!r}: several agents serve it.",
                 code="agent_required",
                 details=[{"field": "agent", "message": "Required for this intent."}],
             )

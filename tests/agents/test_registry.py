@@ -73,7 +73,7 @@ def test_resolve_routes_by_intent_and_checks_the_named_agent():
 
     for kwargs, code in [
         ({"intent": "shorten"}, "agent_required"),  # ambiguous
-        ({"intent": "fly"}, "agent_required"),  # nobody serves it
+        ({"intent": "fly"}, "unknown_intent"),  # nobody serves it: naming one would not help
         ({"intent": "write", "agent": "ghost"}, "agent_not_registered"),
         ({"intent": "write", "agent": "editor"}, "intent_agent_mismatch"),
     ]:

@@ -45,7 +45,7 @@ def test_create_routes_by_intent_and_queues(api, organizer, django_capture_on_co
 @pytest.mark.parametrize(
     ("payload", "code", "field"),
     [
-        ({"intent": "fly", "input": {}}, "agent_required", "agent"),
+        ({"intent": "fly", "input": {}}, "unknown_intent", "intent"),
         ({"agent": "ghost", "intent": "summarize", "input": {}}, "agent_not_registered", "agent"),
         ({"agent": "social", "intent": "summarize", "input": {}}, "intent_agent_mismatch",
          "intent"),
@@ -226,7 +226,7 @@ def test_internal_agents_are_unknown_to_the_api(api, payload, unknown_as):
     unknown = error({**payload, **unknown_as})
 
     assert internal == unknown  # nothing tells that the agent exists
-    assert internal[:2] in {(400, "agent_not_registered"), (400, "agent_required")}
+    assert internal[:2] in {(400, "agent_not_registered"), (400, "unknown_intent")}
     assert not AgentRun.objects.exists()
     assert "probe-internal" not in {agent["name"] for agent in api.get("/api/v1/agents/").json()}
 
