@@ -15,8 +15,8 @@ from asgiref.sync import SyncToAsync
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import close_old_connections, connections
+from rest_framework.utils.encoders import JSONEncoder as APIJSONEncoder
 
 from conductor.core.auth import query_param
 from conductor.core.errors import ApplicationError, NotFoundError
@@ -55,7 +55,7 @@ class _Consumer(AsyncJsonWebsocketConsumer):
     @classmethod
     async def encode_json(cls, content: Any) -> str:
         # Dates as the API writes them.
-        return json.dumps(content, cls=DjangoJSONEncoder)
+        return json.dumps(content, cls=APIJSONEncoder)
 
     async def _join(self, group: str) -> None:
         # Join before accepting, so nothing sent after the client sees "open" can be missed.

@@ -36,6 +36,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from rest_framework import serializers
 
 from conductor.live import interventions, realtime
 from conductor.live.models import Intervention
@@ -147,7 +148,7 @@ def _send(intervention: Intervention, *, sent_at: datetime) -> None:
             "delivery_id": str(intervention.delivery_id),
             "intervention_type": intervention.type,
             "content": intervention.content,
-            "sent_at": sent_at.isoformat(),
+            "sent_at": serializers.DateTimeField().to_representation(sent_at),  # as the API
         },
     }
 

@@ -16,8 +16,8 @@ from typing import Any
 import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
+from rest_framework.utils.encoders import JSONEncoder as APIJSONEncoder
 
 from conductor.core.redis_client import redis_client
 from telemetry import metrics
@@ -84,7 +84,7 @@ def group_message(message_type: str, data: dict[str, Any]) -> dict[str, Any]:
     if message_type not in DASHBOARD_MESSAGE_TYPES:
         raise ValueError(f"unknown dashboard message type {message_type!r}")
     # Round-trip through JSON so datetimes and decimals arrive as the API would send them.
-    payload = json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+    payload = json.loads(json.dumps(data, cls=APIJSONEncoder))
     return {"type": "dashboard.message", "event": message_type, "data": payload}
 
 

@@ -148,7 +148,9 @@ async def test_every_executed_intervention_reaches_the_attendees_once(worker, pa
     )
     (shown,) = listed.json()["results"]
     assert shown["status"] == "executed"
-    assert shown["delivered_at"] is not None
+    # The socket writes times as the API does: the moment it was sent is the one delivered.
+    assert shown["delivered_at"] == message["sent_at"]
+    assert message["sent_at"].endswith("Z")
     assert shown["delivery_id"] == str(stored.delivery_id)
     assert shown["failure_reason"] == ""
 

@@ -401,6 +401,11 @@ async def test_someone_without_a_name_is_one_person_in_the_chat_the_questions_an
 
     assert anonymous.startswith("Anonymous ")
     assert said["data"]["name"] == asked["data"]["name"] == anonymous
+    # Times as the API writes them, to the microsecond: one format on every channel.
+    room = await database_sync_to_async(
+        lambda: api_for(session.event.organizers.get()).get(f"/api/v1/sessions/{session.pk}/room/")
+    )()
+    assert said["data"]["at"] == room.json()["chat"][0]["at"]
     assert [leader["name"] for leader in board["data"]["leaders"]] == [anonymous]
     assert named["data"]["name"] == "Ana"
 
