@@ -356,7 +356,7 @@ def attendee_act(*, attendee: Attendee, raw: Any) -> dict[str, Any] | None:
     """Validate and carry out one message from the join page; returns a message for this
     attendee alone, if any (a challenge's points). Raises Refused."""
     try:
-        action = _ACTION.validate_python(raw)
+        action = _ACTION.validate_python(raw, strict=True)  # JSON types: "26" is not an id
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"][1:]) or "type"

@@ -422,8 +422,12 @@ async def test_a_vote_on_something_that_is_not_an_open_poll_of_this_session_is_r
     unknown = await next_of(socket, "error")
     await socket.send_to(text_data="not json")
     garbled = await next_of(socket, "error")
+    mine = await database_sync_to_async(sent_poll)(session)
+    await socket.send_json_to({"type": "vote", "intervention": str(mine.pk), "choice": 0})
+    as_text = await next_of(socket, "error")  # JSON types as they are: an id is a number
     await socket.disconnect()
 
+    assert as_text["field"] == "intervention"
     assert refused == {
         "type": "error",
         "message": "This poll is not open.",
