@@ -219,7 +219,7 @@ class RunRejectApi(_RunDecisionApi):
 
 # -- usage: the daily rollups ----------------------------------------------------------------
 
-_COUNTS = ("runs", "succeeded", "failed", "timed_out", "cancelled", "duration_ms",
+_COUNTS = ("runs", "succeeded", "failed", "rejected", "timed_out", "cancelled", "duration_ms",
            "prompt_tokens", "completion_tokens", "cost_usd")  # fmt: skip
 
 
@@ -232,10 +232,15 @@ class UsageOutputSerializer(serializers.Serializer):
     agent = serializers.CharField()
     runs = serializers.IntegerField()
     succeeded = serializers.IntegerField()
-    failed = serializers.IntegerField()
+    failed = serializers.IntegerField(help_text="Failed, those a person rejected aside.")
+    rejected = serializers.IntegerField(
+        help_text="Stopped because a person rejected a risky action (the run's status: failed)."
+    )
     timed_out = serializers.IntegerField()
     cancelled = serializers.IntegerField()
-    success_rate = serializers.FloatField(allow_null=True)
+    success_rate = serializers.FloatField(
+        allow_null=True, help_text="Succeeded of the runs not stopped by a rejection."
+    )
     mean_duration_ms = serializers.FloatField(allow_null=True)
     prompt_tokens = serializers.IntegerField()
     completion_tokens = serializers.IntegerField()

@@ -237,7 +237,10 @@ class AgentRollup(models.Model):
     day = models.DateField()
     runs = models.PositiveIntegerField(help_text="Runs that reached a final status that day.")
     succeeded = models.PositiveIntegerField()
-    failed = models.PositiveIntegerField()
+    failed = models.PositiveIntegerField(help_text="Failed runs, those a person rejected aside.")
+    rejected = models.PositiveIntegerField(
+        default=0, help_text="Runs that stopped because a person rejected a risky action."
+    )
     timed_out = models.PositiveIntegerField()
     cancelled = models.PositiveIntegerField()
     duration_ms = models.BigIntegerField(help_text="Summed over the runs: first start to end.")
@@ -259,7 +262,9 @@ class AgentRollup(models.Model):
 
     @property
     def success_rate(self) -> float | None:
-        return self.succeeded / self.runs if self.runs else None
+        """Succeeded of the runs a person did not stop: a rejection is a decision, not a fault."""
+        decided_by_the_agent = self.runs - self.rejected
+        return self.succeeded / decided_by_the_agent if decided_by_the_agent else None
 
     @property
     def mean_duration_ms(self) -> float | None:

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 
 from django.conf import settings
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from agents import scopes
 from agents.models import AgentRun
@@ -45,7 +46,9 @@ fresh AS (
     SELECT owned.organizer_id, run.agent, (run.finished_at AT TIME ZONE 'UTC')::date AS day,
         count(*) AS runs,
         count(*) FILTER (WHERE run.status = 'succeeded') AS succeeded,
-        count(*) FILTER (WHERE run.status = 'failed') AS failed,
+        count(*) FILTER (WHERE run.status = 'failed'
+            AND NOT coalesce(run.error @> %(rejected)s, false)) AS failed,
+        count(*) FILTER (WHERE run.status = 'failed' AND run.error @> %(rejected)s) AS rejected,
         count(*) FILTER (WHERE run.status = 'timed_out') AS timed_out,
         count(*) FILTER (WHERE run.status = 'cancelled') AS cancelled,
         coalesce(sum(EXTRACT(EPOCH FROM run.finished_at - run.started_at) * 1000), 0)::bigint
@@ -61,11 +64,13 @@ fresh AS (
     GROUP BY 1, 2, 3
 ),
 upserted AS (
-    INSERT INTO agents_agentrollup (organizer_id, agent, day, runs, succeeded, failed, timed_out,
-        cancelled, duration_ms, prompt_tokens, completion_tokens, cost_usd, refreshed_at)
+    INSERT INTO agents_agentrollup (organizer_id, agent, day, runs, succeeded, failed, rejected,
+        timed_out, cancelled, duration_ms, prompt_tokens, completion_tokens, cost_usd,
+        refreshed_at)
     SELECT fresh.*, %(now)s FROM fresh
     ON CONFLICT (organizer_id, agent, day) DO UPDATE SET
         runs = EXCLUDED.runs, succeeded = EXCLUDED.succeeded, failed = EXCLUDED.failed,
+        rejected = EXCLUDED.rejected,
         timed_out = EXCLUDED.timed_out, cancelled = EXCLUDED.cancelled,
         duration_ms = EXCLUDED.duration_ms, prompt_tokens = EXCLUDED.prompt_tokens,
         completion_tokens = EXCLUDED.completion_tokens, cost_usd = EXCLUDED.cost_usd,
@@ -130,7 +135,10 @@ def refresh(first: date, last: date | None = None) -> int:
         first = max(first, complete_from())
         if last < first:
             return 0
-    return execute_refresh(_statement(), first, last, terminal=sorted(AgentRun.TERMINAL))
+    return execute_refresh(
+        _statement(), first, last, terminal=sorted(AgentRun.TERMINAL),
+        rejected=Jsonb({"code": "approval_rejected"}),  # a person said no (lifecycle.run_error)
+    )  # fmt: skip
 
 
 def refresh_recent(now: datetime | None = None) -> int:

@@ -63,6 +63,25 @@ def test_a_day_counts_final_statuses_time_tokens_and_cost(organizer):
     assert row(organizer, "email").runs == 1
 
 
+def test_a_run_a_person_rejected_is_counted_as_rejected_not_as_a_failure(organizer, api):
+    """Saying no to a risky action is a decision: it does not lower the agent's success rate."""
+    finished(organizer)
+    finished(organizer, status="failed")  # the agent's own failure, no error recorded
+    rejected = finished(organizer, status="failed")
+    rejected.error = {"code": "approval_rejected", "message": "not now", "retryable": False}
+    rejected.save(update_fields=["error"])
+
+    rollups.refresh(DAY)
+
+    content = row(organizer)
+    assert (content.runs, content.succeeded, content.failed, content.rejected) == (3, 1, 1, 1)
+    assert content.success_rate == 0.5
+    usage = api.get("/api/v1/agents/usage/", {"since": DAY.isoformat(),
+                                               "until": DAY.isoformat()}).json()  # fmt: skip
+    (total,) = usage["totals"]
+    assert (total["failed"], total["rejected"], total["success_rate"]) == (1, 1, 0.5)
+
+
 def test_refreshing_again_gives_the_same_rows_and_counts_what_finished_since(organizer):
     finished(organizer)
     rollups.refresh(DAY)
