@@ -241,6 +241,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # One name per set of choices that several fields share ("status" means three things).
+    "ENUM_NAME_OVERRIDES": {
+        "SessionStatusEnum": ["scheduled", "live", "ended"],
+        "InterventionStatusEnum": ["pending", "executed", "rejected", "expired", "failed", "held"],
+        "RunStatusEnum": [
+            "queued", "running", "awaiting_approval", "succeeded", "failed", "cancelled",
+            "timed_out",
+        ],
+    },
 }
 
 # -- Celery ------------------------------------------------------------------------------------

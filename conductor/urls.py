@@ -19,6 +19,16 @@ api_v1 = [
     path("events/<int:event_id>/", api.EventDetailApi.as_view(), name="event-detail"),
     path("events/<int:event_id>/outcomes/", api.EventOutcomesApi.as_view(), name="event-outcomes"),
     path(
+        "events/<int:event_id>/organizers/",
+        api.EventOrganizersApi.as_view(),
+        name="event-organizers",
+    ),
+    path(
+        "events/<int:event_id>/organizers/<int:user_id>/",
+        api.EventOrganizerDetailApi.as_view(),
+        name="event-organizer-detail",
+    ),
+    path(
         "events/<int:event_id>/policy-report/",
         api.EventPolicyReportApi.as_view(),
         name="event-policy-report",
@@ -113,6 +123,11 @@ urlpatterns = [
     path("dashboard/events/<int:event_id>/", views.event_page, name="event-page"),
     path("dashboard/events/<int:event_id>/edit/", views.event_edit, name="event-edit"),
     path("dashboard/events/<int:event_id>/settings/", views.event_settings, name="event-settings"),
+    path(
+        "dashboard/events/<int:event_id>/organizers/",
+        views.event_organizers,
+        name="event-organizers-page",
+    ),
     path(
         "dashboard/events/<int:event_id>/sessions/",
         views.event_session_new,

@@ -107,6 +107,9 @@ ROUTES: dict[str, dict[str, str]] = {
     "event-detail": OBJECT_API,
     "event-outcomes": OBJECT_API,
     "event-policy-report": OBJECT_API,
+    "event-organizers": OBJECT_API,
+    "event-organizer-detail": OBJECT_API,
+    "event-organizers-page": PAGE,
     "session-list": LIST_API,
     "session-detail": OBJECT_API,
     "signals": OBJECT_API,
@@ -126,7 +129,8 @@ ROUTES: dict[str, dict[str, str]] = {
     "api-not-found": roles(HIDDEN, HIDDEN, HIDDEN),
 }
 # Pages that only take a form's POST (GET is 405 for everyone, and says nothing).
-POST_ONLY = {"agents-decide", "session-status", "event-settings", "event-session-new"}
+POST_ONLY = {"agents-decide", "session-status", "event-settings", "event-session-new",
+             "event-organizers-page"}  # fmt: skip
 # Every admin page: staff only; the others are sent to the admin's login, the login page itself
 # excepted. Staff see everything in the admin (that is what it is for).
 ADMIN = {**roles(ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN), "staff": STAFF}
@@ -193,6 +197,7 @@ class World:
             "code": self.session.join_code,
             "question_id": self.question.pk,
             "message_id": self.message.pk,
+            "user_id": self.users["co_organizer"].pk,
         }
         return {name: value for name, value in values.items() if f"<int:{name}>" in pattern
                 or f"<str:{name}>" in pattern}  # fmt: skip

@@ -611,6 +611,50 @@ class OutcomesResponseSerializer(serializers.Serializer):
     days = OutcomeDayOutputSerializer(many=True)
 
 
+class OrganizerOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+
+
+class EventOrganizersApi(APIView):
+    """The event's organizers; POST adds one by their username (a co-organizer is a full
+    organizer: the event's sessions, decision runs and memories are theirs too)."""
+
+    @extend_schema_serializer(component_name="OrganizerAddInput")
+    class InputSerializer(StrictSerializer):
+        username = serializers.CharField(max_length=150)
+
+    @extend_schema(responses=OrganizerOutputSerializer(many=True))
+    def get(self, request: Request, event_id: int) -> Response:
+        event = selectors.event_get_for_user(request.user, event_id)
+        organizers = event.organizers.order_by("username")
+        return Response(OrganizerOutputSerializer(organizers, many=True).data)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: OrganizerOutputSerializer(many=True), **error_responses(404)},
+    )
+    def post(self, request: Request, event_id: int) -> Response:
+        event = selectors.event_get_for_user(request.user, event_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        organizers = services.event_organizer_add(
+            event=event, username=serializer.validated_data["username"]
+        )
+        return Response(
+            OrganizerOutputSerializer(organizers, many=True).data, status=status.HTTP_201_CREATED
+        )
+
+
+class EventOrganizerDetailApi(APIView):
+    @extend_schema(responses={204: None, **error_responses(409)})
+    def delete(self, request: Request, event_id: int, user_id: int) -> Response:
+        """Take an organizer off the event (yourself too); its last organizer stays (409)."""
+        event = selectors.event_get_for_user(request.user, event_id)
+        services.event_organizer_remove(event=event, user_id=user_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class EventOutcomesApi(APIView):
     """Per intervention type and UTC day of an event: what became of the interventions, and the
     mean measured lift and reward (rollups, recomputed every 5 minutes)."""

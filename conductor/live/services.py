@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from pydantic import ValidationError
 
-from conductor.core.errors import ConflictError, validation_error_from_pydantic
+from conductor.core.errors import (
+    ApplicationError,
+    ConflictError,
+    NotFoundError,
+    validation_error_from_pydantic,
+)
 from conductor.core.merge_patch import merge_patch
 from conductor.live import interventions, realtime
 from conductor.live.event_settings import EventSettings
 from conductor.live.models import Event, LiveSession
-
-if TYPE_CHECKING:
-    from django.contrib.auth.models import User
 
 
 def parse_event_settings(raw: dict[str, Any] | None) -> EventSettings:
@@ -40,6 +43,44 @@ def event_create(
     )
     event.organizers.add(organizer)
     return event
+
+
+@transaction.atomic
+def event_organizer_add(*, event: Event, username: str) -> list[User]:
+    """Make the organizer named `username` a co-organizer of the event (a full organizer: its
+    sessions, runs and memories are theirs too); returns the event's organizers.
+
+    Raises ApplicationError (404 `not_found`, field `username`) when no active account has that
+    name: well-formed, it names nothing, as an unknown id would.
+    """
+    user = User.objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise ApplicationError(
+            f"No organizer is named {username!r}.",
+            code="not_found",
+            status_code=404,
+            details=[{"field": "username", "message": "No organizer has this name."}],
+        )
+    Event.objects.select_for_update().filter(pk=event.pk).exists()  # one change at a time
+    event.organizers.add(user)
+    return list(event.organizers.order_by("username"))
+
+
+@transaction.atomic
+def event_organizer_remove(*, event: Event, user_id: int) -> None:
+    """Take an organizer off the event: they lose it at once (its pages, API and memories; an
+    open live view closes at the next tick). Raises NotFoundError for someone not organizing it,
+    ConflictError (409 `last_organizer`) for its only organizer."""
+    Event.objects.select_for_update().filter(pk=event.pk).exists()  # one change at a time
+    organizer_ids = set(event.organizers.values_list("pk", flat=True))
+    if user_id not in organizer_ids:
+        raise NotFoundError("Organizer")
+    if len(organizer_ids) == 1:
+        raise ConflictError(
+            "An event keeps at least one organizer; add another before this one leaves.",
+            code="last_organizer",
+        )
+    event.organizers.remove(user_id)
 
 
 @transaction.atomic

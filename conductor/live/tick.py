@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import User
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from psycopg.types.json import Jsonb
@@ -392,24 +392,23 @@ def _start_decisions(found: list[Anomaly], sessions: dict[int, LiveSession]) -> 
         organizer = organizers.get(session.event_id)
         if organizer is None:
             continue
-        # One session's decision that cannot start must not cost the shard's other sessions
-        # their tick (a savepoint: a database error rolls back this one alone).
+        # A decision refused for this session alone (its request) must not cost the shard's
+        # other sessions their tick: the drop says why. A database error still fails the whole
+        # tick, which the next one repeats, decisions included (tests/conductor/test_tick_loop).
         try:
-            with transaction.atomic():
-                session.deciding_run, _ = agent_services.run_create(
-                    organizer=organizer,
-                    agent="engagement",
-                    intent="decide",
-                    data={"session_id": session_id, "anomaly_id": anomaly.pk},
-                    idempotency_key=agent_services.internal_key(f"anomaly-{anomaly.pk}"),
-                    rate_limited=False,
-                    allow_internal=True,  # the engagement agent is the platform's own
-                    scope=("event", session.event_id),  # every organizer of the event sees it
-                )
-        except (ApplicationError, DatabaseError) as error:
+            session.deciding_run, _ = agent_services.run_create(
+                organizer=organizer,
+                agent="engagement",
+                intent="decide",
+                data={"session_id": session_id, "anomaly_id": anomaly.pk},
+                idempotency_key=agent_services.internal_key(f"anomaly-{anomaly.pk}"),
+                rate_limited=False,
+                allow_internal=True,  # the engagement agent is the platform's own
+                scope=("event", session.event_id),  # every organizer of the event sees it
+            )
+        except ApplicationError as error:
             logger.exception("the decision of anomaly %s could not start", anomaly.pk)
-            reason = error.message if isinstance(error, ApplicationError) else "database error"
-            anomaly.skipped_reason = NOT_STARTED.format(reason=reason)
+            anomaly.skipped_reason = NOT_STARTED.format(reason=error.message)
             failed.append(anomaly)
             continue
         deciding.append(session)

@@ -243,6 +243,7 @@ def _event_page(
             "settings_form": settings_form
             or SettingsForm(initial=SettingsForm.initial_from(event.config)),
             "session_form": session_form or SessionForm(),
+            "organizers": event.organizers.order_by("username"),
         },
         status=status,
     )
@@ -268,6 +269,30 @@ def event_settings(request: HttpRequest, event_id: int) -> HttpResponse:
             messages.success(request, "Settings saved: the next decision uses them.")
             return redirect("event-page", event_id=event.pk)
     return _event_page(request, event, settings_form=form, status=400)
+
+
+@login_required
+@require_POST
+def event_organizers(request: HttpRequest, event_id: int) -> HttpResponse:
+    """Add a co-organizer by username (`username`), or take one off (`remove`: their id)."""
+    event = _event_or_404(request, event_id)
+    removing = request.POST.get("remove", "")
+    try:
+        if removing.isdigit():
+            services.event_organizer_remove(event=event, user_id=int(removing))
+            if int(removing) == request.user.pk:
+                messages.success(request, f"You no longer organize {event.name}.")
+                return redirect("dashboard")
+            messages.success(request, "Taken off the event: it is no longer theirs.")
+        else:
+            organizers = services.event_organizer_add(
+                event=event, username=request.POST.get("username", "").strip()
+            )
+            added = ", ".join(user.username for user in organizers)
+            messages.success(request, f"Organizers now: {added}.")
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    return redirect("event-page", event_id=event.pk)
 
 
 @login_required

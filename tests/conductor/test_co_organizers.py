@@ -159,3 +159,56 @@ async def test_a_removed_organizers_live_view_closes_at_the_next_tick():
     closed = await sockets[helper].receive_output(timeout=5)
     assert closed == {"type": "websocket.close", "code": 4403}
     await sockets[owner].disconnect()
+
+
+def test_an_organizer_adds_and_removes_co_organizers_through_the_api(
+    api, client_for, organizer, other_organizer
+):
+    """No staff needed: an event's organizer brings a colleague in by username and takes them
+    off; the colleague sees the event exactly while they organize it, and the last one stays."""
+    event = EventFactory(organizers=[organizer], name="DevConf")
+    url = f"/api/v1/events/{event.pk}/organizers/"
+    theirs = client_for(other_organizer)
+    assert theirs.get(f"/api/v1/events/{event.pk}/").status_code == 404
+
+    unknown = api.post(url, {"username": "nobody-here"}, format="json")
+    added = api.post(url, {"username": other_organizer.username}, format="json")
+
+    assert unknown.status_code == 404  # well-formed, naming nobody: as an unknown id
+    assert unknown.json()["error"]["details"][0]["field"] == "username"
+    assert added.status_code == 201
+    assert {o["username"] for o in added.json()} == {organizer.username, other_organizer.username}
+    assert theirs.get(f"/api/v1/events/{event.pk}/").status_code == 200
+    # Someone who does not organize it can neither read nor change its organizers.
+    outsider = client_for(OrganizerFactory())
+    assert outsider.get(url).status_code == 404
+    assert outsider.post(url, {"username": "x"}, format="json").status_code == 404
+    assert outsider.delete(f"{url}{organizer.pk}/").status_code == 404
+
+    removed = api.delete(f"{url}{other_organizer.pk}/")
+    assert removed.status_code == 204
+    assert theirs.get(f"/api/v1/events/{event.pk}/").status_code == 404
+    assert api.delete(f"{url}{other_organizer.pk}/").status_code == 404  # not one any more
+    last = api.delete(f"{url}{organizer.pk}/")
+    assert (last.status_code, last.json()["error"]["code"]) == (409, "last_organizer")
+    assert list(event.organizers.all()) == [organizer]
+
+
+def test_the_event_page_adds_and_removes_organizers(client, organizer, other_organizer):
+    event = EventFactory(organizers=[organizer], name="DevConf")
+    client.force_login(organizer)
+    url = f"/dashboard/events/{event.pk}/organizers/"
+
+    refused = client.post(url, {"username": "nobody-here"}, follow=True).content.decode()
+    page = client.post(url, {"username": other_organizer.username}, follow=True)
+    shown = page.content.decode()
+
+    assert "No organizer is named &#x27;nobody-here&#x27;." in refused
+    names = ", ".join(sorted([organizer.username, other_organizer.username]))
+    assert f"Organizers now: {names}." in shown
+    assert set(event.organizers.all()) == {organizer, other_organizer}
+    client.post(url, {"remove": other_organizer.pk})
+    assert list(event.organizers.all()) == [organizer]
+    last = client.post(url, {"remove": organizer.pk}, follow=True).content.decode()
+    assert "An event keeps at least one organizer" in last
+    assert list(event.organizers.all()) == [organizer]
