@@ -246,7 +246,12 @@ SPECTACULAR_SETTINGS = {
         "SessionStatusEnum": ["scheduled", "live", "ended"],
         "InterventionStatusEnum": ["pending", "executed", "rejected", "expired", "failed", "held"],
         "RunStatusEnum": [
-            "queued", "running", "awaiting_approval", "succeeded", "failed", "cancelled",
+            "queued",
+            "running",
+            "awaiting_approval",
+            "succeeded",
+            "failed",
+            "cancelled",
             "timed_out",
         ],
     },
