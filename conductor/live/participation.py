@@ -780,12 +780,11 @@ def room_state(
 ) -> dict[str, Any]:
     """What a page that (re)connects needs: the session's `status` (a scheduled one waits for
     its organizer: the page takes part once a `session` message says it is live), open polls'
-    results, the chat, the questions (for
-    the organizer, `moderator`, hidden ones too, to show them again), the open challenge, the
-    leaderboard and `now` - the poll or challenge the stage sent last, within NOW_SHOWN, as the
-    intervention message carried it (a phone that joins late or reloads shows it); for an
-    `attendee`, who they are on the board, what they took part in and their `answers` to the
-    polls shown."""
+    results, the chat, the questions (for the organizer, `moderator`, hidden ones too, to show
+    them again), the open challenge, the leaderboard and `now` - the poll or challenge the stage
+    sent last, within NOW_SHOWN, as the intervention message carried it (a phone that joins late
+    or reloads shows it); for an `attendee`, who they are on the board, what they took part in
+    and their `answers` to the polls shown."""
     polls = list(
         Intervention.objects.filter(
             session=session, type=Intervention.Type.POLL, status=Intervention.Status.EXECUTED

@@ -61,7 +61,7 @@ def event_organizer_add(*, event: Event, username: str) -> list[User]:
             status_code=404,
             details=[{"field": "username", "message": "No organizer has this name."}],
         )
-    Event.objects.select_for_update().filter(pk=event.pk).exists()  # one change at a time
+    Event.objects.select_for_update().values_list("pk", flat=True).get(pk=event.pk)  # in turn
     event.organizers.add(user)
     return list(event.organizers.order_by("username"))
 
@@ -71,7 +71,7 @@ def event_organizer_remove(*, event: Event, user_id: int) -> None:
     """Take an organizer off the event: they lose it at once (its pages, API and memories; an
     open live view closes at the next tick). Raises NotFoundError for someone not organizing it,
     ConflictError (409 `last_organizer`) for its only organizer."""
-    Event.objects.select_for_update().filter(pk=event.pk).exists()  # one change at a time
+    Event.objects.select_for_update().values_list("pk", flat=True).get(pk=event.pk)  # in turn
     organizer_ids = set(event.organizers.values_list("pk", flat=True))
     if user_id not in organizer_ids:
         raise NotFoundError("Organizer")

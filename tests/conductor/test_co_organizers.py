@@ -212,3 +212,9 @@ def test_the_event_page_adds_and_removes_organizers(client, organizer, other_org
     last = client.post(url, {"remove": organizer.pk}, follow=True).content.decode()
     assert "An event keeps at least one organizer" in last
     assert list(event.organizers.all()) == [organizer]
+    # Leaving an event someone else still organizes: back to the dashboard, the event gone.
+    event.organizers.add(other_organizer)
+    left = client.post(url, {"remove": organizer.pk})
+    assert left["Location"] == "/dashboard/"
+    assert list(event.organizers.all()) == [other_organizer]
+    assert client.get(f"/dashboard/events/{event.pk}/").status_code == 404
