@@ -37,6 +37,11 @@ api_v1 = [
     path("sessions/<int:session_id>/", api.SessionDetailApi.as_view(), name="session-detail"),
     path("sessions/<int:session_id>/signals/", api.SessionSignalsApi.as_view(), name="signals"),
     path("sessions/<int:session_id>/room/", api.SessionRoomApi.as_view(), name="session-room"),
+    path(
+        "sessions/<int:session_id>/report/",
+        api.SessionReportApi.as_view(),
+        name="session-report-api",
+    ),
     path("questions/<int:question_id>/", api.QuestionDetailApi.as_view(), name="question-detail"),
     path("messages/<int:message_id>/", api.ChatMessageDetailApi.as_view(), name="message-detail"),
     path(

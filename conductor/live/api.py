@@ -34,6 +34,7 @@ from conductor.live import (
     interventions,
     participation,
     policy_report,
+    report,
     selectors,
     services,
 )
@@ -501,6 +502,103 @@ class SessionRoomApi(APIView):
     def get(self, request: Request, session_id: int) -> Response:
         session = selectors.session_get_for_user(request.user, session_id)
         return Response(participation.room_state(session, moderator=True))
+
+
+# -- a session's report --------------------------------------------------------------------------
+
+
+class ReportSessionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    event = serializers.IntegerField(source="event_id")
+    title = serializers.CharField()
+    status = serializers.CharField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField(allow_null=True)
+
+
+class ReportTotalsSerializer(serializers.Serializer):
+    attendees = serializers.IntegerField(help_text="Distinct attendees who joined.")
+    joins = serializers.IntegerField()
+    peak_present = serializers.IntegerField(help_text="The most people present in any minute.")
+    mean_score = serializers.FloatField(
+        allow_null=True, help_text="The mean engagement (0 to 1) over every sample."
+    )
+    duration_seconds = serializers.SerializerMethodField(
+        help_text="From its start to its end (or now, while live); null before it started."
+    )
+    signals = serializers.DictField(
+        child=serializers.IntegerField(), source="by_type", help_text="Signals of each type."
+    )
+
+    def get_duration_seconds(self, totals: report.Totals) -> float | None:
+        return None if totals.duration is None else totals.duration.total_seconds()
+
+
+class ReportMinuteSerializer(serializers.Serializer):
+    at = serializers.DateTimeField(help_text="The minute's start.")
+    score = serializers.FloatField(help_text="The mean engagement of its samples, 0 to 1.")
+    present = serializers.IntegerField(help_text="The most people present in it.")
+    active = serializers.IntegerField()
+    samples = serializers.IntegerField()
+
+
+class ReportDropSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    type = serializers.CharField()
+    severity = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ReportInterventionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    decided_at = serializers.DateTimeField(source="created_at")
+    delivered_at = serializers.DateTimeField(allow_null=True)
+    type = serializers.CharField()
+    status = serializers.CharField()
+    source = serializers.CharField()
+    holdout = serializers.BooleanField()
+    text = serializers.CharField(help_text="What it said, in one line.")
+    confidence = serializers.FloatField(allow_null=True)
+    decided_by = serializers.CharField(
+        help_text="Who approved, rejected or sent it; empty when the conductor decided alone."
+    )
+    engagement_before = serializers.FloatField(allow_null=True)
+    engagement_after = serializers.FloatField(allow_null=True)
+    lift = serializers.FloatField(allow_null=True, help_text="engagement_after - before.")
+    reward = serializers.FloatField(
+        allow_null=True,
+        help_text="The lift over doing nothing: the lift less the recovery holds measured in "
+        "its context (null until measured, or while no hold has been).",
+    )
+
+
+class ReportBaselineSerializer(serializers.Serializer):
+    holds = serializers.IntegerField(help_text="Holds measured in this session.")
+    recovery = serializers.FloatField(
+        allow_null=True, help_text="Their mean lift: how engagement moved when left alone."
+    )
+
+
+class SessionReportOutputSerializer(serializers.Serializer):
+    session = ReportSessionSerializer()
+    totals = ReportTotalsSerializer()
+    baseline = ReportBaselineSerializer()
+    minutes = ReportMinuteSerializer(many=True)
+    drops = ReportDropSerializer(many=True)
+    interventions = ReportInterventionSerializer(many=True)
+
+
+class SessionReportApi(APIView):
+    """The session's report, as the dashboard's report page shows it: engagement per minute (at
+    most a day), the drops, every intervention with its measured outcome, the holdout baseline
+    and the totals. It reads the same during the session as after it, and stays the same once
+    raw signals and samples have passed their retention (the purge keeps what it reads)."""
+
+    @extend_schema(responses=SessionReportOutputSerializer)
+    def get(self, request: Request, session_id: int) -> Response:
+        session = selectors.session_get_for_user(request.user, session_id)
+        QuerySerializer(data=request.query_params).is_valid(raise_exception=True)
+        return Response(SessionReportOutputSerializer(report.session_report(session)).data)
 
 
 class QuestionDetailApi(APIView):

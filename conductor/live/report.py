@@ -224,8 +224,14 @@ class Totals:
     joins: int
     peak_present: int
     mean_score: float | None
-    signals: list[tuple[str, int]]
+    # Signals of each type (SIGNAL_LABELS' keys, in its order).
+    by_type: dict[str, int]
     duration: timedelta | None
+
+    @property
+    def signals(self) -> list[tuple[str, int]]:
+        """The activity totals as people read them: (label, count), in SIGNAL_LABELS' order."""
+        return [(label, self.by_type[kind]) for kind, label in SIGNAL_LABELS.items()]
 
     @property
     def mean_percent(self) -> int | None:
@@ -362,7 +368,7 @@ def _totals(
         joins=counts.get(Signal.Type.JOIN, 0),
         peak_present=max((m.present for m in minutes), default=0),
         mean_score=sum(m.score * m.samples for m in minutes) / sampled if sampled else None,
-        signals=[(label, counts.get(kind, 0)) for kind, label in SIGNAL_LABELS.items()],
+        by_type={str(kind): counts.get(kind, 0) for kind in SIGNAL_LABELS},
         duration=None if start is None else (session.ended_at or now) - start,
     )
 

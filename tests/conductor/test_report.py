@@ -379,3 +379,49 @@ def test_a_sent_intervention_not_yet_measured_is_marked_as_such():
     assert chart.interventions[0].x == report.LEFT + (report.WIDTH - report.RIGHT - report.LEFT) / 3
     assert data.totals.duration_text == "1 h 05 min"
     assert report.Totals(0, 0, 0, None, [], None).duration_text == "not started"
+
+
+def test_the_report_is_in_the_api_too(api, story):
+    """An integrator reads the page's figures as JSON: scores and lifts as fractions of 1."""
+    response = api.get(f"/api/v1/sessions/{story.session.pk}/report/")
+
+    assert response.status_code == 200
+    data = response.json()
+    assert data["session"] == {
+        "id": story.session.pk, "event": story.session.event_id, "title": "Keynote",
+        "status": "ended", "started_at": "2026-03-02T10:00:00Z", "ended_at": "2026-03-02T10:10:00Z",
+    }  # fmt: skip
+    assert data["totals"] == {
+        "attendees": 25, "joins": 26, "peak_present": 30, "mean_score": pytest.approx(0.453),
+        "duration_seconds": 600.0,
+        "signals": {"chat_message": 7, "reaction": 0, "question": 0, "poll_vote": 0, "join": 26,
+                    "leave": 1},
+    }  # fmt: skip
+    assert data["baseline"] == {"holds": 1, "recovery": pytest.approx(0.02)}
+    assert len(data["minutes"]) == 10
+    assert data["minutes"][3] == {"at": "2026-03-02T10:03:00Z", "score": pytest.approx(0.31),
+                                  "present": 24, "active": 5, "samples": 2}  # fmt: skip
+    assert data["drops"] == [{
+        "at": "2026-03-02T10:03:05Z", "type": "SUDDEN_DROP", "severity": "CRITICAL",
+        "message": "Engagement fell suddenly to 30% from its baseline of 57%.",
+    }]  # fmt: skip
+    by_id = {row["id"]: row for row in data["interventions"]}
+    assert list(by_id) == [story.poll.pk, story.hold.pk, story.prompt.pk, story.rogue.pk]
+    assert by_id[story.poll.pk] == {
+        "id": story.poll.pk, "decided_at": "2026-03-02T10:03:12Z",
+        "delivered_at": "2026-03-02T10:03:20Z", "type": "poll", "status": "executed",
+        "source": "template", "holdout": False, "text": "Which part next? (Demos / Q&A)",
+        "confidence": 0.62, "decided_by": "", "engagement_before": 0.35,
+        "engagement_after": 0.41, "lift": 0.06, "reward": 0.04,
+    }  # fmt: skip
+    assert by_id[story.hold.pk]["holdout"] is True
+    assert by_id[story.prompt.pk]["reward"] == -0.03
+
+
+def test_the_reports_api_takes_no_filters(api, story):
+    response = api.get(f"/api/v1/sessions/{story.session.pk}/report/?since=2026-03-02")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["details"] == [
+        {"field": "since", "message": "Not a parameter of this endpoint."}
+    ]
