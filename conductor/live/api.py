@@ -555,7 +555,6 @@ class ReportInterventionSerializer(serializers.Serializer):
     delivered_at = serializers.DateTimeField(allow_null=True)
     type = serializers.CharField()
     status = serializers.CharField()
-    source = serializers.CharField()
     holdout = serializers.BooleanField()
     text = serializers.CharField(help_text="What it said, in one line.")
     confidence = serializers.FloatField(allow_null=True)
@@ -570,6 +569,12 @@ class ReportInterventionSerializer(serializers.Serializer):
         help_text="The lift over doing nothing: the lift less the recovery holds measured in "
         "its context (null until measured, or while no hold has been).",
     )
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # Added here: a declared field named `source` would hide Field.source.
+        fields = super().get_fields()
+        fields["source"] = serializers.ChoiceField(choices=Intervention.Source.values)
+        return fields
 
 
 class ReportBaselineSerializer(serializers.Serializer):
