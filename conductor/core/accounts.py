@@ -34,14 +34,15 @@ def organizer_ensure(*, username: str, password: str) -> tuple[User, str]:
     return user, token.key
 
 
-def organizer_token(*, user: User) -> str:
-    """The organizer's API token key (made now if they have none)."""
-    token, _ = Token.objects.get_or_create(user=user)
-    return str(token.key)
+def organizer_token(*, user: User) -> str | None:
+    """The organizer's API token key; None when they have none (reading never makes one)."""
+    key = Token.objects.filter(user=user).values_list("key", flat=True).first()
+    return None if key is None else str(key)
 
 
 @transaction.atomic
 def organizer_token_rotate(*, user: User) -> str:
-    """A new API token for the organizer: the old one stops working at once. Returns its key."""
+    """A new API token for the organizer (the old one, if any, stops working at once). Returns
+    its key."""
     Token.objects.filter(user=user).delete()
     return str(Token.objects.create(user=user).key)

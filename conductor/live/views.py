@@ -371,12 +371,18 @@ def session_edit(request: HttpRequest, session_id: int) -> HttpResponse:
 
 @login_required
 def api_token(request: HttpRequest) -> HttpResponse:
-    """The organizer's API token, to copy into an integration; POST makes a new one (the old one
-    stops working: for a token that leaked)."""
+    """The organizer's API token, to copy into an integration; POST makes one, or a new one
+    (the old one stops working: for a token that leaked). Reading the page changes nothing."""
     user = cast(User, request.user)  # login_required
     if request.method == "POST":
+        had = accounts.organizer_token(user=user) is not None
         accounts.organizer_token_rotate(user=user)
-        messages.success(request, "A new API token is in place; the old one no longer works.")
+        messages.success(
+            request,
+            "A new API token is in place; the old one no longer works."
+            if had
+            else "Your API token is ready.",
+        )
         return redirect("api-token")
     token = accounts.organizer_token(user=user)
     api = request.build_absolute_uri("/api/v1/")

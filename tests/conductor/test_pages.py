@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from django.contrib.staticfiles import finders
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
 from conductor.live.models import EngagementSample, Intervention, LiveSession
 from tests.factories import EventFactory, LiveSessionFactory
@@ -64,6 +65,23 @@ def test_an_organizer_finds_their_api_token_and_makes_a_new_one_when_it_leaked(
     stale = client_for(other_organizer)
     stale.credentials(HTTP_AUTHORIZATION=f"Token {old}")
     assert stale.get("/api/v1/events/").status_code == 401
+
+
+def test_reading_the_api_page_makes_no_token(client, organizer):
+    """A GET changes nothing (a link preview or a prefetch must not mint a credential): an
+    organizer without a token is offered one, made by the form's POST."""
+    organizer.auth_token.delete()
+    client.force_login(organizer)
+
+    page = client.get("/dashboard/api-token/").content.decode()
+
+    assert 'id="no-token"' in page
+    assert 'id="token"' not in page
+    assert not Token.objects.filter(user=organizer).exists()
+    made = client.post("/dashboard/api-token/", follow=True).content.decode()
+    token = Token.objects.get(user=organizer)
+    assert f'value="{token.key}"' in made
+    assert "Your API token is ready." in made
 
 
 def test_pages_need_a_login_and_come_back_after_it(client, live_session):
