@@ -69,6 +69,7 @@ class SignalBatch(TypedDict):
 
 
 _BATCH = TypeAdapter(SignalBatch)
+_ITEM = TypeAdapter(SignalIn)
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def parse_batch(body: bytes) -> SignalBatch:
                 f"Malformed JSON: {errors[0]['msg'].removeprefix('Invalid JSON: ')}.",
                 code="malformed_json",
             ) from None
-        details = []
+        details: list[dict[str, Any]] = []
         for item in errors:
             loc = list(item["loc"])
             if loc[:1] == ["signals"] and len(loc) > 1 and isinstance(loc[1], int):
@@ -107,6 +108,9 @@ def parse_batch(body: bytes) -> SignalBatch:
                                 "message": item["msg"]})  # fmt: skip
             else:
                 details.append({"field": ".".join(map(str, loc)), "message": item["msg"]})
+        failed = {d["index"] for d in details if "index" in d}
+        details.extend(_beyond_the_schema(body, failed))
+        details.sort(key=lambda d: d.get("index", -1))  # stable: each item's faults in order
         raise _invalid(details) from None
     # PostgreSQL text and jsonb cannot hold NUL: refuse it here with its item, not at the COPY.
     if b"\\u0000" in body:
@@ -114,6 +118,28 @@ def parse_batch(body: bytes) -> SignalBatch:
         if details:
             raise _invalid(details)
     return batch
+
+
+def _beyond_the_schema(body: bytes, failed: set[int]) -> list[dict[str, Any]]:
+    """What the ingestion would refuse in the items that passed the schema (their time, their
+    data), so that a batch with faults of both kinds is answered with all of them at once."""
+    try:
+        signals = json.loads(body).get("signals")
+    except (ValueError, AttributeError):
+        return []
+    if not isinstance(signals, list) or len(signals) > MAX_BATCH:
+        return []  # the batch itself is wrong: its items are not worth naming
+    now = timezone.now()
+    details: list[dict[str, Any]] = []
+    for index, raw in enumerate(signals):
+        if index in failed:
+            continue
+        try:  # as JSON, like the batch: a time is an ISO 8601 string there
+            item = _ITEM.validate_json(json.dumps(raw))
+        except (ValidationError, ValueError):
+            continue
+        details.extend(_check(index, item, now)[1])
+    return details
 
 
 def _nul_details(batch: SignalBatch) -> list[dict[str, Any]]:
@@ -143,20 +169,11 @@ def signals_ingest(*, session: LiveSession, batch: SignalBatch) -> IngestResult:
     rows: list[tuple[Any, ...]] = []
     invalid: list[dict[str, Any]] = []
     for index, item in enumerate(batch["signals"]):
+        data, problems = _check(index, item, now)
+        if problems or data is None:
+            invalid.extend(problems)
+            continue
         at = item.get("at") or now
-        if at > now + MAX_SKEW or at < now - MAX_AGE:
-            invalid.append({"index": index, "field": "at", "message": _range_message(at, now)})
-        # Serialized here, not by the COPY: jsonb has no NaN or Infinity (which the parser
-        # accepts, and gives for a number too large for a float), and this is where the item
-        # can still be named.
-        try:
-            data = _to_json(item.get("data", {}))
-        except ValueError:
-            invalid.append({"index": index, "field": "data", "message": _NOT_FINITE})
-            continue
-        if len(data) > MAX_DATA_CHARS:
-            invalid.append({"index": index, "field": "data", "message": _TOO_LARGE})
-            continue
         rows.append((session.pk, item.get("id"), item["type"], item["attendee"], at, data, now))
     if invalid:
         raise _invalid(invalid)
@@ -187,6 +204,24 @@ def signals_ingest(*, session: LiveSession, batch: SignalBatch) -> IngestResult:
     for kind, count in Counter(item["type"] for item in batch["signals"]).items():
         metrics.SIGNALS_INGESTED.labels(type=kind).inc(count)
     return IngestResult(accepted=accepted, duplicates=duplicates)
+
+
+def _check(index: int, item: SignalIn, now: datetime) -> tuple[str | None, list[dict[str, Any]]]:
+    """An item's data as JSON, and what keeps the item out: its time out of range, data JSON
+    cannot hold or too large."""
+    problems: list[dict[str, Any]] = []
+    at = item.get("at") or now
+    if at > now + MAX_SKEW or at < now - MAX_AGE:
+        problems.append({"index": index, "field": "at", "message": _range_message(at, now)})
+    # Serialized here, not by the COPY: jsonb has no NaN or Infinity (which the parser accepts,
+    # and gives for a number too large for a float), and this is where the item can be named.
+    try:
+        data = _to_json(item.get("data", {}))
+    except ValueError:
+        return None, [*problems, {"index": index, "field": "data", "message": _NOT_FINITE}]
+    if len(data) > MAX_DATA_CHARS:
+        return None, [*problems, {"index": index, "field": "data", "message": _TOO_LARGE}]
+    return data, problems
 
 
 def _start_session(session: LiveSession) -> None:

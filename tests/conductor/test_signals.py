@@ -112,12 +112,33 @@ def test_an_invalid_item_rejects_the_whole_batch_naming_each_item(api, live_sess
     assert collector.health().rejected == 5
 
 
+def test_a_batch_with_faults_of_every_kind_names_them_all_at_once(api, live_session):
+    """The schema's faults and the time's or the data's come in one answer: a client fixes its
+    batch once, not once per kind of fault."""
+    future = (timezone.now() + timedelta(hours=1)).isoformat()
+    response = post(api, live_session, [
+        {"type": "join", "attendee": "a", "at": future},
+        {"type": "dance", "attendee": "b"},
+        {"type": "chat_message", "attendee": "c", "data": {"text": "x" * 5_000}},
+        {"type": "join", "attendee": "d"},
+    ])  # fmt: skip
+
+    error = response.json()["error"]
+    assert response.status_code == 400
+    assert [(d["index"], d["field"]) for d in error["details"]] == [
+        (0, "at"), (1, "type"), (2, "data"),
+    ]  # fmt: skip
+    assert error["message"] == "The batch has 3 invalid item(s); nothing was stored."
+    assert not Signal.objects.exists()
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
         ({"signals": []}, "signals"),
         ({"signals": [{"type": "join", "attendee": "a"}] * 5001}, "signals"),
         ({"events": []}, "events"),
+        ([{"type": "join", "attendee": "a"}], ""),  # a list, not a batch
     ],
 )
 def test_batch_shape_errors(api, live_session, body, field):
