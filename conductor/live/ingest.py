@@ -13,7 +13,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired, Protocol
 
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
@@ -70,6 +70,16 @@ class SignalBatch(TypedDict):
 
 _BATCH = TypeAdapter(SignalBatch)
 _ITEM = TypeAdapter(SignalIn)
+
+
+class Alongside(Protocol):
+    """What a batch carries besides its signals (the poll answers of an attendee app:
+    conductor.live.participation.SignalAnswers): checked with the batch, stored with it."""
+
+    faults: list[dict[str, Any]]
+
+    def store(self) -> None:
+        """Write it, in the transaction that stores the batch's signals."""
 
 
 @dataclass(frozen=True)
@@ -156,9 +166,12 @@ _to_json = json.JSONEncoder(allow_nan=False).encode
 _COLUMNS = ("session_id", "signal_id", "type", "attendee", "at", "data", "received_at")
 
 
-def signals_ingest(*, session: LiveSession, batch: SignalBatch) -> IngestResult:
-    """Store a validated batch for a session. Raises ConflictError (409) for an ended session,
-    ApplicationError (400) for event times out of range or data JSON cannot hold, (503
+def signals_ingest(
+    *, session: LiveSession, batch: SignalBatch, alongside: Alongside | None = None
+) -> IngestResult:
+    """Store a validated batch for a session, and what comes `alongside` it (its faults named
+    with the batch's, stored in the same transaction). Raises ConflictError (409) for an ended
+    session, ApplicationError (400) for event times out of range or data JSON cannot hold, (503
     `unavailable`) when the database cannot be reached and (503 `write_failed`) when it refuses
     the write; after a 503 nothing of the batch was stored."""
     if session.status == LiveSession.Status.ENDED:
@@ -175,10 +188,17 @@ def signals_ingest(*, session: LiveSession, batch: SignalBatch) -> IngestResult:
             continue
         at = item.get("at") or now
         rows.append((session.pk, item.get("id"), item["type"], item["attendee"], at, data, now))
+    if alongside is not None and alongside.faults:
+        invalid = sorted([*invalid, *alongside.faults], key=lambda d: int(d["index"]))
     if invalid:
         raise _invalid(invalid)
     try:
-        accepted = _copy(rows)
+        if alongside is None:
+            accepted = _copy(rows)
+        else:
+            with transaction.atomic():
+                accepted = _copy(rows)
+                alongside.store()
     except DatabaseError as error:
         collector.record_write_error()
         # Only a COPY that committed is answered 202: whatever failed before the commit kept

@@ -423,10 +423,15 @@ class Attendee(models.Model):
 
 class PollVote(models.Model):
     """An attendee's answer to a poll: one per poll, which they may change. An option (`choice`)
-    or, for a word cloud, one to three normalised words."""
+    or, for a word cloud, one to three normalised words. From the join page (`attendee`), or
+    from an attendee app through the signals API (`external_attendee`: the attendee as its
+    signals name them)."""
 
     intervention = models.ForeignKey(Intervention, on_delete=models.CASCADE, related_name="votes")
-    attendee = models.ForeignKey(Attendee, on_delete=models.CASCADE, related_name="votes")
+    attendee = models.ForeignKey(
+        Attendee, on_delete=models.CASCADE, related_name="votes", null=True, blank=True
+    )
+    external_attendee = models.CharField(max_length=128, blank=True, default="", db_default="")
     choice = models.PositiveSmallIntegerField(null=True, blank=True)
     words = ArrayField(models.CharField(max_length=24), default=list, blank=True, size=3)
     updated_at = models.DateTimeField(auto_now=True)
@@ -434,6 +439,16 @@ class PollVote(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["intervention", "attendee"], name="poll_vote_unique"),
+            models.UniqueConstraint(
+                fields=["intervention", "external_attendee"],
+                condition=~models.Q(external_attendee=""),
+                name="poll_vote_external_unique",
+            ),
+            models.CheckConstraint(
+                condition=(models.Q(attendee__isnull=False) & models.Q(external_attendee=""))
+                | (models.Q(attendee__isnull=True) & ~models.Q(external_attendee="")),
+                name="poll_vote_one_voter",
+            ),
             models.CheckConstraint(
                 condition=(models.Q(choice__isnull=False) & models.Q(words=[]))
                 | (models.Q(choice__isnull=True) & ~models.Q(words=[])),

@@ -512,6 +512,101 @@ def _answer(
     return bool(first)
 
 
+# -- poll answers from an attendee app, through the signals API ---------------------------------
+
+_VOTER_SQL = """
+INSERT INTO conductor_pollvote AS v
+    (intervention_id, attendee_id, external_attendee, choice, words, updated_at)
+VALUES (%s, NULL, %s, %s, %s::varchar(24)[], %s)
+ON CONFLICT (intervention_id, external_attendee) WHERE external_attendee <> ''
+DO UPDATE SET choice = EXCLUDED.choice, words = EXCLUDED.words, updated_at = EXCLUDED.updated_at
+"""
+
+
+class SignalAnswers:
+    """The poll answers in a signals batch: each `poll_vote` whose data names a poll (`{"poll":
+    id, "choice": index}`, or `{"poll": id, "words": [...]}` for a word cloud) is that
+    attendee's answer, counted in the poll's results as a join page's vote is (the last one
+    wins; a `poll_vote` without `poll` counts toward engagement only). `faults` names each item
+    whose answer cannot count, as the batch's other faults are named; `store` writes the
+    answers (with the batch, conductor.live.ingest) and `announce` sends the results."""
+
+    def __init__(self, session: LiveSession, batch: ingest.SignalBatch) -> None:
+        self.faults: list[dict[str, Any]] = []
+        self.answers: dict[tuple[int, str], tuple[int | None, list[str]]] = {}
+        named = [
+            (index, item)
+            for index, item in enumerate(batch["signals"])
+            if item["type"] == "poll_vote" and "poll" in item.get("data", {})
+        ]
+        if not named:
+            return
+        ids = {item["data"]["poll"] for _, item in named if _is_id(item["data"]["poll"])}
+        polls = dict(
+            Intervention.objects.filter(
+                pk__in=ids, session=session, type=Intervention.Type.POLL,
+                status=Intervention.Status.EXECUTED,
+            ).values_list("pk", "content")
+        )  # fmt: skip
+        for index, item in named:
+            try:
+                answer = _signal_answer(item["data"], polls)
+            except Refused as refused:
+                self.faults.append(
+                    {"index": index, "field": f"data.{refused.field}", "message": refused.message}
+                )
+                continue
+            self.answers[(item["data"]["poll"], item["attendee"])] = answer
+
+    def __bool__(self) -> bool:
+        """Anything to store or to refuse: a batch without answers is stored as before."""
+        return bool(self.answers or self.faults)
+
+    def store(self) -> None:
+        if not self.answers:
+            return
+        now = timezone.now()
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                _VOTER_SQL,
+                [(poll, attendee, choice, words, now)
+                 for (poll, attendee), (choice, words) in self.answers.items()],
+            )  # fmt: skip
+
+    def announce(self) -> None:
+        for poll in sorted({poll for poll, _ in self.answers}):
+            _announce("results", poll)
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _signal_answer(
+    data: dict[str, Any], polls: dict[int, dict[str, Any]]
+) -> tuple[int | None, list[str]]:
+    """A poll_vote's answer (choice, words), or Refused naming what is wrong with it."""
+    poll_id = data["poll"]
+    if not _is_id(poll_id) or poll_id not in polls:
+        raise Refused("Not a poll sent in this session.", "poll")
+    content = polls[poll_id]
+    if content.get("kind") == "words":
+        if "choice" in data or "words" not in data:
+            raise Refused("This poll takes words, not a choice.", "words")
+        try:
+            words = Words(type="words", intervention=poll_id, words=data["words"]).words
+        except ValidationError as error:
+            raise Refused(_plain(error.errors()[0]), "words") from None
+        return None, words
+    choice = data.get("choice")
+    if "words" in data or choice is None:
+        raise Refused("This poll takes a choice (an option's index), not words.", "choice")
+    options = content.get("options", [])
+    if isinstance(choice, bool) or not isinstance(choice, int) or not 0 <= choice < len(options):
+        raise Refused("Choose one of the poll's options (its index, from 0).", "choice")
+    return choice, []
+
+
 Announced = Literal["results", "leaderboard"]
 
 

@@ -1030,3 +1030,105 @@ def test_a_killed_web_process_leaves_its_attendees_once_after_the_timeout(asgi_l
     assert before == []
     assert (swept, again) == (1, 0)
     assert [s.signal_id for s in signals(session, "leave")] == [f"leave-{person.pk}-1"]
+
+
+# -- an attendee app's answers, through the signals API -----------------------------------------
+
+
+def _api_for(session: LiveSession):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    owner = session.event.organizers.get()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {owner.auth_token.key}")
+    return client
+
+
+def _post_signals(session: LiveSession, signals_: list[dict]):
+    return _api_for(session).post(
+        f"/api/v1/sessions/{session.pk}/signals/", {"signals": signals_}, format="json"
+    )
+
+
+async def test_an_attendee_apps_votes_count_in_the_results_with_the_join_pages(settings):
+    """An integrator's app shows the poll its attendee socket received and posts each answer
+    as a `poll_vote` naming it: the room's results count them beside the phones' votes, and
+    reach the app's socket as the phones' do. A changed answer replaces the first."""
+    settings.CONDUCTOR_POLL_RESULTS_EVERY_MS = 0
+    session = await database_sync_to_async(live_room)()
+    poll = await database_sync_to_async(sent_poll)(session)
+    phone = await attendee(session)
+    app = WebsocketCommunicator(
+        application, f"/ws/sessions/{session.pk}/attendees/?key={session.attendee_key}"
+    )
+    assert (await app.connect())[0]
+    await phone.send_json_to({"type": "vote", "intervention": poll.pk, "choice": 0})
+    await next_of(app, "poll.results")
+
+    def vote(signal_id: str, who: str, choice: int) -> dict:
+        data = {"poll": poll.pk, "choice": choice}
+        return {"id": signal_id, "type": "poll_vote", "attendee": who, "data": data}
+
+    response = await database_sync_to_async(_post_signals)(session, [
+        vote("v1", "u-1", 2), vote("v2", "u-2", 2), vote("v3", "u-1", 1),
+        {"id": "r1", "type": "reaction", "attendee": "u-3", "data": {"kind": "heart"}},
+    ])  # fmt: skip
+    results = await next_of(app, "poll.results")
+
+    assert response.status_code == 202, response.content
+    assert results["data"]["votes"] == [1, 1, 1]  # the phone's, u-1's last, u-2's
+    assert results["data"]["total"] == 3
+    room = await database_sync_to_async(participation.room_state)(session, moderator=True)
+    assert room["polls"][0]["votes"] == [1, 1, 1]
+    assert len(await database_sync_to_async(signals)(session, "poll_vote")) == 4
+    await phone.disconnect()
+    await app.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "message"),
+    [
+        ({"poll": "POLL", "choice": 5}, "data.choice", "Choose one of the poll's options"),
+        ({"poll": "POLL", "choice": True}, "data.choice", "Choose one of the poll's options"),
+        ({"poll": "POLL", "words": ["fast"]}, "data.choice", "takes a choice"),
+        ({"poll": "POLL"}, "data.choice", "takes a choice"),
+        ({"poll": 0, "choice": 1}, "data.poll", "Not a poll sent in this session."),
+        ({"poll": "OTHER", "choice": 1}, "data.poll", "Not a poll sent in this session."),
+        ({"poll": "CLOUD", "choice": 1}, "data.words", "takes words"),
+        ({"poll": "CLOUD", "words": ["two words"]}, "data.words", "no spaces"),
+    ],
+)
+def test_an_answer_that_cannot_count_is_named_and_nothing_is_stored(data, field, message):
+    session = live_room()
+    other = LiveSessionFactory(event=session.event)
+    ids = {"POLL": sent_poll(session).pk, "CLOUD": sent_poll(session, CLOUD).pk,
+           "OTHER": sent_poll(other).pk}  # fmt: skip
+    data = {**data, "poll": ids.get(data["poll"], data["poll"])}
+    future = (timezone.now() + timedelta(hours=1)).isoformat()
+
+    response = _post_signals(session, [
+        {"type": "join", "attendee": "u-1", "at": future},
+        {"type": "poll_vote", "attendee": "u-1", "data": data},
+    ])  # fmt: skip
+
+    assert response.status_code == 400
+    details = response.json()["error"]["details"]
+    assert [(d["index"], d["field"]) for d in details] == [(0, "at"), (1, field)]
+    assert message in details[1]["message"]
+    assert not Signal.objects.filter(session=session).exists()
+    assert not PollVote.objects.exists()
+
+
+def test_a_word_cloud_takes_an_apps_words_normalised_and_a_plain_vote_still_counts():
+    session = live_room()
+    cloud = sent_poll(session, CLOUD)
+
+    response = _post_signals(session, [
+        {"type": "poll_vote", "attendee": "u-1", "data": {"poll": cloud.pk, "words": [" Rust! "]}},
+        {"type": "poll_vote", "attendee": "u-2", "data": {"kind": "thumbs"}},  # engagement only
+    ])  # fmt: skip
+
+    assert response.status_code == 202, response.content
+    assert participation.results(cloud)["words"] == [{"word": "rust", "count": 1}]
+    assert PollVote.objects.get().external_attendee == "u-1"
+    assert Signal.objects.filter(session=session, type="poll_vote").count() == 2
