@@ -7,7 +7,7 @@ JSON is read as sent (no coercion), unknown fields are errors, query values that
 from __future__ import annotations
 
 import re
-from datetime import UTC, timedelta
+from datetime import UTC, date, timedelta
 from typing import Any, cast
 
 from django.http import QueryDict
@@ -133,6 +133,9 @@ class QuerySerializer(serializers.Serializer):
 
 DAYS_DEFAULT = 30
 DAYS_MAX = 366
+# The days a range may name: any a report can hold, with room for its default start and its end.
+EARLIEST_DAY = date(2000, 1, 1)
+LATEST_DAY = date(9999, 12, 30)
 
 
 class DayRangeSerializer(QuerySerializer):
@@ -145,6 +148,12 @@ class DayRangeSerializer(QuerySerializer):
     )
     until = serializers.DateField(required=False, help_text="Last UTC day (default: today).")
 
+    def validate_since(self, value: date) -> date:
+        return _a_day_in_range(value)
+
+    def validate_until(self, value: date) -> date:
+        return _a_day_in_range(value)
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         until = attrs.get("until") or timezone.now().astimezone(UTC).date()
         since = attrs.get("since") or until - timedelta(days=DAYS_DEFAULT - 1)
@@ -153,6 +162,12 @@ class DayRangeSerializer(QuerySerializer):
         if (until - since).days >= DAYS_MAX:
             raise serializers.ValidationError({"since": f"At most {DAYS_MAX} days at a time."})
         return {**attrs, "since": since, "until": until}
+
+
+def _a_day_in_range(value: date) -> date:
+    if not EARLIEST_DAY <= value <= LATEST_DAY:
+        raise serializers.ValidationError(f"A day from {EARLIEST_DAY} to {LATEST_DAY}.")
+    return value
 
 
 def no_nul_characters(value: Any) -> None:
