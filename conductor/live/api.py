@@ -326,12 +326,9 @@ class SessionSignalsApi(APIView):
                 "Send the batch as application/json (UTF-8).", code="unsupported_media_type",
                 status_code=415,
             )  # fmt: skip
-        batch = ingest.parse_batch(request.body)
-        answers = participation.SignalAnswers(session, batch)
-        result = ingest.signals_ingest(
-            session=session, batch=batch, alongside=answers if answers else None
+        result = participation.app_signals_ingest(
+            session=session, batch=ingest.parse_batch(request.body)
         )
-        answers.announce()
         return Response(
             {"accepted": result.accepted, "duplicates": result.duplicates},
             status=status.HTTP_202_ACCEPTED,

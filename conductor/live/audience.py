@@ -65,6 +65,13 @@ LEVEL_CEILING = 0.98
 EFFECT_NOISE = 0.5
 #: The length of the first tick (there is no previous one to measure from).
 FIRST_TICK_SECONDS = 5.0
+#: A poll received is answered for this long (the join page's "Now", NOW_SHOWN in
+#: conductor.live.participation): the audience's votes name it, as an attendee app's do.
+POLL_ANSWERED_SECONDS = 600.0
+#: What the room writes into a word cloud.
+CLOUD_WORDS: tuple[str, ...] = (
+    "clear", "useful", "fast", "deep", "fun", "practical", "dense", "inspiring", "confusing",
+)  # fmt: skip
 
 #: Chances per person per minute at `level x propensity` = 1; at the baseline (0.75, mean
 #: propensity 0.4) a room of 60 writes ~9 chat messages a minute.
@@ -294,6 +301,10 @@ class Audience:
         self._leave_share = 0.0
         self._delivered: set[str] = set()
         self._counter = 0
+        # Answers have their own draws: answering a poll changes no other draw of the room.
+        self._answer_rng = np.random.default_rng([seed, 4])
+        # The poll being answered: (its id, when it arrived, each answer's weight, words or not).
+        self._poll: tuple[int, datetime, np.ndarray[Any, Any], bool] | None = None
 
     @property
     def present(self) -> int:
@@ -339,6 +350,8 @@ class Audience:
         kind = message.get("intervention_type")
         if kind not in INTERVENTION_TYPES:
             return None
+        if kind == "poll":
+            self._answer(message, now)
         true_effect = self.true_effects(now)[kind]
         # Drawn for every applied message, even in no situation: the n-th message always gets
         # the n-th factor, whatever the others were.
@@ -348,6 +361,32 @@ class Audience:
         applied = Applied(kind, effect, now, self.situation, self.size_bucket, delivery_id)
         self.applied.append(applied)
         return applied
+
+    def _answer(self, message: Mapping[str, Any], now: datetime) -> None:
+        """Start answering a poll: the room's votes go to its options by weights of its own (a
+        word cloud: to CLOUD_WORDS), until POLL_ANSWERED_SECONDS have passed."""
+        content = message.get("content") or {}
+        poll = message.get("id")
+        words = content.get("kind") == "words"
+        options = len(CLOUD_WORDS) if words else len(content.get("options") or ())
+        if not isinstance(poll, int) or options < 1:
+            return
+        self._poll = (poll, now, self._answer_rng.dirichlet(np.ones(options)), words)
+
+    def _vote(self, now: datetime) -> dict[str, Any] | None:
+        """A vote's data: the answer to the poll being answered, if any."""
+        if self._poll is None:
+            return None
+        poll, since, weights, words = self._poll
+        if (now - since).total_seconds() > POLL_ANSWERED_SECONDS:
+            self._poll = None
+            return None
+        pick = int(self._answer_rng.choice(len(weights), p=weights))
+        return (
+            {"poll": poll, "words": [CLOUD_WORDS[pick]]}
+            if words
+            else {"poll": poll, "choice": pick}
+        )
 
     def step(self, now: datetime) -> list[dict[str, Any]]:
         """Advance to `now` (drops, falls, recovery) and return this tick's signals, as
@@ -439,9 +478,11 @@ class Audience:
         for index in np.flatnonzero(who):
             self._counter += 1
             name = self._names[index]
-            signals.append(
-                {"id": f"{name}-{self._counter}", "type": kind, "attendee": name, "at": now}
-            )
+            signal = {"id": f"{name}-{self._counter}", "type": kind, "attendee": name, "at": now}
+            answer = self._vote(now) if kind == "poll_vote" else None
+            if answer is not None:
+                signal["data"] = answer
+            signals.append(signal)
 
 
 def _chance(rate_per_minute: Any, minutes: float) -> Any:

@@ -578,6 +578,18 @@ class SignalAnswers:
             _announce("results", poll)
 
 
+def app_signals_ingest(*, session: LiveSession, batch: ingest.SignalBatch) -> ingest.IngestResult:
+    """A batch from an attendee app (the signals API, the simulated audience): its signals and
+    its poll answers, stored together (conductor.live.ingest.signals_ingest raises as it
+    does); then the room sees the results."""
+    answers = SignalAnswers(session, batch)
+    result = ingest.signals_ingest(
+        session=session, batch=batch, alongside=answers if answers else None
+    )
+    answers.announce()
+    return result
+
+
 def _is_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 

@@ -34,7 +34,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
 from conductor.core.errors import ApplicationError
-from conductor.live import ingest
+from conductor.live import ingest, participation
 from conductor.live.audience import Applied, Audience
 from conductor.live.models import LiveSession
 
@@ -208,7 +208,7 @@ class Simulation:
             result = (
                 # The audience builds exactly the SignalIn shape; it is a plain dict only because
                 # audience.py imports nothing of ours.
-                ingest.signals_ingest(
+                participation.app_signals_ingest(
                     session=self.session, batch=cast("ingest.SignalBatch", {"signals": signals})
                 )
                 if signals

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from conductor.live import services
+from conductor.live import participation, services
 from conductor.live.audience import (
     AUDIENCE_LARGE_FROM,
     AUDIENCE_MEDIUM_FROM,
@@ -31,7 +31,7 @@ from conductor.live.audience import (
 )
 from conductor.live.demo import DEMO_LIVE_TITLE, demo_live_session
 from conductor.live.engine.anomaly import DetectorState
-from conductor.live.models import Anomaly, Intervention, LiveSession, Signal
+from conductor.live.models import Anomaly, Intervention, LiveSession, PollVote, Signal
 from conductor.live.realtime import attendee_group
 from conductor.live.simulator import Simulation, WebsocketLink, attendee_url, local_base_url
 
@@ -191,6 +191,38 @@ def test_in_no_situation_an_intervention_changes_nothing_and_takes_no_signal_dra
     assert run(listening, 30, 90) == run(twin, 30, 90)
 
 
+def test_the_room_answers_the_poll_it_received_for_ten_minutes_and_nothing_else_changes():
+    """Votes name the poll the room received, as an attendee app's answers do (an option of
+    its own, or a word for a word cloud); answering takes no draw of the room's signals."""
+    spec = AudienceSpec(size=120, seed=9)
+    listening, twin = Audience(spec), Audience(spec)
+    run(listening, 0, 30)
+    run(twin, 0, 30)
+    poll = {
+        **intervention("poll", "p1", id=5),
+        "content": {"question": "Q?", "options": ["a", "b", "c"]},
+    }
+
+    listening.receive(poll, at(30))
+    answered, plain = run(listening, 30, 300), run(twin, 30, 300)
+
+    votes = [signal for signal in answered if signal["type"] == "poll_vote"]
+    assert votes
+    assert {signal["data"]["poll"] for signal in votes} == {5}
+    assert {signal["data"]["choice"] for signal in votes} <= {0, 1, 2}
+    assert [{k: v for k, v in signal.items() if k != "data"} for signal in answered] == plain
+    # Ten minutes on, the poll is over: votes name nothing.
+    late = [signal for signal in run(listening, 640, 900) if signal["type"] == "poll_vote"]
+    assert late
+    assert all("data" not in signal for signal in late)
+    cloud = {**intervention("poll", "p2", id=6),
+             "content": {"question": "One word?", "kind": "words", "options": []}}  # fmt: skip
+    listening.receive(cloud, at(900))
+    words = [s["data"] for s in run(listening, 900, 1200) if s["type"] == "poll_vote"]
+    assert words
+    assert all(set(data) == {"poll", "words"} and data["poll"] == 6 for data in words)
+
+
 def test_six_hundred_people_are_cheap():
     audience = Audience(AudienceSpec(size=600, seed=1, drops=[(100, "MASS_EXIT")]))
     started = time.perf_counter()
@@ -332,6 +364,34 @@ def test_a_sent_intervention_is_received_and_applied_once(attendee_app):
     for second in range(5, 5 * simulation.tick, 5):
         twin.step(start + timedelta(seconds=second))
     assert simulation.audience.level > twin.level
+
+
+def test_the_simulated_room_votes_on_the_poll_it_received_and_the_results_count_it(
+    attendee_app,
+):
+    """The demo's audience answers what the organizer sends: its votes are in the poll's results
+    (the live view's "The room"), not only in the engagement counts."""
+    simulation, _ = attendee_app
+    start = timezone.now() - timedelta(minutes=2)
+    simulation.step(start)
+    poll = Intervention.objects.create(
+        session=simulation.session, type="poll", status="executed", source="manual",
+        content={"question": "Which demo next?", "options": ["Costs", "Speed", "Risk"]},
+        executed_at=start,
+    )  # fmt: skip
+    message = {**intervention("poll", "sent-poll", id=poll.pk), "content": poll.content}
+
+    send_to_attendees(simulation.session, message)
+    step_until(simulation, 1, start)
+    for _ in range(12):
+        simulation.step(start + timedelta(seconds=5 * simulation.tick))
+
+    results = participation.results(poll)
+    voters = set(
+        PollVote.objects.filter(intervention=poll).values_list("external_attendee", flat=True)
+    )
+    assert results["total"] == len(voters) > 0
+    assert all(voter.startswith("sim11-") for voter in voters)
 
 
 def test_the_link_reconnects_when_the_server_restarts(asgi_live_server, live_session):
