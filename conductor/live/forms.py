@@ -18,8 +18,9 @@ from conductor.live.models import EVENT_DESCRIPTION_MAX, LiveSession
 
 def _cooldown(label: str) -> forms.IntegerField:
     return forms.IntegerField(
-        label=label, help_text="Seconds between two of this type in a session."
-    )
+        label=label, min_value=0, max_value=86_400,
+        help_text="Seconds between two of this type in a session (at most a day).",
+    )  # fmt: skip
 
 
 class EventForm(forms.Form):
@@ -50,24 +51,35 @@ class SettingsForm(forms.Form):
         help_text="What the conductor may send to this event's audiences.",
     )
     max_interventions_per_hour = forms.IntegerField(
-        help_text="At most this many interventions a session in any hour, yours included."
+        min_value=0,
+        max_value=120,
+        help_text="The conductor sends at most this many a session in any hour. What you send "
+        "yourself is never refused, but counts: after several of yours it waits.",
     )
     auto_approve_percent = forms.IntegerField(
         label="Auto-approve from (%)",
+        min_value=0,
+        max_value=100,
         help_text="In semi-automatic mode, a decision at least this likely to be the best choice "
         "runs without asking you.",
     )
     approval_minutes = forms.IntegerField(
         label="Proposals wait (minutes)",
+        min_value=1,
+        max_value=24 * 60,
         help_text="A proposal you have not decided expires after this long.",
     )
     holdout_percent = forms.IntegerField(
         label="Holdout (%)",
+        min_value=0,
+        max_value=50,
         help_text="This share of drops deliberately gets nothing, to measure how rooms recover "
         "on their own (0 to 50).",
     )
     half_life_hours = forms.FloatField(
         label="Memory half-life (hours)",
+        min_value=0.1,
+        max_value=24 * 365,
         help_text="What worked this long ago counts half as much as what works today.",
     )
     cooldown_poll = _cooldown("Poll cool-down (s)")

@@ -56,7 +56,10 @@ def test_settings_are_saved_through_the_api_service(client, organizer, event):
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("holdout_percent", "80", "less than or equal to 0.5"),
+        # In the form's own units: percent and minutes, not the API's shares and seconds.
+        ("holdout_percent", "80", "less than or equal to 50."),
+        ("auto_approve_percent", "150", "less than or equal to 100."),
+        ("approval_minutes", "0", "greater than or equal to 1."),
         ("max_interventions_per_hour", "-1", "greater than or equal to 0"),
         ("cooldown_poll", "abc", "Enter a whole number"),
     ],
