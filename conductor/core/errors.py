@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import kombu.exceptions
@@ -62,19 +62,51 @@ class ConflictError(ApplicationError):
         super().__init__(message, code=code, status_code=409)
 
 
+def _counted(count: Any, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+# Bounds in plain words (pydantic says "Input should be less than or equal to 120" and "List
+# should have at least 2 items after validation, not 1"); the field is named beside them.
+_PLAIN: dict[str, Callable[[dict[str, Any]], str]] = {
+    "string_too_short": lambda c: (
+        "Must not be empty."
+        if c["min_length"] == 1
+        else f"At least {_counted(c['min_length'], 'character', 'characters')}."
+    ),
+    "string_too_long": lambda c: f"At most {_counted(c['max_length'], 'character', 'characters')}.",
+    "too_short": lambda c: f"At least {_counted(c['min_length'], 'item', 'items')}.",
+    "too_long": lambda c: f"At most {_counted(c['max_length'], 'item', 'items')}.",
+    "greater_than_equal": lambda c: f"At least {c['ge']}.",
+    "less_than_equal": lambda c: f"At most {c['le']}.",
+    "greater_than": lambda c: f"More than {c['gt']}.",
+    "less_than": lambda c: f"Less than {c['lt']}.",
+}
+
+
+def plain_message(item: Mapping[str, Any]) -> str:
+    """One pydantic error's message for people: bounds in plain words, a validator's own
+    message as written (without pydantic's "Value error, "), anything else as pydantic says."""
+    kind, context = item["type"], item.get("ctx") or {}
+    if kind == "value_error":
+        return str(item["msg"]).removeprefix("Value error, ")
+    plain = _PLAIN.get(kind)
+    try:
+        return plain(context) if plain is not None else str(item["msg"])
+    except KeyError:  # a custom error of that type without the usual context
+        return str(item["msg"])
+
+
 def pydantic_details(
     error: PydanticValidationError, *, prefix: Iterable[str | int] = ()
 ) -> list[dict[str, Any]]:
-    """Turn pydantic errors into details with dotted field paths under `prefix`; a validator's
-    own message is given as written, without pydantic's "Value error, " before it."""
-    details = []
-    for item in error.errors(include_url=False):
-        path = [*prefix, *item["loc"]]
-        message = item["msg"]
-        if item["type"] == "value_error":
-            message = message.removeprefix("Value error, ")
-        details.append({"field": ".".join(str(part) for part in path), "message": message})
-    return details
+    """Turn pydantic errors into details with dotted field paths under `prefix`, each message
+    in plain words (`plain_message`)."""
+    return [
+        {"field": ".".join(str(part) for part in [*prefix, *item["loc"]]),
+         "message": plain_message(item)}
+        for item in error.errors(include_url=False)
+    ]  # fmt: skip
 
 
 def validation_error_from_pydantic(

@@ -16,6 +16,8 @@ from drf_spectacular.utils import extend_schema_serializer
 from pydantic import BaseModel, ValidationError
 from rest_framework import serializers
 
+from conductor.core.errors import plain_message
+
 
 def nul_path(value: Any) -> list[str] | None:
     """The path to the first string or key of JSON `value` holding a NUL, or None.
@@ -217,7 +219,7 @@ def _nest(error: ValidationError) -> dict[str, Any]:
         node = nested
         for part in parents:
             node = node.setdefault(part, {})
-        node.setdefault(leaf, []).append(item["msg"])
+        node.setdefault(leaf, []).append(plain_message(item))
     return nested
 
 

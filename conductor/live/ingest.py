@@ -29,7 +29,7 @@ from pydantic import (
 from typing_extensions import TypedDict
 
 from conductor.core.bulk import copy_rows
-from conductor.core.errors import ApplicationError, ConflictError, is_outage
+from conductor.core.errors import ApplicationError, ConflictError, is_outage, plain_message
 from conductor.core.fields import nul_path
 from conductor.live import collector, services
 from conductor.live.models import LiveSession, Signal
@@ -115,9 +115,9 @@ def parse_batch(body: bytes) -> SignalBatch:
             loc = list(item["loc"])
             if loc[:1] == ["signals"] and len(loc) > 1 and isinstance(loc[1], int):
                 details.append({"index": loc[1], "field": ".".join(map(str, loc[2:])),
-                                "message": item["msg"]})  # fmt: skip
+                                "message": plain_message(item)})  # fmt: skip
             else:
-                details.append({"field": ".".join(map(str, loc)), "message": item["msg"]})
+                details.append({"field": ".".join(map(str, loc)), "message": plain_message(item)})
         failed = {d["index"] for d in details if "index" in d}
         details.extend(_beyond_the_schema(body, failed))
         details.sort(key=lambda d: d.get("index", -1))  # stable: each item's faults in order

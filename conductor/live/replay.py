@@ -42,6 +42,7 @@ import numpy as np
 from django.conf import settings
 from pydantic import ValidationError
 
+from conductor.core.errors import plain_message
 from conductor.core.merge_patch import merge_patch
 from conductor.live import memory, policy_store
 from conductor.live.eligibility import CAP_WINDOW
@@ -229,7 +230,7 @@ def candidate_settings(stored: Mapping[str, Any], changes: Mapping[str, Any]) ->
         return EventSettings.model_validate(merge_patch(dict(stored), dict(changes)))
     except ValidationError as invalid:
         problems = [
-            f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}"
+            f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: {plain_message(error)}"
             f" (got {error['input']!r})"
             for error in invalid.errors()
         ]

@@ -460,7 +460,9 @@
           field: (detail.field || "").replace(/^content\.?/, "").replace(/\.\d+$/, ""),
           message: detail.message,
         }));
-        notice(`Could not approve: ${error.message}`);
+        notice(error.status === 400 && error.details && error.details.length
+          ? "Not approved: see what to fix in the edited proposal."
+          : `Could not approve: ${error.message}`);
         if (error.status === 409) {
           editing.delete(i.id);
           await refreshInterventions();
@@ -633,7 +635,7 @@
       renderInterventions();
     } catch (error) {
       showManualErrors(error.details || []);
-      notice(`Not sent: ${error.message}`);
+      notice(error.details && error.details.length ? "Not sent: see what to fix below the form." : `Not sent: ${error.message}`);
     }
   });
 

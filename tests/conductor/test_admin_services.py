@@ -182,11 +182,11 @@ def test_bad_settings_in_the_admin_name_each_field_and_change_nothing(staff, eve
     assert response.status_code == 200
     errors = [str(e) for e in response.context["adminform"].form.errors["settings"]]
     assert errors == [
-        "settings.max_interventions_per_hour: Input should be less than or equal to 120",
-        "settings.cooldowns.poll: Input should be greater than or equal to 0",
+        "settings.max_interventions_per_hour: At most 120.",
+        "settings.cooldowns.poll: At least 0.",
         "settings.colour: Extra inputs are not permitted",
     ]
-    assert "settings.cooldowns.poll: Input should be greater" in response.content.decode()
+    assert "settings.cooldowns.poll: At least 0." in response.content.decode()
     assert not_json.context["adminform"].form.errors["settings"] == ["Enter a valid JSON."]
     assert not_object.context["adminform"].form.errors["settings"] == [
         "settings: must be a JSON object."
@@ -221,7 +221,7 @@ def test_an_event_added_in_the_admin_has_valid_complete_settings(staff, organize
 
     assert refused.status_code == 200
     assert refused.context["adminform"].form.errors["settings"] == [
-        "settings.holdout_share: Input should be less than or equal to 0.5"
+        "settings.holdout_share: At most 0.5."
     ]
     assert created.status_code == 302
     event = Event.objects.get()

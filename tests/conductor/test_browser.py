@@ -538,7 +538,7 @@ def test_an_organizer_reads_why_edits_a_proposal_and_the_attendees_get_the_edit(
     form.locator("[name=options]").fill("Only one")
     form.get_by_role("button", name="Approve as edited").click()
     expect(form.locator("label", has=page.locator("[name=options]"))).to_contain_text(
-        "at least 2 items"
+        "At least 2 items"
     )
     assert django_side(Intervention.objects.get, pk=waiting.pk).status == "pending"
 

@@ -226,7 +226,7 @@ def test_json_output_parses(recorded):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--set", "holdout_share=0.9"], "holdout_share: Input should be less than or equal to"),
+        (["--set", "holdout_share=0.9"], "holdout_share: At most 0.5."),
         (["--set", "colour=red"], "colour: Extra inputs are not permitted"),
         (["--set", "cooldowns.poll=soon"], "cooldowns.poll: Input should be a valid integer"),
         (["--set", 'allowed_interventions=["fax"]'], "allowed_interventions.0: Input should be"),
