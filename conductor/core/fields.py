@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from django.http import QueryDict
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema_serializer
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from pydantic import BaseModel, ValidationError
 from rest_framework import serializers
 
@@ -135,26 +135,32 @@ class QuerySerializer(serializers.Serializer):
 
 DAYS_DEFAULT = 30
 DAYS_MAX = 366
-# The days a range may name: any a report can hold, with room for its default start and its end.
+# The days a range may name (years 2000 to 2999): any a report can hold, with room for its
+# default start and its end (the year 1 less 29 days is no date at all).
 EARLIEST_DAY = date(2000, 1, 1)
-LATEST_DAY = date(9999, 12, 30)
+LATEST_DAY = date(2999, 12, 31)
+
+
+@extend_schema_field({"type": "string", "format": "date", "pattern": r"^2\d{3}-\d{2}-\d{2}$"})
+class DayField(serializers.DateField):
+    """A UTC day from EARLIEST_DAY to LATEST_DAY (the schema says so with its pattern)."""
+
+    def to_internal_value(self, value: Any) -> date:
+        day: date = super().to_internal_value(value)
+        if not EARLIEST_DAY <= day <= LATEST_DAY:
+            raise serializers.ValidationError(f"A day from {EARLIEST_DAY} to {LATEST_DAY}.")
+        return day
 
 
 class DayRangeSerializer(QuerySerializer):
     """`?since=&until=`: UTC days, inclusive; the last 30 by default, at most 366."""
 
-    since = serializers.DateField(
+    since = DayField(
         required=False,
         help_text="First UTC day (default: 29 days before `until`). Not after `until`, and at "
         f"most {DAYS_MAX} days before it (else 400 naming `since`).",
     )
-    until = serializers.DateField(required=False, help_text="Last UTC day (default: today).")
-
-    def validate_since(self, value: date) -> date:
-        return _a_day_in_range(value)
-
-    def validate_until(self, value: date) -> date:
-        return _a_day_in_range(value)
+    until = DayField(required=False, help_text="Last UTC day (default: today).")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         until = attrs.get("until") or timezone.now().astimezone(UTC).date()
@@ -164,12 +170,6 @@ class DayRangeSerializer(QuerySerializer):
         if (until - since).days >= DAYS_MAX:
             raise serializers.ValidationError({"since": f"At most {DAYS_MAX} days at a time."})
         return {**attrs, "since": since, "until": until}
-
-
-def _a_day_in_range(value: date) -> date:
-    if not EARLIEST_DAY <= value <= LATEST_DAY:
-        raise serializers.ValidationError(f"A day from {EARLIEST_DAY} to {LATEST_DAY}.")
-    return value
 
 
 def no_nul_characters(value: Any) -> None:

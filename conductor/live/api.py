@@ -483,6 +483,9 @@ class SessionRoomApi(APIView):
                         "intervention": serializers.IntegerField(),
                         "challenge": serializers.CharField(),
                         "points": serializers.IntegerField(),
+                        "open_until": serializers.DateTimeField(
+                            help_text="When taking part closes (10 minutes after it was sent)."
+                        ),
                     },
                     allow_null=True,
                 ),

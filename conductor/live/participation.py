@@ -805,10 +805,13 @@ def leaderboard(session_id: int) -> dict[str, Any]:
 
 
 def challenge_data(challenge: Intervention) -> dict[str, Any]:
+    executed = challenge.executed_at or timezone.now()
     return {
         "intervention": challenge.pk,
         "challenge": challenge.content.get("challenge", ""),
         "points": challenge.content.get("points", 0),
+        # When taking part closes (CHALLENGE_OPEN after it reached the room).
+        "open_until": executed + CHALLENGE_OPEN,
     }
 
 

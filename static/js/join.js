@@ -10,6 +10,8 @@
   const polls = new Map(); // intervention id -> results
   const myVotes = new Map(); // intervention id -> choice, or a word cloud's words
   const taken = new Map(); // challenge id -> points awarded
+  const CHALLENGE_OPEN_MS = 10 * 60 * 1000; // participation.CHALLENGE_OPEN
+  let openChallenge = null; // { id, content, until }: the challenge one can still take
   const questions = new Map();
   const upvoted = new Set();
   let current = null; // the intervention shown under "Now"
@@ -173,10 +175,18 @@
     if (shownCloud) {
       fillCloud(shownCloud);
     } else if (current.intervention_type === "poll") {
-      holder.replaceChildren(pollCard({ id: current.id, content: c }));
+      holder.replaceChildren(pollCard({ id: current.id, content: c }), ...stillOpen());
     } else if (current.intervention_type === "gamification") {
       holder.replaceChildren(challengeCard(current.id, c));
     }
+  }
+
+  // A challenge stays open for its ten minutes: a poll sent after it shows above it, not
+  // instead of it.
+  function stillOpen() {
+    if (!openChallenge || openChallenge.until <= Date.now()) return [];
+    if (current && current.id === openChallenge.id) return [];
+    return [challengeCard(openChallenge.id, openChallenge.content)];
   }
 
   // -- challenges and the leaderboard --------------------------------------------------------
@@ -228,6 +238,9 @@
         showScreenChallenge({ intervention: message.id, challenge: c.challenge, points: c.points });
       }
       return;
+    }
+    if (kind === "gamification") {
+      openChallenge = { id: message.id, content: c, until: Date.parse(message.sent_at) + CHALLENGE_OPEN_MS };
     }
     if (kind === "poll" || kind === "gamification") {
       current = message;
@@ -395,6 +408,11 @@
           }
         }
         if (room.challenge && screen) showScreenChallenge(room.challenge);
+        if (room.challenge) {
+          const open = room.challenge;
+          openChallenge = { id: open.intervention, until: Date.parse(open.open_until),
+            content: { challenge: open.challenge, points: open.points } };
+        }
         // The stage's last poll or challenge is still "now" for a phone that joins late,
         // reloads, or comes back after a poll was sent while its socket was down.
         if (room.now && !screen && (!current || room.now.id > current.id)) {

@@ -138,9 +138,7 @@ def test_pydantic_locations_inside_an_object_go_to_its_field(logged_in):
                                "b": '{"name": "B", "sends": 2, "opens": 1}'})  # fmt: skip
 
     assert response.status_code == 400
-    assert "opens: At least 0." in field_errors(
-        response.content.decode(), "a"
-    )
+    assert "opens: At least 0." in field_errors(response.content.decode(), "a")
 
 
 def test_a_refused_line_is_named_by_its_line_as_the_organizer_counts(logged_in):

@@ -260,7 +260,7 @@ def test_a_number_is_not_a_name(api, name, field):
 
 @pytest.mark.parametrize("query", ["since=", "since=2026-13-01", "until=yesterday",
                                    "since=2026-01-01&since=2026-01-02",
-                                   "until=0001-01-20", "since=9999-12-31"])  # fmt: skip
+                                   "until=0001-01-20", "since=3000-01-01"])  # fmt: skip
 @pytest.mark.parametrize("path", ["/api/v1/events/{event}/outcomes/", "/api/v1/agents/usage/"])
 def test_a_bad_day_is_a_400_naming_it(api, event, query, path):
     response = api.get(f"{path.format(event=event.pk)}?{query}")

@@ -229,6 +229,22 @@ def test_an_organizer_and_three_phones_run_a_poll_questions_and_a_chat(
     sample = django_side(EngagementSample.objects.filter(session=session).latest, "at")
     assert sample.present == 3
     assert sample.score > 0
+
+    # A poll sent after the challenge shows above it: the challenge stays open for its ten
+    # minutes, on a phone that was there and after a reload.
+    form.locator("select[name=type]").select_option("poll")
+    form.locator("input[name=question]").fill("Which topic after the break?")
+    form.locator("textarea[name=options]").fill("Tooling\nTesting")
+    form.get_by_role("button", name="Send now").click()
+    organizer.locator("#decisions li .status-executed").nth(4).wait_for()
+    for _ in range(2):
+        now = phones[1].locator("#current")
+        expect(now.locator(".poll")).to_contain_text("Which topic after the break?")
+        expect(now.locator(".challenge-card")).to_contain_text("Ask the speaker one question")
+        phones[1].reload()
+    card = phones[1].locator("#current .challenge-card")
+    card.get_by_role("button", name="I did it").click()
+    expect(card).to_contain_text("Done: +40 points")
     assert errors == []
 
 

@@ -863,7 +863,9 @@ async def test_a_returning_attendee_finds_the_open_challenge_its_points_and_the_
 
     person = await database_sync_to_async(Attendee.objects.get)()
     assert renamed["data"]["leaders"][0]["name"] == "Ana B."
-    assert room["challenge"] == {"intervention": challenge.pk, **CHALLENGE}
+    opened = await database_sync_to_async(lambda: Intervention.objects.get(pk=challenge.pk))()
+    closes = (opened.executed_at + participation.CHALLENGE_OPEN).isoformat().replace("+00:00", "Z")
+    assert room["challenge"] == {"intervention": challenge.pk, **CHALLENGE, "open_until": closes}
     assert room["leaderboard"] == {"leaders": [{"id": f"a{person.pk}", "name": "Ana B.",
                                                 "points": 50}]}  # fmt: skip
     assert room["you"] == {
