@@ -167,6 +167,10 @@ class InterventionRow:
         return TYPE_LABELS.get(self.type, self.type)
 
     @property
+    def status_label(self) -> str:
+        return vocabulary.STATUS_LABELS.get(self.status, self.status)
+
+    @property
     def is_hold(self) -> bool:
         return self.type == Intervention.Type.HOLD
 

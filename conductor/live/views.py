@@ -20,7 +20,7 @@ from conductor.core import accounts
 from conductor.core.errors import ApplicationError, NotFoundError
 from conductor.live import join_views, policy_report, selectors, services
 from conductor.live.engine.score import BANDS
-from conductor.live.engine.vocabulary import TYPE_PLURALS
+from conductor.live.engine.vocabulary import INTERVENTION_TYPES, TYPE_LABELS, TYPE_PLURALS
 from conductor.live.forms import EventForm, SessionForm, SettingsForm
 from conductor.live.models import EngagementSample, Intervention, LiveSession
 
@@ -177,11 +177,7 @@ def session_live(request: HttpRequest, session_id: int) -> HttpResponse:
                 ("semi_auto", "Semi-automatic: confident decisions run"),
                 ("auto", "Automatic: decisions run"),
             ],
-            "intervention_types": [
-                choice
-                for choice in Intervention.Type.choices
-                if choice[0] != Intervention.Type.HOLD
-            ],
+            "intervention_types": [(kind, TYPE_LABELS[kind]) for kind in INTERVENTION_TYPES],
             "what_worked": what_worked(policy_report.event_policy_report(event=session.event)),
             "join_url": join_views.join_url(request, session),
             "qr": join_views.qr_svg(join_views.join_url(request, session), scale=4),

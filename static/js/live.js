@@ -14,6 +14,10 @@
     poll: "Poll", chat_prompt: "Chat prompt", qna_prompt: "Q&A prompt", broadcast: "Broadcast",
     notification: "Notification", gamification: "Gamification",
   };
+  const STATUS_LABELS = { // vocabulary.STATUS_LABELS
+    pending: "waiting", executed: "sent", rejected: "rejected", expired: "expired", failed: "failed",
+    held: "held back",
+  };
   const SOURCE_LABELS = {
     llm: "written by the LLM", template: "from a template", manual: "sent by hand", policy: "policy",
   };
@@ -334,7 +338,7 @@
     } else {
       head.append(
         text("strong", TYPE_LABELS[i.type] || i.type),
-        text("span", ` ${i.status}`, `status status-${i.status}`),
+        text("span", ` ${STATUS_LABELS[i.status] || i.status}`, `status status-${i.status}`),
         ago(i.created_at, ` · ${SOURCE_LABELS[i.source] || i.source} · `, "", "muted"),
       );
       item.append(head, text("p", describe(i.content), "content"));
@@ -720,12 +724,15 @@
       item.dataset.id = q.id;
       if (q.hidden) item.className = "hidden-item";
       item.append(text("span", `▲ ${q.votes} `, "votes"), text("span", q.text), text("span", ` — ${q.name}`, "muted"));
+      // What the room sees of it, as the phones mark it.
+      const marks = [q.pinned && "pinned", q.answered && "answered", q.hidden && "hidden from the room"].filter(Boolean);
+      if (marks.length) item.append(text("span", ` · ${marks.join(" · ")}`, "marks"));
       const actions = document.createElement("div");
       actions.className = "actions";
       const path = `/questions/${q.id}/`;
       actions.append(
         toggle(q.pinned ? "Unpin" : "Pin", q.pinned, () => moderate(path, { pinned: !q.pinned }, room.questions)),
-        toggle(q.answered ? "Not answered" : "Answered", q.answered, () => moderate(path, { answered: !q.answered }, room.questions)),
+        toggle(q.answered ? "Mark unanswered" : "Mark answered", q.answered, () => moderate(path, { answered: !q.answered }, room.questions)),
         toggle(q.hidden ? "Show" : "Hide", q.hidden, () => moderate(path, { hidden: !q.hidden }, room.questions)),
       );
       item.append(actions);

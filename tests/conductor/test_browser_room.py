@@ -119,7 +119,11 @@ def test_an_organizer_and_three_phones_run_a_poll_questions_and_a_chat(
     screen.screenshot(path=str(ARTIFACTS / "presenter-screen.png"), full_page=True)
     asked = organizer.locator("#room-questions li", has_text="Will the slides be online?")
     expect(asked).to_contain_text("▲ 1")
+    asked.get_by_role("button", name="Mark answered").click()
+    expect(asked).to_contain_text("· answered")  # a state, beside the button that undoes it
+    expect(asked.get_by_role("button", name="Mark unanswered")).to_be_visible()
     asked.get_by_role("button", name="Hide").click()
+    expect(asked).to_contain_text("· answered · hidden from the room")
     expect(phones[2].locator("#questions")).not_to_contain_text("Will the slides be online?")
     expect(screen.locator("#questions")).not_to_contain_text("Will the slides be online?")
 
@@ -128,6 +132,7 @@ def test_an_organizer_and_three_phones_run_a_poll_questions_and_a_chat(
     form.locator("input[name=text]").fill("What would you like to try first?")
     form.get_by_role("button", name="Send now").click()
     organizer.locator("#decisions li .status-executed").nth(1).wait_for()
+    expect(organizer.locator("#decisions li .status-executed").first).to_have_text(" sent")
     expect(phones[1].locator("#chat-prompt")).to_have_text("What would you like to try first?")
     for phone, line in ((phones[1], "The borrow checker"), (phones[2], XSS)):
         phone.locator("#say-text").fill(line)

@@ -155,6 +155,7 @@ def test_each_intervention_reads_against_the_holdout_baseline(client, organizer,
     poll = page[page.index(f'<tr data-id="{story.poll.pk}">') :]
     poll = poll[: poll.index("</tr>")]
     assert "35% → 41%" in poll
+    assert '<span class="status status-executed">sent</span>' in poll  # in words, not the value
     assert '<span class="outcome outcome-gain">+4 points <span class="cue">▲ gain</span>' in poll
     prompt = page[page.index(f'<tr data-id="{story.prompt.pk}">') :]
     prompt = prompt[: prompt.index("</tr>")]

@@ -33,3 +33,12 @@ TYPE_PLURALS: dict[str, str] = {
     "notification": "Notifications",
     "gamification": "Challenges",
 }
+# How people read an intervention's status (the API keeps the values).
+STATUS_LABELS: dict[str, str] = {
+    "pending": "waiting",
+    "executed": "sent",
+    "rejected": "rejected",
+    "expired": "expired",
+    "failed": "failed",
+    "held": "held back",
+}
