@@ -403,7 +403,10 @@ def session_report(session: LiveSession, *, now: datetime | None = None) -> Sess
 
 #: The chart's drawing box, in SVG user units (the page scales it to its width).
 WIDTH, HEIGHT = 800, 260
-LEFT, RIGHT, TOP, BOTTOM = 44, 12, 14, 30
+# Room on the left for "100%" at the phone's larger type (conductor.css).
+LEFT, RIGHT, TOP, BOTTOM = 60, 12, 14, 30
+#: A time label closer than this to the right edge ends on its tick instead of centring on it.
+EDGE_LABEL = 40
 #: At most this many time labels: more would overlap at phone width.
 MAX_TIME_LABELS = 6
 #: Label steps, in minutes: the first that keeps the labels within MAX_TIME_LABELS.
@@ -417,6 +420,9 @@ GAP = timedelta(minutes=2)
 class Tick:
     position: float
     label: str
+    # How the label sits on its tick: centred, or ending on it near the right edge (a
+    # centred "12:45" there would be cut off).
+    anchor: str = "middle"
 
 
 @dataclass(frozen=True)
@@ -459,7 +465,9 @@ def _x_ticks(start: datetime, end: datetime, x: Any) -> list[Tick]:
     at = midnight + timedelta(minutes=math.ceil(elapsed / step) * step)
     ticks = []
     while at <= end:
-        ticks.append(Tick(x(at), at.strftime("%H:%M")))
+        position = x(at)
+        anchor = "end" if position > WIDTH - RIGHT - EDGE_LABEL else "middle"
+        ticks.append(Tick(position, at.strftime("%H:%M"), anchor))
         at += timedelta(minutes=step)
     return ticks
 

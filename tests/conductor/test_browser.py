@@ -620,7 +620,8 @@ def test_every_page_fits_a_phone(asgi_server, browser, django_side):
                        ("/dashboard/agents/new/email/send-campaign/", "agent-start"),
                        (f"/dashboard/agents/runs/{waiting_run}/", "agent-run"),
                        (f"/dashboard/events/{session.event_id}/", "event"),
-                       ("/dashboard/events/new/", "event-new")):  # fmt: skip
+                       ("/dashboard/events/new/", "event-new"),
+                       ("/dashboard/api-token/", "api-token")):  # fmt: skip
         page.goto(f"{asgi_server}{path}")
         page.wait_for_load_state("networkidle")
         width = page.evaluate("document.documentElement.scrollWidth")

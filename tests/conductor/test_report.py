@@ -302,7 +302,7 @@ def test_a_long_session_keeps_its_time_labels_apart():
     session = LiveSession(pk=1, title="Marathon")
     minutes = [report.Minute(START + timedelta(minutes=m), 0.5, 10, 2, 1) for m in range(0, 600, 7)]
     data = report.SessionReport(session, minutes, [], [], report.Baseline(0, None),
-                                report.Totals(0, 0, 0, None, [], None))  # fmt: skip
+                                report.Totals(0, 0, 0, None, {}, None))  # fmt: skip
 
     chart = report.report_chart(data)
 
@@ -312,6 +312,21 @@ def test_a_long_session_keeps_its_time_labels_apart():
     assert chart.x_ticks[0].position == report.LEFT
 
 
+def test_a_time_label_at_the_right_edge_ends_on_its_tick():
+    """A label centred on the chart's last tick would be cut off ("12:4"): it ends there."""
+    session = LiveSession(pk=1, title="Short")
+    minutes = [report.Minute(START + timedelta(minutes=m), 0.5, 10, 2, 1) for m in range(11)]
+    data = report.SessionReport(session, minutes, [], [], report.Baseline(0, None),
+                                report.Totals(0, 0, 0, None, {}, None))  # fmt: skip
+
+    ticks = report.report_chart(data).x_ticks
+
+    assert [(tick.label, tick.anchor) for tick in ticks] == [
+        ("10:00", "middle"), ("10:02", "middle"), ("10:04", "middle"), ("10:06", "middle"),
+        ("10:08", "middle"), ("10:10", "end"),
+    ]  # fmt: skip
+
+
 def test_the_engagement_line_breaks_where_nothing_was_measured():
     """A session paused for hours (or a server stopped) is not drawn as a line across the gap,
     and a lone minute between gaps is still drawn (as a dot: one point twice)."""
@@ -319,7 +334,7 @@ def test_the_engagement_line_breaks_where_nothing_was_measured():
     at = [0, 1, 2, 3, 300, 420, 421]  # minutes from START
     minutes = [report.Minute(START + timedelta(minutes=m), 0.5, 10, 2, 1) for m in at]
     data = report.SessionReport(session, minutes, [], [], report.Baseline(0, None),
-                                report.Totals(0, 0, 0, None, [], None))  # fmt: skip
+                                report.Totals(0, 0, 0, None, {}, None))  # fmt: skip
 
     chart = report.report_chart(data)
 
@@ -369,7 +384,7 @@ def test_a_sent_intervention_not_yet_measured_is_marked_as_such():
     data = report.SessionReport(
         LiveSession(pk=1), [report.Minute(START, 0.5, 10, 2, 1)], [], [sending],
         report.Baseline(0, None),
-        report.Totals(0, 0, 0, None, [], timedelta(hours=1, minutes=5)),
+        report.Totals(0, 0, 0, None, {}, timedelta(hours=1, minutes=5)),
     )  # fmt: skip
 
     chart = report.report_chart(data)
@@ -377,9 +392,11 @@ def test_a_sent_intervention_not_yet_measured_is_marked_as_such():
     assert [m.title for m in chart.interventions] == [
         "Broadcast at 10:00 · “Demo — Join in” · outcome not measured yet"
     ]
-    assert chart.interventions[0].x == report.LEFT + (report.WIDTH - report.RIGHT - report.LEFT) / 3
+    assert chart.interventions[0].x == pytest.approx(
+        report.LEFT + (report.WIDTH - report.RIGHT - report.LEFT) / 3, abs=0.05
+    )  # positions are rounded to a tenth
     assert data.totals.duration_text == "1 h 05 min"
-    assert report.Totals(0, 0, 0, None, [], None).duration_text == "not started"
+    assert report.Totals(0, 0, 0, None, {}, None).duration_text == "not started"
 
 
 def test_the_report_is_in_the_api_too(api, story):
