@@ -79,12 +79,12 @@ class MonthlySpend:
 
     @property
     def line(self) -> str:
-        """`LLM spend this month: $1.23 of $20.00 (6 %)`."""
+        """`LLM spend this month: $1.23 of $20.00 (6%)`."""
         if self.budget_usd <= 0:
             return f"LLM spend this month: ${self.spent_usd:.2f} (no monthly budget set)"
         return (
             f"LLM spend this month: ${self.spent_usd:.2f} of ${self.budget_usd:.2f} "
-            f"({self.percent} %)"
+            f"({self.percent}%)"
         )
 
     @property

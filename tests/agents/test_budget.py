@@ -98,7 +98,7 @@ def test_how_the_spend_reads(settings):
     spent_out = budget.MonthlySpend(spent_usd=20.5, budget_usd=20, month=march)
     unlimited = budget.MonthlySpend(spent_usd=99, budget_usd=0, month=march)
 
-    assert low.line == "LLM spend this month: $1.23 of $20.00 (6 %)"
+    assert low.line == "LLM spend this month: $1.23 of $20.00 (6%)"
     assert (low.warning, low.exhausted, low.alert) == (False, False, "")
     assert (almost.percent, almost.warning) == (79, False)
     assert (warned.percent, warned.warning, warned.exhausted) == (80, True, False)

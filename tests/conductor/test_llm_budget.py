@@ -44,7 +44,7 @@ def test_the_dashboard_shows_this_months_spend_against_the_budget(client):
 
     page = dashboard(client, organizer)
 
-    assert "LLM spend this month: $1.23 of $20.00 (6 %)" in page
+    assert "LLM spend this month: $1.23 of $20.00 (6%)" in page
     assert 'id="llm-budget-alert"' not in page
 
 
@@ -54,7 +54,7 @@ def test_from_80_percent_the_dashboard_warns(client):
 
     page = dashboard(client, organizer)
 
-    assert "LLM spend this month: $17.00 of $20.00 (85 %)" in page
+    assert "LLM spend this month: $17.00 of $20.00 (85%)" in page
     assert '<p id="llm-budget-alert" class="notice" role="alert">You have used 85 %' in page
 
 
