@@ -561,6 +561,11 @@
     try {
       await call("PATCH", `/sessions/${sessionId}/`, { mode: event.target.value });
       succeeded(started);
+      const saved = document.getElementById("mode-saved");
+      saved.textContent = "Saved: from now on, " + event.target.selectedOptions[0].textContent.toLowerCase();
+      saved.hidden = false;
+      clearTimeout(saved.timer);
+      saved.timer = setTimeout(() => { saved.hidden = true; }, 6000);
     } catch (error) {
       notice(`Could not change the mode: ${error.message}`);
     }

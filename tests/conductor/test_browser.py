@@ -124,6 +124,13 @@ def test_an_organizer_runs_a_live_session_from_the_dashboard(asgi_server, browse
     expect(page.locator("#notice")).to_contain_text("no longer pending")
     page.locator(f"#decisions li[data-id='{stale.pk}']").wait_for()
 
+    # A mode change says it was saved.
+    page.locator("#mode").select_option("auto")
+    expect(page.locator("#mode-saved")).to_have_text(
+        "Saved: from now on, automatic: decisions run"
+    )
+    assert django_side(LiveSession.objects.get, pk=session.pk).mode == "auto"
+
     # Phone width still works.
     page.set_viewport_size({"width": 390, "height": 844})
     page.screenshot(path=str(ARTIFACTS / "live-view-phone.png"), full_page=True)

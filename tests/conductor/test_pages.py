@@ -106,7 +106,12 @@ def test_dashboard_lists_my_sessions_with_score_and_band_label(client, organizer
         assert live_session.title in html
         assert "42% · moderate" in html
         assert "Someone else" not in html
+        assert '<td data-label="Present">12</td>' in html
     assert "htmx.min.js" in page
+    # Once it has ended, nobody is present, whatever its last sample counted.
+    LiveSession.objects.filter(pk=live_session.pk).update(status="ended")
+    ended = client.get("/dashboard/sessions/").content.decode()
+    assert '<td data-label="Present"><span class="muted">ended</span></td>' in ended
 
 
 def test_dashboard_without_events_points_to_the_new_event_form(client, organizer):
