@@ -125,8 +125,8 @@ def what_worked(report: dict[str, Any]) -> WhatWorked:
             lines=[],
             recovery=None,
             note=(
-                f"Too little data yet: {_plural(decisions, 'measured decision')} of the "
-                f"conductor's for this event; estimates appear from {policy_report.MIN_DECISIONS} "
+                f"Too little data yet: {_plural(decisions, 'measured decision')} by the "
+                f"conductor for this event; estimates appear from {policy_report.MIN_DECISIONS} "
                 "on. What you send yourself is measured, but not counted here: the conductor "
                 "did not choose it."
             ),

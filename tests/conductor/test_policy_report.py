@@ -240,7 +240,7 @@ def test_the_session_page_says_when_there_is_too_little_data(client, organizer, 
 
     page = client.get(f"/dashboard/sessions/{live_session.pk}/").content.decode()
 
-    assert "Too little data yet: 2 measured decisions of the conductor's for this event" in page
+    assert "Too little data yet: 2 measured decisions by the conductor for this event" in page
     assert "What you send yourself is measured, but not counted here" in page
     assert "engagement points" not in page
 
