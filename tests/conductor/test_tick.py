@@ -331,6 +331,35 @@ def test_waiting_interventions_expire_when_engagement_is_back_to_before_the_drop
     assert still_low.status == "pending"
 
 
+def test_a_quiet_rooms_proposal_waits_until_the_room_is_no_longer_quiet(live):
+    """A room quiet all along has no level before its anomaly (its baseline is the quiet
+    itself): its proposal must not expire as "engagement recovered" at the next tick, only once
+    the room is lively enough for the anomaly to clear."""
+    from conductor.live.models import Intervention
+
+    now = timezone.now()
+    names = audience(live, 20, now - timedelta(minutes=5))
+    tick.sessions_tick(now=now)
+    quiet = EngagementSample.objects.get(session=live).score
+    anomaly = Anomaly.objects.create(
+        session=live, type="LOW_ENGAGEMENT", severity="CRITICAL", score=quiet, baseline=quiet,
+        deviation=0.0, message="Engagement is very low", detected_at=now,
+    )  # fmt: skip
+    proposal = Intervention.objects.create(session=live, anomaly=anomaly, type="poll",
+                                           status="pending", source="template")  # fmt: skip
+
+    tick.sessions_tick(now=now + timedelta(seconds=5))
+    proposal.refresh_from_db()
+    assert proposal.status == "pending"
+
+    for second in range(10, 40, 5):  # everyone takes part: the room is lively again
+        activity(live, names, now + timedelta(seconds=second))
+        tick.sessions_tick(now=now + timedelta(seconds=second))
+    proposal.refresh_from_db()
+    assert proposal.status == "expired"
+    assert proposal.decision_reason == "engagement recovered"
+
+
 def test_a_proposal_waits_until_what_its_drop_took_is_back_whatever_the_score(live):
     """After a fall, the activity per attendee must be back at 0.9 of its level before; after a
     mass exit, the people. A fall that lasted closes as the room's new normal, and the score

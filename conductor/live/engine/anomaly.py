@@ -534,6 +534,7 @@ def detect(
 class Before(Protocol):
     """What an anomaly recorded of the room before it (an `Anomaly`, or its stored row)."""
 
+    type: str
     baseline: float
     activity_before: float | None
     present_before: int | None
@@ -557,9 +558,14 @@ def recovered(
     before: the tracked activity per attendee after a fall (a fall that lasts closes as the
     room's new normal, not back at its level; and the score, which looks back three minutes,
     can sit near its baseline while the room is at half its activity), the people present after
-    a mass exit (those who stay may be as active as before).
+    a mass exit (those who stay may be as active as before). A room quiet all along (a
+    LOW_ENGAGEMENT with nothing recorded before it) had no level to go back to: it is back once
+    it is no longer quiet, its score above `low_clear`, as the anomaly itself clears.
     """
     if state.fall is not None or score < anomaly.baseline - RECOVERY_MARGIN:
+        return False
+    quiet_all_along = anomaly.type == "LOW_ENGAGEMENT" and anomaly.activity_before is None
+    if quiet_all_along and score <= config.low_clear:
         return False
     ratio = config.recovered_ratio
     if anomaly.activity_before is not None and (
