@@ -955,17 +955,27 @@ def _now_shown(session_id: int) -> dict[str, Any] | None:
     return {"id": latest.pk, "intervention_type": latest.type, "content": latest.content}
 
 
-def publish_room(session_id: int, event: str, data: dict[str, Any]) -> None:
-    """Tell the room (the attendees' group) and the organizer's dashboards at once."""
+def publish_room(
+    session_id: int, event: str, data: dict[str, Any], *, room_data: dict[str, Any] | None = None
+) -> None:
+    """Tell the room (the attendees' group) and the organizer's dashboards at once; the room
+    gets `room_data` instead when given (what it may see of the change)."""
     message = realtime.group_message(event, data)
+    room = message if room_data is None else realtime.group_message(event, room_data)
     # Encoded here once, not by each of the room's sockets (a poll's results go to every phone).
-    text = json.dumps({"type": event, "data": message["data"]})
+    text = json.dumps({"type": event, "data": room["data"]})
     realtime.publish_groups(
         [
-            (attendee_group(session_id), {**message, "type": "attendee.event", "text": text}),
+            (attendee_group(session_id), {**room, "type": "attendee.event", "text": text}),
             (realtime.session_group(session_id), message),
         ]
     )
+
+
+def _withdrawn(data: dict[str, Any]) -> dict[str, Any] | None:
+    """What the room is told of a hidden message or question: that it is gone, not what it
+    said or who said it (the organizer's dashboards still see it, to show it again)."""
+    return {"id": data["id"], "hidden": True} if data["hidden"] else None
 
 
 # -- the organizer's moderation ---------------------------------------------------------------
@@ -985,7 +995,8 @@ def question_moderate(
         setattr(question, name, value)
     if changes:
         question.save(update_fields=list(changes))
-        publish_room(question.session_id, "question.updated", question_data(question))
+        data = question_data(question)
+        publish_room(question.session_id, "question.updated", data, room_data=_withdrawn(data))
     return question
 
 
@@ -994,5 +1005,6 @@ def message_moderate(*, message: ChatMessage, hidden: bool) -> ChatMessage:
     if message.hidden != hidden:
         message.hidden = hidden
         message.save(update_fields=["hidden"])
-        publish_room(message.session_id, "chat.message", chat_message(message, message.attendee))
+        data = chat_message(message, message.attendee)
+        publish_room(message.session_id, "chat.message", data, room_data=_withdrawn(data))
     return message
