@@ -556,7 +556,7 @@ class ReportDropSerializer(serializers.Serializer):
 
 class ReportInterventionSerializer(serializers.Serializer):
     id = serializers.IntegerField()
-    decided_at = serializers.DateTimeField(source="created_at")
+    created_at = serializers.DateTimeField(help_text="When it was decided or proposed.")
     delivered_at = serializers.DateTimeField(allow_null=True)
     type = serializers.CharField()
     status = serializers.CharField()
@@ -565,6 +565,9 @@ class ReportInterventionSerializer(serializers.Serializer):
     confidence = serializers.FloatField(allow_null=True)
     decided_by = serializers.CharField(
         help_text="Who approved, rejected or sent it; empty when the conductor decided alone."
+    )
+    decided_at = serializers.DateTimeField(
+        allow_null=True, help_text="When `decided_by` approved or rejected it."
     )
     engagement_before = serializers.FloatField(allow_null=True)
     engagement_after = serializers.FloatField(allow_null=True)

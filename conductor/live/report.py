@@ -148,6 +148,8 @@ class InterventionRow:
     id: int
     created_at: datetime
     delivered_at: datetime | None
+    # When a person approved or rejected it (None: the conductor's own, or undecided).
+    decided_at: datetime | None
     type: str
     status: str
     source: str
@@ -333,6 +335,7 @@ def session_interventions(session: LiveSession) -> list[InterventionRow]:
             id=i.pk,
             created_at=i.created_at,
             delivered_at=i.dispatched_at,
+            decided_at=i.decided_at if i.decided_by_id else None,
             type=i.type,
             status=i.status,
             source=i.source,

@@ -20,8 +20,9 @@ from conductor.live.views import session_or_404, what_worked
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 INTERVENTION_COLUMNS = [
-    "id", "decided_at", "delivered_at", "type", "status", "source", "holdout", "text",
-    "confidence_percent", "decided_by", "engagement_before_percent", "engagement_after_percent",
+    "id", "created_at", "delivered_at", "type", "status", "source", "holdout", "text",
+    "confidence_percent", "decided_by", "decided_at", "engagement_before_percent",
+    "engagement_after_percent",
     "change_points", "over_doing_nothing_points",
 ]  # fmt: skip
 ENGAGEMENT_COLUMNS = ["minute", "engagement_percent", "present", "active", "samples"]
@@ -85,7 +86,7 @@ def _intervention_row(row: report.InterventionRow) -> list[Any]:
     return [
         row.id, row.created_at, row.delivered_at, row.type, row.status, row.source,
         "yes" if row.holdout else "no", row.text, _percent(row.confidence), row.decided_by,
-        _percent(row.engagement_before), _percent(row.engagement_after),
+        row.decided_at, _percent(row.engagement_before), _percent(row.engagement_after),
         _percent(row.lift), None if row.is_hold else _percent(row.reward),
     ]  # fmt: skip
 

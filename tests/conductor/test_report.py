@@ -213,10 +213,11 @@ def test_the_interventions_export(client, organizer, story):
     ]
     poll, hold, prompt, rogue = rows
     assert poll == {
-        "id": str(story.poll.pk), "decided_at": "2026-03-02T10:03:12+00:00",
+        "id": str(story.poll.pk), "created_at": "2026-03-02T10:03:12+00:00",
         "delivered_at": "2026-03-02T10:03:20+00:00", "type": "poll", "status": "executed",
         "source": "template", "holdout": "no", "text": "Which part next? (Demos / Q&A)",
-        "confidence_percent": "62.0", "decided_by": "", "engagement_before_percent": "35.0",
+        "confidence_percent": "62.0", "decided_by": "", "decided_at": "",
+        "engagement_before_percent": "35.0",
         "engagement_after_percent": "41.0", "change_points": "6.0",
         "over_doing_nothing_points": "4.0",
     }  # fmt: skip
@@ -378,8 +379,8 @@ def test_a_sent_intervention_not_yet_measured_is_marked_as_such():
     sending = report.InterventionRow(
         id=1, created_at=START + timedelta(seconds=20), delivered_at=None, type="broadcast",
         status="executed", source="template", holdout=False, text="Demo — Join in",
-        confidence=None, decided_by="", engagement_before=None, engagement_after=None,
-        lift=None, reward=None,
+        confidence=None, decided_by="", decided_at=None, engagement_before=None,
+        engagement_after=None, lift=None, reward=None,
     )  # fmt: skip
     data = report.SessionReport(
         LiveSession(pk=1), [report.Minute(START, 0.5, 10, 2, 1)], [], [sending],
@@ -399,8 +400,12 @@ def test_a_sent_intervention_not_yet_measured_is_marked_as_such():
     assert report.Totals(0, 0, 0, None, {}, None).duration_text == "not started"
 
 
-def test_the_report_is_in_the_api_too(api, story):
+def test_the_report_is_in_the_api_too(api, organizer, story):
     """An integrator reads the page's figures as JSON: scores and lifts as fractions of 1."""
+    approved_at = START + timedelta(minutes=6, seconds=35)  # after it was proposed at 6:30
+    Intervention.objects.filter(pk=story.prompt.pk).update(
+        decided_by=organizer, decided_at=approved_at
+    )
     response = api.get(f"/api/v1/sessions/{story.session.pk}/report/")
 
     assert response.status_code == 200
@@ -426,7 +431,7 @@ def test_the_report_is_in_the_api_too(api, story):
     by_id = {row["id"]: row for row in data["interventions"]}
     assert list(by_id) == [story.poll.pk, story.hold.pk, story.prompt.pk, story.rogue.pk]
     assert by_id[story.poll.pk] == {
-        "id": story.poll.pk, "decided_at": "2026-03-02T10:03:12Z",
+        "id": story.poll.pk, "created_at": "2026-03-02T10:03:12Z", "decided_at": None,
         "delivered_at": "2026-03-02T10:03:20Z", "type": "poll", "status": "executed",
         "source": "template", "holdout": False, "text": "Which part next? (Demos / Q&A)",
         "confidence": 0.62, "decided_by": "", "engagement_before": 0.35,
@@ -434,6 +439,9 @@ def test_the_report_is_in_the_api_too(api, story):
     }  # fmt: skip
     assert by_id[story.hold.pk]["holdout"] is True
     assert by_id[story.prompt.pk]["reward"] == -0.03
+    assert by_id[story.prompt.pk]["created_at"] == "2026-03-02T10:06:30Z"
+    assert by_id[story.prompt.pk]["decided_at"] == "2026-03-02T10:06:35Z"
+    assert by_id[story.prompt.pk]["decided_by"] == organizer.username
 
 
 def test_the_reports_api_takes_no_filters(api, story):
