@@ -695,7 +695,7 @@ class InterventionRejectApi(_InterventionDecisionApi):
 # -- outcomes: the daily intervention rollups -------------------------------------------------
 
 _OUTCOME_COUNTS = ("proposed", "executed", "rejected", "expired", "failed", "measured",
-                   "lift_sum", "reward_sum")  # fmt: skip
+                   "lift_sum", "rewarded", "reward_sum")  # fmt: skip
 
 
 class OutcomeOutputSerializer(serializers.Serializer):
@@ -705,8 +705,11 @@ class OutcomeOutputSerializer(serializers.Serializer):
     rejected = serializers.IntegerField()
     expired = serializers.IntegerField()
     failed = serializers.IntegerField()
-    measured = serializers.IntegerField()
+    measured = serializers.IntegerField(help_text="Those whose lift was measured.")
     mean_lift = serializers.FloatField(allow_null=True)
+    rewarded = serializers.IntegerField(
+        help_text="Of the measured, those with a reward (it needs a measured hold to compare)."
+    )
     mean_reward = serializers.FloatField(allow_null=True)
 
 

@@ -318,8 +318,10 @@ class InterventionRollup(models.Model):
     rejected = models.PositiveIntegerField()
     expired = models.PositiveIntegerField()
     failed = models.PositiveIntegerField()
-    measured = models.PositiveIntegerField(help_text="Executed ones whose lift was measured.")
+    measured = models.PositiveIntegerField(help_text="Those whose lift was measured.")
     lift_sum = models.FloatField()
+    # Of the measured, those with a reward: a lift over doing nothing needs a measured hold.
+    rewarded = models.PositiveIntegerField(default=0)
     reward_sum = models.FloatField()
     refreshed_at = models.DateTimeField()
 
@@ -338,7 +340,7 @@ class InterventionRollup(models.Model):
 
     @property
     def mean_reward(self) -> float | None:
-        return self.reward_sum / self.measured if self.measured else None
+        return self.reward_sum / self.rewarded if self.rewarded else None
 
 
 class PolicyEvidence(models.Model):

@@ -22,9 +22,9 @@ WITH fresh AS (
         count(*) FILTER (WHERE intervention.status = 'rejected') AS rejected,
         count(*) FILTER (WHERE intervention.status = 'expired') AS expired,
         count(*) FILTER (WHERE intervention.status = 'failed') AS failed,
-        count(intervention.reward) AS measured,
-        coalesce(sum(intervention.lift) FILTER (WHERE intervention.reward IS NOT NULL), 0)
-            AS lift_sum,
+        count(intervention.lift) AS measured,
+        coalesce(sum(intervention.lift), 0) AS lift_sum,
+        count(intervention.reward) AS rewarded,
         coalesce(sum(intervention.reward), 0) AS reward_sum
     FROM conductor_intervention AS intervention
     JOIN conductor_livesession AS session ON session.id = intervention.session_id
@@ -33,13 +33,14 @@ WITH fresh AS (
 ),
 upserted AS (
     INSERT INTO conductor_interventionrollup (event_id, type, day, proposed, executed, rejected,
-        expired, failed, measured, lift_sum, reward_sum, refreshed_at)
+        expired, failed, measured, lift_sum, rewarded, reward_sum, refreshed_at)
     SELECT fresh.*, %(now)s FROM fresh
     ON CONFLICT (event_id, type, day) DO UPDATE SET
         proposed = EXCLUDED.proposed, executed = EXCLUDED.executed,
         rejected = EXCLUDED.rejected, expired = EXCLUDED.expired, failed = EXCLUDED.failed,
         measured = EXCLUDED.measured, lift_sum = EXCLUDED.lift_sum,
-        reward_sum = EXCLUDED.reward_sum, refreshed_at = EXCLUDED.refreshed_at
+        rewarded = EXCLUDED.rewarded, reward_sum = EXCLUDED.reward_sum,
+        refreshed_at = EXCLUDED.refreshed_at
     RETURNING id
 ),
 emptied AS (

@@ -54,6 +54,21 @@ def test_a_day_counts_outcomes_and_measured_lift_per_event_and_type(event):
     assert row(event, "chat_prompt").mean_lift is None
 
 
+def test_a_lift_measured_before_any_hold_counts_as_measured_without_a_reward(event):
+    """Until a hold is measured a lift has no reward (nothing to compare it with): it is still
+    measured, and the mean lift counts it; the mean reward counts the rewarded only."""
+    session = LiveSessionFactory(event=event)
+    intervention(session, lift=0.10)
+    intervention(session, lift=0.30, reward=0.2)
+
+    rollups.refresh(DAY)
+
+    poll = row(event)
+    assert (poll.measured, poll.rewarded) == (2, 1)
+    assert poll.mean_lift == pytest.approx(0.2)
+    assert poll.mean_reward == pytest.approx(0.2)
+
+
 def test_a_lift_measured_later_is_counted_by_the_next_refresh(event):
     late = intervention(LiveSessionFactory(event=event))
     rollups.refresh(DAY)
