@@ -27,6 +27,7 @@ from conductor.live.realtime import attendee_group
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_ENDED = 4410
+CLOSE_NOT_FOUND = 4404
 
 
 @database_sync_to_async
@@ -283,3 +284,11 @@ class JoinConsumer(AttendeeConsumer):
             if not beat:
                 acked = raw.get("id") if isinstance(raw, dict) else None
                 await self.send_json({"type": "ack", "id": acked})
+
+
+class NotFoundConsumer(_Consumer):
+    """Any other `/ws/` path: refused with 4404, as HTTP answers 404 (a path no route took was
+    a 500 from the router)."""
+
+    async def connect(self) -> None:
+        await self._refuse(CLOSE_NOT_FOUND)

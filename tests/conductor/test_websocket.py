@@ -88,6 +88,13 @@ async def test_session_cookie_authenticates_a_browser():
     await communicator.disconnect()
 
 
+@pytest.mark.parametrize(
+    "path", ["/ws/nothing/", "/ws/sessions/abc/", "/ws/j/", "/ws/sessions/3/attendees/extra/"]
+)
+async def test_a_socket_no_route_takes_is_closed_with_4404_not_a_500(path):
+    assert await closed_with(path) == 4404
+
+
 async def test_anonymous_is_closed_with_4401():
     _, _, session = await make_session()
 
