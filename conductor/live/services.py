@@ -183,9 +183,8 @@ def session_update(
             fields.append("started_at")
             realtime.attendees_start_on_commit(session.pk)
         if status == LiveSession.Status.ENDED:
-            session.ended_at = now
-            session.started_at = session.started_at or now
-            fields += ["ended_at", "started_at"]
+            session.ended_at = now  # a session called off (never live) keeps no start
+            fields.append("ended_at")
             interventions.interventions_expire(
                 session_id=session.pk, now=now, reason="the session ended"
             )

@@ -143,12 +143,17 @@ def test_status_lifecycle(api, live_session):
     assert again.json()["error"]["code"] == "invalid_transition"
 
 
-def test_ending_a_scheduled_session_sets_both_times(api, live_session):
+def test_a_session_called_off_ends_without_having_started(api, live_session):
+    """Scheduled straight to ended: it never ran, so it has an end and no start (and its
+    report no length)."""
     body = api.patch(
         f"/api/v1/sessions/{live_session.pk}/", {"status": "ended"}, format="json"
     ).json()
+    report = api.get(f"/api/v1/sessions/{live_session.pk}/report/").json()
 
-    assert body["started_at"] == body["ended_at"]
+    assert body["ended_at"] is not None
+    assert body["started_at"] is None
+    assert report["totals"]["duration_seconds"] is None
 
 
 def test_sessions_are_isolated_between_organizers(api, client_for, other_organizer, live_session):
