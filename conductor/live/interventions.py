@@ -297,7 +297,8 @@ def intervention_create_manual(
     if session.status != LiveSession.Status.LIVE:
         raise ConflictError("Interventions go to live sessions only.", code="session_not_live")
     template = ""
-    if content_in:
+    # Given, even empty, it is validated: `{}` is a 400 naming what is missing, not a template.
+    if content_in is not None:
         try:
             validated = content.validate(type, content_in, by_organizer=True)
         except ValidationError as error:

@@ -392,6 +392,9 @@ def test_manual_intervention_is_executed_at_once(api, live):
                        format="json")  # fmt: skip
     bad = api.post(f"/api/v1/sessions/{live.pk}/interventions/",
                    {"type": "poll", "content": {"question": "Is it?"}}, format="json")  # fmt: skip
+    # An empty content is a client's mistake, not a request for a template: nothing is sent.
+    empty = api.post(f"/api/v1/sessions/{live.pk}/interventions/",
+                     {"type": "poll", "content": {}}, format="json")  # fmt: skip
 
     assert written.status_code == 201
     assert written.json()["status"] == "executed"
@@ -401,6 +404,11 @@ def test_manual_intervention_is_executed_at_once(api, live):
     assert unknown.json()["error"]["details"][0]["field"] == "type"
     assert bad.status_code == 400
     assert {d["field"] for d in bad.json()["error"]["details"]} == {"content.options"}
+    assert empty.status_code == 400
+    assert {d["field"] for d in empty.json()["error"]["details"]} == {
+        "content.question", "content.options",
+    }  # fmt: skip
+    assert Intervention.objects.filter(session=live).count() == 2
 
 
 @pytest.mark.parametrize(
