@@ -262,7 +262,7 @@ class JoinConsumer(AttendeeConsumer):
             return  # the screen only listens
         try:
             raw = json.loads(text_data or "")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than JSON parses
             await self.send_json({"type": "error", "message": "Not a JSON message.", "field": ""})
             return
         beat = raw == {"type": "ping"}  # a heartbeat: not an action, never rate limited

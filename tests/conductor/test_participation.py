@@ -422,6 +422,11 @@ async def test_a_vote_on_something_that_is_not_an_open_poll_of_this_session_is_r
     unknown = await next_of(socket, "error")
     await socket.send_to(text_data="not json")
     garbled = await next_of(socket, "error")
+    # Nested deeper than JSON parses (2 KB): refused like any garbled message, the socket stays.
+    await socket.send_to(
+        text_data='{"type": "chat", "id": "d", "text": ' + "[" * 5000 + "]" * 5000 + "}"
+    )
+    too_deep = await next_of(socket, "error")
     mine = await database_sync_to_async(sent_poll)(session)
     await socket.send_json_to({"type": "vote", "intervention": str(mine.pk), "choice": 0})
     as_text = await next_of(socket, "error")  # JSON types as they are: an id is a number
@@ -435,6 +440,7 @@ async def test_a_vote_on_something_that_is_not_an_open_poll_of_this_session_is_r
     }
     assert unknown["field"] == "type"
     assert garbled["message"] == "Not a JSON message."
+    assert too_deep["message"] == "Not a JSON message."
     assert not await database_sync_to_async(PollVote.objects.exists)()
 
 
