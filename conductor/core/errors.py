@@ -58,8 +58,10 @@ class NotFoundError(ApplicationError):
 
 
 class ConflictError(ApplicationError):
-    def __init__(self, message: str, *, code: str = "conflict") -> None:
-        super().__init__(message, code=code, status_code=409)
+    def __init__(
+        self, message: str, *, code: str = "conflict", retry_after: int | None = None
+    ) -> None:
+        super().__init__(message, code=code, status_code=409, retry_after=retry_after)
 
 
 def _counted(count: Any, one: str, many: str) -> str:

@@ -121,9 +121,10 @@ def _eligibility(session: LiveSession, now: datetime, usage: Usage) -> tuple[lis
 def require_approvable(*, session: LiveSession, intervention: Intervention, now: datetime) -> None:
     """Raise ConflictError (409) when sending the pending `intervention` now breaks a rule.
 
-    Codes: `hourly_cap` (the event's cap is reached; says when a use leaves the window),
-    `cooling_down` (its type was used too recently; says how long is left), `not_allowed` (the
-    event no longer allows its type). Returns None when it may be sent.
+    Codes: `hourly_cap` (the session's cap is reached; says when a use leaves the window),
+    `cooling_down` (its type was used too recently; says how long is left) - both with that
+    wait as Retry-After - and `not_allowed` (the event no longer allows its type). Returns None
+    when it may be sent.
     """
     usage = session_usage(
         session=session, now=now, exclude_id=intervention.pk, include_pending=False
@@ -136,17 +137,20 @@ def require_approvable(*, session: LiveSession, intervention: Intervention, now:
         cap = config.max_interventions_per_hour
         wait = _seconds_until(usage.oldest_in_last_hour, CAP_WINDOW, now)
         raise ConflictError(
-            f"The event's hourly cap is reached: {usage.in_last_hour} of {cap} sent in the last "
-            "hour; " + (f"the next may go in {wait} s." if cap else "the event allows none."),
+            f"This session's hourly cap is reached: {usage.in_last_hour} of {cap} sent in the "
+            "last hour; " + (f"the next may go in {wait} s." if cap else "the event allows none."),
             code="hourly_cap",
+            retry_after=wait if cap else None,
         )
     last = usage.last_used.get(intervention.type)
     cooldown = timedelta(seconds=getattr(config.cooldowns, intervention.type, 0))
     if last is not None and last + cooldown > now:
+        wait = _seconds_until(last, cooldown, now)
         raise ConflictError(
             f"{intervention.type} is cooling down: it was used {int((now - last).total_seconds())}"
-            f" s ago, and may go again in {_seconds_until(last, cooldown, now)} s.",
+            f" s ago, and may go again in {wait} s.",
             code="cooling_down",
+            retry_after=wait,
         )
     why = "; ".join(_reasons_for(intervention.type, reasons))
     raise ConflictError(f"{intervention.type} may not be sent now: {why}.", code="not_allowed")

@@ -367,7 +367,10 @@ def test_approving_a_type_that_is_cooling_down_is_409_and_executes_nothing():
     error = response.json()["error"]
     assert error["code"] == "cooling_down"
     assert "poll" in error["message"]
-    assert " s" in error["message"]
+    # The wait, in the message and for a client to act on: the poll's 120 s, less a moment.
+    wait = int(response["Retry-After"])
+    assert 110 <= wait <= 120
+    assert f"may go again in {wait} s" in error["message"]
     waiting.refresh_from_db()
     assert waiting.status == "pending"
     assert Intervention.objects.filter(session=session, status="executed").count() == 1
@@ -388,7 +391,8 @@ def test_approving_past_the_hourly_cap_is_409_and_executes_nothing():
     assert response.status_code == 409, response.content
     error = response.json()["error"]
     assert error["code"] == "hourly_cap"
-    assert "2 of 2" in error["message"]
+    assert error["message"].startswith("This session's hourly cap is reached: 2 of 2")
+    assert 3500 <= int(response["Retry-After"]) <= 3600
     waiting.refresh_from_db()
     assert waiting.status == "pending"
     assert Intervention.objects.filter(session=session, status="executed").count() == 2
