@@ -746,17 +746,23 @@ class EventOrganizersApi(APIView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={201: OrganizerOutputSerializer(many=True), **error_responses(404)},
+        responses={
+            201: OrganizerOutputSerializer(many=True),
+            200: OrganizerOutputSerializer(many=True),
+            **error_responses(404),
+        },
     )
     def post(self, request: Request, event_id: int) -> Response:
         event = selectors.event_get_for_user(request.user, event_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        organizers = services.event_organizer_add(
-            event=event, username=serializer.validated_data["username"]
-        )
+        username = serializer.validated_data["username"]
+        # Adding one who already organizes it changes nothing: 200, not 201.
+        already = event.organizers.filter(username=username).exists()
+        organizers = services.event_organizer_add(event=event, username=username)
         return Response(
-            OrganizerOutputSerializer(organizers, many=True).data, status=status.HTTP_201_CREATED
+            OrganizerOutputSerializer(organizers, many=True).data,
+            status=status.HTTP_200_OK if already else status.HTTP_201_CREATED,
         )
 
 

@@ -196,6 +196,7 @@ def session_update(
         realtime.publish_on_commit(
             session.pk,
             "session.updated",
-            {"id": session.pk, "mode": session.mode, "status": session.status},
-        )
+            {"id": session.pk, "title": session.title, "topic": session.topic,
+             "mode": session.mode, "status": session.status},
+        )  # fmt: skip
     return session

@@ -479,7 +479,7 @@
 
   // A proposal waiting shows in the tab's title; with the organizer's permission, a new one
   // also raises a browser notification while the tab is in the background.
-  const pageTitle = document.title;
+  let pageTitle = document.title;
   const seenPending = new Set();
   let pendingKnown = false;
   function signalPending(pending) {
@@ -843,6 +843,12 @@
       }
       if (message.type === "session.updated") {
         document.getElementById("mode").value = message.data.mode;
+        // Renamed elsewhere (another tab, the API): the page follows.
+        document.getElementById("session-title").textContent = message.data.title;
+        document.getElementById("session-topic").textContent = message.data.topic;
+        pageTitle = `${message.data.title} · Conductor`;
+        const waiting = document.title.match(/^\(\d+\) /);
+        document.title = (waiting ? waiting[0] : "") + pageTitle;
         const status = document.getElementById("status");
         status.textContent = message.data.status;
         status.className = `status status-${message.data.status}`;

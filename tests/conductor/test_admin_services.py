@@ -76,7 +76,8 @@ async def test_ending_a_session_in_the_admin_stamps_expires_and_tells_the_dashbo
     seen = []
     while not seen or seen[-1]["type"] != "session.updated":
         seen.append(await dashboard.receive_json_from(timeout=5))
-    assert seen[-1]["data"] == {"id": session.pk, "mode": session.mode, "status": "ended"}
+    assert seen[-1]["data"] == {"id": session.pk, "title": session.title, "topic": session.topic,
+                                "mode": session.mode, "status": "ended"}  # fmt: skip
     assert {"type": "intervention.updated", "status": "expired"} in [
         {"type": m["type"], "status": m["data"].get("status")} for m in seen
     ]

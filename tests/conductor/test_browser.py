@@ -128,6 +128,10 @@ def test_an_organizer_runs_a_live_session_from_the_dashboard(asgi_server, browse
     page.locator("#mode").select_option("auto")
     expect(page.locator("#mode-saved")).to_have_text("Saved: from now on, automatic: decisions run")
     assert django_side(LiveSession.objects.get, pk=session.pk).mode == "auto"
+    # Renamed elsewhere (the API, another tab): the page follows.
+    django_side(services.session_update, session_id=session.pk, title="Keynote, day 2")
+    expect(page.locator("#session-title")).to_have_text("Keynote, day 2")
+    assert page.title() == "Keynote, day 2 · Conductor"
 
     # Phone width still works.
     page.set_viewport_size({"width": 390, "height": 844})

@@ -178,6 +178,8 @@ def test_an_organizer_adds_and_removes_co_organizers_through_the_api(
     assert unknown.json()["error"]["details"][0]["field"] == "username"
     assert added.status_code == 201
     assert {o["username"] for o in added.json()} == {organizer.username, other_organizer.username}
+    again = api.post(url, {"username": other_organizer.username}, format="json")
+    assert (again.status_code, again.json()) == (200, added.json())  # nothing new was made
     assert theirs.get(f"/api/v1/events/{event.pk}/").status_code == 200
     # Someone who does not organize it can neither read nor change its organizers.
     outsider = client_for(OrganizerFactory())

@@ -56,7 +56,8 @@ async def test_an_idle_session_ends_itself_its_dashboard_is_told_and_its_report_
     seen = []
     while not seen or seen[-1]["type"] != "session.updated":
         seen.append(await dashboard.receive_json_from(timeout=5))
-    assert seen[-1]["data"] == {"id": session.pk, "mode": session.mode, "status": "ended"}
+    assert seen[-1]["data"] == {"id": session.pk, "title": session.title, "topic": session.topic,
+                                "mode": session.mode, "status": "ended"}  # fmt: skip
     assert {"type": "intervention.updated", "status": "expired"} in [
         {"type": m["type"], "status": m["data"].get("status")} for m in seen
     ]

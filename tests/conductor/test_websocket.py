@@ -63,10 +63,14 @@ async def test_session_update_reaches_the_dashboard_after_commit():
     assert (await communicator.connect())[0]
 
     await database_sync_to_async(services.session_update)(session_id=session.pk, mode="auto")
-
     message = await communicator.receive_json_from(timeout=5)
+    await database_sync_to_async(services.session_update)(session_id=session.pk, topic="Rust")
+    renamed = await communicator.receive_json_from(timeout=5)
+
     assert message["type"] == "session.updated"
-    assert message["data"] == {"id": session.pk, "mode": "auto", "status": "scheduled"}
+    assert message["data"] == {"id": session.pk, "title": session.title, "topic": session.topic,
+                               "mode": "auto", "status": "scheduled"}  # fmt: skip
+    assert renamed["data"]["topic"] == "Rust"  # a rename reaches the dashboards too
     await communicator.disconnect()
 
 
