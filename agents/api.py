@@ -22,6 +22,7 @@ from conductor.core.fields import (
     QuerySerializer,
     StrictSerializer,
     no_nul_characters,
+    no_query_parameters,
 )
 from conductor.core.pagination import PaginatedApi
 from conductor.core.schema import error_responses
@@ -98,6 +99,7 @@ def _detail(run: AgentRun, *, status_code: int = status.HTTP_200_OK) -> Response
 class AgentListApi(APIView):
     @extend_schema(responses={200: serializers.ListSerializer(child=serializers.DictField())})
     def get(self, request: Request) -> Response:
+        no_query_parameters(request.query_params)
         return Response([describe(agent) for agent in registry.public()])
 
 
@@ -156,7 +158,9 @@ class RunListCreateApi(PaginatedApi):
 class RunDetailApi(APIView):
     @extend_schema(responses=RunDetailOutputSerializer)
     def get(self, request: Request, run_id: int) -> Response:
-        return _detail(selectors.run_get_for_user(request.user, run_id))
+        run = selectors.run_get_for_user(request.user, run_id)
+        no_query_parameters(request.query_params)
+        return _detail(run)
 
 
 class RunCancelApi(APIView):

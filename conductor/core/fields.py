@@ -99,6 +99,13 @@ PAGE_PARAMETERS = frozenset({"limit", "offset"})
 UNKNOWN_PARAMETER = "Not a parameter of this endpoint."
 
 
+def no_query_parameters(query: QueryDict) -> None:
+    """For an endpoint that takes no query parameter: each one given is a 400 naming it (as
+    QuerySerializer's endpoints answer one they do not take), never silently ignored."""
+    if query:
+        raise serializers.ValidationError({name: [UNKNOWN_PARAMETER] for name in query})
+
+
 class QuerySerializer(serializers.Serializer):
     """Query parameters, read as given: a value that does not parse is a 400 naming it, never
     the default. An empty value is a wrong value, not a missing one, a parameter given twice

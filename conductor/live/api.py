@@ -26,6 +26,7 @@ from conductor.core.fields import (
     QuerySerializer,
     StrictSerializer,
     no_nul_characters,
+    no_query_parameters,
 )
 from conductor.core.pagination import PaginatedApi
 from conductor.core.schema import error_responses
@@ -130,6 +131,7 @@ class EventDetailApi(APIView):
     @extend_schema(responses=EventOutputSerializer)
     def get(self, request: Request, event_id: int) -> Response:
         event = selectors.event_get_for_user(request.user, event_id)
+        no_query_parameters(request.query_params)
         return Response(EventOutputSerializer(event).data)
 
     @extend_schema(request=InputSerializer, responses=EventOutputSerializer)
@@ -197,6 +199,7 @@ class SessionDetailApi(APIView):
     @extend_schema(responses=SessionOutputSerializer)
     def get(self, request: Request, session_id: int) -> Response:
         session = selectors.session_get_for_user(request.user, session_id)
+        no_query_parameters(request.query_params)
         return Response(SessionOutputSerializer(session).data)
 
     @extend_schema(
@@ -506,6 +509,7 @@ class SessionRoomApi(APIView):
     )
     def get(self, request: Request, session_id: int) -> Response:
         session = selectors.session_get_for_user(request.user, session_id)
+        no_query_parameters(request.query_params)
         return Response(participation.room_state(session, moderator=True))
 
 
@@ -610,7 +614,7 @@ class SessionReportApi(APIView):
     @extend_schema(responses=SessionReportOutputSerializer)
     def get(self, request: Request, session_id: int) -> Response:
         session = selectors.session_get_for_user(request.user, session_id)
-        QuerySerializer(data=request.query_params).is_valid(raise_exception=True)
+        no_query_parameters(request.query_params)
         return Response(SessionReportOutputSerializer(report.session_report(session)).data)
 
 
@@ -741,6 +745,7 @@ class EventOrganizersApi(APIView):
     @extend_schema(responses=OrganizerOutputSerializer(many=True))
     def get(self, request: Request, event_id: int) -> Response:
         event = selectors.event_get_for_user(request.user, event_id)
+        no_query_parameters(request.query_params)
         organizers = event.organizers.order_by("username")
         return Response(OrganizerOutputSerializer(organizers, many=True).data)
 

@@ -116,6 +116,24 @@ def test_a_filter_a_list_does_not_have_is_a_400_not_ignored(api, live_session, p
     ]
 
 
+@pytest.mark.parametrize("path", [
+    "/api/v1/events/{event}/", "/api/v1/sessions/{session}/", "/api/v1/sessions/{session}/room/",
+    "/api/v1/sessions/{session}/report/", "/api/v1/events/{event}/organizers/", "/api/v1/agents/",
+])  # fmt: skip
+def test_an_endpoint_without_parameters_refuses_one_rather_than_ignoring_it(
+    api, live_session, path
+):
+    url = path.format(event=live_session.event_id, session=live_session.pk)
+
+    response = api.get(f"{url}?expand=all")
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["details"] == [
+        {"field": "expand", "message": "Not a parameter of this endpoint."}
+    ]
+    assert api.get(url).status_code == 200
+
+
 def test_waiting_proposals_are_listed_by_status_and_type(api, live_session):
     for type_, status in (("poll", "pending"), ("poll", "executed"), ("broadcast", "pending")):
         Intervention.objects.create(session=live_session, type=type_, status=status,
