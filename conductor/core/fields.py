@@ -7,7 +7,7 @@ JSON is read as sent (no coercion), unknown fields are errors, query values that
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
 from django.http import QueryDict
@@ -157,6 +157,24 @@ class DayField(serializers.DateField):
         if not EARLIEST_DAY <= day <= LATEST_DAY:
             raise serializers.ValidationError(f"A day from {EARLIEST_DAY} to {LATEST_DAY}.")
         return day
+
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 time with its offset, as the API writes them and the signals take them: a
+    time without one (or a bare day) is a 400, not a guess at its zone."""
+
+    def to_internal_value(self, value: Any) -> datetime:
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                parsed = None
+            if parsed is not None and (parsed.tzinfo is None or len(value) <= len("2026-01-01")):
+                raise serializers.ValidationError(
+                    "Give the time with its offset, e.g. 2026-12-02T12:00:00Z."
+                )
+        result: datetime = super().to_internal_value(value)
+        return result
 
 
 class DayRangeSerializer(QuerySerializer):

@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from conductor.core import rollups
 from conductor.core.errors import ApplicationError
 from conductor.core.fields import (
+    AwareDateTimeField,
     DayRangeSerializer,
     DecisionInputSerializer,
     PydanticField,
@@ -340,7 +341,7 @@ class SessionSignalsApi(APIView):
 
 class SessionEngagementApi(APIView):
     class FilterSerializer(QuerySerializer):
-        since = serializers.DateTimeField(
+        since = AwareDateTimeField(
             required=False, help_text="The first samples after it; without, the latest."
         )
         limit = serializers.IntegerField(required=False, min_value=1, max_value=5000, default=720)

@@ -355,6 +355,11 @@ def test_engagement_and_anomalies_endpoints(api, client_for, other_organizer, li
     assert ([s["at"] for s in rest["samples"]], rest["more"]) == ([everything[2]["at"]], False)
     assert anomalies[0]["type"] == "SUDDEN_DROP"
     assert api.get(f"{base}/engagement/", {"since": "soon"}).status_code == 400
+    # As the signals take times: with their offset, never guessed.
+    for naive in ("2026-12-02T12:44:00", "2026-12-02"):
+        refused = api.get(f"{base}/engagement/", {"since": naive})
+        assert refused.status_code == 400
+        assert refused.json()["error"]["details"][0]["field"] == "since"
     stranger = client_for(other_organizer)
     assert stranger.get(f"{base}/engagement/").status_code == 404
     assert stranger.get(f"{base}/anomalies/").status_code == 404
