@@ -158,6 +158,12 @@ class AgentRun(models.Model):
         return f"run {self.pk} {self.agent}/{self.intent} ({self.status})"
 
     @property
+    def retries(self) -> int:
+        """Executions after a failure: the attempts beyond the first that were not resumes (a
+        run that waited on an approval and went on did not fail)."""
+        return max(0, self.attempts - 1 - self.resumes)
+
+    @property
     def is_finished(self) -> bool:
         return self.status in self.TERMINAL
 

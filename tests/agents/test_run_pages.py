@@ -261,6 +261,28 @@ def test_the_progress_endpoint_follows_the_run(logged_in, organizer):
     assert f'data-version="{after["version"]}"' in page
 
 
+@pytest.mark.parametrize(
+    ("attempts", "resumes", "shown"),
+    [(2, 1, None), (3, 0, "retried 2 times"), (3, 1, "retried 1 time")],
+)
+def test_a_run_says_it_was_retried_only_after_a_failure(
+    logged_in, organizer, attempts, resumes, shown
+):
+    """Going on after an approval is an execution, not a retry: a run that never failed does
+    not read as if it had."""
+    run, _ = services.run_create(organizer=organizer, agent="content", intent="generate-draft",
+                                 data={"topic": "Rust"})  # fmt: skip
+    AgentRun.objects.filter(pk=run.pk).update(attempts=attempts, resumes=resumes)
+
+    page = logged_in.get(f"/dashboard/agents/runs/{run.pk}/").content.decode()
+
+    assert "attempts" not in page
+    if shown is None:
+        assert "retried" not in page
+    else:
+        assert shown in page
+
+
 def test_only_the_runs_organizer_sees_its_page(client, organizer, other_organizer):
     run = executed(organizer, "content", "generate-draft", {"topic": "Rust"})
     co = OrganizerFactory()
