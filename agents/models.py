@@ -81,7 +81,7 @@ class AgentRun(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued"
         RUNNING = "running"
-        AWAITING_APPROVAL = "awaiting_approval"
+        AWAITING_APPROVAL = "awaiting_approval", "Waiting for your approval"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
         CANCELLED = "cancelled"

@@ -64,7 +64,7 @@ def test_a_new_organizer_runs_a_content_agent_and_approves_an_edited_email(
     page.wait_for_url("**/dashboard/agents/runs/*/")
     email_run = page.url
     expect(page.locator("#approval")).to_be_visible(timeout=60_000)
-    expect(page.locator("#run-status")).to_have_text("Awaiting Approval")
+    expect(page.locator("#run-status")).to_have_text("Waiting for your approval")
     subject = page.locator("#approval").get_by_label("Subject")
     expect(subject).to_have_value("Last tickets")
     subject.fill("Two days left: last tickets")
