@@ -266,6 +266,9 @@ class JoinConsumer(AttendeeConsumer):
             await self.send_json({"type": "error", "message": "Not a JSON message.", "field": ""})
             return
         beat = raw == {"type": "ping"}  # a heartbeat: not an action, never rate limited
+        # The client's id for the action, echoed in its answer (an error says it only if given).
+        tag = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+        tagged = {} if tag is None else {"id": tag}
         try:
             if beat:
                 await _attendee_seen(attendee=self.attendee, channel=self.channel_name)
@@ -274,16 +277,15 @@ class JoinConsumer(AttendeeConsumer):
                 reply = await _attendee_act(attendee=self.attendee, raw=raw)
         except participation.Refused as refused:
             await self.send_json(
-                {"type": "error", "message": refused.message, "field": refused.field}
+                {"type": "error", "message": refused.message, "field": refused.field, **tagged}
             )
         except ApplicationError as error:  # the signal's storage (an outage: 503)
-            await self.send_json({"type": "error", "message": error.message, "field": ""})
+            await self.send_json({"type": "error", "message": error.message, "field": "", **tagged})
         else:
             if reply is not None:
                 await self.send_json(reply)
             if not beat:
-                acked = raw.get("id") if isinstance(raw, dict) else None
-                await self.send_json({"type": "ack", "id": acked})
+                await self.send_json({"type": "ack", "id": tag})
 
 
 class NotFoundConsumer(_Consumer):

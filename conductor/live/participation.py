@@ -89,13 +89,21 @@ class _Action(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Vote(_Action):
+class _Tagged(_Action):
+    """An action a client may tag with an id of its own, echoed in the ack (or the error), so
+    that a client sending several at once can tell the answers apart. Nothing keeps it: the
+    action itself is idempotent (a vote replaces the last, points are awarded once)."""
+
+    id: ClientId | None = None
+
+
+class Vote(_Tagged):
     type: Literal["vote"]
     intervention: int
     choice: int = Field(ge=0, le=5)
 
 
-class Words(_Action):
+class Words(_Tagged):
     """A word-cloud answer; it replaces the attendee's earlier one."""
 
     type: Literal["words"]
@@ -124,7 +132,7 @@ class Words(_Action):
         return kept
 
 
-class Challenge(_Action):
+class Challenge(_Tagged):
     """Taking part in a gamification challenge ("I did it"); its points are the server's."""
 
     type: Literal["challenge"]
@@ -143,12 +151,12 @@ class Ask(_Action):
     text: Text
 
 
-class Upvote(_Action):
+class Upvote(_Tagged):
     type: Literal["upvote"]
     question: int
 
 
-class Name(_Action):
+class Name(_Tagged):
     type: Literal["name"]
     name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_NAME)]
 

@@ -230,7 +230,8 @@ async def test_before_the_start_a_phone_waits_takes_a_name_and_opens_when_the_se
     acked = await next_of(socket, "ack")
     await socket.disconnect()
 
-    assert refused == {"type": "error", "message": participation.NOT_STARTED, "field": ""}
+    assert refused == {"type": "error", "message": participation.NOT_STARTED, "field": "",
+                       "id": "r-early"}  # fmt: skip
     assert named["type"] == "ack"
     assert started == {"type": "session", "data": {"status": "live"}}
     assert acked == {"type": "ack", "id": "r-live"}
@@ -264,6 +265,30 @@ async def test_a_vote_is_counted_once_changed_freely_and_the_results_reach_every
     assert votes[0].data == {"poll": poll.pk}
     for socket in (voter, watcher):
         await socket.disconnect()
+
+
+async def test_a_client_tags_its_actions_and_each_answer_says_which_it_answers():
+    """An app sending several actions at once tells their answers apart by its own ids."""
+    session = await database_sync_to_async(live_room)()
+    poll = await database_sync_to_async(sent_poll)(session)
+    socket = await attendee(session)
+
+    await socket.send_json_to({"type": "vote", "id": "v-1", "intervention": poll.pk, "choice": 0})
+    await socket.send_json_to({"type": "vote", "id": "v-2", "intervention": poll.pk, "choice": 9})
+    await socket.send_json_to({"type": "name", "id": "n-1", "name": "Ana"})
+    answers = [await next_of_any(socket, {"ack", "error"}) for _ in range(3)]
+    await socket.disconnect()
+
+    assert answers[0] == {"type": "ack", "id": "v-1"}
+    assert (answers[1]["type"], answers[1]["id"], answers[1]["field"]) == ("error", "v-2", "choice")
+    assert answers[2] == {"type": "ack", "id": "n-1"}
+
+
+async def next_of_any(socket: WebsocketCommunicator, kinds: set[str]) -> dict:
+    while True:
+        message = await socket.receive_json_from(timeout=5)
+        if message["type"] in kinds:
+            return message
 
 
 async def test_a_burst_of_votes_sends_the_results_once_now_and_once_when_it_settles(worker):
@@ -463,7 +488,8 @@ async def test_chat_messages_reach_the_room_once_and_stay_text():
 
     assert (message["data"]["name"], message["data"]["text"]) == ("Ana", script)
     assert await database_sync_to_async(ChatMessage.objects.count)() == 1
-    assert refused == {"type": "error", "message": "At most 280 characters.", "field": "text"}
+    assert refused == {"type": "error", "message": "At most 280 characters.", "field": "text",
+                       "id": "m-2"}  # fmt: skip
     chats = await database_sync_to_async(signals)(session, "chat_message")
     assert len(chats) == 1
 
@@ -504,6 +530,7 @@ async def test_a_reaction_is_a_signal_and_too_many_actions_are_refused_politely(
     assert [a["type"] for a in answers[:-1]] == ["ack"] * participation.ATTENDEE_LIMIT[0]
     assert answers[-1] == {
         "type": "error", "message": "Slow down a little: try again in a few seconds.", "field": "",
+        "id": f"r-{participation.ATTENDEE_LIMIT[0]}",
     }  # fmt: skip
     reactions = await database_sync_to_async(signals)(session, "reaction")
     assert len(reactions) == participation.ATTENDEE_LIMIT[0]
