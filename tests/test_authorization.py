@@ -408,7 +408,7 @@ async def test_each_socket_answers_each_role_as_the_table_says():
     paths = {str(route.pattern) for route in routing.websocket_urlpatterns}
     assert paths == {
         "ws/sessions/<int:session_id>/", "ws/sessions/<int:session_id>/attendees/",
-        "ws/j/<str:code>/",
+        "ws/j/<str:code>/", "",  # "": any other path, closed with 4404 for everyone
     }  # fmt: skip
     world = await database_sync_to_async(_plain_world)()
     tokens = await database_sync_to_async(
@@ -436,6 +436,9 @@ async def test_each_socket_answers_each_role_as_the_table_says():
     await join.disconnect()
     assert await _socket_answer(f"/ws/j/{world.session.join_code}/") == 4403
     assert await _socket_answer("/ws/j/ZZZZZZ/") == 4403
+    # A path that is none of the sockets: 4404 for every role, credentials or not.
+    for token in ("", f"?token={tokens['owner']}"):
+        assert await _socket_answer(f"/ws/sessions/{world.session.pk}/nothing/{token}") == 4404
 
 
 # -- agents ---------------------------------------------------------------------------------------
