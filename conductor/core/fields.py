@@ -169,7 +169,7 @@ class AwareDateTimeField(serializers.DateTimeField):
                 parsed = datetime.fromisoformat(value)
             except ValueError:
                 parsed = None
-            if parsed is not None and (parsed.tzinfo is None or len(value) <= len("2026-01-01")):
+            if parsed is not None and parsed.tzinfo is None:  # a bare day parses naive too
                 raise serializers.ValidationError(
                     "Give the time with its offset, e.g. 2026-12-02T12:00:00Z."
                 )

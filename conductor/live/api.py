@@ -572,7 +572,7 @@ class ReportInterventionSerializer(serializers.Serializer):
         help_text="Who approved, rejected or sent it; empty when the conductor decided alone."
     )
     decided_at = serializers.DateTimeField(
-        allow_null=True, help_text="When `decided_by` approved or rejected it."
+        allow_null=True, help_text="When `decided_by` approved, rejected or sent it."
     )
     engagement_before = serializers.FloatField(allow_null=True)
     engagement_after = serializers.FloatField(allow_null=True)

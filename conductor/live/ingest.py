@@ -135,7 +135,7 @@ def _beyond_the_schema(body: bytes, failed: set[int]) -> list[dict[str, Any]]:
     data), so that a batch with faults of both kinds is answered with all of them at once."""
     try:
         signals = json.loads(body).get("signals")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return []
     if not isinstance(signals, list) or len(signals) > MAX_BATCH:
         return []  # the batch itself is wrong: its items are not worth naming
