@@ -850,7 +850,8 @@
         const waiting = document.title.match(/^\(\d+\) /);
         document.title = (waiting ? waiting[0] : "") + pageTitle;
         const status = document.getElementById("status");
-        status.textContent = message.data.status;
+        // As the page first wrote it (LiveSession.Status's labels), not the value.
+        status.textContent = message.data.status.charAt(0).toUpperCase() + message.data.status.slice(1);
         status.className = `status status-${message.data.status}`;
         applyStatus(message.data.status);
       }

@@ -664,6 +664,7 @@ def test_an_ended_session_reads_as_ended(asgi_server, browser, django_side):
     )
     expect(page.locator("#mode")).to_be_disabled()
     expect(page.locator("#socket")).to_have_text("Ended")
+    expect(page.locator("#status")).to_have_text("Ended")  # as the page first writes it
     # Opened afresh, it is the report; the live view stays reachable, the same.
     page.reload()
     page.wait_for_url(f"**/dashboard/sessions/{session.pk}/report/")
