@@ -122,6 +122,9 @@
     const band = document.getElementById("band");
     band.textContent = BAND_LABELS[latest.band] || latest.band;
     band.className = `band band-${latest.band}`;
+    // An ended session's last sample is what the room was at its end, not now.
+    document.getElementById("presence-when").textContent =
+      root.dataset.status === "ended" ? "At its end: " : "";
     document.getElementById("present").textContent = latest.present;
     document.getElementById("active").textContent = latest.active;
     document.getElementById("updated").textContent = relative(latest.at);
@@ -790,6 +793,7 @@
       form.hidden = form.dataset.when !== status; // Go live, End the session, or neither
     }
     if (document.getElementById("socket").classList.contains("socket-live")) connectedAs(status);
+    renderScore();
   }
   // The pill says what a connected page watches: a live session, one not started, or the end.
   function connectedAs(status) {

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from conductor.live import delivery, interventions, realtime, services, tick
 from conductor.live.engine.policy import Policy, PolicyContext
-from conductor.live.models import Event, Intervention, LiveSession
+from conductor.live.models import EngagementSample, Event, Intervention, LiveSession
 from tests.browser import ARTIFACTS, CHROMIUM, log_in
 from tests.conductor.live import activity, audience
 from tests.conftest import child_env
@@ -648,6 +648,8 @@ def test_an_ended_session_reads_as_ended(asgi_server, browser, django_side):
         owner = OrganizerFactory(username="owner")
         session = LiveSessionFactory(event=EventFactory(organizers=[owner]), title="Keynote")
         services.session_update(session_id=session.pk, status="live")
+        EngagementSample.objects.create(session=session, at=timezone.now(), score=0.5,
+                                        band="moderate", present=12, active=4)  # fmt: skip
         return session
 
     session = django_side(setup)
@@ -655,6 +657,8 @@ def test_an_ended_session_reads_as_ended(asgi_server, browser, django_side):
     log_in(page, asgi_server, "owner", next_path=f"/dashboard/sessions/{session.pk}/")
     page.wait_for_selector("#socket.socket-live")
     expect(page.locator("#manual")).to_be_visible()
+    expect(page.locator("#present")).to_have_text("12")
+    expect(page.locator("#presence-when")).to_have_text("")
 
     django_side(services.session_update, session_id=session.pk, status="ended")
 
@@ -665,6 +669,7 @@ def test_an_ended_session_reads_as_ended(asgi_server, browser, django_side):
     expect(page.locator("#mode")).to_be_disabled()
     expect(page.locator("#socket")).to_have_text("Ended")
     expect(page.locator("#status")).to_have_text("Ended")  # as the page first writes it
+    expect(page.locator("#presence-when")).to_have_text("At its end: ")  # not "12 present" now
     # Opened afresh, it is the report; the live view stays reachable, the same.
     page.reload()
     page.wait_for_url(f"**/dashboard/sessions/{session.pk}/report/")
