@@ -762,13 +762,13 @@ class EventOrganizersApi(APIView):
         event = selectors.event_get_for_user(request.user, event_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        username = serializer.validated_data["username"]
+        organizers, added = services.event_organizer_add(
+            event=event, username=serializer.validated_data["username"]
+        )
         # Adding one who already organizes it changes nothing: 200, not 201.
-        already = event.organizers.filter(username=username).exists()
-        organizers = services.event_organizer_add(event=event, username=username)
         return Response(
             OrganizerOutputSerializer(organizers, many=True).data,
-            status=status.HTTP_200_OK if already else status.HTTP_201_CREATED,
+            status=status.HTTP_201_CREATED if added else status.HTTP_200_OK,
         )
 
 

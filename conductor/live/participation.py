@@ -48,6 +48,7 @@ from pydantic import (
     field_validator,
 )
 
+from conductor.core.errors import plain_message
 from conductor.core.redis_client import redis_client, redis_script
 from conductor.live import ingest, realtime
 from conductor.live.models import (
@@ -404,18 +405,16 @@ def attendee_act(*, attendee: Attendee, raw: Any) -> dict[str, Any] | None:
 
 
 def _plain(error: Any) -> str:
+    """An error as the join page says it: its texts and words in the attendee's terms, anything
+    else as the API says it (conductor.core.errors.plain_message)."""
     kind = error["type"]
-    if kind == "string_too_long":
-        return f"At most {error['ctx']['max_length']} characters."
     if kind == "string_too_short":
         return "Write something first."
     if kind == "too_long":
         return f"At most {error['ctx']['max_length']} words."
     if kind == "too_short":
         return "Write a word first."
-    if kind == "value_error":
-        return str(error["ctx"]["error"])
-    return str(error["msg"])
+    return plain_message(error)
 
 
 def _rate_limit(attendee: Attendee) -> None:

@@ -46,9 +46,10 @@ def event_create(
 
 
 @transaction.atomic
-def event_organizer_add(*, event: Event, username: str) -> list[User]:
+def event_organizer_add(*, event: Event, username: str) -> tuple[list[User], bool]:
     """Make the organizer named `username` a co-organizer of the event (a full organizer: its
-    sessions, runs and memories are theirs too); returns the event's organizers.
+    sessions, runs and memories are theirs too); returns the event's organizers, and whether
+    this added one (False: they organized it already).
 
     Raises ApplicationError (404 `not_found`, field `username`) when no active account has that
     name: well-formed, it names nothing, as an unknown id would.
@@ -62,8 +63,9 @@ def event_organizer_add(*, event: Event, username: str) -> list[User]:
             details=[{"field": "username", "message": "No organizer has this name."}],
         )
     Event.objects.select_for_update().values_list("pk", flat=True).get(pk=event.pk)  # in turn
+    added = not event.organizers.filter(pk=user.pk).exists()
     event.organizers.add(user)
-    return list(event.organizers.order_by("username"))
+    return list(event.organizers.order_by("username")), added
 
 
 @transaction.atomic

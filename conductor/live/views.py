@@ -283,7 +283,7 @@ def event_organizers(request: HttpRequest, event_id: int) -> HttpResponse:
                 return redirect("dashboard")
             messages.success(request, "Taken off the event: it is no longer theirs.")
         else:
-            organizers = services.event_organizer_add(
+            organizers, _ = services.event_organizer_add(
                 event=event, username=request.POST.get("username", "").strip()
             )
             added = ", ".join(user.username for user in organizers)

@@ -83,11 +83,11 @@ async def attendee_and_room(
     return socket, room["data"]
 
 
-async def next_of(socket: WebsocketCommunicator, kind: str) -> dict:
-    """The next message of this type (others, e.g. an ack, are skipped)."""
+async def next_of(socket: WebsocketCommunicator, *kinds: str) -> dict:
+    """The next message of one of these types (others, e.g. an ack, are skipped)."""
     while True:
         message = await socket.receive_json_from(timeout=5)
-        if message["type"] == kind:
+        if message["type"] in kinds:
             return message
 
 
@@ -276,19 +276,12 @@ async def test_a_client_tags_its_actions_and_each_answer_says_which_it_answers()
     await socket.send_json_to({"type": "vote", "id": "v-1", "intervention": poll.pk, "choice": 0})
     await socket.send_json_to({"type": "vote", "id": "v-2", "intervention": poll.pk, "choice": 9})
     await socket.send_json_to({"type": "name", "id": "n-1", "name": "Ana"})
-    answers = [await next_of_any(socket, {"ack", "error"}) for _ in range(3)]
+    answers = [await next_of(socket, "ack", "error") for _ in range(3)]
     await socket.disconnect()
 
     assert answers[0] == {"type": "ack", "id": "v-1"}
     assert (answers[1]["type"], answers[1]["id"], answers[1]["field"]) == ("error", "v-2", "choice")
     assert answers[2] == {"type": "ack", "id": "n-1"}
-
-
-async def next_of_any(socket: WebsocketCommunicator, kinds: set[str]) -> dict:
-    while True:
-        message = await socket.receive_json_from(timeout=5)
-        if message["type"] in kinds:
-            return message
 
 
 async def test_a_burst_of_votes_sends_the_results_once_now_and_once_when_it_settles(worker):
