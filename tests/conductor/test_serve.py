@@ -209,6 +209,30 @@ def test_where_the_kernel_cannot_balance_every_web_process_accepts_on_the_one_ke
     assert accepted == 1
 
 
+@pytest.mark.parametrize("balanced", [True, False], ids=["own-socket", "shared-socket"])
+def test_web_connections_send_without_waiting_for_the_clients_ack(monkeypatch, balanced):
+    """Nagle's algorithm off on every connection a web process accepts: uvicorn, given the
+    socket as a descriptor, takes it for a UNIX socket and never turns it off itself, and each
+    response's body then waited 40 ms for the client's delayed ACK of its headers."""
+    from conductor.live.management.commands import serve as command
+
+    monkeypatch.setattr(command, "BALANCED_ACCEPT", balanced and command.BALANCED_ACCEPT)
+    port = free_port()
+    web_port = command.WebPort("127.0.0.1", port, 2)
+    listener = web_port.listener()
+    listener.listen()
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = listener.accept()
+            with accepted:
+                nodelay = accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        listener.close()
+        web_port.close()
+
+    assert nodelay == 1
+
+
 def test_a_web_process_that_cannot_get_its_port_back_counts_as_a_death():
     from django.core.management import CommandError
 

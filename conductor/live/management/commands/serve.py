@@ -218,6 +218,11 @@ class WebPort:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         listener = socket.socket(family, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Each accepted connection inherits it. uvicorn takes a descriptor (`--fd`) for a UNIX
+        # socket, so uvloop never turns Nagle off on our TCP connections: a response's body
+        # then waited for the client's delayed ACK of its headers, 40 ms on every request
+        # (a GET 56 -> 20 ms, a 1,000-signal batch 76 -> 34 ms with one client).
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if reuse_port:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
