@@ -232,7 +232,13 @@ class SignalDocSerializer(StrictSerializer):
                 f"{ingest.MAX_AGE} before the server's clock and {ingest.MAX_SKEW} after it "
                 "(else 400 naming the item's `at`).",
             ),
-            "data": serializers.DictField(required=False),
+            "data": serializers.DictField(
+                required=False,
+                help_text="Stored as given (up to 4,096 characters of JSON). The room reads two "
+                "shapes: a `poll_vote` answering a poll the attendee socket received, "
+                '`{"poll": id, "choice": index}` or `{"poll": id, "words": [...]}`; a '
+                '`chat_message` or `question` said in the room, `{"text": ..., "name"?: ...}`.',
+            ),
         }
 
 
@@ -648,7 +654,7 @@ class ChatMessageDetailApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         message = participation.message_moderate(message=message, **serializer.validated_data)
-        return Response(participation.chat_message(message, message.attendee))
+        return Response(participation.chat_message(message))
 
 
 class _InterventionDecisionApi(APIView):

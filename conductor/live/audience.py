@@ -73,6 +73,20 @@ CLOUD_WORDS: tuple[str, ...] = (
     "clear", "useful", "fast", "deep", "fun", "practical", "dense", "inspiring", "confusing",
 )  # fmt: skip
 
+#: What the room says when it `talks` (AudienceSpec): chat messages and questions whose text the
+#: room's chat and questions show, as an attendee app's do.
+CHAT_LINES: tuple[str, ...] = (
+    "Great point!", "Can you share the slides?", "+1", "This is really useful", "Agreed",
+    "Could you go back one slide?", "Makes sense", "Interesting, thanks", "Sound is a bit low",
+    "Love this example", "Hello from Berlin", "Where can I read more about this?",
+)  # fmt: skip
+QUESTION_LINES: tuple[str, ...] = (
+    "How does this scale to a larger team?", "What would you do differently next time?",
+    "Is there a recording?", "How long did this take to build?",
+    "What tools do you recommend for getting started?", "How do you measure success here?",
+    "What was the hardest part?", "Does this work for remote events too?",
+)  # fmt: skip
+
 #: Chances per person per minute at `level x propensity` = 1; at the baseline (0.75, mean
 #: propensity 0.4) a room of 60 writes ~9 chat messages a minute.
 ACTS: tuple[tuple[str, float], ...] = (
@@ -244,6 +258,9 @@ class AudienceSpec:
     random_drop_rate: float = 0.0
     recovery_rate: float = 0.25
     baseline: float = 0.75
+    # Chat messages and questions with words (CHAT_LINES, QUESTION_LINES) that the room's chat
+    # shows, as `make run`'s demo wants; an evaluation's rooms only need to be counted.
+    talks: bool = False
 
     def __post_init__(self) -> None:
         # Accept any sequence of pairs, keep a tuple: the spec stays hashable and immutable.
@@ -303,6 +320,8 @@ class Audience:
         self._counter = 0
         # Answers have their own draws: answering a poll changes no other draw of the room.
         self._answer_rng = np.random.default_rng([seed, 4])
+        # As are words said: saying them changes no other draw either.
+        self._talk_rng = np.random.default_rng([seed, 5])
         # The poll being answered: (its id, when it arrived, each answer's weight, words or not).
         self._poll: tuple[int, datetime, np.ndarray[Any, Any], bool] | None = None
 
@@ -479,10 +498,17 @@ class Audience:
             self._counter += 1
             name = self._names[index]
             signal = {"id": f"{name}-{self._counter}", "type": kind, "attendee": name, "at": now}
-            answer = self._vote(now) if kind == "poll_vote" else None
-            if answer is not None:
-                signal["data"] = answer
+            data = self._vote(now) if kind == "poll_vote" else self._words(kind)
+            if data is not None:
+                signal["data"] = data
             signals.append(signal)
+
+    def _words(self, kind: str) -> dict[str, Any] | None:
+        """A chat message's or question's data when the room talks: what it says."""
+        lines = {"chat_message": CHAT_LINES, "question": QUESTION_LINES}.get(kind)
+        if not self.spec.talks or lines is None:
+            return None
+        return {"text": lines[int(self._talk_rng.integers(len(lines)))]}
 
 
 def _chance(rate_per_minute: Any, minutes: float) -> Any:

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, NotRequired, Protocol
@@ -73,8 +74,8 @@ _ITEM = TypeAdapter(SignalIn)
 
 
 class Alongside(Protocol):
-    """What a batch carries besides its signals (the poll answers of an attendee app:
-    conductor.live.participation.SignalAnswers): checked with the batch, stored with it."""
+    """What a batch carries besides its signals (an attendee app's poll answers, chat messages
+    and questions: conductor.live.participation): checked with the batch, stored with it."""
 
     faults: list[dict[str, Any]]
 
@@ -167,7 +168,7 @@ _COLUMNS = ("session_id", "signal_id", "type", "attendee", "at", "data", "receiv
 
 
 def signals_ingest(
-    *, session: LiveSession, batch: SignalBatch, alongside: Alongside | None = None
+    *, session: LiveSession, batch: SignalBatch, alongside: Sequence[Alongside] = ()
 ) -> IngestResult:
     """Store a validated batch for a session, and what comes `alongside` it (its faults named
     with the batch's, stored in the same transaction). Raises ConflictError (409) for an ended
@@ -188,17 +189,19 @@ def signals_ingest(
             continue
         at = item.get("at") or now
         rows.append((session.pk, item.get("id"), item["type"], item["attendee"], at, data, now))
-    if alongside is not None and alongside.faults:
-        invalid = sorted([*invalid, *alongside.faults], key=lambda d: int(d["index"]))
+    faults = [fault for extra in alongside for fault in extra.faults]
+    if faults:
+        invalid = sorted([*invalid, *faults], key=lambda d: int(d["index"]))
     if invalid:
         raise _invalid(invalid)
     try:
-        if alongside is None:
+        if not alongside:
             accepted = _copy(rows)
         else:
             with transaction.atomic():
                 accepted = _copy(rows)
-                alongside.store()
+                for extra in alongside:
+                    extra.store()
     except DatabaseError as error:
         collector.record_write_error()
         # Only a COPY that committed is answered 202: whatever failed before the commit kept

@@ -463,13 +463,57 @@ class PollVote(models.Model):
         return f"vote {answer} on {self.intervention_id}"
 
 
-class ChatMessage(models.Model):
+class _RoomPost:
+    """A chat message or a question, from the join page (`attendee`) or from an attendee app
+    through the signals API (`external_attendee`: the attendee as its signals name them, with
+    the name the app gave, if any)."""
+
+    attendee: Attendee | None
+    attendee_id: int | None
+    external_attendee: str
+    external_name: str
+
+    @property
+    def author(self) -> str:
+        """The name the room sees: as Attendee.public_name says it for the join page's; for an
+        app's, the name it gave, else "Anonymous 1234" from the attendee's id (never the id
+        itself, which may be the app's own reference to a person)."""
+        if self.attendee is not None:
+            return self.attendee.public_name
+        digest = hashlib.blake2s(self.external_attendee.encode(), digest_size=4).digest()
+        return self.external_name or f"Anonymous {int.from_bytes(digest) % 10_000:04d}"
+
+
+def _one_author(name: str) -> models.CheckConstraint:
+    return models.CheckConstraint(
+        condition=(models.Q(attendee__isnull=False) & models.Q(external_attendee=""))
+        | (models.Q(attendee__isnull=True) & ~models.Q(external_attendee="")),
+        name=name,
+    )
+
+
+def _once_per_app_signal(name: str) -> models.UniqueConstraint:
+    # A batch sent again (the same signal ids) posts nothing twice; a signal without an id can
+    # not be told from a new one.
+    return models.UniqueConstraint(
+        fields=["session", "external_attendee", "client_id"],
+        condition=~models.Q(external_attendee="") & ~models.Q(client_id=""),
+        name=name,
+    )
+
+
+class ChatMessage(_RoomPost, models.Model):
     """A message in a session's chat, seen by everyone on the join page unless hidden."""
 
     session = models.ForeignKey(LiveSession, on_delete=models.CASCADE, related_name="messages")
-    attendee = models.ForeignKey(Attendee, on_delete=models.CASCADE, related_name="messages")
-    # The page's own id for it: a resend after a reconnect is the same message.
-    client_id = models.CharField(max_length=64)
+    attendee = models.ForeignKey(
+        Attendee, on_delete=models.CASCADE, related_name="messages", null=True, blank=True
+    )
+    external_attendee = models.CharField(max_length=128, blank=True, default="", db_default="")
+    external_name = models.CharField(max_length=64, blank=True, default="", db_default="")
+    # The page's own id for it: a resend after a reconnect is the same message. From an app:
+    # its signal's id.
+    client_id = models.CharField(max_length=100)
     text = models.CharField(max_length=280)
     created_at = models.DateTimeField(auto_now_add=True)
     hidden = models.BooleanField(default=False)
@@ -477,19 +521,25 @@ class ChatMessage(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["attendee", "client_id"], name="chat_message_unique")
+            models.UniqueConstraint(fields=["attendee", "client_id"], name="chat_message_unique"),
+            _once_per_app_signal("chat_message_external_unique"),
+            _one_author("chat_message_one_author"),
         ]
 
     def __str__(self) -> str:
         return self.text[:60]
 
 
-class Question(models.Model):
+class Question(_RoomPost, models.Model):
     """A question for the speakers: upvoted by the room, moderated by the organizer."""
 
     session = models.ForeignKey(LiveSession, on_delete=models.CASCADE, related_name="questions")
-    attendee = models.ForeignKey(Attendee, on_delete=models.CASCADE, related_name="questions")
-    client_id = models.CharField(max_length=64)
+    attendee = models.ForeignKey(
+        Attendee, on_delete=models.CASCADE, related_name="questions", null=True, blank=True
+    )
+    external_attendee = models.CharField(max_length=128, blank=True, default="", db_default="")
+    external_name = models.CharField(max_length=64, blank=True, default="", db_default="")
+    client_id = models.CharField(max_length=100)
     text = models.CharField(max_length=280)
     created_at = models.DateTimeField(auto_now_add=True)
     votes = models.PositiveIntegerField(default=0)
@@ -500,7 +550,9 @@ class Question(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["attendee", "client_id"], name="question_unique")
+            models.UniqueConstraint(fields=["attendee", "client_id"], name="question_unique"),
+            _once_per_app_signal("question_external_unique"),
+            _one_author("question_one_author"),
         ]
 
     def __str__(self) -> str:

@@ -585,16 +585,88 @@ class SignalAnswers:
             _announce("results", poll)
 
 
+_POSTED: dict[str, type[ChatMessage] | type[Question]] = {
+    "chat_message": ChatMessage,
+    "question": Question,
+}
+# A question's counts and marks start as the model's defaults would (they are not the table's).
+_POST_SQL = """
+INSERT INTO {table} (session_id, attendee_id, external_attendee, external_name, client_id, text,
+    created_at, hidden{question_columns})
+SELECT %s, NULL, post.attendee, post.name, post.client_id, post.text, %s, false{question_values}
+FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[])
+    WITH ORDINALITY AS post(attendee, name, client_id, text, n)
+ORDER BY post.n
+ON CONFLICT DO NOTHING
+RETURNING id
+"""
+
+
+class SignalPosts:
+    """The chat messages and questions in a signals batch: a `chat_message` or `question` whose
+    data has a `text` is said in the room as a join page's is, with the data's `name` (else
+    "Anonymous 1234"); each shortened to what the join page takes (MAX_TEXT, MAX_NAME). Without
+    a text (none, blank, not a string) it counts toward engagement only, as before: an app's
+    data is its own, and a batch valid before is never refused for it. A signal sent again (the
+    same id) says nothing twice. `store` writes them (with the batch, conductor.live.ingest),
+    `announce` tells the room and the organizer's dashboards."""
+
+    faults: list[dict[str, Any]] = []  # nothing an app says is refused
+
+    def __init__(self, session: LiveSession, batch: ingest.SignalBatch) -> None:
+        self.session = session
+        self.posts: dict[str, list[tuple[str, str, str, str]]] = {kind: [] for kind in _POSTED}
+        self.stored: dict[str, list[int]] = {kind: [] for kind in _POSTED}
+        for item in batch["signals"]:
+            data = item.get("data", {})
+            text, name = data.get("text"), data.get("name")
+            if item["type"] not in _POSTED or not isinstance(text, str) or not text.strip():
+                continue
+            name = _shortened(name.strip(), MAX_NAME) if isinstance(name, str) else ""
+            self.posts[item["type"]].append(
+                (item["attendee"], name, item.get("id", ""), _shortened(text.strip(), MAX_TEXT))
+            )
+
+    def __bool__(self) -> bool:
+        return any(self.posts.values())
+
+    def store(self) -> None:
+        now = timezone.now()
+        with connection.cursor() as cursor:
+            for kind, posts in self.posts.items():
+                if not posts:
+                    continue
+                question = _POSTED[kind] is Question
+                sql = _POST_SQL.format(
+                    table=_POSTED[kind]._meta.db_table,
+                    question_columns=", votes, pinned, answered" if question else "",
+                    question_values=", 0, false, false" if question else "",
+                )
+                cursor.execute(sql, [self.session.pk, now, *map(list, zip(*posts, strict=True))])
+                self.stored[kind] = sorted(row[0] for row in cursor.fetchall())
+
+    def announce(self) -> None:
+        for message in ChatMessage.objects.filter(pk__in=self.stored["chat_message"]):
+            publish_room(self.session.pk, "chat.message", chat_message(message))
+        for question in Question.objects.filter(pk__in=self.stored["question"]):
+            publish_room(self.session.pk, "question.updated", question_data(question))
+
+
 def app_signals_ingest(*, session: LiveSession, batch: ingest.SignalBatch) -> ingest.IngestResult:
-    """A batch from an attendee app (the signals API, the simulated audience): its signals and
-    its poll answers, stored together (conductor.live.ingest.signals_ingest raises as it
-    does); then the room sees the results."""
-    answers = SignalAnswers(session, batch)
+    """A batch from an attendee app (the signals API, the simulated audience): its signals, its
+    poll answers, chat messages and questions, stored together
+    (conductor.live.ingest.signals_ingest raises as it does); then the room sees them."""
+    answers, posts = SignalAnswers(session, batch), SignalPosts(session, batch)
     result = ingest.signals_ingest(
-        session=session, batch=batch, alongside=answers if answers else None
+        session=session, batch=batch, alongside=[extra for extra in (answers, posts) if extra]
     )
     answers.announce()
+    posts.announce()
     return result
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 1].rstrip()}\u2026"
 
 
 def _is_id(value: Any) -> bool:
@@ -831,14 +903,14 @@ def _chat(attendee: Attendee, action: Chat) -> None:
             )  # fmt: skip
     except IntegrityError:
         return  # a resend after a reconnect: already said
-    publish_room(attendee.session_id, "chat.message", chat_message(message, attendee))
+    publish_room(attendee.session_id, "chat.message", chat_message(message))
     _signal(attendee, "chat_message", f"chat-{message.pk}", {"length": len(message.text)})
 
 
-def chat_message(message: ChatMessage, attendee: Attendee) -> dict[str, Any]:
+def chat_message(message: ChatMessage) -> dict[str, Any]:
     return {
         "id": message.pk,
-        "name": attendee.public_name,
+        "name": message.author,
         "text": message.text,
         "at": message.created_at,
         "hidden": message.hidden,
@@ -854,7 +926,7 @@ def _ask(attendee: Attendee, action: Ask) -> None:
             )  # fmt: skip
     except IntegrityError:
         return
-    publish_room(attendee.session_id, "question.updated", question_data(question, attendee))
+    publish_room(attendee.session_id, "question.updated", question_data(question))
     _signal(attendee, "question", f"question-{question.pk}", {"length": len(question.text)})
 
 
@@ -878,11 +950,10 @@ def _upvote(attendee: Attendee, action: Upvote) -> None:
             {"kind": "upvote", "question": question.pk})  # fmt: skip
 
 
-def question_data(question: Question, attendee: Attendee | None = None) -> dict[str, Any]:
-    asker = attendee or question.attendee
+def question_data(question: Question) -> dict[str, Any]:
     return {
         "id": question.pk,
-        "name": asker.public_name,
+        "name": question.author,
         "text": question.text,
         "votes": question.votes,
         "at": question.created_at,
@@ -916,7 +987,7 @@ def room_state(
     state = {
         "status": session.status,
         "polls": [results(poll) for poll in polls],
-        "chat": [chat_message(m, m.attendee) for m in reversed(latest)],
+        "chat": [chat_message(m) for m in reversed(latest)],
         "questions": [question_data(q) for q in questions.order_by("-votes", "created_at")[:100]],
         "challenge": challenge_data(challenge) if challenge else None,
         "leaderboard": leaderboard(session.pk),
@@ -1012,6 +1083,6 @@ def message_moderate(*, message: ChatMessage, hidden: bool) -> ChatMessage:
     if message.hidden != hidden:
         message.hidden = hidden
         message.save(update_fields=["hidden"])
-        data = chat_message(message, message.attendee)
+        data = chat_message(message)
         publish_room(message.session_id, "chat.message", data, room_data=_withdrawn(data))
     return message

@@ -1161,3 +1161,86 @@ def test_a_word_cloud_takes_an_apps_words_normalised_and_a_plain_vote_still_coun
     assert participation.results(cloud)["words"] == [{"word": "rust", "count": 1}]
     assert PollVote.objects.get().external_attendee == "u-1"
     assert Signal.objects.filter(session=session, type="poll_vote").count() == 2
+
+
+# -- an attendee app's chat messages and questions -----------------------------------------------
+
+
+async def test_an_attendee_apps_chat_and_questions_are_said_in_the_room():
+    """An integrator's app posts its attendees' chat messages and questions as signals with
+    their text: the phones on the join page see them as they see each other's (the name the app
+    gave, else an anonymous one, never the app's id for the person), the organizer can hide
+    them, and a batch sent again says nothing twice."""
+    session = await database_sync_to_async(live_room)()
+    phone = await attendee(session)
+    batch = [
+        {"id": "c1", "type": "chat_message", "attendee": "crm-4411",
+         "data": {"text": " Hello from the app ", "name": "Ada"}},
+        {"id": "q1", "type": "question", "attendee": "crm-4412",
+         "data": {"text": "Will the slides be shared?", "ref": 9}},
+        {"id": "c2", "type": "chat_message", "attendee": "crm-4413", "data": {"length": 12}},
+    ]  # fmt: skip
+
+    response = await database_sync_to_async(_post_signals)(session, batch)
+    said = await next_of(phone, "chat.message")
+    asked = await next_of(phone, "question.updated")
+    again = await database_sync_to_async(_post_signals)(session, batch)
+
+    assert response.status_code == 202, response.content
+    assert (said["data"]["name"], said["data"]["text"]) == ("Ada", "Hello from the app")
+    assert asked["data"]["text"] == "Will the slides be shared?"
+    assert re.fullmatch(r"Anonymous \d{4}", asked["data"]["name"])
+    assert (asked["data"]["votes"], asked["data"]["hidden"]) == (0, False)
+    assert again.json() == {"accepted": 0, "duplicates": 3}
+    room = await database_sync_to_async(participation.room_state)(session)
+    assert [m["text"] for m in room["chat"]] == ["Hello from the app"]  # c2 is engagement only
+    assert [q["text"] for q in room["questions"]] == ["Will the slides be shared?"]
+    assert await phone.receive_nothing(timeout=0.2)  # the batch sent again said nothing
+
+    hide = await database_sync_to_async(
+        lambda: _api_for(session).patch(
+            f"/api/v1/messages/{said['data']['id']}/", {"hidden": True}, format="json"
+        )
+    )()
+    hidden = await next_of(phone, "chat.message")
+
+    assert hide.status_code == 200, hide.content
+    assert hidden["data"] == {"id": said["data"]["id"], "hidden": True}
+    await phone.disconnect()
+
+
+def test_an_apps_anonymous_name_is_the_same_for_one_attendee_and_tells_nothing():
+    session = live_room()
+
+    _post_signals(session, [
+        {"type": "chat_message", "attendee": who, "data": {"text": text}}
+        for who, text in (("u-1", "one"), ("u-1", "two"), ("u-2", "three"))
+    ])  # fmt: skip
+
+    names = [m["name"] for m in participation.room_state(session)["chat"]]
+    assert names[0] == names[1] != names[2]
+    assert not any("u-" in name for name in names)
+
+
+def test_an_apps_text_is_shown_as_the_join_page_takes_it_and_no_batch_valid_before_is_refused():
+    """`text` was the app's own before the room showed it: a batch that was valid stays valid.
+    A text too long is shortened to what the join page takes; one the room cannot show (blank,
+    not a string) leaves the signal counting toward engagement only."""
+    session = live_room()
+
+    response = _post_signals(session, [
+        {"type": "chat_message", "attendee": "u-1", "data": {"text": "word " * 100}},
+        {"type": "question", "attendee": "u-2", "data": {"text": "Why?", "name": "n" * 60}},
+        {"type": "chat_message", "attendee": "u-3", "data": {"text": "   "}},
+        {"type": "chat_message", "attendee": "u-4", "data": {"text": 42, "name": "Bo"}},
+        {"type": "question", "attendee": "u-5", "data": {"text": "Hi", "name": ["x"]}},
+    ])  # fmt: skip
+
+    assert response.status_code == 202, response.content
+    assert Signal.objects.filter(session=session).count() == 5
+    [long] = ChatMessage.objects.all()
+    assert len(long.text) == participation.MAX_TEXT
+    assert long.text.endswith("word\u2026")
+    first, second = Question.objects.order_by("pk")
+    assert (first.author, second.text) == ("n" * (participation.MAX_NAME - 1) + "\u2026", "Hi")
+    assert re.fullmatch(r"Anonymous \d{4}", second.author)

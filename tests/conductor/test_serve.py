@@ -222,7 +222,7 @@ def test_web_connections_send_without_waiting_for_the_clients_ack(monkeypatch, b
     listener = web_port.listener()
     listener.listen()
     try:
-        with socket.create_connection(("127.0.0.1", port)) as client:
+        with socket.create_connection(("127.0.0.1", port)):
             accepted, _ = listener.accept()
             with accepted:
                 nodelay = accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)

@@ -20,9 +20,11 @@ from conductor.live import participation, services
 from conductor.live.audience import (
     AUDIENCE_LARGE_FROM,
     AUDIENCE_MEDIUM_FROM,
+    CHAT_LINES,
     DEFAULT_EFFECTS,
     DRIFTED_EFFECTS,
     INTERVENTION_TYPES,
+    QUESTION_LINES,
     SITUATIONS,
     SIZES,
     Audience,
@@ -31,7 +33,15 @@ from conductor.live.audience import (
 )
 from conductor.live.demo import DEMO_LIVE_TITLE, demo_live_session
 from conductor.live.engine.anomaly import DetectorState
-from conductor.live.models import Anomaly, Intervention, LiveSession, PollVote, Signal
+from conductor.live.models import (
+    Anomaly,
+    ChatMessage,
+    Intervention,
+    LiveSession,
+    PollVote,
+    Question,
+    Signal,
+)
 from conductor.live.realtime import attendee_group
 from conductor.live.simulator import Simulation, WebsocketLink, attendee_url, local_base_url
 
@@ -223,6 +233,22 @@ def test_the_room_answers_the_poll_it_received_for_ten_minutes_and_nothing_else_
     assert all(set(data) == {"poll", "words"} and data["poll"] == 6 for data in words)
 
 
+def test_a_talking_room_says_words_in_its_chat_and_questions_and_nothing_else_changes():
+    """The demo's room talks: its chat messages and questions carry text (what the organizer's
+    chat shows); an evaluation's room does not, and both draw the same signals."""
+    talking = Audience(AudienceSpec(size=120, seed=9, talks=True))
+    quiet = Audience(AudienceSpec(size=120, seed=9))
+
+    said, plain = run(talking, 0, 600), run(quiet, 0, 600)
+
+    posts = [s for s in said if s["type"] in ("chat_message", "question")]
+    assert {s["type"] for s in posts} == {"chat_message", "question"}
+    assert all(s["data"]["text"] in CHAT_LINES for s in posts if s["type"] == "chat_message")
+    assert all(s["data"]["text"] in QUESTION_LINES for s in posts if s["type"] == "question")
+    assert [{k: v for k, v in s.items() if k != "data"} for s in said] == plain
+    assert not any("data" in s for s in plain if s["type"] in ("chat_message", "question"))
+
+
 def test_six_hundred_people_are_cheap():
     audience = Audience(AudienceSpec(size=600, seed=1, drops=[(100, "MASS_EXIT")]))
     started = time.perf_counter()
@@ -287,6 +313,21 @@ def test_the_simulation_ingests_what_the_audience_does(live_session):
     stored = Signal.objects.filter(session=live_session)
     assert stored.count() == simulation.signals
     assert stored.filter(type="join").count() == 30
+
+
+def test_a_talking_simulations_chat_and_questions_are_in_the_room(live_session):
+    LiveSession.objects.filter(pk=live_session.pk).update(status="live")
+    simulation = Simulation(live_session, Audience(AudienceSpec(size=60, seed=5, talks=True)))
+    now = timezone.now()
+    for i in range(24):
+        simulation.step(now + timedelta(seconds=5 * i))
+
+    stored = Signal.objects.filter(session=live_session)
+    room = participation.room_state(live_session)
+    assert ChatMessage.objects.count() == stored.filter(type="chat_message").count() > 0
+    assert Question.objects.count() == stored.filter(type="question").count()
+    assert room["chat"]
+    assert all(m["text"] in CHAT_LINES for m in room["chat"])
 
 
 # --- The attendee app on a real websocket ----------------------------------------------------

@@ -113,6 +113,7 @@ class Command(BaseCommand):
                 drops=parse_drops(options["drops"]),
                 random_drop_rate=options["random_drops"],
                 drift_at=options["drift_at"] if options["drift_at"] >= 0 else None,
+                talks=True,  # the organizer sees what the room says
             )
         except ValueError as error:
             raise CommandError(str(error)) from None
