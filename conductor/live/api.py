@@ -234,10 +234,11 @@ class SignalDocSerializer(StrictSerializer):
             ),
             "data": serializers.DictField(
                 required=False,
-                help_text="Stored as given (up to 4,096 characters of JSON). The room reads two "
+                help_text="Stored as given (up to 4,096 characters of JSON). The room reads these "
                 "shapes: a `poll_vote` answering a poll the attendee socket received, "
                 '`{"poll": id, "choice": index}` or `{"poll": id, "words": [...]}`; a '
-                '`chat_message` or `question` said in the room, `{"text": ..., "name"?: ...}`.',
+                '`chat_message` or `question` said in the room, `{"text": ..., "name"?: ...}`; '
+                'a `reaction` upvoting a question, `{"kind": "upvote", "question": id}`.',
             ),
         }
 

@@ -322,6 +322,7 @@ class Audience:
         self._answer_rng = np.random.default_rng([seed, 4])
         # As are words said: saying them changes no other draw either.
         self._talk_rng = np.random.default_rng([seed, 5])
+        self._unasked = list(QUESTION_LINES)
         # The poll being answered: (its id, when it arrived, each answer's weight, words or not).
         self._poll: tuple[int, datetime, np.ndarray[Any, Any], bool] | None = None
 
@@ -504,11 +505,16 @@ class Audience:
             signals.append(signal)
 
     def _words(self, kind: str) -> dict[str, Any] | None:
-        """A chat message's or question's data when the room talks: what it says."""
-        lines = {"chat_message": CHAT_LINES, "question": QUESTION_LINES}.get(kind)
-        if not self.spec.talks or lines is None:
+        """A chat message's or question's data when the room talks: what it says. Each
+        question is asked once (the room's questions would repeat themselves); once all are,
+        the room's questions count toward engagement only."""
+        if not self.spec.talks or kind not in ("chat_message", "question"):
             return None
-        return {"text": lines[int(self._talk_rng.integers(len(lines)))]}
+        if kind == "chat_message":
+            return {"text": CHAT_LINES[int(self._talk_rng.integers(len(CHAT_LINES)))]}
+        if not self._unasked:
+            return None
+        return {"text": self._unasked.pop(int(self._talk_rng.integers(len(self._unasked))))}
 
 
 def _chance(rate_per_minute: Any, minutes: float) -> Any:

@@ -560,12 +560,24 @@ class Question(_RoomPost, models.Model):
 
 
 class QuestionVote(models.Model):
+    """An upvote, once per attendee and question: from the join page (`attendee`) or from an
+    attendee app through the signals API (`external_attendee`)."""
+
     question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="upvotes")
-    attendee = models.ForeignKey(Attendee, on_delete=models.CASCADE, related_name="upvotes")
+    attendee = models.ForeignKey(
+        Attendee, on_delete=models.CASCADE, related_name="upvotes", null=True, blank=True
+    )
+    external_attendee = models.CharField(max_length=128, blank=True, default="", db_default="")
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["question", "attendee"], name="question_vote_unique")
+            models.UniqueConstraint(fields=["question", "attendee"], name="question_vote_unique"),
+            models.UniqueConstraint(
+                fields=["question", "external_attendee"],
+                condition=~models.Q(external_attendee=""),
+                name="question_vote_external_unique",
+            ),
+            _one_author("question_vote_one_voter"),
         ]
 
     def __str__(self) -> str:

@@ -652,16 +652,70 @@ class SignalPosts:
             publish_room(self.session.pk, "question.updated", question_data(question))
 
 
+# Each attendee's first upvote of an open question of the session counts, as the join page's.
+_UPVOTES_SQL = """
+WITH voted AS (
+    INSERT INTO conductor_questionvote (question_id, attendee_id, external_attendee)
+    SELECT question.id, NULL, upvote.attendee
+    FROM unnest(%s::bigint[], %s::varchar[]) AS upvote(question, attendee)
+    JOIN conductor_question AS question
+        ON question.id = upvote.question AND question.session_id = %s AND NOT question.hidden
+    ON CONFLICT DO NOTHING
+    RETURNING question_id
+)
+UPDATE conductor_question AS question SET votes = question.votes + counted.n
+FROM (SELECT question_id, count(*) AS n FROM voted GROUP BY question_id) AS counted
+WHERE question.id = counted.question_id
+RETURNING question.id
+"""
+
+
+class SignalUpvotes:
+    """The upvotes in a signals batch: a `reaction` with `{"kind": "upvote", "question": id}`
+    (what the join page's upvote is as a signal) counts in the question's votes, once per
+    attendee, as a phone's does. One of a question that is not open in this session (hidden
+    meanwhile, another session's) counts toward engagement only: a race with the moderator
+    refuses no batch. `store` writes them with the batch, `announce` tells the room."""
+
+    faults: list[dict[str, Any]] = []
+
+    def __init__(self, session: LiveSession, batch: ingest.SignalBatch) -> None:
+        self.session = session
+        self.upvotes = sorted({
+            (data["question"], item["attendee"])
+            for item in batch["signals"]
+            if item["type"] == "reaction"
+            and (data := item.get("data", {})).get("kind") == "upvote"
+            and _is_id(data.get("question"))
+            and data["question"] < 2**63
+        })  # fmt: skip
+        self.counted: list[int] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.upvotes)
+
+    def store(self) -> None:
+        questions, attendees = zip(*self.upvotes, strict=True)
+        with connection.cursor() as cursor:
+            cursor.execute(_UPVOTES_SQL, [list(questions), list(attendees), self.session.pk])
+            self.counted = sorted(row[0] for row in cursor.fetchall())
+
+    def announce(self) -> None:
+        for question in Question.objects.filter(pk__in=self.counted).select_related("attendee"):
+            publish_room(self.session.pk, "question.updated", question_data(question))
+
+
 def app_signals_ingest(*, session: LiveSession, batch: ingest.SignalBatch) -> ingest.IngestResult:
     """A batch from an attendee app (the signals API, the simulated audience): its signals, its
-    poll answers, chat messages and questions, stored together
+    poll answers, chat messages, questions and upvotes, stored together
     (conductor.live.ingest.signals_ingest raises as it does); then the room sees them."""
-    answers, posts = SignalAnswers(session, batch), SignalPosts(session, batch)
+    extras = (SignalAnswers(session, batch), SignalPosts(session, batch),
+              SignalUpvotes(session, batch))  # fmt: skip
     result = ingest.signals_ingest(
-        session=session, batch=batch, alongside=[extra for extra in (answers, posts) if extra]
+        session=session, batch=batch, alongside=[extra for extra in extras if extra]
     )
-    answers.announce()
-    posts.announce()
+    for extra in extras:
+        extra.announce()
     return result
 
 

@@ -1244,3 +1244,35 @@ def test_an_apps_text_is_shown_as_the_join_page_takes_it_and_no_batch_valid_befo
     first, second = Question.objects.order_by("pk")
     assert (first.author, second.text) == ("n" * (participation.MAX_NAME - 1) + "\u2026", "Hi")
     assert re.fullmatch(r"Anonymous \d{4}", second.author)
+
+
+async def test_an_attendee_apps_upvotes_count_once_each_beside_the_phones():
+    """An app's attendees upvote the room's questions as the join page's upvote is written as a
+    signal: each counts once per attendee, the room sees the count; an upvote of a question
+    not open (hidden by the moderator meanwhile) counts toward engagement only."""
+    session = await database_sync_to_async(live_room)()
+    phone = await attendee(session)
+    await phone.send_json_to({"type": "question", "id": "q-1", "text": "Is there a recording?"})
+    asked = (await next_of(phone, "question.updated"))["data"]
+    hidden = await database_sync_to_async(Question.objects.create)(
+        session=session, external_attendee="u-9", client_id="x", text="Gone", hidden=True
+    )
+
+    def upvote(who: str, question: int) -> dict:
+        return {"type": "reaction", "attendee": who,
+                "data": {"kind": "upvote", "question": question}}  # fmt: skip
+
+    batch = [upvote("u-1", asked["id"]), upvote("u-2", asked["id"]), upvote("u-1", hidden.pk)]
+    first = await database_sync_to_async(_post_signals)(session, batch)
+    counted = (await next_of(phone, "question.updated"))["data"]
+    again = await database_sync_to_async(_post_signals)(session, [upvote("u-1", asked["id"])])
+
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert (counted["id"], counted["votes"]) == (asked["id"], 2)
+    assert await phone.receive_nothing(timeout=0.2)  # u-1's second upvote changed nothing
+    await phone.send_json_to({"type": "upvote", "question": asked["id"]})
+    assert (await next_of(phone, "question.updated"))["data"]["votes"] == 3
+    await database_sync_to_async(hidden.refresh_from_db)()
+    assert hidden.votes == 0
+    assert len(await database_sync_to_async(signals)(session, "reaction")) == 5
+    await phone.disconnect()

@@ -244,9 +244,15 @@ def test_a_talking_room_says_words_in_its_chat_and_questions_and_nothing_else_ch
     posts = [s for s in said if s["type"] in ("chat_message", "question")]
     assert {s["type"] for s in posts} == {"chat_message", "question"}
     assert all(s["data"]["text"] in CHAT_LINES for s in posts if s["type"] == "chat_message")
-    assert all(s["data"]["text"] in QUESTION_LINES for s in posts if s["type"] == "question")
+    asked = [s["data"]["text"] for s in posts if s["type"] == "question" and "data" in s]
+    assert asked
+    assert set(asked) <= set(QUESTION_LINES)
+    assert len(asked) == len(set(asked))  # each asked once
     assert [{k: v for k, v in s.items() if k != "data"} for s in said] == plain
     assert not any("data" in s for s in plain if s["type"] in ("chat_message", "question"))
+    everything = run(talking, 600, 7200)  # two hours on: every question asked, none again
+    asked += [s["data"]["text"] for s in everything if s["type"] == "question" and "data" in s]
+    assert sorted(asked) == sorted(QUESTION_LINES)
 
 
 def test_six_hundred_people_are_cheap():
@@ -325,7 +331,7 @@ def test_a_talking_simulations_chat_and_questions_are_in_the_room(live_session):
     stored = Signal.objects.filter(session=live_session)
     room = participation.room_state(live_session)
     assert ChatMessage.objects.count() == stored.filter(type="chat_message").count() > 0
-    assert Question.objects.count() == stored.filter(type="question").count()
+    assert Question.objects.count() <= stored.filter(type="question").count()
     assert room["chat"]
     assert all(m["text"] in CHAT_LINES for m in room["chat"])
 
