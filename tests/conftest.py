@@ -22,6 +22,7 @@ from rest_framework.test import APIClient
 from conductor.celery import app as celery_app
 from conductor.core import embedded
 from conductor.core.redis_client import redis_client
+from conductor.live.management.commands.serve import WEB_POOL_SIZE
 from tests.factories import EventFactory, LiveSessionFactory, OrganizerFactory
 
 # The browser tests' fixtures (asgi_server, browser, django_side).
@@ -195,7 +196,8 @@ class AsgiServer:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "conductor.asgi:application", "--host", "127.0.0.1",
              "--port", str(self.port), "--lifespan", "off", "--log-level", "warning"],
-            cwd=BASE_DIR, env=child_env(), start_new_session=True,
+            cwd=BASE_DIR, env=child_env(DATABASE_POOL_SIZE=WEB_POOL_SIZE),
+            start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + timeout
         while True:

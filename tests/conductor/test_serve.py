@@ -16,6 +16,7 @@ import psutil
 import pytest
 from django.conf import settings
 
+from conductor.live.management.commands.serve import WEB_POOL_SIZE
 from tests.conftest import child_env
 
 
@@ -233,6 +234,34 @@ def test_web_connections_send_without_waiting_for_the_clients_ack(monkeypatch, b
     assert nodelay == 1
 
 
+def _sessions_opened() -> int:
+    """PostgreSQL sessions established on the test database so far."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        return int(cursor.fetchone()[0])
+
+
+def test_a_web_process_takes_its_database_connections_from_a_pool(asgi_live_server):
+    """Under ASGI each request runs in a thread of its own; without a pool each one opened a
+    PostgreSQL connection (a backend forked, authenticated, its statements prepared anew)."""
+    from rest_framework.authtoken.models import Token
+
+    from tests.factories import OrganizerFactory
+
+    token, _ = Token.objects.get_or_create(user=OrganizerFactory())
+    headers = {"Authorization": f"Token {token.key}"}
+    with httpx.Client(base_url=asgi_live_server.http, headers=headers) as client:
+        assert client.get("/api/v1/events/").status_code == 200  # the pool is open
+        before = _sessions_opened()
+        answers = {client.get("/api/v1/events/").status_code for _ in range(40)}
+    opened = _sessions_opened() - before
+
+    assert answers == {200}
+    assert opened <= int(WEB_POOL_SIZE), opened
+
+
 def test_a_web_process_that_cannot_get_its_port_back_counts_as_a_death():
     from django.core.management import CommandError
 
@@ -277,7 +306,12 @@ def test_run_serves_healthz_and_stops_on_sigterm_leaving_nothing(tmp_path):
 
         family = psutil.Process(process.pid).children(recursive=True)
         names = " ".join(" ".join(p.cmdline()) for p in family)
-        assert sum("uvicorn" in " ".join(p.cmdline()) for p in family) == 2  # one port
+        webs = [p for p in family if "uvicorn" in " ".join(p.cmdline())]
+        assert len(webs) == 2  # one port
+        # Their connections from a pool; the worker keeps its own between tasks.
+        others = [p for p in family if p not in webs and "celery" in " ".join(p.cmdline())]
+        assert {p.environ().get("DATABASE_POOL_SIZE") for p in webs} == {WEB_POOL_SIZE}
+        assert {p.environ().get("DATABASE_POOL_SIZE") for p in others} == {None}
         assert "worker" in names
         assert "beat" in names
         assert "simulate_session" in names

@@ -79,6 +79,21 @@ def test_prepared_statements_can_be_turned_off_for_a_pooler():
     assert off["sslmode"] == "require"
 
 
+def test_a_pool_replaces_kept_connections_when_sized():
+    url = "postgres://conductor@db.example/conductor"
+
+    kept, pooled = (
+        database(url, prepared_statements=True),
+        database(url, prepared_statements=True, pool_size=8),
+    )
+
+    assert (kept["CONN_MAX_AGE"], "pool" in kept["OPTIONS"]) == (60, False)
+    # Django refuses a pool with kept connections; a request waits 2 s for one at most.
+    assert pooled["CONN_MAX_AGE"] == 0
+    assert pooled["OPTIONS"]["pool"]["max_size"] == 8
+    assert pooled["OPTIONS"]["pool"]["timeout"] == 2.0
+
+
 def test_check_deploy_is_clean_with_production_variables():
     result = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
 

@@ -74,6 +74,8 @@ class Child:
     #: For a web process: a listening socket of its own, made at each start; LISTENER_FD in argv
     #: becomes its descriptor.
     listen: Callable[[], socket.socket] | None = None
+    #: Its own environment, over the one every child gets.
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     #: When it last died, within the crash-loop window (monotonic seconds).
     deaths: deque[float] = field(default_factory=deque, repr=False)
@@ -91,7 +93,7 @@ class Child:
         try:
             self.process = subprocess.Popen(  # noqa: S603 - argv is ours
                 argv,
-                env=env,
+                env={**env, **self.env},
                 cwd=settings.BASE_DIR,  # the children import the project by module name
                 start_new_session=True,
                 pass_fds=fds,
@@ -177,6 +179,9 @@ class WatchedService:
     reported_at: float = 0.0
 
 
+# A web process's database connections: a pool (conductor.settings.database), as Django advises
+# under ASGI, where each request runs in a thread of its own.
+WEB_POOL_SIZE = "8"
 # In a web process's argv: its listening socket's descriptor, known once the socket is made.
 LISTENER_FD = "{listener-fd}"
 # Where the kernel can spread new connections over several listening sockets on one port.
@@ -291,6 +296,7 @@ class Command(BaseCommand):
                     "false",
                 ],
                 listen=web_port.listener,
+                env={"DATABASE_POOL_SIZE": os.environ.get("DATABASE_POOL_SIZE", WEB_POOL_SIZE)},
             )
             for number in range(1, webs + 1)
         ]
