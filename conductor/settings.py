@@ -242,7 +242,13 @@ REST_FRAMEWORK: dict[str, Any] = {
         "conductor.core.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "conductor.core.fields.NoQueryParametersOnWrites",
+    ],
+    # `format` is no parameter of ours: an unknown one, a 400 naming it (not DRF's 404 for a
+    # format it has no renderer for).
+    "URL_FORMAT_OVERRIDE": None,
     "DEFAULT_PARSER_CLASSES": ["conductor.core.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

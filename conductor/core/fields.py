@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from django.http import QueryDict
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from pydantic import BaseModel, ValidationError
-from rest_framework import serializers
+from rest_framework import permissions, serializers
 
 from conductor.core.errors import plain_message
+
+if TYPE_CHECKING:  # rest_framework.views reads the settings, which name this module
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
 
 
 def nul_path(value: Any) -> list[str] | None:
@@ -104,6 +108,18 @@ def no_query_parameters(query: QueryDict) -> None:
     QuerySerializer's endpoints answer one they do not take), never silently ignored."""
     if query:
         raise serializers.ValidationError({name: [UNKNOWN_PARAMETER] for name in query})
+
+
+class NoQueryParametersOnWrites(permissions.BasePermission):
+    """A write (POST, PATCH, PUT, DELETE) takes no query parameter: each one given is a 400
+    naming it, as a read's unknown parameter is, so an option a client believes it set
+    (`?dry_run=1`) never leaves the write to happen anyway. In DEFAULT_PERMISSION_CLASSES only
+    because that is the check every API view makes, after authentication (a 401 comes first)."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if request.method not in permissions.SAFE_METHODS:
+            no_query_parameters(request.query_params)
+        return True
 
 
 class QuerySerializer(serializers.Serializer):

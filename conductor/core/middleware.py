@@ -21,6 +21,8 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
+from django.core import signals
+from django.core.handlers.asgi import ASGIHandler
 from django.core.signals import got_request_exception
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
@@ -88,6 +90,21 @@ class ServiceUnavailableMiddleware:
         if response.status_code == 500 and getattr(request, _OUTAGE_MARK, False):
             return unavailable_response()
         return response
+
+
+class ReleasingASGIHandler(ASGIHandler):
+    """Django's ASGI handler, where a request that fails past Django's own 500 handling (its
+    error page itself failing, DEBUG_PROPAGATE_EXCEPTIONS) still ends as a finished one does:
+    `request_finished`, in the request's thread, gives its database connection back. Django sends
+    it only with a response; without, a pooled connection stayed taken for good, and a web
+    process whose pool (DATABASE_POOL_SIZE) ran out answered every request with a 503."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().handle(scope, receive, send)
+        except Exception:
+            await signals.request_finished.asend(sender=self.__class__)
+            raise
 
 
 class RequestBodyDeadline:

@@ -732,19 +732,23 @@ def _signal_answer(
 ) -> tuple[int | None, list[str]]:
     """A poll_vote's answer (choice, words), or Refused naming what is wrong with it."""
     poll_id = data["poll"]
-    if not _is_id(poll_id) or poll_id not in polls:
+    if not _is_id(poll_id):
+        raise Refused("Not a poll's id: that is the number of the poll's intervention.", "poll")
+    if poll_id not in polls:
         raise Refused("Not a poll sent in this session.", "poll")
     content = polls[poll_id]
     if content.get("kind") == "words":
-        if "choice" in data or "words" not in data:
+        if "choice" in data:
             raise Refused("This poll takes words, not a choice.", "words")
+        if "words" not in data:
+            raise Refused("This poll takes one to three words.", "words")
         try:
             words = Words(type="words", intervention=poll_id, words=data["words"]).words
         except ValidationError as error:
             raise Refused(_plain(error.errors()[0]), "words") from None
         return None, words
     choice = data.get("choice")
-    if "words" in data or choice is None:
+    if "words" in data:
         raise Refused("This poll takes a choice (an option's index), not words.", "choice")
     options = content.get("options", [])
     if isinstance(choice, bool) or not isinstance(choice, int) or not 0 <= choice < len(options):

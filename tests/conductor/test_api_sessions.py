@@ -72,6 +72,39 @@ def test_json_nested_too_deeply_is_400_not_500(api, path):
     assert response.json()["error"]["code"] == "malformed_json"
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/v1/events/", '{"name": "x", "\\ud800": 1}'),  # an unknown key, named
+        ("POST", "/api/v1/events/", '{"name": "\\udc00 party"}'),
+        ("PATCH", "/api/v1/sessions/{session}/", '{"mode": "\\ud800"}'),  # a value, echoed
+        ("POST", "/api/v1/sessions/{session}/interventions/", '{"type": "poll", "\\udfff": 1}'),
+        ("POST", "/api/v1/runs/", '{"intent": "x", "input": {"deep": ["\\ud800"]}}'),
+    ],
+)
+def test_a_lone_surrogate_is_malformed_json_not_a_500(api, live_session, method, path, body):
+    """JSON text may escape half of a UTF-16 pair on its own; it is no character: the answer
+    that named it failed to encode (a 500 that also kept the request's database connection)."""
+    response = api.generic(
+        method, path.format(session=live_session.pk), body, content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_json"
+
+
+def test_an_escaped_surrogate_pair_is_its_character(api, event):
+    response = api.generic(
+        "POST",
+        "/api/v1/sessions/",
+        f'{{"event": {event.pk}, "title": "Launch \\ud83d\\ude80"}}',
+        content_type="application/json",
+    )
+
+    assert response.status_code == 201, response.content
+    assert response.json()["title"] == "Launch \U0001f680"
+
+
 def test_a_list_body_is_400_not_500(api):
     response = api.post("/api/v1/sessions/", [1, 2], format="json")
 

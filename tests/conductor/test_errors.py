@@ -111,3 +111,40 @@ def test_a_validators_message_is_given_as_written_under_its_field():
         {"field": "content.question", "message": "a poll question ends with a question mark"},
         {"field": "content.options", "message": "Input should be a valid list"},
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_request_that_fails_past_djangos_500_handling_still_finishes(settings, monkeypatch):
+    """Django sends `request_finished` (which gives the request's database connection back)
+    only with a response. A failure it lets through (its error page failing too, or
+    DEBUG_PROPAGATE_EXCEPTIONS) kept a pooled connection taken for good: eight of them and a web
+    process answered everything 503."""
+    from asgiref.testing import ApplicationCommunicator
+    from django.core.signals import request_finished
+
+    from conductor.core.middleware import ReleasingASGIHandler
+    from telemetry import health
+
+    def fail() -> dict[str, str]:
+        raise RuntimeError("a fault past the error handling")
+
+    settings.DEBUG_PROPAGATE_EXCEPTIONS = True
+    monkeypatch.setattr(health, "run_checks", fail)
+    finished: list[object] = []
+
+    def note(sender: object, **kwargs: object) -> None:
+        finished.append(sender)
+
+    request_finished.connect(note, weak=False, dispatch_uid="test-finished")
+    scope = {"type": "http", "method": "GET", "path": "/healthz", "query_string": b"",
+             "headers": [], "http_version": "1.1", "scheme": "http",
+             "server": ("testserver", 80)}  # fmt: skip
+    communicator = ApplicationCommunicator(ReleasingASGIHandler(), scope)
+    await communicator.send_input({"type": "http.request", "body": b""})
+    try:
+        with pytest.raises(RuntimeError, match="past the error handling"):
+            await communicator.wait(timeout=10)
+    finally:
+        request_finished.disconnect(dispatch_uid="test-finished")
+
+    assert finished == [ReleasingASGIHandler]

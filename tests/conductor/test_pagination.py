@@ -3,10 +3,12 @@ results}, and the schema says so."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.utils import timezone
 
-from conductor.live.models import Anomaly, Intervention
+from conductor.live.models import Anomaly, Event, Intervention, LiveSession, Signal
 from tests.agents.factories import AgentRunFactory
 from tests.factories import EventFactory, LiveSessionFactory
 
@@ -132,6 +134,49 @@ def test_an_endpoint_without_parameters_refuses_one_rather_than_ignoring_it(
         {"field": "expand", "message": "Not a parameter of this endpoint."}
     ]
     assert api.get(url).status_code == 200
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("PATCH", "/api/v1/events/{event}/", {"description": "changed"}),
+    ("POST", "/api/v1/events/", {"name": "Another"}),
+    ("POST", "/api/v1/sessions/", {"event": "{event}", "title": "Another"}),
+    ("PATCH", "/api/v1/sessions/{session}/", {"mode": "auto"}),
+    ("POST", "/api/v1/sessions/{session}/signals/", {"signals": [{"type": "join",
+                                                                  "attendee": "a"}]}),
+    ("POST", "/api/v1/sessions/{session}/interventions/", {"type": "broadcast",
+                                                           "content": {"message": "Hi"}}),
+])  # fmt: skip
+def test_a_write_refuses_a_query_parameter_rather_than_writing_anyway(
+    api, live_session, method, path, body
+):
+    """`?dry_run=1` on a write was ignored and the write made: a client's option silently not
+    applied. Nothing is written."""
+    ids = {"event": live_session.event_id, "session": live_session.pk}
+    body = {key: ids["event"] if value == "{event}" else value for key, value in body.items()}
+    before = (Event.objects.count(), LiveSession.objects.count(), Signal.objects.count(),
+              Intervention.objects.count(), Event.objects.get().description,
+              LiveSession.objects.get().mode)  # fmt: skip
+
+    response = api.generic(method, f"{path.format(**ids)}?dry_run=1", json.dumps(body),
+                           content_type="application/json")  # fmt: skip
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["details"] == [
+        {"field": "dry_run", "message": "Not a parameter of this endpoint."}
+    ]
+    assert (Event.objects.count(), LiveSession.objects.count(), Signal.objects.count(),
+            Intervention.objects.count(), Event.objects.get().description,
+            LiveSession.objects.get().mode) == before  # fmt: skip
+    # Without it, the same write is no 400.
+    assert api.generic(method, path.format(**ids), json.dumps(body),
+                       content_type="application/json").status_code != 400  # fmt: skip
+
+
+def test_format_is_no_parameter_of_ours(api, live_session):
+    response = api.get(f"/api/v1/sessions/{live_session.pk}/report/?format=csv")
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["details"][0]["field"] == "format"
 
 
 def test_waiting_proposals_are_listed_by_status_and_type(api, live_session):

@@ -207,6 +207,55 @@ def test_an_ended_session_takes_no_signals(api, live_session):
     assert not Signal.objects.exists()
 
 
+def test_a_batch_stored_before_the_end_sent_again_is_all_duplicates_not_a_409(api, live_session):
+    """A client that timed out, retrying after the organizer ended the session, learns its
+    signals were kept; one new signal among them is still refused."""
+    batch = [{"id": "s1", "type": "join", "attendee": "a"},
+             {"id": "s2", "type": "reaction", "attendee": "a"}]  # fmt: skip
+    assert post(api, live_session, batch).status_code == 202
+    LiveSession.objects.filter(pk=live_session.pk).update(status="ended")
+
+    again = post(api, live_session, batch)
+    more = post(api, live_session, [*batch, {"id": "s3", "type": "leave", "attendee": "a"}])
+    unnamed = post(api, live_session, [{"type": "leave", "attendee": "a"}])
+
+    assert (again.status_code, again.json()) == (202, {"accepted": 0, "duplicates": 2})
+    assert (more.status_code, unnamed.status_code) == (409, 409)
+    assert Signal.objects.count() == 2
+
+
+def test_a_blank_attendee_or_id_is_named_not_counted_as_someone(api, live_session):
+    response = post(api, live_session, [
+        {"type": "join", "attendee": "   "},
+        {"id": " ", "type": "join", "attendee": "b"},
+    ])  # fmt: skip
+
+    assert response.status_code == 400
+    assert [(d["index"], d["field"], d["message"]) for d in
+            response.json()["error"]["details"]] == [
+        (0, "attendee", "Must not be blank."), (1, "id", "Must not be blank.")
+    ]  # fmt: skip
+    assert not Signal.objects.exists()
+
+
+def test_the_data_limit_counts_the_characters_sent(api, live_session):
+    """4,096 characters of compact JSON, each "é" one of them (it counted as its six-character
+    escape, so a non-Latin text had a sixth of the room)."""
+    fits = {"t": "é" * (4096 - len('{"t":""}'))}
+    too_long = {"t": "é" * (4097 - len('{"t":""}'))}
+
+    response = post(api, live_session, [
+        {"type": "chat_message", "attendee": "a", "data": fits},
+        {"type": "chat_message", "attendee": "b", "data": too_long},
+    ])  # fmt: skip
+
+    assert response.status_code == 400
+    assert [d["index"] for d in response.json()["error"]["details"]] == [1]
+    assert post(api, live_session, [{"type": "chat_message", "attendee": "a", "data": fits}]
+                ).status_code == 202  # fmt: skip
+    assert Signal.objects.get().data == fits
+
+
 def test_another_organizers_session_is_404(api, other_organizer):
     theirs = LiveSessionFactory(event=EventFactory(organizers=[other_organizer]))
 
