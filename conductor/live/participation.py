@@ -611,10 +611,9 @@ class SignalPosts:
     same id) says nothing twice. `store` writes them (with the batch, conductor.live.ingest),
     `announce` tells the room and the organizer's dashboards."""
 
-    faults: list[dict[str, Any]] = []  # nothing an app says is refused
-
     def __init__(self, session: LiveSession, batch: ingest.SignalBatch) -> None:
         self.session = session
+        self.faults: list[dict[str, Any]] = []  # nothing an app says is refused
         self.posts: dict[str, list[tuple[str, str, str, str]]] = {kind: [] for kind in _POSTED}
         self.stored: dict[str, list[int]] = {kind: [] for kind in _POSTED}
         for item in batch["signals"]:
@@ -677,10 +676,9 @@ class SignalUpvotes:
     meanwhile, another session's) counts toward engagement only: a race with the moderator
     refuses no batch. `store` writes them with the batch, `announce` tells the room."""
 
-    faults: list[dict[str, Any]] = []
-
     def __init__(self, session: LiveSession, batch: ingest.SignalBatch) -> None:
         self.session = session
+        self.faults: list[dict[str, Any]] = []
         self.upvotes = sorted({
             (data["question"], item["attendee"])
             for item in batch["signals"]
