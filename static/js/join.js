@@ -21,6 +21,8 @@
   let me = null; // who this attendee is on the leaderboard
   let leaders = [];
   let heartbeat = null;
+  // Actions sent with an id, until the server's ack or error for it: what each then does.
+  const awaiting = new Map();
   const HEARTBEAT_MS = Number(root.dataset.heartbeat) || 20000;
 
   function text(tag, value, className) {
@@ -100,20 +102,34 @@
     label.append(input);
     const button = text("button", mine ? "Change my words" : "Send my words", "primary");
     button.type = "submit";
-    form.append(label, button);
+    // What is wrong with the words, next to them (the page's notice may be out of view).
+    const problem = text("p", "", "error");
+    problem.hidden = true;
+    const say = (message) => { problem.textContent = message; problem.hidden = !message; };
+    form.append(label, button, problem);
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       // As the server keeps them: lowercase, without the punctuation around each word.
       const words = input.value.split(/[\s,]+/)
         .map((w) => w.replace(/^[.,;:!?"'()[\]{}«»“”‘’¡¿…]+|[.,;:!?"'()[\]{}«»“”‘’¡¿…]+$/g, "").toLowerCase())
         .filter(Boolean);
-      if (!words.length) return notice("Write a word first.");
-      if (words.length > 3) return notice("At most three words.");
-      if (send({ type: "words", intervention: poll.id, words })) {
-        myVotes.set(poll.id, words);
-        input.value = words.join(" ");
-        button.textContent = "Change my words";
-        fillCloud(card);
+      if (!words.length) return say("Write a word first.");
+      if (words.length > 3) return say("At most three words.");
+      if (words.some((w) => w.length > 24)) return say("At most 24 characters a word.");
+      const id = clientId();
+      // Answered once the server says so (its ack); its error is said here, and the card stays
+      // as it was.
+      if (send({ type: "words", id, intervention: poll.id, words })) {
+        say("");
+        awaiting.set(id, {
+          accepted() {
+            myVotes.set(poll.id, words);
+            input.value = words.join(" ");
+            button.textContent = "Change my words";
+            fillCloud(card);
+          },
+          refused: say,
+        });
       }
     });
     const holder = document.createElement("div");
@@ -441,9 +457,15 @@
         showCurrent();
         renderLeaders();
       } else if (message.type === "error") {
-        notice(message.message);
+        const waiting = awaiting.get(message.id);
+        awaiting.delete(message.id);
+        if (waiting) waiting.refused(message.message);
+        else notice(message.message);
         if (current && current.intervention_type === "gamification") showCurrent(); // enable again
       } else if (message.type === "ack") {
+        const waiting = awaiting.get(message.id);
+        awaiting.delete(message.id);
+        if (waiting) waiting.accepted();
         notice("");
       }
     });

@@ -545,7 +545,12 @@
     if (action === latestAction) notice("");
   }
 
+  // A proposal being decided: a second click (a double click) waits for the first's answer
+  // instead of being refused as "no longer pending".
+  const deciding = new Set();
   async function decide(id, action) {
+    if (deciding.has(id)) return;
+    deciding.add(id);
     const started = ++latestAction;
     try {
       const updated = await call("POST", `/interventions/${id}/${action}/`, {});
@@ -554,15 +559,21 @@
     } catch (error) {
       // Decided elsewhere (another tab, expiry): say so and show its real state.
       notice(`Could not ${action}: ${error.message}`);
-      await refreshInterventions();
+      await refreshInterventions().catch(() => {});
+    } finally {
+      deciding.delete(id);
     }
     renderInterventions();
   }
 
-  document.getElementById("mode").addEventListener("change", async (event) => {
+  // The mode the session has: a change that fails shows it again, not the one that did not take.
+  const modeSelect = document.getElementById("mode");
+  let savedMode = modeSelect.value;
+  modeSelect.addEventListener("change", async (event) => {
     const started = ++latestAction;
     try {
-      await call("PATCH", `/sessions/${sessionId}/`, { mode: event.target.value });
+      const updated = await call("PATCH", `/sessions/${sessionId}/`, { mode: event.target.value });
+      savedMode = updated.mode;
       succeeded(started);
       const saved = document.getElementById("mode-saved");
       saved.textContent = "Saved: from now on, " + event.target.selectedOptions[0].textContent.toLowerCase();
@@ -570,6 +581,7 @@
       clearTimeout(saved.timer);
       saved.timer = setTimeout(() => { saved.hidden = true; }, 6000);
     } catch (error) {
+      modeSelect.value = savedMode;
       notice(`Could not change the mode: ${error.message}`);
     }
   });
@@ -646,8 +658,10 @@
       succeeded(started);
       renderInterventions();
     } catch (error) {
-      showManualErrors(error.details || []);
-      notice(error.details && error.details.length ? "Not sent: see what to fix below the form." : `Not sent: ${error.message}`);
+      // Under the form either way: the banner at the top may be out of view from here.
+      const details = error.details && error.details.length ? error.details : [];
+      showManualErrors(details.length ? details : [{ message: `Not sent: ${error.message}` }]);
+      notice(details.length ? "Not sent: see what to fix below the form." : `Not sent: ${error.message}`);
     }
   });
 
@@ -747,7 +761,8 @@
       return item;
     }) : [text("li", "No questions yet.", "muted")]));
 
-    const chat = [...room.chat.values()].sort((a, b) => a.id - b.id).slice(-50);
+    // As many as a phone keeps (join.js): whatever the room still sees, the organizer can hide.
+    const chat = [...room.chat.values()].sort((a, b) => a.id - b.id).slice(-100);
     document.getElementById("room-chat").replaceChildren(...(chat.length ? chat.map((m) => {
       const item = document.createElement("li");
       item.dataset.id = m.id;
@@ -847,6 +862,7 @@
       }
       if (message.type === "session.updated") {
         document.getElementById("mode").value = message.data.mode;
+        savedMode = message.data.mode;
         // Renamed elsewhere (another tab, the API): the page follows.
         document.getElementById("session-title").textContent = message.data.title;
         document.getElementById("session-topic").textContent = message.data.topic;

@@ -128,6 +128,35 @@ def test_an_organizer_runs_a_live_session_from_the_dashboard(asgi_server, browse
     page.locator("#mode").select_option("auto")
     expect(page.locator("#mode-saved")).to_have_text("Saved: from now on, automatic: decisions run")
     assert django_side(LiveSession.objects.get, pk=session.pk).mode == "auto"
+    # A change that fails (an outage, here answered by the network) shows the mode the session
+    # has, not the one that did not take; a send that fails says so under the form.
+    outage = json.dumps({"error": {"code": "unavailable", "details": [],
+                                   "message": "A service Conductor depends on is unavailable."}})
+
+    def unavailable(route):
+        if route.request.method in ("PATCH", "POST"):
+            route.fulfill(status=503, content_type="application/json", body=outage)
+        else:
+            route.continue_()
+
+    page.route(re.compile(r".*/api/v1/sessions/\d+/(interventions/)?$"), unavailable)
+    page.locator("#mode").select_option("manual")
+    expect(page.locator("#notice")).to_contain_text("Could not change the mode")
+    expect(page.locator("#mode")).to_have_value("auto")
+    form = page.locator("#manual")
+    form.locator("select[name=type]").select_option("chat_prompt")
+    form.locator("textarea[name=text], input[name=text]").first.fill("Say hi")
+    form.get_by_role("button", name="Send now").click()
+    expect(page.locator("#manual-errors")).to_contain_text("Not sent: A service Conductor")
+    page.unroute(re.compile(r".*/api/v1/sessions/\d+/(interventions/)?$"))
+    # A double click decides once, without a "no longer pending" for the second click.
+    page.locator("#notice").evaluate("node => { node.hidden = true; }")
+    twice = django_side(_propose_chat_prompt, session, session_with_event)
+    twice_item = page.locator(f"#pending li[data-id='{twice.pk}']")
+    twice_item.get_by_role("button", name="Reject").dblclick()
+    page.locator(f"#decisions li[data-id='{twice.pk}']").wait_for()
+    expect(page.locator("#notice")).to_be_hidden()
+    assert django_side(Intervention.objects.get, pk=twice.pk).status == "rejected"
     # Renamed elsewhere (the API, another tab): the page follows.
     django_side(services.session_update, session_id=session.pk, title="Keynote, day 2")
     expect(page.locator("#session-title")).to_have_text("Keynote, day 2")
@@ -143,8 +172,9 @@ def test_an_organizer_runs_a_live_session_from_the_dashboard(asgi_server, browse
     page.wait_for_url(lambda url: "/login/?next=" in url)
     log_in(page, asgi_server, "owner", next_path=f"/dashboard/sessions/{session.pk}/")
     page.wait_for_url(f"**/dashboard/sessions/{session.pk}/")
-    # Chromium logs every non-2xx response; the stale approval's 409 is the one we expect.
-    assert [e for e in errors if "status of 409" not in e] == []
+    # Chromium logs every non-2xx response: the stale approval's 409 and the outage's 503s are
+    # the ones we expect.
+    assert [e for e in errors if "status of 409" not in e and "status of 503" not in e] == []
 
     # Another organizer gets no access.
     other = browser.new_context().new_page()

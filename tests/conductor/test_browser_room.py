@@ -152,12 +152,19 @@ def test_an_organizer_and_three_phones_run_a_poll_questions_and_a_chat(
     form.get_by_role("button", name="Send now").click()
     organizer.locator("#decisions li .status-executed").nth(2).wait_for()
     cloud = django_side(Intervention.objects.get, type="poll", content__kind="words")
+    # A word the cloud cannot take is said next to it, and the card stays unanswered.
+    card = phones[0].locator(f"#current .poll[data-id='{cloud.pk}']")
+    card.locator("input[name=words]").fill("Supercalifragilisticexpialidocious")
+    card.get_by_role("button", name="Send my words").click()
+    expect(card.locator(".error")).to_have_text("At most 24 characters a word.")
+    expect(card.get_by_role("button", name="Send my words")).to_be_visible()
     for phone, words in zip(phones, ("Fast, SAFE", "fast!", XSS_WORD), strict=True):
         card = phone.locator(f"#current .poll[data-id='{cloud.pk}']")
         expect(card).to_contain_text("In one word, how does Rust feel?")
         card.locator("input[name=words]").fill(words)
         card.get_by_role("button", name="Send my words").click()
         expect(card.locator(".cloud")).to_be_visible()
+        expect(card.locator(".error")).to_be_hidden()
     for cloud_on_page in (
         phones[0].locator("#current .cloud"),
         screen.locator("#poll-results.cloud"),
