@@ -24,7 +24,7 @@ from django.conf import settings
 from django.core import signals
 from django.core.handlers.asgi import ASGIHandler
 from django.core.signals import got_request_exception
-from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 
 from conductor.core.errors import RETRY_AFTER_SECONDS, error_body, is_outage, unavailable_body
 
@@ -41,8 +41,31 @@ WEBSOCKET_TRY_AGAIN_LATER = 1013
 _OUTAGE_MARK = "_conductor_outage"
 
 
-def unavailable_response() -> JsonResponse:
-    response = JsonResponse(unavailable_body(), status=503)
+# For a person: what happened, and the page tries again by itself. Plain HTML with nothing to
+# look up (the site's templates read the user, whose session is in the database that is down).
+_UNAVAILABLE_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="{seconds}">
+<title>Back in a moment · Conductor</title>
+<style>body{{font:1.1rem/1.5 system-ui,sans-serif;max-width:32rem;margin:20vh auto;padding:0 1rem;
+color:#222}}</style></head>
+<body><h1>Back in a moment</h1>
+<p>Conductor cannot reach a service it depends on. This page tries again every {seconds}
+seconds by itself; nothing you did was lost.</p></body></html>
+"""
+
+
+def unavailable_response(request: HttpRequest | None = None) -> HttpResponse:
+    """503 `unavailable`: the error shape for the API and for clients that ask for JSON, a page
+    that retries by itself for a browser (an attendee's phone showed the JSON)."""
+    accept = request.headers.get("Accept", "") if request is not None else ""
+    if request is not None and not request.path.startswith("/api/") and "text/html" in accept:
+        response: HttpResponse = HttpResponse(
+            _UNAVAILABLE_PAGE.format(seconds=RETRY_AFTER_SECONDS), status=503
+        )
+    else:
+        response = JsonResponse(unavailable_body(), status=503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 
@@ -76,19 +99,19 @@ class ServiceUnavailableMiddleware:
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
         return self._answer(request, await self.get_response(request))
 
-    def process_exception(self, request: HttpRequest, exception: Exception) -> JsonResponse | None:
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         """A view (or the rendering of its template) that failed for an outage."""
         if is_outage(exception):
             logger.warning("%s %s: a service is unavailable: %r", request.method, request.path,
                            exception)  # fmt: skip
-            return unavailable_response()
+            return unavailable_response(request)
         return None
 
     def _answer(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         # A middleware below this one failed for an outage (a session saved at login): Django has
         # already made its 500 page, and `_mark_outage` has marked the request.
         if response.status_code == 500 and getattr(request, _OUTAGE_MARK, False):
-            return unavailable_response()
+            return unavailable_response(request)
         return response
 
 

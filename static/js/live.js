@@ -792,6 +792,24 @@
     renderInterventions();
   }
 
+  // Caught up, or trying again every 5 s until it is: a page whose first load failed (an
+  // outage) would otherwise say "No decisions yet" until a reload.
+  let catchingUp = null;
+  function catchUpUntilDone() {
+    if (catchingUp) return catchingUp;
+    catchingUp = catchUp().then(() => {
+      catchingUp = null;
+      if (/^Could not catch up/.test(document.getElementById("notice").textContent)) notice("");
+    }, (error) => {
+      notice(`Could not catch up: ${error.message} Trying again in 5 s.`);
+      return new Promise((resolve) => setTimeout(resolve, 5000)).then(() => {
+        catchingUp = null;
+        return catchUpUntilDone();
+      });
+    });
+    return catchingUp;
+  }
+
   // -- the websocket --------------------------------------------------------------------------
   // Only a live session takes interventions; an ended one is read-only, and its socket is no
   // longer "live" (nothing more will come).
@@ -831,7 +849,7 @@
       opened = true;
       retries = 0;
       connectedAs(root.dataset.status);
-      await catchUp().catch((error) => notice(`Could not catch up: ${error.message}`));
+      await catchUpUntilDone();
     });
     socket.addEventListener("message", (event) => {
       const message = JSON.parse(event.data);
@@ -889,7 +907,7 @@
       // did not catch up, so do it here over HTTP, once per failed attempt, so the organizer
       // still sees the session and its pending interventions (and new ones at each retry).
       // A socket that did open caught up then; the next open catches up again.
-      if (!opened) catchUp().catch((error) => notice(`Could not catch up: ${error.message}`));
+      if (!opened) catchUpUntilDone();
       // Exponential backoff with a ceiling; what was missed is fetched on reconnect.
       const delay = Math.min(30000, 500 * 2 ** retries) * (0.5 + Math.random() / 2);
       retries += 1;

@@ -130,8 +130,15 @@ def test_an_organizer_runs_a_live_session_from_the_dashboard(asgi_server, browse
     assert django_side(LiveSession.objects.get, pk=session.pk).mode == "auto"
     # A change that fails (an outage, here answered by the network) shows the mode the session
     # has, not the one that did not take; a send that fails says so under the form.
-    outage = json.dumps({"error": {"code": "unavailable", "details": [],
-                                   "message": "A service Conductor depends on is unavailable."}})
+    outage = json.dumps(
+        {
+            "error": {
+                "code": "unavailable",
+                "details": [],
+                "message": "A service Conductor depends on is unavailable.",
+            }
+        }
+    )
 
     def unavailable(route):
         if route.request.method in ("PATCH", "POST"):
@@ -243,6 +250,45 @@ def test_the_dashboard_catches_up_over_http_when_the_websocket_cannot_connect(
         timeout=40_000
     )  # backoff ceiling 30 s
     context.close()
+
+
+def test_a_live_view_whose_first_load_failed_tries_again_by_itself(
+    asgi_server, browser, django_side
+):
+    """A catch-up that failed (an outage) left "No decisions yet" until a reload."""
+    from playwright.sync_api import expect
+
+    def setup() -> tuple:
+        owner = OrganizerFactory(username="owner")
+        session = LiveSessionFactory(event=EventFactory(organizers=[owner]), title="Keynote")
+        services.session_update(session_id=session.pk, status="live")
+        session = LiveSession.objects.select_related("event").get(pk=session.pk)
+        return session, _propose_chat_prompt(session, session)
+
+    session, waiting = django_side(setup)
+    page = browser.new_context().new_page()
+    refused: list[str] = []
+
+    def unavailable_twice(route) -> None:
+        if route.request.method == "GET" and len(refused) < 2:
+            refused.append(route.request.url)
+            route.fulfill(
+                status=503,
+                content_type="application/json",
+                body=json.dumps(
+                    {"error": {"code": "unavailable", "message": "Unavailable.", "details": []}}
+                ),
+            )
+        else:
+            route.continue_()
+
+    page.route(re.compile(r".*/api/v1/sessions/\d+/interventions/.*"), unavailable_twice)
+    log_in(page, asgi_server, "owner", next_path=f"/dashboard/sessions/{session.pk}/")
+    expect(page.locator("#notice")).to_contain_text("Trying again in 5 s", timeout=10_000)
+
+    page.locator(f"#pending li[data-id='{waiting.pk}']").wait_for(timeout=20_000)
+    expect(page.locator("#notice")).to_be_hidden()
+    assert len(refused) == 2
 
 
 def test_the_live_chart_breaks_where_nothing_was_measured(asgi_server, browser, django_side):

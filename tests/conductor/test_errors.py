@@ -86,10 +86,16 @@ def test_a_page_is_503_unavailable_while_the_database_is_down(client, monkeypatc
     monkeypatch.setitem(connection.settings_dict, "PORT", str(unused_port()))
 
     response = client.get("/dashboard/")
+    page = client.get("/dashboard/", HTTP_ACCEPT="text/html,application/xhtml+xml,*/*;q=0.8")
 
     connection.close()
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "unavailable"
+    # A browser gets a page that says so and tries again by itself (a phone showed the JSON).
+    assert (page.status_code, page["Content-Type"]) == (503, "text/html; charset=utf-8")
+    assert page["Retry-After"] == "5"
+    assert b"Back in a moment" in page.content
+    assert b'http-equiv="refresh" content="5"' in page.content
 
 
 def test_a_validators_message_is_given_as_written_under_its_field():
