@@ -863,8 +863,23 @@ def results(poll: Intervention) -> dict[str, Any]:
         "question": poll.content.get("question", ""),
         "options": options,
         "votes": votes,
+        "shares": shares(votes),
         "total": sum(votes),
     }
+
+
+def shares(votes: list[int]) -> list[int]:
+    """Each option's share in whole percent, adding up to 100 (each rounded down, the points
+    left going to the largest remainders): 7 and 1 of 8 read 88% and 12%, not 88% and 13%."""
+    total = sum(votes)
+    if not total:
+        return [0] * len(votes)
+    exact = [100 * count / total for count in votes]
+    whole = [int(share) for share in exact]
+    by_remainder = sorted(range(len(votes)), key=lambda i: (whole[i] - exact[i], i))
+    for index in by_remainder[: 100 - sum(whole)]:
+        whole[index] += 1
+    return whole
 
 
 # Each answer's words, counted across the poll's answers.

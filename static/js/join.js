@@ -56,7 +56,7 @@
     list.className = "results";
     result.options.forEach((option, index) => {
       const votes = result.votes[index] || 0;
-      const share = result.total ? Math.round((votes / result.total) * 100) : 0;
+      const share = result.shares ? result.shares[index] : 0; // adding up to 100, from the server
       const item = document.createElement("li");
       if (index === chosen) item.className = "chosen";
       const bar = text("span", "", "bar");

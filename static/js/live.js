@@ -728,7 +728,7 @@
       const list = document.createElement("ul");
       p.options.forEach((option, index) => {
         const votes = p.votes[index] || 0;
-        const share = p.total ? Math.round((votes / p.total) * 100) : 0;
+        const share = p.shares ? p.shares[index] : 0; // adding up to 100, from the server
         list.append(text("li", `${option}: ${share}% (${votes})`));
       });
       box.append(list);

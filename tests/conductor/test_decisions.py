@@ -218,10 +218,11 @@ def test_cool_downs_allowed_types_and_the_hourly_cap(live):
     drop = dropped(live)
     capped = decide(live, drop)
     assert capped.output["decided"] is False
-    assert "hourly cap" in capped.output["reasoning"]
+    assert "the limit of 2 an hour is reached" in capped.output["reasoning"]
     drop.refresh_from_db()  # the live view says why the drop got nothing
     assert drop.skipped_reason == (
-        "No intervention. Nothing can be sent now: hourly cap reached: 2 of 2."
+        "No intervention. Nothing can be sent now: the limit of 2 an hour is reached (2 sent in "
+        "the last hour, by hand included)."
     )
 
 

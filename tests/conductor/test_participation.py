@@ -255,7 +255,8 @@ async def test_a_vote_is_counted_once_changed_freely_and_the_results_reach_every
     refused = await next_of(voter, "error")
 
     assert seen["data"] == {"intervention": poll.pk, "question": POLL["question"],
-                            "options": POLL["options"], "votes": [0, 1, 0], "total": 1}  # fmt: skip
+                            "options": POLL["options"], "votes": [0, 1, 0],
+                            "shares": [0, 100, 0], "total": 1}  # fmt: skip
     assert changed["data"]["votes"] == [0, 0, 1]
     assert refused == {"type": "error", "message": "Choose one of the poll's options.",
                        "field": "choice"}  # fmt: skip
@@ -1279,3 +1280,14 @@ async def test_an_attendee_apps_upvotes_count_once_each_beside_the_phones():
     assert hidden.votes == 0
     assert len(await database_sync_to_async(signals)(session, "reaction")) == 5
     await phone.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("votes", "expected"),
+    [([7, 1], [88, 12]), ([1, 1, 1], [34, 33, 33]), ([0, 0, 0], [0, 0, 0]),
+     ([2, 0, 1], [67, 0, 33]), ([1, 1, 1, 1, 1, 1], [17, 17, 17, 17, 16, 16])],
+)  # fmt: skip
+def test_a_polls_shares_add_up_to_a_hundred(votes, expected):
+    """Rounded one by one, 7 and 1 of 8 read 88% and 13%: 101% on the organizer's screen."""
+    assert participation.shares(votes) == expected
+    assert sum(expected) in (0, 100)

@@ -315,7 +315,7 @@ def test_eligibility_cool_downs_and_cap():
     assert "poll cooling down: 110 s left" in reasons
     assert eligible(
         allowed=["poll"], seconds_since_last={}, cooldowns={}, executed_last_hour=3, max_per_hour=3
-    ) == ([], ["hourly cap reached: 3 of 3"])
+    ) == ([], ["the limit of 3 an hour is reached (3 sent in the last hour, by hand included)"])
 
 
 outcomes = st.lists(

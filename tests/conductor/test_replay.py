@@ -177,7 +177,11 @@ def test_cooldowns_and_the_hourly_cap_apply_to_the_replays_own_decisions(recorde
     after = capped["decisions"][capped["decisions"].index(sent[0]) + 1 :]
     assert after
     assert all(d["decision"] is None for d in after)
-    assert all(d["excluded"] == ["hourly cap reached: 1 of 1"] for d in after)
+    assert all(
+        d["excluded"]
+        == ["the limit of 1 an hour is reached (1 sent in the last hour, by hand included)"]
+        for d in after
+    )
     assert capped["summary"]["skipped"] == len(after)
 
 

@@ -301,13 +301,17 @@ def eligible(
     """The intervention types that may be used now, and why the others may not.
 
     Returns (eligible types in INTERVENTION_TYPES order, one human-readable reason per excluded
-    type). Reaching the hourly cap excludes everything with the single reason
-    "hourly cap reached: N of M". A type never used (absent from seconds_since_last) or without a
-    cool-down (absent from cooldowns) is not cooling down. Names outside INTERVENTION_TYPES in
-    `allowed` are ignored.
+    type). Reaching the hourly cap excludes everything with the single reason "the limit of M an
+    hour is reached (N sent in the last hour, by hand included)": an organizer's own sends
+    count, and can take the count past the limit. A type never used (absent from
+    seconds_since_last) or without a cool-down (absent from cooldowns) is not cooling down.
+    Names outside INTERVENTION_TYPES in `allowed` are ignored.
     """
     if executed_last_hour >= max_per_hour:
-        return [], [f"hourly cap reached: {executed_last_hour} of {max_per_hour}"]
+        return [], [
+            f"the limit of {max_per_hour} an hour is reached ({executed_last_hour} sent in the "
+            "last hour, by hand included)"
+        ]
     permitted = set(allowed)
     eligible_types: list[str] = []
     reasons: list[str] = []
