@@ -219,7 +219,13 @@ class Baseline:
     @property
     def text(self) -> str:
         if self.recovery is None:
-            return "No hold was measured in this session yet."
+            # The outcomes' "over doing nothing" still has a baseline when one was measured:
+            # the event's other sessions' holds, the organizer's, everyone's (measurement).
+            return (
+                "No hold was measured in this session yet: \u201cover doing nothing\u201d "
+                "compares with the holds of this event's other sessions, your other events, "
+                "or all events, the closest that has one."
+            )
         count = "1 hold" if self.holds == 1 else f"{self.holds} holds"
         return f"Left alone, engagement moved {points_text(self.recovery)} on average ({count})."
 

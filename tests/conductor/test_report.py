@@ -293,7 +293,7 @@ def test_a_running_session_has_its_report_too(client, organizer):
     assert "The session is still live" in page
     assert "No engagement measured yet." in page
     assert "No interventions in this session." in page
-    assert "No hold was measured in this session yet." in page
+    assert "No hold was measured in this session yet: " in page
     dashboard = client.get("/dashboard/").content.decode()
     assert f'class="report-link" href="/dashboard/sessions/{session.pk}/report/"' in dashboard
 
