@@ -189,6 +189,15 @@ def test_a_fresh_room_is_tracked_from_its_first_full_window():
     assert named.fall.reference == pytest.approx(LIVELY)  # measured from the room's level
 
 
+def test_a_fall_in_activity_while_the_score_holds_up_says_the_score_is_still_above():
+    """Detected from activity per attendee; the score weighs presence too and can sit above
+    its baseline ("Gradual decline: engagement is 46%, its baseline 44%" read as nonsense)."""
+    found, _ = run(SUDDEN, scores=[0.4] * len(FLAT) + [0.5] * 20)
+
+    ((_, anomaly),) = found
+    assert "engagement is still 50%, above its baseline 40%." in anomaly.message
+
+
 def test_a_fall_reports_the_score_baseline_from_before_it_began():
     # The score falls at once; the activity's evidence needs a few ticks of the drop's windows,
     # during which the baseline follows the score at `alpha`.

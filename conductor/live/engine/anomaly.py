@@ -292,8 +292,12 @@ def _named_fall(
         deviation=score - baseline,
         activity_before=fall.reference,
         message=(
-            f"{_FALL_WORDS[kind]} to {ratio:.0%} of its level per attendee{left}; engagement "
-            f"is {_percent(score)}, its baseline {_percent(baseline)}."
+            f"{_FALL_WORDS[kind]} to {ratio:.0%} of its level per attendee{left}; "
+            + (  # the score weighs more than activity: it can still be above its baseline
+                f"engagement is still {_percent(score)}, above its baseline {_percent(baseline)}."
+                if score > baseline
+                else f"engagement is {_percent(score)}, its baseline {_percent(baseline)}."
+            )
         ),
     )
 
