@@ -32,6 +32,15 @@ pytestmark = [
 ]
 
 
+def _live_keynote() -> LiveSession:
+    """A live session "Keynote" of the organizer "owner" (logged in by the tests), its event
+    loaded."""
+    owner = OrganizerFactory(username="owner")
+    session = LiveSessionFactory(event=EventFactory(organizers=[owner]), title="Keynote")
+    services.session_update(session_id=session.pk, status="live")
+    return LiveSession.objects.select_related("event").get(pk=session.pk)
+
+
 def _propose_chat_prompt(session, session_with_event):
     """A chat prompt waiting for the organizer, as a decision in semi-auto mode records it."""
     return interventions.intervention_record_decision(
@@ -196,13 +205,10 @@ def test_the_dashboard_catches_up_over_http_when_the_websocket_cannot_connect(
     asgi_server, browser, django_side
 ):
     def setup() -> tuple:
-        owner = OrganizerFactory(username="owner")
-        session = LiveSessionFactory(event=EventFactory(organizers=[owner]), title="Keynote")
-        services.session_update(session_id=session.pk, status="live")
+        session = _live_keynote()
         names = audience(session, 20, timezone.now() - timedelta(minutes=2))
         activity(session, names[:10], timezone.now())
         tick.sessions_tick()
-        session = LiveSession.objects.select_related("event").get(pk=session.pk)
         waiting = interventions.intervention_record_decision(
             intervention=Intervention(session=session, type="poll", source="template",
                                       content={"question": "Which part next?",
@@ -259,10 +265,7 @@ def test_a_live_view_whose_first_load_failed_tries_again_by_itself(
     from playwright.sync_api import expect
 
     def setup() -> tuple:
-        owner = OrganizerFactory(username="owner")
-        session = LiveSessionFactory(event=EventFactory(organizers=[owner]), title="Keynote")
-        services.session_update(session_id=session.pk, status="live")
-        session = LiveSession.objects.select_related("event").get(pk=session.pk)
+        session = _live_keynote()
         return session, _propose_chat_prompt(session, session)
 
     session, waiting = django_side(setup)
