@@ -40,7 +40,7 @@
     if (seconds < 5) return "just now";
     if (seconds < 60) return `${seconds} s ago`;
     if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
-    return new Date(iso).toLocaleTimeString();
+    return clock(iso); // as every other time on the page (24 h, not the locale's "1:11:33 PM")
   }
   // A relative time that stays current: the clock below refreshes every `.ago` each second.
   function ago(iso, before = "", after = "", className = "") {

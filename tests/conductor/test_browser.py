@@ -294,6 +294,26 @@ def test_a_live_view_whose_first_load_failed_tries_again_by_itself(
     assert len(refused) == 2
 
 
+def test_a_dashboard_that_cannot_refresh_says_its_figures_are_old(
+    asgi_server, browser, django_side
+):
+    """The table refreshes every 5 s; refreshes that failed left old figures looking current."""
+    from playwright.sync_api import expect
+
+    django_side(_live_keynote)
+    page = browser.new_context().new_page()
+    log_in(page, asgi_server, "owner")
+    page.wait_for_url("**/dashboard/")
+    stale = page.locator("#sessions-stale")
+    expect(stale).to_be_hidden()
+
+    page.route("**/dashboard/sessions/", lambda route: route.fulfill(status=503, body="down"))
+    expect(stale).to_contain_text("Could not refresh: these figures are from", timeout=12_000)
+    page.unroute("**/dashboard/sessions/")
+    expect(stale).to_be_hidden(timeout=12_000)
+    expect(page.locator("#sessions")).to_contain_text("Keynote")
+
+
 def test_the_live_chart_breaks_where_nothing_was_measured(asgi_server, browser, django_side):
     """Two minutes without samples (the server stopped) are a gap in the line, not a line
     across it."""
