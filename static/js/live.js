@@ -271,6 +271,14 @@
         ago(a.detected_at, "", ` — ${a.message}`),
       );
       if (a.skipped_reason) item.append(text("p", a.skipped_reason, "muted skipped"));
+      // What became of the drop's decision, whatever it was: a proposal rejected or expired
+      // left the drop saying nothing.
+      for (const i of state.interventions.values()) {
+        if (i.anomaly !== a.id) continue;
+        const what = i.type === "hold" ? "Held back on purpose" : TYPE_LABELS[i.type] || i.type;
+        const why = i.status === "expired" && i.decision_reason ? ` (${i.decision_reason})` : "";
+        item.append(text("p", `${what}: ${STATUS_LABELS[i.status] || i.status}${why}`, "muted answered-by"));
+      }
       return item;
     }));
   }
@@ -535,6 +543,7 @@
     decisionList.replaceChildren(...(decided.length
       ? decided.slice(0, 50).map(interventionItem)
       : [text("li", "No decisions yet.", "muted")]));
+    renderAnomalies(); // each drop says what became of its decision
   }
 
   // -- actions --------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from django.utils import timezone
 
 from conductor.live import delivery, interventions, realtime, services, tick
 from conductor.live.engine.policy import Policy, PolicyContext
-from conductor.live.models import EngagementSample, Event, Intervention, LiveSession
+from conductor.live.models import Anomaly, EngagementSample, Event, Intervention, LiveSession
+from conductor.live.serializers import AnomalyOutputSerializer
 from tests.browser import ARTIFACTS, CHROMIUM, log_in
 from tests.conductor.live import activity, audience
 from tests.conftest import child_env
@@ -165,14 +166,27 @@ def test_an_organizer_runs_a_live_session_from_the_dashboard(asgi_server, browse
     form.get_by_role("button", name="Send now").click()
     expect(page.locator("#manual-errors")).to_contain_text("Not sent: A service Conductor")
     page.unroute(re.compile(r".*/api/v1/sessions/\d+/(interventions/)?$"))
-    # A double click decides once, without a "no longer pending" for the second click.
+    # A double click decides once, without a "no longer pending" for the second click; the
+    # drop it answered says what became of it.
     page.locator("#notice").evaluate("node => { node.hidden = true; }")
-    twice = django_side(_propose_chat_prompt, session, session_with_event)
+
+    def drop_and_proposal():
+        drop = Anomaly.objects.create(
+            session=session, type="SUDDEN_DROP", severity="WARNING", score=0.3, baseline=0.6,
+            deviation=-0.3, message="Activity fell suddenly.", detected_at=timezone.now(),
+        )  # fmt: skip
+        proposal = _propose_chat_prompt(session, session_with_event)
+        Intervention.objects.filter(pk=proposal.pk).update(anomaly=drop)
+        realtime.publish(session.pk, "anomaly.detected", AnomalyOutputSerializer(drop).data)
+        return proposal
+
+    twice = django_side(drop_and_proposal)
     twice_item = page.locator(f"#pending li[data-id='{twice.pk}']")
     twice_item.get_by_role("button", name="Reject").dblclick()
     page.locator(f"#decisions li[data-id='{twice.pk}']").wait_for()
     expect(page.locator("#notice")).to_be_hidden()
     assert django_side(Intervention.objects.get, pk=twice.pk).status == "rejected"
+    expect(page.locator("#anomalies li").first).to_contain_text("Chat prompt: rejected")
     # Renamed elsewhere (the API, another tab): the page follows.
     django_side(services.session_update, session_id=session.pk, title="Keynote, day 2")
     expect(page.locator("#session-title")).to_have_text("Keynote, day 2")
