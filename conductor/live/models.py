@@ -493,10 +493,10 @@ def _one_author(name: str) -> models.CheckConstraint:
 
 
 def _once_per_app_signal(name: str) -> models.UniqueConstraint:
-    # A batch sent again (the same signal ids) posts nothing twice; a signal without an id can
-    # not be told from a new one.
+    # A batch sent again (the same signal ids) posts nothing twice, as a signal's id is unique in
+    # its session whoever it names; a signal without an id cannot be told from a new one.
     return models.UniqueConstraint(
-        fields=["session", "external_attendee", "client_id"],
+        fields=["session", "client_id"],
         condition=~models.Q(external_attendee="") & ~models.Q(client_id=""),
         name=name,
     )

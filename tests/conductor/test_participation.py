@@ -1291,3 +1291,22 @@ def test_a_polls_shares_add_up_to_a_hundred(votes, expected):
     """Rounded one by one, 7 and 1 of 8 read 88% and 13%: 101% on the organizer's screen."""
     assert participation.shares(votes) == expected
     assert sum(expected) in (0, 100)
+
+
+def test_a_signal_id_seen_before_posts_nothing_whoever_it_names():
+    """A signal's id is unique in its session: one sent again under another attendee is a
+    duplicate, and says nothing in the room either."""
+    session = live_room()
+
+    first = _post_signals(
+        session,
+        [{"id": "c1", "type": "chat_message", "attendee": "u-1", "data": {"text": "first"}}],
+    )
+    again = _post_signals(
+        session,
+        [{"id": "c1", "type": "chat_message", "attendee": "u-2", "data": {"text": "second"}}],
+    )
+
+    assert again.json() == {"accepted": 0, "duplicates": 1}
+    assert first.status_code == 202
+    assert list(ChatMessage.objects.values_list("text", flat=True)) == ["first"]
