@@ -221,11 +221,15 @@ class SignalDocSerializer(StrictSerializer):
     def get_fields(self) -> dict[str, serializers.Field]:
         # Built here: a declared field named `data` would hide Serializer.data.
         return {
-            "id": serializers.CharField(
-                required=False, max_length=100, help_text="Repeats of an id are not stored."
+            # Not blank: a pattern any character but a space matches (ingest.NotBlank).
+            "id": serializers.RegexField(
+                r"\S",
+                required=False,
+                max_length=100,
+                help_text="Repeats of an id are not stored. Not blank.",
             ),
             "type": serializers.ChoiceField(choices=list(get_args(ingest.SignalType))),
-            "attendee": serializers.CharField(max_length=128),
+            "attendee": serializers.RegexField(r"\S", max_length=128, help_text="Not blank."),
             "at": serializers.DateTimeField(
                 required=False,
                 help_text="When it happened (default: when received), with a UTC offset. At most "

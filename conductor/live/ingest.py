@@ -54,7 +54,6 @@ SignalType = Literal["join", "leave", "chat_message", "reaction", "poll_vote", "
 PRESENCE: frozenset[str] = frozenset({"join", "leave"})
 
 
-# TypedDicts, not models: a batch of 5,000 validates ~35% faster without building objects.
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("Must not be blank.")
@@ -65,6 +64,7 @@ def _not_blank(value: str) -> str:
 NotBlank = AfterValidator(_not_blank)
 
 
+# TypedDicts, not models: a batch of 5,000 validates ~35% faster without building objects.
 @with_config(ConfigDict(extra="forbid"))
 class SignalIn(TypedDict):
     id: NotRequired[Annotated[str, Field(min_length=1, max_length=100), NotBlank]]
@@ -85,8 +85,9 @@ _ITEM = TypeAdapter(SignalIn)
 
 
 class Alongside(Protocol):
-    """What a batch carries besides its signals (an attendee app's poll answers, chat messages
-    and questions: conductor.live.participation): checked with the batch, stored with it."""
+    """What a batch carries besides its signals (an attendee app's poll answers, chat messages,
+    questions and upvotes: conductor.live.participation): checked with the batch, stored with
+    it."""
 
     faults: list[dict[str, Any]]
 
