@@ -180,6 +180,8 @@ def session_live(request: HttpRequest, session_id: int) -> HttpResponse:
                 ("auto", "Automatic: decisions run"),
             ],
             "intervention_types": [(kind, TYPE_LABELS[kind]) for kind in INTERVENTION_TYPES],
+            # What the organizer sends counts toward it (interventions.intervention_send).
+            "hourly_limit": session.event.config.max_interventions_per_hour,
             "what_worked": what_worked(policy_report.event_policy_report(event=session.event)),
             "join_url": join_views.join_url(request, session),
             "qr": join_views.qr_svg(join_views.join_url(request, session), scale=4),

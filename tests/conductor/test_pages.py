@@ -134,6 +134,20 @@ def test_live_view_is_only_for_the_sessions_organizers(client, organizer, other_
     assert "Semi-automatic" in page
 
 
+def test_send_now_says_its_sends_count_toward_the_conductors_hourly_limit(client, organizer):
+    """An organizer's sends are never held back but count in the limit: after three by hand the
+    conductor answered a drop with "Nothing can be sent now", and the form had said nothing."""
+    one = LiveSessionFactory(event=EventFactory(organizers=[organizer], settings={
+        "max_interventions_per_hour": 1}))  # fmt: skip
+    default = LiveSessionFactory(event=EventFactory(organizers=[organizer]))
+    client.force_login(organizer)
+
+    pages = [client.get(f"/dashboard/sessions/{s.pk}/").content.decode() for s in (one, default)]
+
+    assert "counts toward the conductor's limit of 1 intervention an hour" in pages[0]
+    assert "counts toward the conductor's limit of 3 interventions an hour" in pages[1]
+
+
 def test_send_now_offers_every_intervention_type_but_hold(client, organizer):
     mine = LiveSessionFactory(event=EventFactory(organizers=[organizer]))
     client.force_login(organizer)
