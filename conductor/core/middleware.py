@@ -56,11 +56,10 @@ seconds by itself; nothing you did was lost.</p></body></html>
 """
 
 
-def unavailable_response(request: HttpRequest | None = None) -> HttpResponse:
+def unavailable_response(request: HttpRequest) -> HttpResponse:
     """503 `unavailable`: the error shape for the API and for clients that ask for JSON, a page
     that retries by itself for a browser (an attendee's phone showed the JSON)."""
-    accept = request.headers.get("Accept", "") if request is not None else ""
-    if request is not None and not request.path.startswith("/api/") and "text/html" in accept:
+    if not request.path.startswith("/api/") and "text/html" in request.headers.get("Accept", ""):
         response: HttpResponse = HttpResponse(
             _UNAVAILABLE_PAGE.format(seconds=RETRY_AFTER_SECONDS), status=503
         )

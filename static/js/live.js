@@ -516,7 +516,6 @@
   }
 
   function renderInterventions() {
-    markChart();
     const all = [...state.interventions.values()].sort((a, b) => b.id - a.id);
     const pending = all.filter((i) => i.status === "pending");
     signalPending(pending);
@@ -543,7 +542,7 @@
     decisionList.replaceChildren(...(decided.length
       ? decided.slice(0, 50).map(interventionItem)
       : [text("li", "No decisions yet.", "muted")]));
-    renderAnomalies(); // each drop says what became of its decision
+    renderAnomalies(); // each drop says what became of its decision; it marks the chart too
   }
 
   // -- actions --------------------------------------------------------------------------------
