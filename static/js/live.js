@@ -63,6 +63,12 @@
     if (className) node.className = className;
     return node;
   }
+  // Until the first catch-up has answered, an empty list knows nothing yet and says so: a page
+  // whose first load failed (an outage) read "No decisions yet" while decisions were waiting.
+  const loaded = { decisions: false, room: false };
+  function empty(tag, message, part = "decisions") {
+    return text(tag, loaded[part] ? message : "Loading…", "muted");
+  }
   function describe(content) {
     if (!content) return "";
     if (content.question && content.kind === "words") return `${content.question} (word cloud)`;
@@ -262,7 +268,10 @@
     markChart();
     const list = document.getElementById("anomalies");
     const items = [...state.anomalies.values()].sort((a, b) => (a.detected_at < b.detected_at ? 1 : -1));
-    if (!items.length) return;
+    if (!items.length) {
+      list.replaceChildren(empty("li", "No drops so far."));
+      return;
+    }
     list.replaceChildren(...items.slice(0, 30).map((a) => {
       const item = document.createElement("li");
       item.append(
@@ -531,7 +540,7 @@
     };
     pendingList.replaceChildren(...(pending.length
       ? pending.map(interventionItem)
-      : [text("li", "Nothing is waiting.", "muted")]));
+      : [empty("li", "Nothing is waiting.")]));
     const again = restore && pendingList.querySelector(`li[data-id="${restore.id}"] [name="${restore.name}"]`);
     if (again) {
       again.focus();
@@ -541,7 +550,7 @@
     const decisionList = document.getElementById("decisions");
     decisionList.replaceChildren(...(decided.length
       ? decided.slice(0, 50).map(interventionItem)
-      : [text("li", "No decisions yet.", "muted")]));
+      : [empty("li", "No decisions yet.")]));
     renderAnomalies(); // each drop says what became of its decision; it marks the chart too
   }
 
@@ -679,6 +688,7 @@
   // -- the room: what attendees answer, say and ask, with moderation ---------------------------
   async function refreshRoom() {
     const current = await call("GET", `/sessions/${sessionId}/room/`);
+    loaded.room = true;
     room.leaders = current.leaderboard.leaders;
     for (const p of current.polls) room.polls.set(p.intervention, p);
     for (const m of current.chat) room.chat.set(m.id, m);
@@ -741,11 +751,11 @@
       });
       box.append(list);
       return box;
-    }) : [text("p", "No poll answered yet.", "muted")]));
+    }) : [empty("p", "No poll answered yet.", "room")]));
 
     document.getElementById("room-leaders").replaceChildren(...(room.leaders.length
       ? room.leaders.map((leader, index) => text("li", `${index + 1}. ${leader.name}: ${leader.points} points`))
-      : [text("li", "No points yet.", "muted")]));
+      : [empty("li", "No points yet.", "room")]));
 
     const questions = [...room.questions.values()]
       .sort((a, b) => (b.pinned - a.pinned) || (b.votes - a.votes) || (a.id - b.id));
@@ -767,7 +777,7 @@
       );
       item.append(actions);
       return item;
-    }) : [text("li", "No questions yet.", "muted")]));
+    }) : [empty("li", "No questions yet.", "room")]));
 
     // As many as a phone keeps (join.js): whatever the room still sees, the organizer can hide.
     const chat = [...room.chat.values()].sort((a, b) => a.id - b.id).slice(-100);
@@ -778,7 +788,7 @@
       item.append(text("strong", `${m.name}: `), text("span", m.text), text("span", " "),
         toggle(m.hidden ? "Show" : "Hide", m.hidden, () => moderate(`/messages/${m.id}/`, { hidden: !m.hidden }, room.chat)));
       return item;
-    }) : [text("li", "Nothing said yet.", "muted")]));
+    }) : [empty("li", "Nothing said yet.", "room")]));
   }
 
   // -- catching up through the API ------------------------------------------------------------
@@ -794,6 +804,7 @@
       refreshInterventions(),
     ]);
     addSamples(engagement.samples);
+    loaded.decisions = true; // the decisions and drops are in: an empty list now means none
     await refreshRoom();
     for (const a of anomalies.results) state.anomalies.set(a.id, a);
     renderAnomalies();

@@ -275,7 +275,8 @@ def test_the_dashboard_catches_up_over_http_when_the_websocket_cannot_connect(
 def test_a_live_view_whose_first_load_failed_tries_again_by_itself(
     asgi_server, browser, django_side
 ):
-    """A catch-up that failed (an outage) left "No decisions yet" until a reload."""
+    """A catch-up that failed (an outage) left "No decisions yet" until a reload; and while it
+    failed, its lists said "No decisions yet" and "Nothing is waiting" with a proposal waiting."""
     from playwright.sync_api import expect
 
     def setup() -> tuple:
@@ -302,9 +303,13 @@ def test_a_live_view_whose_first_load_failed_tries_again_by_itself(
     page.route(re.compile(r".*/api/v1/sessions/\d+/interventions/.*"), unavailable_twice)
     log_in(page, asgi_server, "owner", next_path=f"/dashboard/sessions/{session.pk}/")
     expect(page.locator("#notice")).to_contain_text("Trying again in 5 s", timeout=10_000)
+    for part in ("#pending", "#decisions", "#anomalies"):
+        expect(page.locator(part)).to_have_text("Loading…")
 
     page.locator(f"#pending li[data-id='{waiting.pk}']").wait_for(timeout=20_000)
     expect(page.locator("#notice")).to_be_hidden()
+    expect(page.locator("#decisions")).to_have_text("No decisions yet.")
+    expect(page.locator("#room-questions")).to_have_text("No questions yet.")
     assert len(refused) == 2
 
 
