@@ -436,6 +436,19 @@ def _rate_limit(attendee: Attendee) -> None:
             raise Refused(message)
 
 
+def _room_allowance(session_id: int, wanted: int) -> int:
+    """How many of `wanted` posts from an app the room is told now: they count toward the
+    session's rate (SESSION_LIMIT, shared with the phones' actions), as far as it goes."""
+    if wanted <= 0:
+        return 0
+    limit, seconds = SESSION_LIMIT
+    pipe = redis_client().pipeline()
+    pipe.set(f"room:s:{session_id}", 0, ex=seconds, nx=True)
+    pipe.incrby(f"room:s:{session_id}", wanted)
+    count = int(pipe.execute()[1])
+    return max(0, min(wanted, limit - (count - wanted)))
+
+
 def _signal(
     attendee: Attendee, kind: ingest.SignalType, signal_id: str,
     data: dict[str, Any] | None = None,
@@ -645,9 +658,19 @@ class SignalPosts:
                 self.stored[kind] = sorted(row[0] for row in cursor.fetchall())
 
     def announce(self) -> None:
-        for message in ChatMessage.objects.filter(pk__in=self.stored["chat_message"]):
+        """Tell the room what was stored, at the room's pace: posts count toward the session's
+        rate as phones' actions do (SESSION_LIMIT). Past it, the newest are told, questions
+        first; the rest are kept and shown by every catch-up (the live view, a phone that
+        reconnects), but not pushed to every phone: one batch cannot flood the room."""
+        left = _room_allowance(self.session.pk, sum(map(len, self.stored.values())))
+        told: dict[str, list[int]] = {}
+        for kind in ("question", "chat_message"):
+            stored = self.stored[kind]
+            told[kind] = stored[max(0, len(stored) - left) :] if left > 0 else []
+            left -= len(told[kind])
+        for message in ChatMessage.objects.filter(pk__in=told["chat_message"]).order_by("pk"):
             publish_room(self.session.pk, "chat.message", chat_message(message))
-        for question in Question.objects.filter(pk__in=self.stored["question"]):
+        for question in Question.objects.filter(pk__in=told["question"]).order_by("pk"):
             publish_room(self.session.pk, "question.updated", question_data(question))
 
 

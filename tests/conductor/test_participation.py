@@ -1213,6 +1213,36 @@ async def test_an_attendee_apps_chat_and_questions_are_said_in_the_room():
     await phone.disconnect()
 
 
+async def test_an_apps_posts_reach_the_phones_at_the_rooms_pace(monkeypatch):
+    """One batch of an app's chat pushed every message to every phone: a thousand at once.
+    Posts now count toward the session's rate, as the phones' actions do: past it, the newest
+    are told (questions first), the rest are kept for every catch-up, and the room is busy."""
+    monkeypatch.setattr(participation, "SESSION_LIMIT", (4, 30))
+    session = await database_sync_to_async(live_room)()
+    phone = await attendee(session)
+    batch = [
+        *({"type": "question", "attendee": f"q-{n}", "data": {"text": f"question {n}"}}
+          for n in range(2)),
+        *({"type": "chat_message", "attendee": f"c-{n}", "data": {"text": f"chat {n}"}}
+          for n in range(6)),
+    ]  # fmt: skip
+
+    response = await database_sync_to_async(_post_signals)(session, batch)
+    told = [await next_of(phone, "chat.message", "question.updated") for _ in range(4)]
+    quiet = await phone.receive_nothing(timeout=0.3)
+    await phone.send_json_to({"type": "chat", "id": "m-1", "text": "me too"})
+    answer = await next_of(phone, "error")
+    room = await database_sync_to_async(participation.room_state)(session)
+    await phone.disconnect()
+
+    assert response.status_code == 202, response.content
+    assert [m["data"]["text"] for m in told] == ["chat 4", "chat 5", "question 0", "question 1"]
+    assert quiet
+    assert answer["message"] == "The room is very busy: try again in a moment."
+    assert sorted(m["text"] for m in room["chat"]) == [f"chat {n}" for n in range(6)]
+    assert len(room["questions"]) == 2
+
+
 def test_an_apps_anonymous_name_is_the_same_for_one_attendee_and_tells_nothing():
     session = live_room()
 
