@@ -16,7 +16,11 @@ import psutil
 import pytest
 from django.conf import settings
 
-from conductor.live.management.commands.serve import WEB_POOL_SIZE
+from conductor.live.management.commands.serve import (
+    WEB_POOL_SIZE,
+    postgres_connections,
+    web_pool_size,
+)
 from tests.conftest import child_env
 
 
@@ -260,6 +264,40 @@ def test_a_web_process_takes_its_database_connections_from_a_pool(asgi_live_serv
 
     assert answers == {200}
     assert opened <= int(WEB_POOL_SIZE), opened
+
+
+@pytest.mark.parametrize(
+    ("webs", "requested", "size", "warned"),
+    [
+        (2, None, 8, False),  # make run on this machine
+        (16, None, 5, False),  # one per core on a large machine: as many as PostgreSQL has
+        (200, None, 1, True),  # not even one each
+        (2, "20", 20, False),
+        (8, "20", 20, True),  # asked for more than PostgreSQL has: said, and done as asked
+        (64, "0", 0, False),  # no pool, as asked
+    ],
+)
+def test_the_web_pools_fit_what_postgresql_takes(webs, requested, size, warned):
+    """One web process per core, 8 connections each: 64 cores would ask for 512 of PostgreSQL's
+    100, and requests would wait for a connection and answer 503 under load."""
+    got, warning = web_pool_size(webs=webs, concurrency=2, max_connections=97, requested=requested)
+
+    assert got == size
+    assert (warning is not None) == warned
+    if warned:
+        assert f"PostgreSQL takes 97 connections; {webs} web processes x {size} each" in warning
+        assert "Lower WEB_PROCESSES or DATABASE_POOL_SIZE" in warning
+
+
+@pytest.mark.django_db
+def test_postgresql_connections_are_those_it_gives_an_ordinary_role():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW max_connections")
+        total = int(cursor.fetchone()[0])
+
+    assert 0 < postgres_connections() < total
 
 
 def test_a_web_process_that_cannot_get_its_port_back_counts_as_a_death():

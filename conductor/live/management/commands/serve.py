@@ -45,6 +45,7 @@ from typing import IO, Any, cast
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
 
 from conductor.core import embedded
 from conductor.live.demo import DEMO_PASSWORD, demo_ensure
@@ -182,6 +183,46 @@ class WatchedService:
 # A web process's database connections: a pool (conductor.settings.database), as Django advises
 # under ASGI, where each request runs in a thread of its own.
 WEB_POOL_SIZE = "8"
+# PostgreSQL connections a running Conductor takes besides its web pools and its worker's
+# processes: the worker's main process, beat, the simulation, this supervisor or a shell.
+OTHER_CONNECTIONS = 4
+
+
+def web_pool_size(
+    *, webs: int, concurrency: int, max_connections: int, requested: str | None
+) -> tuple[int, str | None]:
+    """Each web process's pool size, and a warning when PostgreSQL cannot give every process its
+    connections (`max_connections`: what it takes from us). Without DATABASE_POOL_SIZE
+    (`requested`), WEB_POOL_SIZE, less where one web process per core on a large machine would
+    ask for more than PostgreSQL has (64 cores x 8 is 512, against PostgreSQL's 100 by default)."""
+    available = max_connections - concurrency - OTHER_CONNECTIONS
+    if requested is None:
+        size = max(1, min(int(WEB_POOL_SIZE), available // webs))
+        knob = f"{size} each"
+    else:
+        size = int(requested)  # a number: the settings, loaded before, said so
+        knob = f"{size} each (DATABASE_POOL_SIZE)"
+    if size == 0 or webs * size <= available:  # 0: no pool, as asked (one per thread)
+        return size, None
+    return size, (
+        f"PostgreSQL takes {max_connections} connections; {webs} web processes x {knob}, "
+        f"{concurrency} worker processes and {OTHER_CONNECTIONS} more need "
+        f"{webs * size + concurrency + OTHER_CONNECTIONS}: under load, requests will wait for "
+        "one and answer 503. Lower WEB_PROCESSES or DATABASE_POOL_SIZE, or raise PostgreSQL's "
+        "max_connections."
+    )
+
+
+def postgres_connections() -> int:
+    """The connections PostgreSQL gives to roles that are not superusers."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('max_connections')::int"
+            " - current_setting('superuser_reserved_connections')::int"
+        )
+        return int(cursor.fetchone()[0])
+
+
 # In a web process's argv: its listening socket's descriptor, known once the socket is made.
 LISTENER_FD = "{listener-fd}"
 # Where the kernel can spread new connections over several listening sockets on one port.
@@ -272,6 +313,15 @@ class Command(BaseCommand):
         # Every tick and heartbeat is a task: at INFO they would drown the simulation's lines.
         celery_level = os.environ.get("CELERY_LOG_LEVEL", "WARNING")
         call_command("migrate", interactive=False, verbosity=0)
+        pool_size, crowded = web_pool_size(
+            webs=webs,
+            concurrency=options["concurrency"],
+            max_connections=postgres_connections(),
+            requested=os.environ.get("DATABASE_POOL_SIZE"),
+        )
+        connection.close()  # this process needs none while it supervises
+        if crowded:
+            self.stderr.write(f"warning: {crowded}")
         self._print_demo_login(options["host"], options["port"])
 
         # The kernel hands each new connection to one web process (websockets too: their groups
@@ -296,7 +346,7 @@ class Command(BaseCommand):
                     "false",
                 ],
                 listen=web_port.listener,
-                env={"DATABASE_POOL_SIZE": os.environ.get("DATABASE_POOL_SIZE", WEB_POOL_SIZE)},
+                env={"DATABASE_POOL_SIZE": str(pool_size)},
             )
             for number in range(1, webs + 1)
         ]
