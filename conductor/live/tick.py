@@ -64,7 +64,7 @@ RECONCILE_SECONDS = 300
 
 _AGGREGATES_SQL = """
 WITH live AS (
-    SELECT id FROM conductor_livesession
+    SELECT id, started_at FROM conductor_livesession
     WHERE status = 'live' AND mod(id, %(shards)s) = %(shard)s
 ), base AS (
     -- Each session's checkpoint, if it has one: its last sample's settled presence, unless the
@@ -127,7 +127,9 @@ WITH live AS (
         count(*) FILTER (WHERE s.type = 'reaction' AND s.at > %(rate_since)s) AS reactions,
         count(*) FILTER (WHERE s.type = 'poll_vote' AND s.at > %(rate_since)s) AS poll_votes,
         count(*) FILTER (WHERE s.type = 'question' AND s.at > %(rate_since)s) AS questions,
-        count(*) FILTER (WHERE s.type = 'leave' AND s.at > %(rate_since)s) AS leaves
+        -- Leaves from the waiting room, before the session went live, are no exit from it.
+        count(*) FILTER (WHERE s.type = 'leave' AND s.at > %(rate_since)s
+            AND s.at >= coalesce(live.started_at, %(rate_since)s)) AS leaves
     FROM conductor_signal s JOIN live ON live.id = s.session_id
     WHERE s.at > %(active_since)s AND s.at <= %(now)s
     GROUP BY s.session_id, s.attendee

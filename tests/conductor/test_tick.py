@@ -91,6 +91,23 @@ def test_the_score_falls_when_the_attendees_who_spoke_leave(live):
     assert after.score <= before.score
 
 
+def test_people_who_left_before_the_session_went_live_are_no_exit(live):
+    """A waiting room empties a little before the talk starts: those leaves counted in the first
+    windows of the live session, and a third of the room leaving read as a mass exit the
+    conductor answered right at the start."""
+    start = timezone.now()
+    LiveSession.objects.filter(pk=live.pk).update(started_at=start)
+    names = audience(live, 30, start - timedelta(minutes=3))
+    activity(live, names[:10], start - timedelta(seconds=10), kind="leave")
+    activity(live, names[10:], start + timedelta(seconds=1))
+
+    tick.sessions_tick(now=start + timedelta(seconds=5))
+
+    sample = EngagementSample.objects.get(session=live)
+    assert (sample.present, sample.components["leaves"]) == (20, 0.0)
+    assert not Anomaly.objects.filter(session=live).exists()
+
+
 def test_ended_and_scheduled_sessions_are_not_scored(live, event):
     from tests.factories import LiveSessionFactory
 
