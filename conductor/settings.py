@@ -8,6 +8,7 @@ importing it starts nothing and installs no signal handler.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,20 @@ def env_int(name: str, default: int, *, minimum: int) -> int:
     return value
 
 
+def env_float(name: str, default: float, *, zero: bool = False) -> float:
+    """A finite number above 0 (or 0 itself with `zero`); ImproperlyConfigured naming the
+    variable otherwise, as `env_int`."""
+    raw = env(name, str(default)).strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        floor = "0 or more" if zero else "more than 0"
+        raise ImproperlyConfigured(f"{name} must be {floor}, not {raw}")
+    return value
+
+
 DEBUG = env_bool("DEBUG", default=True)
 SECRET_KEY = env("SECRET_KEY") or "dev-only-insecure-key-set-SECRET_KEY-in-production"
 if not DEBUG and SECRET_KEY.startswith("dev-only"):
@@ -71,7 +86,7 @@ DATABASE_URL = env("DATABASE_URL") or embedded.postgres_url(DATA_DIR)
 REDIS_URL = env("REDIS_URL") or embedded.redis_url(DATA_DIR)
 # Our own Redis calls (rate limits, cancel flags, circuits, collector counters, locks) give up
 # after this long instead of waiting on a server that does not answer.
-REDIS_SOCKET_TIMEOUT_SECONDS = float(env("REDIS_SOCKET_TIMEOUT_SECONDS", "5"))
+REDIS_SOCKET_TIMEOUT_SECONDS = env_float("REDIS_SOCKET_TIMEOUT_SECONDS", 5)
 
 # -- Applications ------------------------------------------------------------------------------
 
@@ -115,7 +130,7 @@ MIDDLEWARE = [
 # A request body not fully received this long after the request started is answered 408
 # (conductor.core.middleware.RequestBodyDeadline): a client sending a byte a second cannot hold a
 # request open for ever.
-REQUEST_BODY_TIMEOUT_SECONDS = float(env("REQUEST_BODY_TIMEOUT_SECONDS", "20"))
+REQUEST_BODY_TIMEOUT_SECONDS = env_float("REQUEST_BODY_TIMEOUT_SECONDS", 20)
 
 ROOT_URLCONF = "conductor.urls"
 ASGI_APPLICATION = "conductor.asgi.application"
@@ -174,7 +189,7 @@ DATABASES = {
     "default": database(
         DATABASE_URL,
         prepared_statements=env_bool("DATABASE_PREPARED_STATEMENTS", default=True),
-        pool_size=int(env("DATABASE_POOL_SIZE", "0")),
+        pool_size=env_int("DATABASE_POOL_SIZE", 0, minimum=0),
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -228,7 +243,7 @@ SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
-SECURE_HSTS_SECONDS = int(env("SECURE_HSTS_SECONDS", "0" if DEBUG else "31536000"))
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -305,7 +320,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # An unacknowledged task (its worker died) is delivered again after this long; it must exceed
 # the longest task and retry countdown. Workers sweep for such tasks every few seconds when the
 # timeout is short (kombu's default sweep is ~100 s apart).
-CELERY_VISIBILITY_TIMEOUT_SECONDS = int(env("CELERY_VISIBILITY_TIMEOUT_SECONDS", "3600"))
+CELERY_VISIBILITY_TIMEOUT_SECONDS = env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 3600, minimum=1)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS,
     "unacked_restore_interval": max(1, min(10, CELERY_VISIBILITY_TIMEOUT_SECONDS // 4)),
@@ -349,7 +364,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "conductor-tick": {
         "task": "conductor.tick",
-        "schedule": float(env("CONDUCTOR_TICK_SECONDS", "5")),
+        "schedule": env_float("CONDUCTOR_TICK_SECONDS", 5),
         "options": {"expires": 10},  # a tick nobody ran in time is not worth running late
     },
 }
@@ -364,29 +379,31 @@ try:
     mock_mode(USE_MOCK_CONNECTORS)
 except ValueError as _error:
     raise ImproperlyConfigured(str(_error)) from None
-CONNECTOR_TIMEOUT_SECONDS = float(env("CONNECTOR_TIMEOUT_SECONDS", "10"))
+CONNECTOR_TIMEOUT_SECONDS = env_float("CONNECTOR_TIMEOUT_SECONDS", 10)
 # The fakes' ledger in Redis keeps this many distinct side effects per connector (the oldest go).
 CONNECTOR_FAKE_LEDGER_SIZE = 1000
 LLM_BASE_URL = env("LLM_BASE_URL")
 LLM_API_KEY = env("LLM_API_KEY")
 LLM_MODEL = env("LLM_MODEL", "gpt-4o-mini")
-LLM_TIMEOUT_SECONDS = float(env("LLM_TIMEOUT_SECONDS", "8"))
+LLM_TIMEOUT_SECONDS = env_float("LLM_TIMEOUT_SECONDS", 8)
 # Memory's embeddings (connectors.embeddings): wordllama, offline, unless an OpenAI-compatible
 # embeddings API is set. Changing model: `manage.py reembed` brings the stored memories over.
 EMBEDDINGS_BASE_URL = env("EMBEDDINGS_BASE_URL")
 EMBEDDINGS_API_KEY = env("EMBEDDINGS_API_KEY")
 EMBEDDINGS_MODEL = env("EMBEDDINGS_MODEL", "text-embedding-3-small")
-EMBEDDINGS_TIMEOUT_SECONDS = float(env("EMBEDDINGS_TIMEOUT_SECONDS", "5"))
+EMBEDDINGS_TIMEOUT_SECONDS = env_float("EMBEDDINGS_TIMEOUT_SECONDS", 5)
 # USD per 1,000 tokens, for the cost metric of each LLM call.
-LLM_COST_PER_1K_PROMPT_TOKENS = float(env("LLM_COST_PER_1K_PROMPT_TOKENS", "0.00015"))
-LLM_COST_PER_1K_COMPLETION_TOKENS = float(env("LLM_COST_PER_1K_COMPLETION_TOKENS", "0.0006"))
+LLM_COST_PER_1K_PROMPT_TOKENS = env_float("LLM_COST_PER_1K_PROMPT_TOKENS", 0.00015, zero=True)
+LLM_COST_PER_1K_COMPLETION_TOKENS = env_float(
+    "LLM_COST_PER_1K_COMPLETION_TOKENS", 0.0006, zero=True
+)
 # USD of LLM calls per organizer and UTC month (agents.budget): from 80 % the organizer is
 # warned, at 100 % new texts come from templates until the month ends. 0 = no limit.
-CONDUCTOR_LLM_MONTHLY_BUDGET_USD = float(env("CONDUCTOR_LLM_MONTHLY_BUDGET_USD", "20"))
+CONDUCTOR_LLM_MONTHLY_BUDGET_USD = env_float("CONDUCTOR_LLM_MONTHLY_BUDGET_USD", 20, zero=True)
 if CONDUCTOR_LLM_MONTHLY_BUDGET_USD < 0:
     raise ImproperlyConfigured("CONDUCTOR_LLM_MONTHLY_BUDGET_USD must be 0 (no limit) or more")
 EMAIL_HOST = env("EMAIL_HOST")
-EMAIL_PORT = int(env("EMAIL_PORT", "587"))
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
 EMAIL_HOST_USER = env("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=True)
@@ -397,25 +414,25 @@ WEBHOOK_SECRET = env("WEBHOOK_SECRET")
 ADS_BASE_URL = env("ADS_BASE_URL")
 ADS_API_KEY = env("ADS_API_KEY")
 # Per-connector circuit breaker: open after this many consecutive failures, for this long.
-CIRCUIT_BREAKER_THRESHOLD = int(env("CIRCUIT_BREAKER_THRESHOLD", "3"))
-CIRCUIT_BREAKER_COOLDOWN_SECONDS = float(env("CIRCUIT_BREAKER_COOLDOWN_SECONDS", "10"))
+CIRCUIT_BREAKER_THRESHOLD = env_int("CIRCUIT_BREAKER_THRESHOLD", 3, minimum=1)
+CIRCUIT_BREAKER_COOLDOWN_SECONDS = env_float("CIRCUIT_BREAKER_COOLDOWN_SECONDS", 10)
 # Modules whose import registers agents (see agents/registry.py).
 AGENT_MODULES = ["agents.builtin", "conductor.live.decide"]
 # The largest page a list of the API answers, whatever `?limit=` asks.
 API_MAX_PAGE_SIZE = 500
 # Runs per organizer and agent per minute.
-AGENT_RATE_LIMIT_PER_MINUTE = int(env("AGENT_RATE_LIMIT_PER_MINUTE", "60"))
+AGENT_RATE_LIMIT_PER_MINUTE = env_int("AGENT_RATE_LIMIT_PER_MINUTE", 60, minimum=1)
 # A run still queued this long after it was due is sent to a worker again (its task was lost).
-AGENT_REQUEUE_AFTER_SECONDS = float(env("AGENT_REQUEUE_AFTER_SECONDS", "300"))
-CONDUCTOR_TICK_SECONDS = float(env("CONDUCTOR_TICK_SECONDS", "5"))
+AGENT_REQUEUE_AFTER_SECONDS = env_float("AGENT_REQUEUE_AFTER_SECONDS", 300)
+CONDUCTOR_TICK_SECONDS = env_float("CONDUCTOR_TICK_SECONDS", 5)
 # Each tick is this many tasks, one per shard of the live sessions (conductor.live.shards): more
 # workers, on more hosts, then score more sessions within a tick.
-CONDUCTOR_TICK_SHARDS = int(env("CONDUCTOR_TICK_SHARDS", "4"))
+CONDUCTOR_TICK_SHARDS = env_int("CONDUCTOR_TICK_SHARDS", 4, minimum=1)
 if not 1 <= CONDUCTOR_TICK_SHARDS <= 256:
     raise ImproperlyConfigured("CONDUCTOR_TICK_SHARDS must be between 1 and 256")
-CONDUCTOR_REWARD_WINDOW_SECONDS = float(env("CONDUCTOR_REWARD_WINDOW_SECONDS", "60"))
+CONDUCTOR_REWARD_WINDOW_SECONDS = env_float("CONDUCTOR_REWARD_WINDOW_SECONDS", 60)
 # A poll's live results (and the leaderboard) go to the room at most this often (0: at once).
-CONDUCTOR_POLL_RESULTS_EVERY_MS = int(env("CONDUCTOR_POLL_RESULTS_EVERY_MS", "500"))
+CONDUCTOR_POLL_RESULTS_EVERY_MS = env_int("CONDUCTOR_POLL_RESULTS_EVERY_MS", 500, minimum=0)
 # A room's live results are paced so that each poll sends at most this many socket messages a
 # second (a send is one per phone): 1,000 phones get them every second, 200 every 500 ms.
 CONDUCTOR_ROOM_MESSAGES_PER_SECOND = env_int("CONDUCTOR_ROOM_MESSAGES_PER_SECOND", 1000, minimum=1)

@@ -7,8 +7,16 @@ import sys
 
 import pytest
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
-from conductor.settings import celery_broker_url, database, env, env_bool, env_list
+from conductor.settings import (
+    celery_broker_url,
+    database,
+    env,
+    env_bool,
+    env_float,
+    env_list,
+)
 from tests.environments import PRODUCTION as ENVIRONMENT
 
 PRODUCTION = {
@@ -48,6 +56,52 @@ def test_env_list(monkeypatch):
     monkeypatch.setenv("CONDUCTOR_TEST_LIST", " a.example, b.example ,,")
 
     assert env_list("CONDUCTOR_TEST_LIST", "") == ["a.example", "b.example"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "zero", "expected"),
+    [
+        ("2.5", False, 2.5),
+        (" 7 ", False, 7.0),
+        ("0", True, 0.0),
+        ("", False, 10.0),  # unset: the default
+        ("soon", False, "CONDUCTOR_TEST_SECONDS must be a number, not 'soon'"),
+        ("0", False, "CONDUCTOR_TEST_SECONDS must be more than 0, not 0"),
+        ("-1", True, "CONDUCTOR_TEST_SECONDS must be 0 or more, not -1"),
+        ("nan", True, "CONDUCTOR_TEST_SECONDS must be 0 or more, not nan"),
+        ("inf", False, "CONDUCTOR_TEST_SECONDS must be more than 0, not inf"),
+    ],
+)
+def test_env_float_is_a_finite_number_or_one_clear_line(monkeypatch, raw, zero, expected):
+    if raw:
+        monkeypatch.setenv("CONDUCTOR_TEST_SECONDS", raw)
+    if isinstance(expected, float):
+        assert env_float("CONDUCTOR_TEST_SECONDS", 10, zero=zero) == expected
+        return
+    with pytest.raises(ImproperlyConfigured) as refused:
+        env_float("CONDUCTOR_TEST_SECONDS", 10, zero=zero)
+    assert str(refused.value) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "message"),
+    [
+        ("DATABASE_POOL_SIZE", "eight", "DATABASE_POOL_SIZE must be a whole number, not 'eight'"),
+        ("CONDUCTOR_TICK_SECONDS", "0", "CONDUCTOR_TICK_SECONDS must be more than 0, not 0"),
+        ("LLM_TIMEOUT_SECONDS", "8s", "LLM_TIMEOUT_SECONDS must be a number, not '8s'"),
+    ],
+)
+def test_a_bad_number_in_the_environment_stops_a_process_at_start_naming_it(
+    tmp_path, name, raw, message
+):
+    """A number the settings read with int() or float() stopped the process with a bare
+    ValueError that did not say which variable was wrong (invalid literal for int(): 'eight')."""
+    result = manage("check", CONDUCTOR_DATA_DIR=str(tmp_path), **{name: raw})
+
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"django.core.exceptions.ImproperlyConfigured: {message}"
+    )
 
 
 def test_broker_url_spells_unix_sockets_for_kombu():
