@@ -19,7 +19,7 @@ from conductor.core import rollups
 from conductor.core.fields import (
     DayRangeSerializer,
     DecisionInputSerializer,
-    QuerySerializer,
+    ListFilterSerializer,
     StrictSerializer,
     no_nul_characters,
     no_query_parameters,
@@ -122,7 +122,7 @@ class RunListCreateApi(PaginatedApi):
                 )
             return value
 
-    class FilterSerializer(QuerySerializer):
+    class FilterSerializer(ListFilterSerializer):
         agent = serializers.CharField(required=False)
         intent = serializers.CharField(required=False)
         status = serializers.ChoiceField(choices=AgentRun.Status.values, required=False)

@@ -19,11 +19,14 @@ class AgentsConfig(AppConfig):
 
         from agents import scopes
         from agents.builtin.campaign import on_campaign_deleted
-        from agents.models import Campaign
+        from agents.models import AgentRun, Campaign
 
         post_delete.connect(on_campaign_deleted, sender=Campaign)
         scopes.register(
             "campaign",
             label="Campaign",
-            reachable=lambda organizer_id: Campaign.objects.filter(organizer=organizer_id),
+            # Not one whose planning was cancelled: the organizer never got its id.
+            reachable=lambda organizer_id: Campaign.objects.filter(organizer=organizer_id).exclude(
+                run__status=AgentRun.Status.CANCELLED
+            ),
         )

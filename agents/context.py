@@ -429,6 +429,10 @@ class RunContext:
             return int((recorded.output or {})["run_id"])
         from agents import services  # services import this module
 
+        # A child is started as a call is made: not once the run is cancelled (a cancel while
+        # a plan started its children let the next ones start, and succeed, after it).
+        if redis_client().exists(cancel_key(self.run.pk)):
+            raise RunCancelled("cancelled by request")
         payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
         with transaction.atomic():
             child, _ = services.run_create(

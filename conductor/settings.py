@@ -43,14 +43,16 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
 
-def env_int(name: str, default: int, *, minimum: int) -> int:
-    """A whole number of at least `minimum`; ImproperlyConfigured naming the variable otherwise,
-    so that a misconfigured process fails at start with one clear line."""
+def env_int(name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
+    """A whole number of at least `minimum` (and at most `maximum`); ImproperlyConfigured naming
+    the variable otherwise, so that a misconfigured process fails at start with one clear line."""
     raw = env(name, str(default)).strip()
     try:
         value = int(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
+    if maximum is not None and not minimum <= value <= maximum:
+        raise ImproperlyConfigured(f"{name} must be between {minimum} and {maximum}, not {value}")
     if value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
     return value
@@ -400,8 +402,6 @@ LLM_COST_PER_1K_COMPLETION_TOKENS = env_float(
 # USD of LLM calls per organizer and UTC month (agents.budget): from 80 % the organizer is
 # warned, at 100 % new texts come from templates until the month ends. 0 = no limit.
 CONDUCTOR_LLM_MONTHLY_BUDGET_USD = env_float("CONDUCTOR_LLM_MONTHLY_BUDGET_USD", 20, zero=True)
-if CONDUCTOR_LLM_MONTHLY_BUDGET_USD < 0:
-    raise ImproperlyConfigured("CONDUCTOR_LLM_MONTHLY_BUDGET_USD must be 0 (no limit) or more")
 EMAIL_HOST = env("EMAIL_HOST")
 EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
 EMAIL_HOST_USER = env("EMAIL_HOST_USER")
@@ -427,9 +427,7 @@ AGENT_REQUEUE_AFTER_SECONDS = env_float("AGENT_REQUEUE_AFTER_SECONDS", 300)
 CONDUCTOR_TICK_SECONDS = env_float("CONDUCTOR_TICK_SECONDS", 5)
 # Each tick is this many tasks, one per shard of the live sessions (conductor.live.shards): more
 # workers, on more hosts, then score more sessions within a tick.
-CONDUCTOR_TICK_SHARDS = env_int("CONDUCTOR_TICK_SHARDS", 4, minimum=1)
-if not 1 <= CONDUCTOR_TICK_SHARDS <= 256:
-    raise ImproperlyConfigured("CONDUCTOR_TICK_SHARDS must be between 1 and 256")
+CONDUCTOR_TICK_SHARDS = env_int("CONDUCTOR_TICK_SHARDS", 4, minimum=1, maximum=256)
 CONDUCTOR_REWARD_WINDOW_SECONDS = env_float("CONDUCTOR_REWARD_WINDOW_SECONDS", 60)
 # A poll's live results (and the leaderboard) go to the room at most this often (0: at once).
 CONDUCTOR_POLL_RESULTS_EVERY_MS = env_int("CONDUCTOR_POLL_RESULTS_EVERY_MS", 500, minimum=0)

@@ -236,7 +236,12 @@ class CampaignAgent(Agent):
         )
 
     def campaign_report(self, ctx: RunContext, data: CampaignReportInput) -> CampaignReport:
-        campaign = Campaign.objects.filter(pk=data.campaign_id, organizer=ctx.run.organizer).first()
+        # A campaign whose planning was cancelled was never the organizer's: its run said so.
+        campaign = (
+            Campaign.objects.filter(pk=data.campaign_id, organizer=ctx.run.organizer)
+            .exclude(run__status=AgentRun.Status.CANCELLED)
+            .first()
+        )
         if campaign is None:
             raise LookupError(f"campaign {data.campaign_id} not found")
         rows = (

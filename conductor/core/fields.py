@@ -128,13 +128,17 @@ class QuerySerializer(serializers.Serializer):
     is an error rather than its last copy, and one the endpoint does not take is an error rather
     than a filter silently not applied."""
 
+    # The page's parameters, which a paged list's filters take beside their own
+    # (ListFilterSerializer); any other endpoint takes no `limit` or `offset` it would ignore.
+    page_parameters: frozenset[str] = frozenset()
+
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, QueryDict):
             return super().to_internal_value(data)
         errors: dict[str, Any] = {
             name: [UNKNOWN_PARAMETER]
             for name in data
-            if name not in self.fields and name not in PAGE_PARAMETERS
+            if name not in self.fields and name not in self.page_parameters
         }
         values: dict[str, Any] = {}
         for name, field in self.fields.items():
@@ -154,6 +158,12 @@ class QuerySerializer(serializers.Serializer):
         if errors:
             raise serializers.ValidationError(errors)
         return value
+
+
+class ListFilterSerializer(QuerySerializer):
+    """The filters of a paged list (conductor.core.pagination): its `limit` and `offset` too."""
+
+    page_parameters = PAGE_PARAMETERS
 
 
 DAYS_DEFAULT = 30

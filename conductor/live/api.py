@@ -23,6 +23,7 @@ from conductor.core.fields import (
     AwareDateTimeField,
     DayRangeSerializer,
     DecisionInputSerializer,
+    ListFilterSerializer,
     PydanticField,
     QuerySerializer,
     StrictSerializer,
@@ -154,7 +155,7 @@ class SessionListCreateApi(PaginatedApi):
             choices=LiveSession.Mode.values, required=False, default=LiveSession.Mode.SEMI_AUTO
         )
 
-    class FilterSerializer(QuerySerializer):
+    class FilterSerializer(ListFilterSerializer):
         event = serializers.IntegerField(required=False)
         status = serializers.ChoiceField(choices=LiveSession.Status.values, required=False)
 
@@ -403,7 +404,7 @@ class InterventionListCreateApi(PaginatedApi):
         )
         reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
-    class FilterSerializer(QuerySerializer):
+    class FilterSerializer(ListFilterSerializer):
         status = serializers.ChoiceField(
             choices=Intervention.Status.values, required=False,
             help_text="`pending`: the proposals waiting for a decision.",

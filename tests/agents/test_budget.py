@@ -219,4 +219,4 @@ def test_a_negative_budget_stops_the_process_at_start():
     result = manage("check", **{**PRODUCTION, "CONDUCTOR_LLM_MONTHLY_BUDGET_USD": "-1"})
 
     assert result.returncode != 0
-    assert "CONDUCTOR_LLM_MONTHLY_BUDGET_USD must be 0 (no limit) or more" in result.stderr
+    assert "CONDUCTOR_LLM_MONTHLY_BUDGET_USD must be 0 or more, not -1" in result.stderr

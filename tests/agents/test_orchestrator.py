@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 
 from agents import circuit, services
 from agents.models import AgentRun, Approval, Campaign, ToolExecution
+from conductor.core.errors import ApplicationError
 from conductor.core.redis_client import redis_client
 from connectors import fakes
 from tests.factories import OrganizerFactory
@@ -666,6 +667,26 @@ def test_cancelling_a_campaign_cancels_its_children():
     parent.refresh_from_db()
     assert parent.status == "cancelled"
     assert statuses == {"cancelled"}
+
+
+def test_a_plan_cancelled_while_it_runs_starts_no_more_children_and_leaves_no_campaign():
+    """Cancel stopped a run before its next connector call, but a plan starting its children
+    went on starting them (one started 5 ms after the cancel, and succeeded), and its campaign
+    stayed reportable though the organizer never got its id."""
+    from agents.context import cancel_key
+
+    parent = start("plan-campaign", {"name": "L", "event_name": "E"}, agent="campaign")
+    # What run_cancel sets for a run a worker holds: the worker has claimed it already.
+    redis_client().set(cancel_key(parent.pk), 1, ex=60)
+
+    execute(parent)
+
+    assert parent.status == "cancelled"
+    assert not parent.children.exists()
+    [campaign] = Campaign.objects.filter(run=parent)
+    with pytest.raises(ApplicationError, match=r"^Campaign not found\.$"):  # a 404 to the API
+        start("campaign-report", {"campaign_id": campaign.pk}, agent="campaign",
+              organizer=parent.organizer)  # fmt: skip
 
 
 def test_runs_and_tool_calls_reach_prometheus(client):

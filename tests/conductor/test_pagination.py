@@ -110,12 +110,38 @@ def test_a_bad_page_parameter_is_a_400_naming_it(api, live_session, path, query,
 @pytest.mark.parametrize("path", [*LISTS.values(), "/api/v1/sessions/{session}/engagement/",
                                   "/api/v1/agents/usage/"])  # fmt: skip
 def test_a_filter_a_list_does_not_have_is_a_400_not_ignored(api, live_session, path):
-    response = api.get(f"{path.format(session=live_session.pk)}?mode=auto&limit=5")
+    limit = "" if path.endswith("/usage/") else "&limit=5"  # usage is no paged list
+    response = api.get(f"{path.format(session=live_session.pk)}?mode=auto{limit}")
 
     assert response.status_code == 400, response.content
     assert response.json()["error"]["details"] == [
         {"field": "mode", "message": "Not a parameter of this endpoint."}
     ]
+
+
+@pytest.mark.parametrize("path", [
+    "/api/v1/events/{event}/outcomes/", "/api/v1/events/{event}/policy-report/",
+    "/api/v1/agents/usage/", "/api/v1/sessions/{session}/engagement/",
+])  # fmt: skip
+@pytest.mark.parametrize("query", ["offset=3", "offset=abc", "limit=5"])
+def test_an_endpoint_that_is_no_paged_list_refuses_a_page_rather_than_ignoring_it(
+    api, live_session, path, query
+):
+    """`?limit=5` and `?offset=abc` were answered 200 and ignored by these (`engagement` takes a
+    `limit` of its own): an integrator paging outcomes thought paging worked."""
+    url = path.format(event=live_session.event_id, session=live_session.pk)
+    name = query.split("=")[0]
+    if path.endswith("/engagement/") and name == "limit":
+        query = "limit=0"  # its own: checked as such
+
+    response = api.get(f"{url}?{query}")
+
+    assert response.status_code == 400, response.content
+    [detail] = response.json()["error"]["details"]
+    assert detail["field"] == name
+    if query != "limit=0":
+        assert detail["message"] == "Not a parameter of this endpoint."
+    assert api.get(url).status_code == 200
 
 
 @pytest.mark.parametrize("path", [
