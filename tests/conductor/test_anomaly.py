@@ -478,3 +478,24 @@ def test_inconsistent_configs_are_refused(fields):
 def test_invalid_observations_are_refused(fields):
     with pytest.raises(ValidationError):
         Observation(**({"at": 0, "score": 0.5, "present": 1, "leaves": 0, "acts": 1} | fields))
+
+
+def test_a_handful_of_people_falling_silent_is_named_within_two_minutes():
+    """Three phones chatting, then two leave and the third says nothing: the score sat at 0 for
+    minutes with nothing named - the evidence of a fall in so small a room adds up too slowly to
+    be seen, and the floor waited for it. The floor now waits `fall_look_limit` at most."""
+    state, at = DetectorState(), 1000.0
+    for _ in range(24):
+        state, opened = detect(state, Observation(at=at, score=0.65, present=3, leaves=0, acts=3))
+        assert not opened
+        at += 5
+    named = []
+    for tick in range(60):
+        observation = Observation(at=at, score=0.1 if tick > 2 else 0.4, present=1,
+                                  leaves=2 if tick < 6 else 0, acts=0)  # fmt: skip
+        state, opened = detect(state, observation)
+        named += [(tick * 5, anomaly.type, anomaly.severity) for anomaly in opened]
+        at += 5
+
+    assert named == [(105, "LOW_ENGAGEMENT", "CRITICAL")]  # low from 15 s: 30 s look, 60 s more
+    assert state.evidence < DEFAULT_CONFIG.fall_evidence  # no second anomaly for the same drop

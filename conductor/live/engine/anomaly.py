@@ -51,7 +51,10 @@ Rules of the score and of leaving (after warm-up and the first full window)
         <= `low_critical` (0.1); a room quiet all along has no fall to see. Not while a fall is
         seen or open, nor while evidence of one accumulates: that fall is named for what it is
         when seen, and a score that crosses the floor with a sudden drop gives the fall its look
-        first. Clears when the score rises above `low_clear` (0.25).
+        first - for `fall_look_limit` (60 s) more at most: in a room of a handful of people the
+        evidence of a fall adds up slowly or never (one person left, saying nothing, kept a
+        score of 0 unnamed for minutes), and the floor then names the drop. Clears when the
+        score rises above `low_clear` (0.25).
     MASS_EXIT: `leaves / (present + leaves)` >= `mass_exit_rate` (0.15) with at least
         `mass_exit_min_leaves` (5) leaves; CRITICAL at a rate >= `mass_exit_critical` (0.3). Clears
         when the leave rate falls below `mass_exit_clear` (0.075).
@@ -165,6 +168,7 @@ class DetectorConfig(BaseModel):
     low_threshold: float = Field(default=0.2, ge=0, le=1)
     low_critical: float = Field(default=0.1, ge=0, le=1)
     low_clear: float = Field(default=0.25, ge=0, le=1)
+    fall_look_limit: float = Field(default=60.0, ge=0)
     mass_exit_rate: float = Field(default=0.15, gt=0, le=1)
     mass_exit_critical: float = Field(default=0.3, gt=0, le=1)
     mass_exit_min_leaves: int = Field(default=5, ge=1)
@@ -503,14 +507,22 @@ def detect(
         and observation.at - low_since >= config.look_seconds
         and "LOW_ENGAGEMENT" not in state.active
         and fall is None
-        and not watched.get("evidence")
+        and (
+            not watched.get("evidence")
+            or observation.at - low_since >= config.look_seconds + config.fall_look_limit
+        )
     ):
-        # A room quiet all along: no fall of its own activity to see (nor the start of one, which
-        # is named once seen), only the absolute floor, for as long as a fall is watched.
+        # A room quiet all along: no fall of its own activity to see, only the absolute floor,
+        # for as long as a fall is watched. The start of one is named once seen - unless its
+        # evidence has not added up within `fall_look_limit`: a handful of people, whose few
+        # acts say little, left the score at 0 for minutes with nothing named. The floor then
+        # names the drop, and the evidence starts again from here.
         low = _low_engagement(score, baseline, config)
         if low is not None:
             active.append("LOW_ENGAGEMENT")
             opened.append(low)
+            if watched.get("evidence"):
+                watched.update(evidence=0.0, calm_at=observation.at)
     if "MASS_EXIT" in state.active:
         if leave_rate >= config.mass_exit_clear:
             active.append("MASS_EXIT")
