@@ -207,8 +207,9 @@ def attendee_key_from_cookie(cookies: dict[str, str]) -> uuid.UUID | None:
 
 
 def session_for_code(code: str) -> LiveSession | None:
-    """The session a join code names (typed in any case, with stray spaces), or None."""
-    cleaned = "".join(code.split()).upper()
+    """The session a join code names (typed in any case, with stray spaces or split by a
+    hyphen or a dot, as people write a six-letter code: 9TUV-KB), or None."""
+    cleaned = "".join(code.replace("-", " ").replace(".", " ").split()).upper()
     if not cleaned or len(cleaned) > 12:
         return None
     return LiveSession.objects.filter(join_code=cleaned).first()

@@ -313,6 +313,32 @@ def test_a_live_view_whose_first_load_failed_tries_again_by_itself(
     assert len(refused) == 2
 
 
+def test_ending_a_session_from_its_live_view_asks_first(asgi_server, browser, django_side):
+    """The live view's "End the session" ended it on one click: its form's confirmation was
+    only asked on pages that loaded confirm.js (the event page), and an ending is for good."""
+    from playwright.sync_api import expect
+
+    session = django_side(_live_keynote)
+    page = browser.new_context().new_page()
+    asked: list[str] = []
+
+    def answer(dialog) -> None:
+        asked.append(dialog.message)
+        dialog.accept() if len(asked) > 1 else dialog.dismiss()
+
+    page.on("dialog", answer)
+    log_in(page, asgi_server, "owner", next_path=f"/dashboard/sessions/{session.pk}/")
+    page.get_by_role("button", name="End the session").click()  # dismissed: still live
+    page.wait_for_timeout(300)
+    assert django_side(lambda: LiveSession.objects.get(pk=session.pk).status) == "live"
+
+    page.get_by_role("button", name="End the session").click()
+    expect(page.locator(".messages")).to_contain_text("Keynote has ended")
+
+    assert [message.split("?")[0] for message in asked] == ["End Keynote"] * 2
+    assert django_side(lambda: LiveSession.objects.get(pk=session.pk).status) == "ended"
+
+
 def test_a_dashboard_that_cannot_refresh_says_its_figures_are_old(
     asgi_server, browser, django_side
 ):

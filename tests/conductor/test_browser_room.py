@@ -333,6 +333,9 @@ def test_phones_that_arrive_early_wait_for_the_organizer_to_go_live(
     expect(phone.locator("#waiting")).to_contain_text("hasn't started yet")
     expect(phone.get_by_role("button", name="Applause")).to_be_disabled()
     expect(phone.locator("#say-text")).to_be_disabled()
+    send = phone.locator("#say button")
+    expect(send).to_be_disabled()  # and it looks it: it stayed fully blue, as if it could send
+    assert float(send.evaluate("button => getComputedStyle(button).opacity")) < 0.6
     phone.locator("#name").fill("Ana")
     phone.locator("#name").dispatch_event("change")
     # Arriving is not starting: still scheduled, its presence kept for when it starts.

@@ -125,10 +125,12 @@ def test_a_code_is_forgiving_to_type_and_an_unknown_one_says_so():
     typed = client.get(f"/j/{session.join_code.lower()}/")
     via_form = client.get("/j/", {"code": f" {session.join_code.lower()} "})
     unknown = client.get("/j/ZZZZZZ/")
+    hyphen = client.get(f"/j/{session.join_code[:3].lower()}-{session.join_code[3:]}/")
 
     assert typed.status_code == 302
     assert typed["Location"] == f"/j/{session.join_code}/"
     assert via_form["Location"] == f"/j/{session.join_code}/"
+    assert hyphen["Location"] == f"/j/{session.join_code}/"  # 9tu-vkb was "No session has..."
     assert unknown.status_code == 404
     assert "No session has this code" in unknown.content.decode()
     assert "Join a session" in client.get("/j/").content.decode()
