@@ -174,11 +174,8 @@ def session_live(request: HttpRequest, session_id: int) -> HttpResponse:
         "dashboard/session.html",
         {
             "session": session,
-            "modes": [
-                ("manual", "Manual: I approve everything"),
-                ("semi_auto", "Semi-automatic: confident decisions run"),
-                ("auto", "Automatic: decisions run"),
-            ],
+            # Worded as on the event page: the model's labels.
+            "modes": LiveSession.Mode.choices,
             "intervention_types": [(kind, TYPE_LABELS[kind]) for kind in INTERVENTION_TYPES],
             # What the organizer sends counts toward it (interventions.intervention_send).
             "hourly_limit": session.event.config.max_interventions_per_hour,

@@ -132,6 +132,9 @@ def test_live_view_is_only_for_the_sessions_organizers(client, organizer, other_
     assert "uPlot.iife.min.js" in page
     assert 'data-session="' in page
     assert "Semi-automatic" in page
+    # The modes worded as the event page words them ("Manual: I approve everything" here).
+    for _, label in LiveSession.Mode.choices:
+        assert f">{label}</option>" in page
 
 
 def test_send_now_says_its_sends_count_toward_the_conductors_hourly_limit(client, organizer):
