@@ -451,3 +451,13 @@ def test_the_reports_api_takes_no_filters(api, story):
     assert response.json()["error"]["details"] == [
         {"field": "since", "message": "Not a parameter of this endpoint."}
     ]
+
+
+def test_the_reports_activity_totals_say_what_they_count(client, organizer, story):
+    """"Reactions 32" after 27 emoji: the totals count every act as the conductor did (upvotes
+    and challenges taken are reactions, a hidden message was chat), and said nothing of it."""
+    page = _report_page(client, organizer, story.session)
+
+    totals = page[page.index('id="totals"') : page.index('id="timeline"')]
+    assert "reactions include upvotes of questions and challenges taken" in totals
+    assert "chat messages those hidden later" in totals
