@@ -454,7 +454,7 @@ def test_the_reports_api_takes_no_filters(api, story):
 
 
 def test_the_reports_activity_totals_say_what_they_count(client, organizer, story):
-    """"Reactions 32" after 27 emoji: the totals count every act as the conductor did (upvotes
+    """Reactions 32 after 27 emoji: the totals count every act as the conductor did (upvotes
     and challenges taken are reactions, a hidden message was chat), and said nothing of it."""
     page = _report_page(client, organizer, story.session)
 
