@@ -517,6 +517,22 @@ class SessionRoomApi(APIView):
                     },
                     allow_null=True,
                 ),
+                "waiting": serializers.IntegerField(
+                    allow_null=True,
+                    help_text="People on the join page (or an app's, joined) of a session not "
+                    "started yet; null once it has started (its samples count the room).",
+                ),
+                "prompts": inline_serializer(
+                    "ShownPrompt",
+                    {
+                        "id": serializers.IntegerField(),
+                        "intervention_type": serializers.CharField(),
+                        "content": serializers.DictField(),
+                    },
+                    many=True,
+                    help_text="The newest chat prompt, Q&A prompt and broadcast of the last 10 "
+                    "minutes, which a phone shows again when it reconnects.",
+                ),
             },
         )
     )

@@ -1064,9 +1064,11 @@ def room_state(
     """What a page that (re)connects needs: the session's `status` (a scheduled one waits for
     its organizer: the page takes part once a `session` message says it is live), open polls'
     results, the chat, the questions (for the organizer, `moderator`, hidden ones too, to show
-    them again), the open challenge, the leaderboard and `now` - the poll or challenge the stage
+    them again, and the people `waiting` before the start), the open challenge, the leaderboard
+    and `now` - the poll or challenge the stage
     sent last, within NOW_SHOWN, as the intervention message carried it (a phone that joins late
-    or reloads shows it); for an `attendee`, who they are on the board, what they took part in
+    or reloads shows it), and the `prompts` it shows again likewise (`_prompts_shown`); for an
+    `attendee`, who they are on the board, what they took part in
     and their `answers` to the polls shown."""
     polls = list(
         Intervention.objects.filter(
@@ -1087,7 +1089,13 @@ def room_state(
         "challenge": challenge_data(challenge) if challenge else None,
         "leaderboard": leaderboard(session.pk),
         "now": _now_shown(session.pk),
+        "prompts": _prompts_shown(session.pk),
     }
+    if moderator:
+        # Before the start no tick counts the room: the organizer still sees who waits.
+        state["waiting"] = (
+            _waiting(session.pk) if session.status == LiveSession.Status.SCHEDULED else None
+        )
     if attendee is not None:
         state["you"] = {
             "id": attendee.signal_id,
@@ -1126,6 +1134,52 @@ def _now_shown(session_id: int) -> dict[str, Any] | None:
     if latest is None:
         return None
     return {"id": latest.pk, "intervention_type": latest.type, "content": latest.content}
+
+
+# People whose last join or leave is a join: the join page's phones and an app's attendees.
+_WAITING_SQL = """
+SELECT count(*) FROM (
+    SELECT DISTINCT ON (attendee) type FROM conductor_signal
+    WHERE session_id = %s AND type IN ('join', 'leave')
+    ORDER BY attendee, at DESC, id DESC
+) last WHERE type = 'join'
+"""
+
+
+def _waiting(session_id: int) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(_WAITING_SQL, [session_id])
+        return int(cursor.fetchone()[0])
+
+
+# The stage's words a phone shows above its chat and its questions, and its banner: what a
+# phone that (re)connects shows again. A notification is a passing toast, not shown again.
+_PROMPTS = (
+    Intervention.Type.CHAT_PROMPT,
+    Intervention.Type.QNA_PROMPT,
+    Intervention.Type.BROADCAST,
+)
+
+
+def _prompts_shown(session_id: int) -> list[dict[str, Any]]:
+    """The newest chat prompt, Q&A prompt and broadcast that reached the room within NOW_SHOWN,
+    each in the shape of the intervention message (`id`, `intervention_type`, `content`): a
+    phone that reconnected got the challenge back under "Now", but not these."""
+    latest = (
+        Intervention.objects.filter(
+            session_id=session_id,
+            type__in=_PROMPTS,
+            status=Intervention.Status.EXECUTED,
+            dispatched_at__gte=timezone.now() - NOW_SHOWN,
+        )
+        .order_by("type", "-dispatched_at", "-id")
+        .distinct("type")
+        .only("type", "content")
+    )
+    return [
+        {"id": shown.pk, "intervention_type": shown.type, "content": shown.content}
+        for shown in sorted(latest, key=lambda shown: shown.pk)
+    ]
 
 
 def publish_room(

@@ -263,11 +263,24 @@
       showCurrent();
       renderLeaders();
       byId("now").scrollIntoView({ behavior: "smooth", block: "start" });
-    } else if (kind === "chat_prompt") {
+    } else if (kind === "notification") {
+      const toast = byId("toast");
+      toast.replaceChildren(text("strong", c.title), text("p", c.body));
+      toast.hidden = false;
+      setTimeout(() => { toast.hidden = true; }, 8000);
+    } else {
+      showPrompt(kind, c);
+      if (kind === "chat_prompt") byId("say-text").focus({ preventScroll: true });
+    }
+  }
+
+  // The stage's words above the chat or the questions, or its banner: as sent, or again from
+  // the room's state when the page (re)connects.
+  function showPrompt(kind, c) {
+    if (kind === "chat_prompt") {
       const prompt = byId("chat-prompt");
       prompt.textContent = c.text;
       prompt.hidden = false;
-      byId("say-text").focus({ preventScroll: true });
     } else if (kind === "qna_prompt") {
       const prompt = byId("qna-prompt");
       prompt.textContent = c.text;
@@ -287,11 +300,6 @@
       }
       banner.replaceChildren(text("strong", c.headline), text("span", " — "), action);
       banner.hidden = false;
-    } else if (kind === "notification") {
-      const toast = byId("toast");
-      toast.replaceChildren(text("strong", c.title), text("p", c.body));
-      toast.hidden = false;
-      setTimeout(() => { toast.hidden = true; }, 8000);
     }
   }
 
@@ -435,6 +443,8 @@
           current = room.now;
           showCurrent();
         }
+        // And the prompts and the banner, which a phone back from a reload had lost.
+        if (!screen) for (const prompt of room.prompts || []) showPrompt(prompt.intervention_type, prompt.content);
         leaders = room.leaderboard.leaders;
         renderLeaders();
       } else if (message.type === "session") {

@@ -689,6 +689,12 @@
   async function refreshRoom() {
     const current = await call("GET", `/sessions/${sessionId}/room/`);
     loaded.room = true;
+    if (current.waiting != null && root.dataset.status === "scheduled") {
+      // No tick counts a room that waits: who is on the join page, from the room itself.
+      document.getElementById("presence-when").textContent = "Waiting: ";
+      document.getElementById("present").textContent = current.waiting;
+      document.getElementById("updated").textContent = "just now";
+    }
     room.leaders = current.leaderboard.leaders;
     for (const p of current.polls) room.polls.set(p.intervention, p);
     for (const m of current.chat) room.chat.set(m.id, m);
@@ -834,6 +840,10 @@
   // longer "live" (nothing more will come).
   function applyStatus(status) {
     root.dataset.status = status;
+    if (status !== "scheduled" && !state.samples.length) { // the room counted by its samples now
+      document.getElementById("presence-when").textContent = "";
+      document.getElementById("present").textContent = "–";
+    }
     const closed = document.getElementById("manual-closed");
     manual.hidden = status !== "live";
     closed.hidden = status === "live";
@@ -945,6 +955,10 @@
     const latest = state.samples[state.samples.length - 1];
     if (latest) document.getElementById("updated").textContent = relative(latest.at);
   }, 1000);
+  // While the session waits for its start, who is on the join page, every 10 s.
+  setInterval(() => {
+    if (root.dataset.status === "scheduled" && loaded.room) refreshRoom().catch(() => {});
+  }, 10000);
 
   // The first load is the socket's first catch-up: subscribed first, then fetched, so nothing
   // published in between is missed (and nothing is fetched twice). Without a socket, the first

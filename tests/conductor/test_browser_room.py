@@ -140,6 +140,9 @@ def test_an_organizer_and_three_phones_run_a_poll_questions_and_a_chat(
     expect(phones[0].locator("#chat")).to_contain_text("Bo: The borrow checker")
     expect(phones[0].locator("#chat")).to_contain_text(f"Cy: {XSS}")
     expect(organizer.locator("#room-chat")).to_contain_text("The borrow checker")
+    # A phone back from a reload still shows the prompt (it got the challenge back, not this).
+    phones[1].reload()
+    expect(phones[1].locator("#chat-prompt")).to_have_text("What would you like to try first?")
     phones[0].screenshot(path=str(ARTIFACTS / "attendee-chat.png"), full_page=True)
     for page in (organizer, screen, *phones):
         assert page.title() != "pwned"  # the script tag stayed text
@@ -346,6 +349,9 @@ def test_phones_that_arrive_early_wait_for_the_organizer_to_go_live(
     organizer = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     organizer.on("dialog", lambda dialog: dialog.accept())
     log_in(organizer, asgi_server, "owner", next_path=f"/dashboard/sessions/{session.pk}/")
+    # Who waits, before any tick counts the room (it read "- present · updated never").
+    expect(organizer.locator("#presence-when")).to_have_text("Waiting: ")
+    expect(organizer.locator("#present")).to_have_text("1")
     organizer.get_by_role("button", name="Go live").click()
     expect(organizer.get_by_role("button", name="End the session")).to_be_visible()
 

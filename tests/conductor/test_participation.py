@@ -136,6 +136,54 @@ def test_a_code_is_forgiving_to_type_and_an_unknown_one_says_so():
     assert "Join a session" in client.get("/j/").content.decode()
 
 
+def test_a_phone_that_reconnects_is_shown_the_stages_prompts_and_banner_again():
+    """The newest chat prompt, Q&A prompt and broadcast of the last 10 minutes come with the
+    room's state, as the challenge did under "Now"; a notification is a passing toast."""
+    session = live_room()
+    now = timezone.now()
+
+    def sent(kind: str, content: dict, minutes_ago: float) -> Intervention:
+        at = now - timedelta(minutes=minutes_ago)
+        return Intervention.objects.create(
+            session=session, type=kind, status="executed", source="manual", content=content,
+            executed_at=at, dispatched_at=at,
+        )  # fmt: skip
+
+    sent("chat_prompt", {"text": "Older"}, 3)
+    chat = sent("chat_prompt", {"text": "Newest"}, 1)
+    banner = sent("broadcast", {"headline": "Demo now", "call_to_action": "Join"}, 2)
+    sent("qna_prompt", {"text": "Too old"}, 11)
+    sent("notification", {"title": "Hi", "body": "A toast"}, 1)
+
+    prompts = participation.room_state(session)["prompts"]
+
+    assert prompts == [
+        {"id": chat.pk, "intervention_type": "chat_prompt", "content": {"text": "Newest"}},
+        {"id": banner.pk, "intervention_type": "broadcast",
+         "content": {"headline": "Demo now", "call_to_action": "Join"}},
+    ]  # fmt: skip
+
+
+def test_the_organizer_sees_who_waits_before_the_start():
+    """No tick counts a room that waits: the organizer's room state counts who is there."""
+    session = LiveSessionFactory(event=EventFactory(organizers=[OrganizerFactory()]))
+    api = _api_for(session)
+    at = timezone.now()
+    Signal.objects.bulk_create([
+        Signal(session=session, signal_id=f"s-{n}", type=kind, attendee=who,
+               at=at + timedelta(seconds=n), received_at=at)
+        for n, (kind, who) in enumerate([("join", "a"), ("join", "b"), ("join", "c"),
+                                          ("leave", "b"), ("join", "b"), ("leave", "c")])
+    ])  # fmt: skip
+
+    waiting = api.get(f"/api/v1/sessions/{session.pk}/room/").json()["waiting"]
+    services.session_update(session_id=session.pk, status="live")
+    started = api.get(f"/api/v1/sessions/{session.pk}/room/").json()["waiting"]
+
+    assert (waiting, started) == (2, None)
+    assert "waiting" not in participation.room_state(session)  # the phones' state has none
+
+
 def test_an_ended_session_says_it_has_ended():
     session = live_room()
     services.session_update(session_id=session.pk, status="ended")
