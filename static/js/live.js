@@ -840,6 +840,10 @@
   // longer "live" (nothing more will come).
   function applyStatus(status) {
     root.dataset.status = status;
+    // Nobody joins an ended session, and no proposal will arrive to be notified of.
+    for (const id of ["joining", "join-qr", "notify"]) {
+      if (status === "ended") document.getElementById(id).hidden = true;
+    }
     if (status !== "scheduled" && !state.samples.length) { // the room counted by its samples now
       document.getElementById("presence-when").textContent = "";
       document.getElementById("present").textContent = "–";

@@ -785,7 +785,7 @@ def test_every_page_fits_a_phone(asgi_server, browser, django_side):
 
 def test_an_ended_session_reads_as_ended(asgi_server, browser, django_side):
     """Ending the session turns the live view read-only at once: no send form, no mode switch,
-    and the connection no longer says Live."""
+    no join link or QR code, and the connection no longer says Live."""
     from playwright.sync_api import expect
 
     def setup() -> LiveSession:
@@ -814,12 +814,16 @@ def test_an_ended_session_reads_as_ended(asgi_server, browser, django_side):
     expect(page.locator("#socket")).to_have_text("Ended")
     expect(page.locator("#status")).to_have_text("Ended")  # as the page first writes it
     expect(page.locator("#presence-when")).to_have_text("At its end: ")  # not "12 present" now
+    # Nobody joins it any more: no join link, no QR code to hand out.
+    expect(page.locator("#joining")).to_be_hidden()
+    expect(page.locator("#join-qr")).to_be_hidden()
     # Opened afresh, it is the report; the live view stays reachable, the same.
     page.reload()
     page.wait_for_url(f"**/dashboard/sessions/{session.pk}/report/")
     page.goto(page.url.replace("report/", "?live=1"))
     expect(page.locator("#socket")).to_have_text("Ended")
     expect(page.locator("#manual")).to_be_hidden()
+    expect(page.locator("#joining")).to_be_hidden()
 
 
 def test_a_new_organizer_sets_up_an_event_from_the_browser(asgi_server, browser, django_side):
