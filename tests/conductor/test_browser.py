@@ -136,7 +136,9 @@ def test_an_organizer_runs_a_live_session_from_the_dashboard(asgi_server, browse
 
     # A mode change says it was saved.
     page.locator("#mode").select_option("auto")
-    expect(page.locator("#mode-saved")).to_have_text("Saved: from now on, automatic: decisions run")
+    expect(page.locator("#mode-saved")).to_have_text(
+        "Saved: from now on, automatic: decisions run at once"
+    )
     assert django_side(LiveSession.objects.get, pk=session.pk).mode == "auto"
     # A change that fails (an outage, here answered by the network) shows the mode the session
     # has, not the one that did not take; a send that fails says so under the form.

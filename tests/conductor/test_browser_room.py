@@ -231,9 +231,9 @@ def test_an_organizer_and_three_phones_run_a_poll_questions_and_a_chat(
     # What they did is in the signals, and the score sees it.
     kinds = django_side(lambda: list(Signal.objects.filter(session=session)
                                      .values_list("type", flat=True)))  # fmt: skip
-    # The three, the late phone, and the reloaded one back (its reload closed its only socket).
-    assert kinds.count("join") == 5
-    assert kinds.count("leave") == 2
+    # The three, the late phone, and the two reloaded ones back (a reload closes the only socket).
+    assert kinds.count("join") == 6
+    assert kinds.count("leave") == 3
     assert kinds.count("poll_vote") == 6  # three votes, three word-cloud answers
     assert kinds.count("chat_message") == 2
     assert kinds.count("question") == 1
