@@ -1081,7 +1081,7 @@ def room_state(
         messages, questions = messages.filter(hidden=False), questions.filter(hidden=False)
     latest = messages.order_by("-created_at", "-id")[:50]
     challenge = _open_challenges(session.pk).order_by("-executed_at", "-id").first()
-    state = {
+    state: dict[str, Any] = {
         "status": session.status,
         "polls": [results(poll) for poll in polls],
         "chat": [chat_message(m) for m in reversed(latest)],
