@@ -83,8 +83,12 @@ class RecordedSignal(NamedTuple):
 class Timeline:
     """A session's signals and the production tick's aggregates at any moment."""
 
-    def __init__(self, signals: Iterable[RecordedSignal]) -> None:
+    def __init__(
+        self, signals: Iterable[RecordedSignal], started_at: datetime | None = None
+    ) -> None:
         self.signals = sorted(signals)
+        # Leaves from the waiting room, before the session went live, are no exit from it.
+        self.started_at = started_at
         self._times = [signal.at for signal in self.signals]
         # Presence is swept forward: each signal is applied once over a whole replay.
         self._swept_to: datetime | None = None
@@ -104,7 +108,9 @@ class Timeline:
         for signal in self.signals[start:end]:
             if signal.type not in _PRESENCE:
                 speakers.add(signal.attendee)
-            if signal.at > rate_since:
+            if signal.at > rate_since and not (
+                signal.type == "leave" and self.started_at and signal.at < self.started_at
+            ):
                 counts[signal.type] += 1
         active = sum(1 for attendee in speakers if self._last.get(attendee) == "join")
         return WindowAggregates(
@@ -238,9 +244,14 @@ def candidate_settings(stored: Mapping[str, Any], changes: Mapping[str, Any]) ->
 
 
 def session_timeline(*, session_id: int) -> Timeline:
-    """The session's stored signals as a Timeline (one query)."""
+    """The session's stored signals as a Timeline (two queries)."""
+    started_at = (
+        LiveSession.objects.filter(pk=session_id).values_list("started_at", flat=True).first()
+    )
     rows = Signal.objects.filter(session_id=session_id).values_list("at", "id", "type", "attendee")
-    return Timeline(RecordedSignal(*row) for row in rows.iterator(chunk_size=10_000))
+    return Timeline(
+        (RecordedSignal(*row) for row in rows.iterator(chunk_size=10_000)), started_at=started_at
+    )
 
 
 def replay_session(

@@ -53,6 +53,9 @@ def record(session: LiveSession, *, seconds: float = 300.0) -> datetime:
     for step in range(int(seconds / TICK) + 1):
         now = start + timedelta(seconds=step * TICK)
         signals_ingest(session=session, batch={"signals": audience.step(now)})
+    # Started when its recording did (ingestion started it now): leaves before the start are no
+    # exit, for the production tick as for the replay.
+    LiveSession.objects.filter(pk=session.pk).update(started_at=start)
     return start
 
 
@@ -284,6 +287,9 @@ def test_the_replays_aggregates_equal_the_production_ticks(live_session):
             ("chat_message", "tie", start + timedelta(seconds=150)),
             ("leave", "tie", start + timedelta(seconds=150)),
             ("leave", "flicker", end + timedelta(seconds=100)),
+            # Someone who left the waiting room before the start: no leave of the session.
+            ("join", "early", start - timedelta(seconds=20)),
+            ("leave", "early", start - timedelta(seconds=10)),
         ]
     )
     timeline = session_timeline(session_id=live_session.pk)
