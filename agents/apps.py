@@ -18,15 +18,8 @@ class AgentsConfig(AppConfig):
         from django.db.models.signals import post_delete
 
         from agents import scopes
-        from agents.builtin.campaign import on_campaign_deleted
-        from agents.models import AgentRun, Campaign
+        from agents.builtin.campaign import on_campaign_deleted, reachable_campaigns
+        from agents.models import Campaign
 
         post_delete.connect(on_campaign_deleted, sender=Campaign)
-        scopes.register(
-            "campaign",
-            label="Campaign",
-            # Not one whose planning was cancelled: the organizer never got its id.
-            reachable=lambda organizer_id: Campaign.objects.filter(organizer=organizer_id).exclude(
-                run__status=AgentRun.Status.CANCELLED
-            ),
-        )
+        scopes.register("campaign", label="Campaign", reachable=reachable_campaigns)

@@ -334,6 +334,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # process's connections after this many tasks.
 CELERY_DB_REUSE_MAX = 1000
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Seconds between ticks: each scores every live session (conductor.live.tick).
+CONDUCTOR_TICK_SECONDS = env_float("CONDUCTOR_TICK_SECONDS", 5)
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "telemetry.tasks.heartbeat", "schedule": 10.0},
     "expire-agent-approvals": {"task": "agents.expire_approvals", "schedule": 30.0},
@@ -366,7 +368,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "conductor-tick": {
         "task": "conductor.tick",
-        "schedule": env_float("CONDUCTOR_TICK_SECONDS", 5),
+        "schedule": CONDUCTOR_TICK_SECONDS,
         "options": {"expires": 10},  # a tick nobody ran in time is not worth running late
     },
 }
@@ -424,7 +426,6 @@ API_MAX_PAGE_SIZE = 500
 AGENT_RATE_LIMIT_PER_MINUTE = env_int("AGENT_RATE_LIMIT_PER_MINUTE", 60, minimum=1)
 # A run still queued this long after it was due is sent to a worker again (its task was lost).
 AGENT_REQUEUE_AFTER_SECONDS = env_float("AGENT_REQUEUE_AFTER_SECONDS", 300)
-CONDUCTOR_TICK_SECONDS = env_float("CONDUCTOR_TICK_SECONDS", 5)
 # Each tick is this many tasks, one per shard of the live sessions (conductor.live.shards): more
 # workers, on more hosts, then score more sessions within a tick.
 CONDUCTOR_TICK_SHARDS = env_int("CONDUCTOR_TICK_SHARDS", 4, minimum=1, maximum=256)

@@ -13,7 +13,7 @@ import re
 from collections import defaultdict
 from typing import Annotated, Any
 
-from django.db.models import Sum
+from django.db.models import QuerySet, Sum
 from pydantic import BaseModel, Field
 
 from agents import memory, predictive
@@ -151,6 +151,13 @@ def _best_channel(channels: list[ChannelReport]) -> str | None:
     ).channel
 
 
+def reachable_campaigns(organizer_id: int) -> QuerySet[Campaign]:
+    """The organizer's campaigns; not one whose planning was cancelled, whose id they never got."""
+    return Campaign.objects.filter(organizer=organizer_id).exclude(
+        run__status=AgentRun.Status.CANCELLED
+    )
+
+
 @registry.register
 class CampaignAgent(Agent):
     name = "campaign"
@@ -236,12 +243,7 @@ class CampaignAgent(Agent):
         )
 
     def campaign_report(self, ctx: RunContext, data: CampaignReportInput) -> CampaignReport:
-        # A campaign whose planning was cancelled was never the organizer's: its run said so.
-        campaign = (
-            Campaign.objects.filter(pk=data.campaign_id, organizer=ctx.run.organizer)
-            .exclude(run__status=AgentRun.Status.CANCELLED)
-            .first()
-        )
+        campaign = reachable_campaigns(ctx.run.organizer_id).filter(pk=data.campaign_id).first()
         if campaign is None:
             raise LookupError(f"campaign {data.campaign_id} not found")
         rows = (

@@ -31,7 +31,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from django.conf import settings
 from django.core import signing
@@ -62,6 +62,9 @@ from conductor.live.models import (
     QuestionVote,
 )
 from conductor.live.realtime import attendee_group
+
+if TYPE_CHECKING:
+    from redis.client import Pipeline
 
 MAX_TEXT = 280
 MAX_NAME = 40
@@ -424,17 +427,28 @@ def _rate_limit(attendee: Attendee) -> None:
     checks = (
         (f"room:a:{attendee.pk}", ATTENDEE_LIMIT,
          "Slow down a little: try again in a few seconds."),
-        (f"room:s:{attendee.session_id}", SESSION_LIMIT,
+        (_session_key(attendee.session_id), SESSION_LIMIT,
          "The room is very busy: try again in a moment."),
     )  # fmt: skip
     pipe = redis_client().pipeline()
     for key, (_, seconds), _ in checks:
-        pipe.set(key, 0, ex=seconds, nx=True)
-        pipe.incr(key)
+        _count(pipe, key, seconds)
     counts = pipe.execute()[1::2]
     for count, (_, (limit, _), message) in zip(counts, checks, strict=True):
         if count > limit:
             raise Refused(message)
+
+
+def _session_key(session_id: int) -> str:
+    """The session's count of the room's actions and posts (SESSION_LIMIT)."""
+    return f"room:s:{session_id}"
+
+
+def _count(pipe: Pipeline, key: str, seconds: int, amount: int = 1) -> None:
+    """Queue counting `amount` in `key`'s window, which starts with its first count (two
+    results: the window's start, then the count)."""
+    pipe.set(key, 0, ex=seconds, nx=True)
+    pipe.incrby(key, amount)
 
 
 def _room_allowance(session_id: int, wanted: int) -> int:
@@ -444,8 +458,7 @@ def _room_allowance(session_id: int, wanted: int) -> int:
         return 0
     limit, seconds = SESSION_LIMIT
     pipe = redis_client().pipeline()
-    pipe.set(f"room:s:{session_id}", 0, ex=seconds, nx=True)
-    pipe.incrby(f"room:s:{session_id}", wanted)
+    _count(pipe, _session_key(session_id), seconds, wanted)
     count = int(pipe.execute()[1])
     return max(0, min(wanted, limit - (count - wanted)))
 
