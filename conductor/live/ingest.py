@@ -214,10 +214,10 @@ def signals_ingest(
         raise _invalid(invalid)
     try:
         if not alongside:
-            accepted = _copy(rows)
+            kinds = _copy(rows)
         else:
             with transaction.atomic():
-                accepted = _copy(rows)
+                kinds = _copy(rows)
                 for extra in alongside:
                     extra.store()
     except DatabaseError as error:
@@ -240,9 +240,10 @@ def signals_ingest(
         item["type"] not in PRESENCE for item in batch["signals"]
     ):  # the first signal of what the audience does starts it
         _start_session(session)
+    accepted = kinds.total()
     duplicates = len(rows) - accepted
     collector.record_batch(processed=len(rows), duplicates=duplicates)
-    for kind, count in Counter(item["type"] for item in batch["signals"]).items():
+    for kind, count in kinds.items():  # what was stored: not the repeats of a retried batch
         metrics.SIGNALS_INGESTED.labels(type=kind).inc(count)
     return IngestResult(accepted=accepted, duplicates=duplicates)
 
@@ -297,8 +298,8 @@ def _range_message(at: datetime, now: datetime) -> str:
     return f"More than {MAX_AGE.seconds // 3600} hours in the past."
 
 
-def _copy(rows: list[tuple[Any, ...]]) -> int:
-    """COPY the rows in; repeated ids are skipped. Returns how many were stored.
+def _copy(rows: list[tuple[Any, ...]]) -> Counter[str]:
+    """COPY the rows in; repeated ids are skipped. Returns how many were stored, by type.
 
     Most batches repeat nothing, so the rows go straight in; when the unique index refuses one
     (a client retried a batch, or two raced), the batch goes through a staging table and
@@ -309,7 +310,7 @@ def _copy(rows: list[tuple[Any, ...]]) -> int:
         try:
             with transaction.atomic():
                 copy_rows(Signal._meta.db_table, _COLUMNS, rows)
-            return len(rows)
+            return Counter(row[2] for row in rows)
         except IntegrityError:
             if not ids:
                 raise
@@ -327,6 +328,7 @@ def _copy(rows: list[tuple[Any, ...]]) -> int:
         cursor.execute(
             f"INSERT INTO {Signal._meta.db_table} ({columns}) "  # noqa: S608  # nosec B608
             f"SELECT {columns} FROM signal_stage "
-            "ON CONFLICT (session_id, signal_id) WHERE signal_id IS NOT NULL DO NOTHING"
+            "ON CONFLICT (session_id, signal_id) WHERE signal_id IS NOT NULL DO NOTHING "
+            "RETURNING type"
         )
-        return int(cursor.rowcount)
+        return Counter(kind for (kind,) in cursor.fetchall())

@@ -81,6 +81,28 @@ def test_repeated_ids_are_counted_not_stored(api, live_session):
     assert (health.processed, health.duplicates) == (4, 2)
 
 
+def _ingested(kind: str) -> float:
+    return REGISTRY.get_sample_value("conductor_signals_ingested_total", {"type": kind}) or 0.0
+
+
+def test_the_ingested_counter_counts_what_was_stored_not_a_retry_s_repeats(api, live_session):
+    """An operator reads `conductor_signals_ingested_total` as the rate of signals stored: a
+    client retrying after timeouts must not inflate it (it did: every item counted)."""
+    joins, reactions = _ingested("join"), _ingested("reaction")
+    batch = [{"id": "a", "type": "join", "attendee": "x"}]
+    for _ in range(5):
+        post(api, live_session, batch)
+    post(api, live_session, [
+        {"id": "a", "type": "join", "attendee": "x"},
+        {"id": "b", "type": "reaction", "attendee": "x"},
+        {"id": "b", "type": "reaction", "attendee": "x"},
+        {"type": "reaction", "attendee": "y"},
+    ])  # fmt: skip
+
+    assert (_ingested("join") - joins, _ingested("reaction") - reactions) == (1, 2)
+    assert Signal.objects.filter(session=live_session).count() == 3
+
+
 def test_the_same_id_in_another_session_is_not_a_duplicate(api, event, live_session):
     other = LiveSessionFactory(event=event)
 
