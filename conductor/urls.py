@@ -10,7 +10,7 @@ from agents import api as agents_api
 from agents import views as agents_views
 from conductor.core import errors, schema
 from conductor.live import api, join_views, report_views, views
-from telemetry.health import healthz
+from telemetry.health import healthz, livez
 
 handler404 = "conductor.core.errors.not_found"
 
@@ -146,6 +146,7 @@ urlpatterns = [
     ),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", healthz, name="healthz"),
+    path("livez", livez, name="livez"),
     path("favicon.ico", views.favicon, name="favicon"),
     path("j/", join_views.join_start, name="join-start"),
     path("j/<str:code>/", join_views.join_page, name="join"),

@@ -1,4 +1,5 @@
-"""Liveness of the parts the product depends on: database, Redis and a Celery worker.
+"""Health of the parts the product depends on (database, Redis, a Celery worker, collection):
+/healthz, for readiness and alerts; /livez, whether the web process itself answers.
 
 Ours rather than django-health-check's: its JSON has another shape than the documented
 `{"status", "checks"}` of /healthz, and the checks that matter here (the worker's heartbeat, the
@@ -36,11 +37,15 @@ def check_redis() -> str:
 
 def check_worker() -> str:
     beat = cache.get(HEARTBEAT_KEY)
+    # Beat sends the heartbeat and a worker records it: either may be the one that is down.
     if beat is None:
-        raise RuntimeError("no heartbeat from any Celery worker")
+        raise RuntimeError("no heartbeat from any Celery worker (is a worker and beat running?)")
     age = time.time() - float(beat)
     if age > settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS:
-        raise RuntimeError(f"last worker heartbeat {age:.0f} s ago")
+        raise RuntimeError(
+            f"last worker heartbeat {age:.0f} s ago (beat schedules one every 10 s: "
+            "is a worker and beat running?)"
+        )
     return "ok"
 
 
@@ -64,6 +69,13 @@ def run_checks() -> dict[str, str]:
         except Exception as error:
             results[name] = f"error: {error.__class__.__name__}: {error}"
     return results
+
+
+def livez(request: HttpRequest) -> JsonResponse:
+    """200 while this web process answers, whatever its dependencies do: a liveness probe's
+    endpoint. Restarting a web process does not bring back a database, Redis or a worker, so a
+    probe on /healthz would restart sound processes during an outage of those."""
+    return JsonResponse({"status": "ok"})
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

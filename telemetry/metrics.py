@@ -78,13 +78,36 @@ ENGAGEMENT_SCORE = Histogram(
 )
 TICK_DURATION = Histogram(
     "conductor_tick_duration_seconds",
-    "Time to score every live session once.",
+    "Time to score the live sessions of one shard at a tick (CONDUCTOR_TICK_SHARDS "
+    "observations a tick).",
     buckets=_DURATION_BUCKETS,
 )
+TICK_SHARD_COMPLETED = Gauge(
+    "conductor_tick_shard_completed_timestamp_seconds",
+    "When each shard of the tick last finished scoring its live sessions (Unix time): "
+    "time() minus the oldest says how far behind the tick is.",
+    ["shard"],
+    multiprocess_mode="max",
+)
+TICK_SESSIONS = Gauge(
+    "conductor_tick_sessions",
+    "Live sessions each shard scored at its last tick (their sum: the live sessions scored).",
+    ["shard"],
+    multiprocess_mode="mostrecent",
+)
+TICK_SHARDS_SKIPPED = Counter(
+    "conductor_tick_shards_skipped_total",
+    "Shards of a tick not scored: busy (the shard's previous tick still ran) or expired (no "
+    "worker took it before the next tick).",
+    ["reason"],
+)
+for _reason in ("busy", "expired"):
+    TICK_SHARDS_SKIPPED.labels(reason=_reason)  # 0 until then: an alert needs no `or vector(0)`
 ANOMALIES = Counter("conductor_anomalies_total", "Engagement drops detected.", ["type", "severity"])
 INTERVENTIONS = Counter(
     "conductor_interventions_total",
-    "Interventions by type, and the status and source they reached.",
+    "Intervention status changes, by type, source and the status entered (an intervention "
+    "counts once for each status it reaches: pending, then sent, for one proposed).",
     ["type", "status", "source"],
 )
 DECISION_LATENCY = Histogram(

@@ -95,6 +95,7 @@ ROUTES: dict[str, dict[str, str]] = {
     "schema": roles(PUBLIC, PUBLIC, PUBLIC),
     "docs": roles(PUBLIC, PUBLIC, PUBLIC),
     "healthz": roles(HEALTH, HEALTH, HEALTH),
+    "livez": roles(PUBLIC, PUBLIC, PUBLIC),
     "favicon": roles(PUBLIC, PUBLIC, PUBLIC),
     "join-start": roles(PUBLIC, PUBLIC, PUBLIC),
     "session-room": OBJECT_API,

@@ -39,9 +39,10 @@ def run_cancel(*, run_id: int) -> AgentRun:
             finish(
                 run, AgentRun.Status.CANCELLED, error=run_error("cancelled", "cancelled by request")
             )
-            run.approvals.filter(status=Approval.Status.PENDING).update(
+            if run.approvals.filter(status=Approval.Status.PENDING).update(
                 status=Approval.Status.REJECTED, reason="run cancelled", decided_at=timezone.now()
-            )
+            ):
+                transaction.on_commit(update_pending_gauge)  # no longer pending, at once
         for child_id in run.children.exclude(status__in=AgentRun.TERMINAL).values_list(
             "pk", flat=True
         ):

@@ -6,13 +6,14 @@ import contextlib
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from celery import Task, shared_task
+from celery import Task, shared_task, signals
 from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import LockNotOwnedError
 
 from conductor.core.redis_client import redis_client
 from conductor.live import (
+    collector,
     delivery,
     idle,
     interventions,
@@ -23,6 +24,7 @@ from conductor.live import (
     tick,
 )
 from conductor.live.shards import Shard
+from telemetry import metrics
 
 TICK_LOCK = "conductor:tick-lock"
 PURGE_LOCK = "conductor:purge-lock"
@@ -61,6 +63,7 @@ def run_tick() -> int:
             expires=now + timedelta(seconds=2 * settings.CONDUCTOR_TICK_SECONDS),
         )
     interventions.pending_gauge()
+    collector.health()  # its gauge, for an operator, whether or not anyone asks /healthz
     return count
 
 
@@ -71,11 +74,24 @@ def tick_shard(index: int, count: int, at: str) -> int:
     shard = Shard(index, count)
     with _alone(f"{TICK_LOCK}:{shard}", TICK_LOCK_SECONDS) as alone:
         if not alone:
+            metrics.TICK_SHARDS_SKIPPED.labels(reason="busy").inc()
             return 0
         now = datetime.fromisoformat(at)
         result = tick.sessions_tick(now=now, shard=shard)
         measurement.interventions_measure(now=now, shard=shard)
+        metrics.TICK_SESSIONS.labels(shard=str(shard)).set(result.sessions)
+        metrics.TICK_SHARD_COMPLETED.labels(shard=str(shard)).set_to_current_time()
         return result.sessions
+
+
+@signals.task_revoked.connect
+def _count_expired_shard(
+    sender: Task | None = None, expired: bool = False, **kwargs: object
+) -> None:
+    """A shard that waited in the queue past its expiry is dropped by Celery, which says so only
+    at INFO: counted, so that a tick falling behind shows."""
+    if expired and sender is not None and sender.name == tick_shard.name:
+        metrics.TICK_SHARDS_SKIPPED.labels(reason="expired").inc()
 
 
 @shared_task(

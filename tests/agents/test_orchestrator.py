@@ -522,15 +522,19 @@ def test_a_rejected_action_is_not_made_even_if_its_run_is_queued_again():
     assert fakes.deliveries("slack") == 0
 
 
-def test_cancel_while_waiting_for_approval_rejects_it():
+def test_cancel_while_waiting_for_approval_rejects_it(django_capture_on_commit_callbacks):
     run = start("gated", {})
     execute(run)
+    assert REGISTRY.get_sample_value("conductor_agent_approvals_pending") == 1
 
-    services.run_cancel(run_id=run.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.run_cancel(run_id=run.pk)
     run.refresh_from_db()
 
     assert run.status == "cancelled"
     assert run.approvals.get().status == "rejected"
+    # An operator's gauge says so at once, not at the next expiry sweep (it stayed 1 until then).
+    assert REGISTRY.get_sample_value("conductor_agent_approvals_pending") == 0
 
 
 def test_runs_queued_long_past_their_due_time_are_sent_again_once(

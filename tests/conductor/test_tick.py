@@ -200,14 +200,57 @@ def test_a_shard_task_skips_while_that_shards_previous_tick_runs(live):
     from conductor.live.tasks import TICK_LOCK, tick_shard
 
     at = timezone.now().isoformat()
+    busy = _sample("conductor_tick_shards_skipped_total", reason="busy")
     redis_client().set(f"{TICK_LOCK}:0/1", "another tick", ex=60)
     assert tick_shard(0, 1, at) == 0
     assert redis_client().get(f"{TICK_LOCK}:0/1") == b"another tick"  # not released by the skipper
     assert EngagementSample.objects.count() == 0
+    assert _sample("conductor_tick_shards_skipped_total", reason="busy") == busy + 1
     redis_client().delete(f"{TICK_LOCK}:0/1")
+    before = time.time()
     assert tick_shard(0, 1, at) == 1
     assert redis_client().get(f"{TICK_LOCK}:0/1") is None
     assert EngagementSample.objects.get().at.isoformat() == at  # scored at the tick's instant
+    # What an operator reads: how many this shard scored, and when it last finished.
+    assert _sample("conductor_tick_sessions", shard="0/1") == 1
+    assert _sample("conductor_tick_shard_completed_timestamp_seconds", shard="0/1") >= before
+
+
+def _sample(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_a_shard_no_worker_took_before_it_expired_is_counted():
+    """Celery drops it before our code runs, and says so only at INFO: the count shows it."""
+    from celery import signals
+
+    from conductor.live.tasks import run_tick, tick_shard
+
+    expired = _sample("conductor_tick_shards_skipped_total", reason="expired")
+    signals.task_revoked.send(sender=run_tick, request=None, terminated=False, signum=None,
+                              expired=True)  # fmt: skip
+    signals.task_revoked.send(sender=tick_shard, request=None, terminated=True, signum=15,
+                              expired=False)  # fmt: skip
+    assert _sample("conductor_tick_shards_skipped_total", reason="expired") == expired
+    signals.task_revoked.send(sender=tick_shard, request=None, terminated=False, signum=None,
+                              expired=True)  # fmt: skip
+    assert _sample("conductor_tick_shards_skipped_total", reason="expired") == expired + 1
+
+
+def test_each_tick_refreshes_the_collection_health_gauge(db, settings):
+    """It was set only when someone asked /healthz: an alert on it never fired under make run."""
+    from celery import current_app
+
+    from conductor.live.tasks import run_tick
+    from telemetry import metrics
+
+    settings.CONDUCTOR_TICK_SHARDS = 1
+    metrics.COLLECTOR_HEALTHY.set(-1)
+    run_tick()
+    current_app.control.purge()  # the shard it sent: no worker here
+    assert _sample("conductor_collector_healthy") == 1
 
 
 def test_shards_split_the_live_sessions_between_them(event):

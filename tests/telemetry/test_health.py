@@ -38,6 +38,22 @@ def test_no_worker_heartbeat_is_503_naming_the_worker(client):
     body = response.json()
     assert body["failing"] == ["worker"]
     assert "no heartbeat" in body["checks"]["worker"]
+    assert "beat" in body["checks"]["worker"]  # beat sends it: a dead beat looks the same
+
+
+def test_livez_answers_while_the_dependencies_are_down(client, monkeypatch):
+    """A liveness probe restarts what fails it: a web process is not what an outage of the
+    database, Redis or the worker needs restarted (/healthz is 503 then)."""
+
+    def refuse(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(connection, "cursor", refuse)
+    assert client.get("/healthz").status_code == 503
+
+    response = client.get("/livez")
+
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
 
 
 def test_stale_heartbeat_is_503(client):
