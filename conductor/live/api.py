@@ -216,21 +216,27 @@ class SessionDetailApi(APIView):
         return Response(SessionOutputSerializer(session).data)
 
 
+# A character that is neither a space nor NUL, and no NUL anywhere (PostgreSQL text holds none).
+NOT_BLANK_NO_NUL = r"^[^\x00]*[^\s\x00][^\x00]*$"
+
+
 class SignalDocSerializer(StrictSerializer):
     """Documents one signal (validation is done by conductor.live.ingest.SignalIn)."""
 
     def get_fields(self) -> dict[str, serializers.Field]:
         # Built here: a declared field named `data` would hide Serializer.data.
         return {
-            # Not blank: a pattern any character but a space matches (ingest.NotBlank).
+            # Not blank, and no NUL character (ingest.NotBlank, ingest._nul_details).
             "id": serializers.RegexField(
-                r"\S",
+                NOT_BLANK_NO_NUL,
                 required=False,
                 max_length=100,
                 help_text="Repeats of an id are not stored. Not blank.",
             ),
             "type": serializers.ChoiceField(choices=list(get_args(ingest.SignalType))),
-            "attendee": serializers.RegexField(r"\S", max_length=128, help_text="Not blank."),
+            "attendee": serializers.RegexField(
+                NOT_BLANK_NO_NUL, max_length=128, help_text="Not blank."
+            ),
             "at": serializers.DateTimeField(
                 required=False,
                 help_text="When it happened (default: when received), with a UTC offset. At most "
@@ -403,6 +409,12 @@ class InterventionListCreateApi(PaginatedApi):
             help_text=CONTENT_SHAPES,
         )
         reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+        idempotency_key = serializers.CharField(
+            required=False, max_length=200,
+            help_text="The same send again with this key (a double click, a retry after a "
+            "timeout) answers the intervention it sent, 200 with `Idempotent-Replayed: true`, "
+            "instead of sending a second; with other content, 409 `idempotency_key_reused`.",
+        )  # fmt: skip
 
     class FilterSerializer(ListFilterSerializer):
         status = serializers.ChoiceField(
@@ -425,20 +437,29 @@ class InterventionListCreateApi(PaginatedApi):
 
     @extend_schema(
         request=InputSerializer,
-        responses={201: InterventionOutputSerializer, **error_responses(409)},
+        responses={
+            201: InterventionOutputSerializer,
+            200: InterventionOutputSerializer,
+            **error_responses(409),
+        },
     )
     def post(self, request: Request, session_id: int) -> Response:
         session = selectors.session_get_for_user(request.user, session_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        intervention = interventions.intervention_create_manual(
+        intervention, created = interventions.intervention_create_manual(
             session=session,
             type=data["type"],
             user=cast(User, request.user),
             content_in=data.get("content"),
             reason=data.get("reason", ""),
+            idempotency_key=data.get("idempotency_key"),
         )
+        if not created:
+            response = Response(interventions.serialize(intervention), status=status.HTTP_200_OK)
+            response["Idempotent-Replayed"] = "true"
+            return response
         return Response(interventions.serialize(intervention), status=status.HTTP_201_CREATED)
 
 

@@ -352,12 +352,34 @@ def template_for(
     return key, validate(intervention_type, fill(candidates[key], short_topic(topic)))
 
 
-def short_topic(topic: str, limit: int = 30) -> str:
-    """The topic cut at a word boundary, so that every template stays within its limits."""
+#: The longest topic every template takes whole within its fields' limits (the tightest: a
+#: broadcast's headline of 80 characters, "Your questions on {topic} shape what's next").
+TOPIC_LIMIT = 44
+
+# Words a cut topic must not end on: "What is your biggest challenge with ARIA, keyboard
+# navigation and?" reached the phones when a topic was cut at 30 characters.
+_DANGLING = frozenset({
+    "a", "an", "and", "or", "nor", "but", "of", "the", "for", "with", "without", "to", "in",
+    "into", "on", "at", "by", "from", "about", "vs", "versus", "via", "per", "as", "&", "+",
+    "-", "\N{EN DASH}", "\N{EM DASH}",
+})  # fmt: skip
+_TRAILING = " ,;:/(&+-.\N{EN DASH}\N{EM DASH}"
+
+
+def short_topic(topic: str, limit: int = TOPIC_LIMIT) -> str:
+    """The topic, cut at a word boundary when longer than `limit` (so that every template stays
+    within its limits), never ending on a word that leaves the phrase hanging."""
     topic = " ".join(topic.split()) or "this session"
     if len(topic) <= limit:
         return topic
-    return topic[:limit].rsplit(" ", 1)[0] or topic[:limit]
+    cut = topic[:limit] if topic[limit] == " " else topic[:limit].rsplit(" ", 1)[0]
+    while True:
+        cut = cut.rstrip(_TRAILING)
+        head, _, last = cut.rpartition(" ")
+        if not head or last.lower() not in _DANGLING:
+            break
+        cut = head
+    return cut or topic[:limit]
 
 
 def fill(raw: dict[str, Any], topic: str) -> dict[str, Any]:

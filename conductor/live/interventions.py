@@ -279,13 +279,15 @@ def _decide(
 @transaction.atomic
 def intervention_create_manual(
     *, session: LiveSession, type: str, user: User, content_in: dict[str, Any] | None = None,
-    reason: str = "",
-) -> Intervention:  # fmt: skip
-    """An intervention the organizer writes (or takes from the templates), executed at once.
+    reason: str = "", idempotency_key: str | None = None,
+) -> tuple[Intervention, bool]:  # fmt: skip
+    """An intervention the organizer writes (or takes from the templates), executed at once;
+    returns it and whether it was created (False: the send with this `idempotency_key` again).
 
     Not held back by cool-downs or the hourly cap (the organizer's own choice), but counted by
     the decisions after it. Raises ApplicationError (400) for content that does not fit the
-    type or for a hold (nothing to send), ConflictError (409) for a session that is not live.
+    type or for a hold (nothing to send), ConflictError (409) for a session that is not live
+    or a key used for another send.
     """
     if type == Intervention.Type.HOLD:
         raise ApplicationError(
@@ -293,7 +295,11 @@ def intervention_create_manual(
             code="validation_error",
             details=[{"field": "type", "message": "hold cannot be sent by hand"}],
         )
-    session = _lock_session(session.pk)
+    session = _lock_session(session.pk)  # also keeps two sends with one key one after the other
+    if idempotency_key is not None:
+        sent = session.interventions.filter(idempotency_key=idempotency_key).first()
+        if sent is not None:
+            return _sent_again(sent, type, content_in), False
     if session.status != LiveSession.Status.LIVE:
         raise ConflictError("Interventions go to live sessions only.", code="session_not_live")
     template = ""
@@ -310,14 +316,30 @@ def intervention_create_manual(
     intervention = Intervention(
         session=session, type=type, source=Intervention.Source.MANUAL, content=validated,
         template=template, reasoning=reason or "Sent by the organizer.", decided_by=user,
-        decided_at=timezone.now(), decision_reason=reason,
+        decided_at=timezone.now(), decision_reason=reason, idempotency_key=idempotency_key,
     )  # fmt: skip
     _execute(intervention, timezone.now())
     intervention.save()
     count(intervention)
     publish(intervention)
     _deliver_on_commit(intervention)
-    return intervention
+    return intervention, True
+
+
+def _sent_again(sent: Intervention, type: str, content_in: dict[str, Any] | None) -> Intervention:
+    """The intervention sent with a key, when the same send comes again; 409 if it differs."""
+    same = sent.type == type and (content_in is None if sent.template else content_in is not None)
+    if same and content_in is not None:
+        try:
+            same = content.validate(type, content_in, by_organizer=True) == sent.content
+        except ValidationError:
+            same = False
+    if not same:
+        raise ConflictError(
+            "This idempotency_key was used for a different intervention.",
+            code="idempotency_key_reused",
+        )
+    return sent
 
 
 def recent_templates(session_id: int) -> list[str]:

@@ -283,9 +283,19 @@ class Intervention(models.Model):
     lift = models.FloatField(null=True, blank=True)
     reward = models.FloatField(null=True, blank=True)
     outcome_at = models.DateTimeField(null=True, blank=True)
+    # Given with one sent by hand: the same send again (a double click, a retried request) is
+    # that one, not a second intervention.
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="intervention_idempotency_key_uniq",
+            )
+        ]
         indexes = [
             models.Index(fields=["session", "status"], name="intervention_session_idx"),
             models.Index(fields=["status", "executed_at"], name="intervention_outcome_idx"),

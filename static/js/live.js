@@ -659,16 +659,25 @@
     manual.elements.options.disabled = manual.elements.words.checked;
   });
   manual.addEventListener("reset", () => { manual.elements.options.disabled = false; });
+  // One key per send: a double click, or a retry after a timeout, sends it once (the server
+  // answers the first one's intervention again). A new key once it is sent.
+  const newKey = () => (window.crypto && crypto.randomUUID
+    ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(36).slice(2)}`);
+  let manualKey = newKey();
   manual.addEventListener("submit", async (event) => {
     event.preventDefault();
+    const send = manual.querySelector("button[type=submit]");
+    if (send.disabled) return;
     const type = manual.elements.type.value;
-    const body = { type };
+    const body = { type, idempotency_key: manualKey };
     const content = typedContent(type);
     if (content) body.content = content;
     const started = ++latestAction;
+    send.disabled = true;
     try {
       const created = await call("POST", `/sessions/${sessionId}/interventions/`, body);
       state.interventions.set(created.id, created);
+      manualKey = newKey();
       manual.reset();
       showManualFields();
       showManualErrors([]);
@@ -679,6 +688,10 @@
       const details = error.details && error.details.length ? error.details : [];
       showManualErrors(details.length ? details : [{ message: `Not sent: ${error.message}` }]);
       notice(details.length ? "Not sent: see what to fix below the form." : `Not sent: ${error.message}`);
+      // What was refused can be fixed and sent: with another key, as another send.
+      if (error.status && error.status < 500) manualKey = newKey();
+    } finally {
+      send.disabled = false;
     }
   });
 

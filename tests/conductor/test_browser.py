@@ -631,6 +631,15 @@ def test_send_now_sends_what_the_organizer_typed(asgi_server, browser, django_si
     sent = django_side(Intervention.objects.get, type="notification")
     assert sent.content == {"title": "Break in 5 minutes", "body": "Coffee is served in the hall."}
 
+    # A double click sends once (it sent two identical polls, both delivered and measured).
+    form.locator("select[name=type]").select_option("chat_prompt")
+    form.locator("input[name=text]").fill("What would you like us to cover next?")
+    form.get_by_role("button", name="Send now").dblclick()
+    page.locator("#decisions li .status-executed").nth(2).wait_for()
+    page.wait_for_timeout(500)  # a second send, if any, had the time to arrive
+    assert django_side(Intervention.objects.filter(type="chat_prompt").count) == 1
+    expect(form.get_by_role("button", name="Send now")).to_be_enabled()
+
     # The attendee app receives the poll exactly as typed (the worker's part done here).
     attendees = asgi_server.replace("http", "ws") + (
         f"/ws/sessions/{session.pk}/attendees/?key={session.attendee_key}"

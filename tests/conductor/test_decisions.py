@@ -282,8 +282,35 @@ def test_invalid_llm_output_falls_back_to_a_template(live, settings):
 @pytest.mark.parametrize("kind", INTERVENTION_TYPES)
 @pytest.mark.parametrize("family", list(content.TEMPLATES))
 def test_every_template_fits_its_type(kind, family):
+    widest = "W" * content.TOPIC_LIMIT  # the longest topic taken whole, of the widest letters
     for raw in content.TEMPLATES[family][kind]:
         content.validate(kind, content.fill(raw, content.short_topic("A very long topic " * 5)))
+        content.validate(kind, content.fill(raw, content.short_topic(widest)))
+
+
+@pytest.mark.parametrize(
+    ("topic", "short"),
+    [
+        # Whole when it fits: the organizer's own words.
+        ("ARIA, keyboard navigation and screen readers",
+         "ARIA, keyboard navigation and screen readers"),
+        # Cut, it never ends on a word that leaves the phrase hanging, nor on punctuation.
+        ("Accessibility: ARIA, keyboard navigation and screen readers",
+         "Accessibility: ARIA, keyboard navigation"),
+        ("Observability for the people who carry the pager at night",
+         "Observability for the people who carry"),
+        ("Scaling PostgreSQL with the help of the planner - a deep dive",
+         "Scaling PostgreSQL with the help"),
+        ("A word that fits exactly here at the limit, and more",
+         "A word that fits exactly here at the limit"),
+        ("   ", "this session"),
+        ("Supercalifragilisticexpialidocious-and-then-some-more-words",
+         "Supercalifragilisticexpialidocious-and-then"),
+    ],
+)  # fmt: skip
+def test_a_long_topic_is_cut_where_the_phrase_still_reads(topic, short):
+    assert content.short_topic(topic) == short
+    assert len(short) <= content.TOPIC_LIMIT
 
 
 @pytest.mark.parametrize(
@@ -449,6 +476,49 @@ def test_manual_intervention_content_is_strictly_typed(api, live, type_, content
     assert response.status_code == 400, response.content
     assert [d["field"] for d in response.json()["error"]["details"]] == [field]
     assert not Intervention.objects.exists()
+
+
+def test_a_manual_send_with_a_key_sent_again_is_the_same_intervention(api, live):
+    """A double click on Send now sent the poll twice (two interventions 40 ms apart, both
+    delivered and both measured): with the form's key, the second is the first one again."""
+    url = f"/api/v1/sessions/{live.pk}/interventions/"
+    poll = {"type": "poll", "idempotency_key": "k1",
+            "content": {"question": "Which one next?", "options": ["A", "B"]}}  # fmt: skip
+
+    first = api.post(url, poll, format="json")
+    again = api.post(url, poll, format="json")
+    template = api.post(url, {"type": "chat_prompt", "idempotency_key": "k2"}, format="json")
+    template_again = api.post(url, {"type": "chat_prompt", "idempotency_key": "k2"}, format="json")
+    other = api.post(url, {**poll, "content": {"question": "Which?", "options": ["A", "B"]}},
+                     format="json")  # fmt: skip
+    other_type = api.post(url, {"type": "chat_prompt", "idempotency_key": "k1"}, format="json")
+    typed_for_template = api.post(url, {**poll, "idempotency_key": "k2"}, format="json")
+    unkeyed = [api.post(url, {"type": "chat_prompt"}, format="json") for _ in range(2)]
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == first.json()["id"]
+    assert again["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first
+    assert (template.status_code, template_again.status_code) == (201, 200)
+    assert template_again.json()["id"] == template.json()["id"]
+    for conflict in (other, other_type, typed_for_template):
+        assert conflict.status_code == 409, conflict.content
+        assert conflict.json()["error"]["code"] == "idempotency_key_reused"
+    assert [r.status_code for r in unkeyed] == [201, 201]  # without a key, each is a send
+    assert Intervention.objects.filter(session=live).count() == 4
+
+
+def test_a_manual_send_sent_again_after_the_end_is_answered_not_refused(api, live):
+    """A retry of a send that went through before the session ended gets its intervention."""
+    url = f"/api/v1/sessions/{live.pk}/interventions/"
+    first = api.post(url, {"type": "poll", "idempotency_key": "k"}, format="json")
+    LiveSession.objects.filter(pk=live.pk).update(status="ended")
+
+    again = api.post(url, {"type": "poll", "idempotency_key": "k"}, format="json")
+    new = api.post(url, {"type": "poll", "idempotency_key": "k-new"}, format="json")
+
+    assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
+    assert new.status_code == 409
 
 
 def test_manual_intervention_for_a_session_not_live_is_409(api, live_session):
