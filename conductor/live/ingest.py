@@ -11,7 +11,7 @@ import contextlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, NotRequired, Protocol
@@ -91,8 +91,10 @@ class Alongside(Protocol):
 
     faults: list[dict[str, Any]]
 
-    def store(self) -> None:
-        """Write it, in the transaction that stores the batch's signals."""
+    def store(self, fresh: Container[int]) -> None:
+        """Write what the batch's items at the indices in `fresh` carry, in the transaction that
+        stores the batch's signals: those whose signal was stored. A repeated id (sent again, or
+        twice in the batch: its first one is fresh) is a duplicate and changes nothing."""
 
 
 @dataclass(frozen=True)
@@ -214,12 +216,13 @@ def signals_ingest(
         raise _invalid(invalid)
     try:
         if not alongside:
-            kinds = _copy(rows)
+            kinds, _ = _copy(rows)
         else:
             with transaction.atomic():
-                kinds = _copy(rows)
+                kinds, stored_ids = _copy(rows)
+                fresh = _fresh(rows, stored_ids)
                 for extra in alongside:
-                    extra.store()
+                    extra.store(fresh)
     except DatabaseError as error:
         collector.record_write_error()
         # Only a COPY that committed is answered 202: whatever failed before the commit kept
@@ -298,8 +301,24 @@ def _range_message(at: datetime, now: datetime) -> str:
     return f"More than {MAX_AGE.seconds // 3600} hours in the past."
 
 
-def _copy(rows: list[tuple[Any, ...]]) -> Counter[str]:
-    """COPY the rows in; repeated ids are skipped. Returns how many were stored, by type.
+def _fresh(rows: list[tuple[Any, ...]], stored_ids: set[str] | None) -> set[int]:
+    """The indices of the rows stored: each without an id, and the first of each id stored
+    (`stored_ids`; None: every row was)."""
+    fresh, seen = set(), set()
+    for index, row in enumerate(rows):
+        signal_id = row[1]
+        if signal_id is None:
+            fresh.add(index)
+        elif signal_id not in seen:
+            seen.add(signal_id)
+            if stored_ids is None or signal_id in stored_ids:
+                fresh.add(index)
+    return fresh
+
+
+def _copy(rows: list[tuple[Any, ...]]) -> tuple[Counter[str], set[str] | None]:
+    """COPY the rows in; repeated ids are skipped. Returns how many were stored, by type, and
+    the ids stored (None: all the rows were).
 
     Most batches repeat nothing, so the rows go straight in; when the unique index refuses one
     (a client retried a batch, or two raced), the batch goes through a staging table and
@@ -310,7 +329,7 @@ def _copy(rows: list[tuple[Any, ...]]) -> Counter[str]:
         try:
             with transaction.atomic():
                 copy_rows(Signal._meta.db_table, _COLUMNS, rows)
-            return Counter(row[2] for row in rows)
+            return Counter(row[2] for row in rows), None
         except IntegrityError:
             if not ids:
                 raise
@@ -329,6 +348,7 @@ def _copy(rows: list[tuple[Any, ...]]) -> Counter[str]:
             f"INSERT INTO {Signal._meta.db_table} ({columns}) "  # noqa: S608  # nosec B608
             f"SELECT {columns} FROM signal_stage "
             "ON CONFLICT (session_id, signal_id) WHERE signal_id IS NOT NULL DO NOTHING "
-            "RETURNING type"
+            "RETURNING type, signal_id"
         )
-        return Counter(kind for (kind,) in cursor.fetchall())
+        stored = cursor.fetchall()
+        return Counter(kind for kind, _ in stored), {i for _, i in stored if i is not None}

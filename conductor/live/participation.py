@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -567,6 +567,8 @@ class SignalAnswers:
 
     def __init__(self, session: LiveSession, batch: ingest.SignalBatch) -> None:
         self.faults: list[dict[str, Any]] = []
+        # Each answer with its item's index: stored only if its signal is (`store`).
+        self.given: list[tuple[int, tuple[int, str], tuple[int | None, list[str]]]] = []
         self.answers: dict[tuple[int, str], tuple[int | None, list[str]]] = {}
         named = [
             (index, item)
@@ -590,13 +592,15 @@ class SignalAnswers:
                     {"index": index, "field": f"data.{refused.field}", "message": refused.message}
                 )
                 continue
-            self.answers[(item["data"]["poll"], item["attendee"])] = answer
+            self.given.append((index, (item["data"]["poll"], item["attendee"]), answer))
 
     def __bool__(self) -> bool:
         """Anything to store or to refuse: a batch without answers is stored as before."""
-        return bool(self.answers or self.faults)
+        return bool(self.given or self.faults)
 
-    def store(self) -> None:
+    def store(self, fresh: Container[int]) -> None:
+        # The last of an attendee's answers to a poll wins, of those whose signal was stored.
+        self.answers = {key: answer for index, key, answer in self.given if index in fresh}
         if not self.answers:
             return
         now = timezone.now()
@@ -641,25 +645,28 @@ class SignalPosts:
     def __init__(self, session: LiveSession, batch: ingest.SignalBatch) -> None:
         self.session = session
         self.faults: list[dict[str, Any]] = []  # nothing an app says is refused
-        self.posts: dict[str, list[tuple[str, str, str, str]]] = {kind: [] for kind in _POSTED}
+        # Each post with its item's index: said only if its signal is stored (`store`).
+        self.posts: dict[str, list[tuple[int, tuple[str, str, str, str]]]] = {
+            kind: [] for kind in _POSTED
+        }
         self.stored: dict[str, list[int]] = {kind: [] for kind in _POSTED}
-        for item in batch["signals"]:
+        for index, item in enumerate(batch["signals"]):
             data = item.get("data", {})
             text, name = data.get("text"), data.get("name")
             if item["type"] not in _POSTED or not isinstance(text, str) or not text.strip():
                 continue
             name = _shortened(name.strip(), MAX_NAME) if isinstance(name, str) else ""
-            self.posts[item["type"]].append(
-                (item["attendee"], name, item.get("id", ""), _shortened(text.strip(), MAX_TEXT))
-            )
+            post = (item["attendee"], name, item.get("id", ""), _shortened(text.strip(), MAX_TEXT))
+            self.posts[item["type"]].append((index, post))
 
     def __bool__(self) -> bool:
         return any(self.posts.values())
 
-    def store(self) -> None:
+    def store(self, fresh: Container[int]) -> None:
         now = timezone.now()
         with connection.cursor() as cursor:
-            for kind, posts in self.posts.items():
+            for kind, given in self.posts.items():
+                posts = [post for index, post in given if index in fresh]
                 if not posts:
                     continue
                 question = _POSTED[kind] is Question
@@ -716,21 +723,25 @@ class SignalUpvotes:
     def __init__(self, session: LiveSession, batch: ingest.SignalBatch) -> None:
         self.session = session
         self.faults: list[dict[str, Any]] = []
-        self.upvotes = sorted({
-            (data["question"], item["attendee"])
-            for item in batch["signals"]
+        # Each upvote with its item's index: counted only if its signal is stored (`store`).
+        self.upvotes = [
+            (index, data["question"], item["attendee"])
+            for index, item in enumerate(batch["signals"])
             if item["type"] == "reaction"
             and (data := item.get("data", {})).get("kind") == "upvote"
             and _is_id(data.get("question"))
             and data["question"] < 2**63
-        })  # fmt: skip
+        ]  # fmt: skip
         self.counted: list[int] = []
 
     def __bool__(self) -> bool:
         return bool(self.upvotes)
 
-    def store(self) -> None:
-        questions, attendees = zip(*self.upvotes, strict=True)
+    def store(self, fresh: Container[int]) -> None:
+        upvotes = sorted({(q, attendee) for index, q, attendee in self.upvotes if index in fresh})
+        if not upvotes:
+            return
+        questions, attendees = zip(*upvotes, strict=True)
         with connection.cursor() as cursor:
             cursor.execute(_UPVOTES_SQL, [list(questions), list(attendees), self.session.pk])
             self.counted = sorted(row[0] for row in cursor.fetchall())

@@ -1390,3 +1390,46 @@ def test_a_signal_id_seen_before_posts_nothing_whoever_it_names():
     assert again.json() == {"accepted": 0, "duplicates": 1}
     assert first.status_code == 202
     assert list(ChatMessage.objects.values_list("text", flat=True)) == ["first"]
+
+
+def test_a_duplicate_signal_changes_nothing_in_the_room_what_it_carries_included():
+    """A signal the API answers as a duplicate (its id stored before, or twice in one batch) is
+    not stored: nor is what it carries. A vote sent again with another choice moved the poll's
+    results, and a question under a chat's id appeared in the room only, not in the report."""
+    session = live_room()
+    poll = sent_poll(session)
+
+    def vote(signal_id: str, attendee: str, choice: int) -> dict[str, object]:
+        return {"id": signal_id, "type": "poll_vote", "attendee": attendee,
+                "data": {"poll": poll.pk, "choice": choice}}  # fmt: skip
+
+    first = _post_signals(session, [
+        vote("v1", "u-1", 0),
+        {"id": "c1", "type": "chat_message", "attendee": "u-1", "data": {"text": "hello"}},
+        {"id": "q1", "type": "question", "attendee": "u-1", "data": {"text": "Why?"}},
+    ])  # fmt: skip
+    question = Question.objects.get()
+
+    again = _post_signals(session, [
+        vote("v1", "u-1", 1),
+        {"id": "c1", "type": "question", "attendee": "u-9", "data": {"text": "Ghost question"}},
+        {"id": "q1", "type": "reaction", "attendee": "u-2",
+         "data": {"kind": "upvote", "question": question.pk}},
+        # Twice in one batch: the first is the signal, the second a duplicate.
+        vote("v2", "u-2", 2),
+        vote("v2", "u-2", 1),
+        # New, and without an id: they count.
+        vote("v3", "u-3", 1),
+        {"type": "reaction", "attendee": "u-4",
+         "data": {"kind": "upvote", "question": question.pk}},
+    ])  # fmt: skip
+
+    assert first.json() == {"accepted": 3, "duplicates": 0}
+    assert again.json() == {"accepted": 3, "duplicates": 4}
+    votes = dict(PollVote.objects.values_list("external_attendee", "choice"))
+    assert votes == {"u-1": 0, "u-2": 2, "u-3": 1}
+    assert participation.results(poll)["votes"][:3] == [1, 1, 1]
+    assert list(Question.objects.values_list("text", flat=True)) == ["Why?"]
+    question.refresh_from_db()
+    assert question.votes == 1  # u-4's; u-2's came with a duplicate
+    assert list(ChatMessage.objects.values_list("text", flat=True)) == ["hello"]
