@@ -7,8 +7,9 @@ signal until the first tick at or after the last one. Each tick does what the pr
 - aggregates with the tick's definitions (`Timeline.aggregates_at`): present = attendees whose
   last join or leave at or before `now` (ties by id) is a join; active = present attendees with
   any other signal in (now - ACTIVE_WINDOW_SECONDS, now]; counts of each type in
-  (now - RATE_WINDOW_SECONDS, now]. tests/conductor/test_replay.py checks them against
-  `conductor.live.tick.live_aggregates`;
+  (now - RATE_WINDOW_SECONDS, now], leaves as the attendees who left then (each once, only
+  those who had joined by their leave, none before the session went live).
+  tests/conductor/test_replay.py checks them against `conductor.live.tick.live_aggregates`;
 - `score_engagement`, then `detect` with a DetectorState carried from tick to tick;
 - for a tick that opens anomalies, its most severe one (the first on a tie, as the tick picks it)
   is decided by the candidate settings' policy: the context from the anomaly type and the people
@@ -90,6 +91,11 @@ class Timeline:
         # Leaves from the waiting room, before the session went live, are no exit from it.
         self.started_at = started_at
         self._times = [signal.at for signal in self.signals]
+        # A leave counts only from someone who had joined by then (once each in a window).
+        self._first_join: dict[str, datetime] = {}
+        for signal in self.signals:
+            if signal.type == "join":
+                self._first_join.setdefault(signal.attendee, signal.at)
         # Presence is swept forward: each signal is applied once over a whole replay.
         self._swept_to: datetime | None = None
         self._cursor = 0
@@ -105,14 +111,23 @@ class Timeline:
         end = bisect_right(self._times, now)
         speakers: set[str] = set()
         counts: Counter[str] = Counter()
+        left_at: dict[str, datetime] = {}
         for signal in self.signals[start:end]:
             if signal.type not in _PRESENCE:
                 speakers.add(signal.attendee)
-            if signal.at > rate_since and not (
-                signal.type == "leave" and self.started_at and signal.at < self.started_at
-            ):
+            if signal.at <= rate_since:
+                continue
+            if signal.type == "leave":
+                if not (self.started_at and signal.at < self.started_at):
+                    left_at[signal.attendee] = signal.at  # in order: the last one
+            else:
                 counts[signal.type] += 1
         active = sum(1 for attendee in speakers if self._last.get(attendee) == "join")
+        counts["leave"] = sum(
+            1
+            for attendee, at in left_at.items()
+            if attendee in self._first_join and self._first_join[attendee] <= at
+        )
         return WindowAggregates(
             present=self._present,
             active=active,

@@ -127,9 +127,10 @@ WITH live AS (
         count(*) FILTER (WHERE s.type = 'reaction' AND s.at > %(rate_since)s) AS reactions,
         count(*) FILTER (WHERE s.type = 'poll_vote' AND s.at > %(rate_since)s) AS poll_votes,
         count(*) FILTER (WHERE s.type = 'question' AND s.at > %(rate_since)s) AS questions,
-        -- Leaves from the waiting room, before the session went live, are no exit from it.
-        count(*) FILTER (WHERE s.type = 'leave' AND s.at > %(rate_since)s
-            AND s.at >= coalesce(live.started_at, %(rate_since)s)) AS leaves
+        -- Who left in the rate window, and when last: leaves from the waiting room, before
+        -- the session went live, are no exit from it.
+        max(s.at) FILTER (WHERE s.type = 'leave' AND s.at > %(rate_since)s
+            AND s.at >= coalesce(live.started_at, %(rate_since)s)) AS left_at
     FROM conductor_signal s JOIN live ON live.id = s.session_id
     WHERE s.at > %(active_since)s AND s.at <= %(now)s
     GROUP BY s.session_id, s.attendee
@@ -137,11 +138,13 @@ WITH live AS (
     -- Active: spoke in the window and present now - the last join or leave at or before now is
     -- a join (one backward step on signal_presence_idx per speaker). Whoever spoke and then
     -- left is no longer active.
+    -- Leaves: the attendees who left in the window, each once, and only those who had joined
+    -- (one step on the index per leaver): a leave from nobody present is no exit.
     SELECT w.session_id,
         count(*) FILTER (WHERE last.type = 'join') AS active,
         sum(w.chat)::bigint AS chat, sum(w.reactions)::bigint AS reactions,
         sum(w.poll_votes)::bigint AS poll_votes, sum(w.questions)::bigint AS questions,
-        sum(w.leaves)::bigint AS leaves
+        count(*) FILTER (WHERE came.joined) AS leaves
     FROM attendees w LEFT JOIN LATERAL (
         SELECT p.type FROM conductor_signal p
         WHERE w.spoke AND p.session_id = w.session_id AND p.attendee = w.attendee
@@ -149,6 +152,12 @@ WITH live AS (
         ORDER BY p.at DESC, p.id DESC
         LIMIT 1
     ) last ON true
+    LEFT JOIN LATERAL (
+        SELECT true AS joined FROM conductor_signal j
+        WHERE w.left_at IS NOT NULL AND j.session_id = w.session_id
+            AND j.attendee = w.attendee AND j.type = 'join' AND j.at <= w.left_at
+        LIMIT 1
+    ) came ON true
     GROUP BY w.session_id
 )
 -- One row per session from the three parts, summed: no join between them, so no plan can pair

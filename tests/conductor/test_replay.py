@@ -290,6 +290,12 @@ def test_the_replays_aggregates_equal_the_production_ticks(live_session):
             # Someone who left the waiting room before the start: no leave of the session.
             ("join", "early", start - timedelta(seconds=20)),
             ("leave", "early", start - timedelta(seconds=10)),
+            # Leaves from someone who never joined, and one who joined after leaving: none;
+            # a leave sent twice: one.
+            ("leave", "nobody", start + timedelta(seconds=152)),
+            ("leave", "late", start + timedelta(seconds=145)),
+            ("join", "late", start + timedelta(seconds=151)),
+            ("leave", "tie", start + timedelta(seconds=153)),
         ]
     )
     timeline = session_timeline(session_id=live_session.pk)

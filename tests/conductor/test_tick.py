@@ -91,6 +91,25 @@ def test_the_score_falls_when_the_attendees_who_spoke_leave(live):
     assert after.score <= before.score
 
 
+def test_a_leave_counts_once_and_only_from_someone_who_had_joined(live):
+    """8 leaves from attendees an app never said had joined read as a MASS_EXIT of "8 of 48"
+    while 40 stayed present, and a decision answered it; a leave sent twice counted twice."""
+    now = timezone.now()
+    names = audience(live, 40, now - timedelta(minutes=5))
+    activity(live, [f"nobody-{n}" for n in range(8)], now - timedelta(seconds=10), kind="leave")
+    activity(live, names[:1], now - timedelta(seconds=12), kind="leave")
+    activity(live, names[:1], now - timedelta(seconds=8), kind="leave")  # the same, again
+    # Joined and left within the window: a leave of the session.
+    activity(live, ["passer-by"], now - timedelta(seconds=20), kind="join")
+    activity(live, ["passer-by"], now - timedelta(seconds=5), kind="leave")
+
+    data = tick.live_aggregates(now)[live.pk]
+
+    assert (data.present, data.leaves) == (39, 2)
+    tick.sessions_tick(now=now)
+    assert not Anomaly.objects.filter(session=live, type="MASS_EXIT").exists()
+
+
 def test_people_who_left_before_the_session_went_live_are_no_exit(live):
     """A waiting room empties a little before the talk starts: those leaves counted in the first
     windows of the live session, and a third of the room leaving read as a mass exit the
