@@ -177,6 +177,11 @@ class RunContext:
         self.attempt = run.attempts
         self._cursor = cursor
         self._connectors: dict[str, Connector] = {}  # looked up once per attempt
+        # Read before each call: a child stops with its parent, whose cancel may not have found
+        # it (started as the cancel was committed).
+        self._cancel_keys = [cancel_key(run.pk)]
+        if run.parent_id is not None:
+            self._cancel_keys.append(cancel_key(run.parent_id))
         # Stored with the run's status when the attempt ends, in the same transaction.
         self.pending_metrics: list[Metric] = []
         self._seq = 0
@@ -218,17 +223,16 @@ class RunContext:
             return dict(recorded.output or {})
         if tool not in self.agent.tools:
             raise PermissionError(f"agent {self.agent.name} may not use {tool}")
-        # One round trip for the cancel flag and the circuit's state.
-        cancelled, *circuit_state = redis_client().mget(
-            cancel_key(self.run.pk), *circuit.state_keys(tool)
-        )
-        if cancelled is not None:
+        # One round trip for the cancel flags (the run's, its parent's) and the circuit's state.
+        flags = len(self._cancel_keys)
+        values = redis_client().mget(*self._cancel_keys, *circuit.state_keys(tool))
+        if any(flag is not None for flag in values[:flags]):
             raise RunCancelled("cancelled by request")
         if f"{tool}.{action}" in self.agent.approval_required:
             arguments = self._require_approval(seq, tool, action, arguments)
         if tool == "llm":
             self._check_llm_budget(seq, action, arguments)
-        counting_failures = circuit.evaluate(tool, circuit_state)
+        counting_failures = circuit.evaluate(tool, values[flags:])
         return self._execute(seq, tool, action, arguments, counting_failures, timeout)
 
     def llm(
@@ -431,7 +435,7 @@ class RunContext:
 
         # A child is started as a call is made: not once the run is cancelled (a cancel while
         # a plan started its children let the next ones start, and succeed, after it).
-        if redis_client().exists(cancel_key(self.run.pk)):
+        if redis_client().exists(*self._cancel_keys):
             raise RunCancelled("cancelled by request")
         payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
         with transaction.atomic():

@@ -101,6 +101,11 @@ claimed AS (
     FROM run_lock
     WHERE run.id = %(id)s AND run_lock.held AND run.status IN ('queued', 'running')
         AND NOT run.cancel_requested
+        -- A child its parent's cancel did not reach (started as the cancel committed).
+        AND NOT EXISTS (
+            SELECT 1 FROM agents_agentrun AS parent
+            WHERE parent.id = run.parent_id AND parent.cancel_requested
+        )
     RETURNING {columns}
 )
 SELECT run_lock.held, claimed.* FROM run_lock LEFT JOIN claimed ON true
@@ -140,7 +145,8 @@ def _not_claimed(run_id: int) -> Outcome:
     run = AgentRun.objects.filter(pk=run_id).first()
     if run is None or run.is_finished or run.status == AgentRun.Status.AWAITING_APPROVAL:
         return Outcome("skipped")
-    finish(run, AgentRun.Status.CANCELLED, error=run_error("cancelled", "cancelled by request"))
+    reason = "cancelled by request" if run.cancel_requested else "its parent run was cancelled"
+    finish(run, AgentRun.Status.CANCELLED, error=run_error("cancelled", reason))
     return Outcome(run.status)
 
 

@@ -693,6 +693,35 @@ def test_a_plan_cancelled_while_it_runs_starts_no_more_children_and_leaves_no_ca
               organizer=parent.organizer)  # fmt: skip
 
 
+def test_a_child_its_parents_cancel_did_not_reach_stops_with_its_parent():
+    """A plan starting a child as its cancel committed: the cancel's list of children missed
+    the child, which then ran and succeeded after its parent was cancelled."""
+    from agents.context import cancel_key
+
+    parent = start("steps", {"steps": 1})
+    queued, _ = services.run_create(organizer=parent.organizer, agent="probe", intent="steps",
+                                    data={"steps": 2}, parent=parent)  # fmt: skip
+    running, _ = services.run_create(organizer=parent.organizer, agent="probe", intent="steps",
+                                     data={"steps": 2}, parent=parent)  # fmt: skip
+    # The parent's cancel, as run_cancel commits it, without these two children.
+    AgentRun.objects.filter(pk=parent.pk).update(cancel_requested=True)
+    redis_client().set(cancel_key(parent.pk), 1, ex=60)
+
+    execute(queued)  # claimed after the cancel: not executed at all
+
+    assert queued.status == "cancelled"
+    assert queued.error["message"] == "its parent run was cancelled"
+    assert not queued.tool_executions.exists()
+
+    # One a worker claimed before the cancel committed stops before its next call.
+    AgentRun.objects.filter(pk=parent.pk).update(cancel_requested=False)
+    execute(running)
+
+    assert running.status == "cancelled"
+    assert not running.tool_executions.exists()
+    assert fakes.deliveries("webhook") == 0
+
+
 def test_runs_and_tool_calls_reach_prometheus(client):
     execute(start("steps", {"steps": 2}))
     fakes.set_behaviour("webhook", fail_next=1, retryable=False)
