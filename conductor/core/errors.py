@@ -19,6 +19,7 @@ from typing import Any
 import kombu.exceptions
 import psycopg
 import redis
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -193,8 +194,12 @@ _DRF_CODES: dict[type[exceptions.APIException], str] = {
 def api_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response:
     """DRF's EXCEPTION_HANDLER: every failure in the one error shape, never a bare 500 page."""
     if isinstance(exc, RequestDataTooBig):  # the body is over DATA_UPLOAD_MAX_MEMORY_SIZE
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        size = f"{limit / 2**20:g} MB" if limit >= 2**20 else f"{limit:,} bytes"
         exc = ApplicationError(
-            "The request body is too large.", code="payload_too_large", status_code=413
+            f"The request body is larger than {size}.",
+            code="payload_too_large",
+            status_code=413,
         )
     elif isinstance(exc, SuspiciousOperation):  # e.g. more query parameters than Django reads
         exc = ApplicationError(str(exc) or "Bad request.", code="bad_request")

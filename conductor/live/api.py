@@ -348,9 +348,9 @@ class SessionSignalsApi(APIView):
                 "Send the batch as application/json (UTF-8).", code="unsupported_media_type",
                 status_code=415,
             )  # fmt: skip
-        result = participation.app_signals_ingest(
-            session=session, batch=ingest.parse_batch(request.body)
-        )
+        # Read here, not as request.body: a batch may be larger than other requests (MAX_BODY).
+        body = ingest.read_body(request._request)
+        result = participation.app_signals_ingest(session=session, batch=ingest.parse_batch(body))
         return Response(
             {"accepted": result.accepted, "duplicates": result.duplicates},
             status=status.HTTP_202_ACCEPTED,

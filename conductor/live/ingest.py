@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, NotRequired, Protocol
 
 from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.http import HttpRequest
 from django.utils import timezone
 from pydantic import (
     AfterValidator,
@@ -46,6 +47,10 @@ MAX_SKEW = timedelta(minutes=5)
 # A signal's data as JSON, at most: a chat message or question with room to spare (the join page
 # keeps texts to 280 characters), not a document.
 MAX_DATA_CHARS = 4096
+# A batch's body, at most: 5,000 signals with a chat message's data each fit many times over,
+# 5,000 with 4,096 characters of data each do not (send those in batches of fewer). Past it, a
+# 413 that says so. Other requests keep Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB).
+MAX_BODY_BYTES = 10 * 1024 * 1024
 
 SignalType = Literal["join", "leave", "chat_message", "reaction", "poll_vote", "question"]
 # People arriving (or leaving) before the start do not start a scheduled session: at a meetup
@@ -111,6 +116,25 @@ def _invalid(details: list[dict[str, Any]]) -> ApplicationError:
     else:
         message = f"The batch has {len(items)} invalid item(s); nothing was stored."
     return ApplicationError(message, code="validation_error", details=details)
+
+
+def read_body(request: HttpRequest) -> bytes:
+    """The request's body, up to MAX_BODY_BYTES. Raises ApplicationError (413) past it."""
+    too_large = ApplicationError(
+        f"The batch is larger than {MAX_BODY_BYTES // 2**20} MB; send it as smaller batches.",
+        code="payload_too_large",
+        status_code=413,
+    )
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > MAX_BODY_BYTES:
+        raise too_large
+    body = request.read(MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
+        raise too_large
+    return body
 
 
 def parse_batch(body: bytes) -> SignalBatch:

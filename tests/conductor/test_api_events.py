@@ -193,6 +193,7 @@ def test_a_body_over_the_upload_limit_is_413_and_stores_nothing(api, settings):
 
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
+    assert response.json()["error"]["message"] == "The request body is larger than 1,000 bytes."
     assert not Event.objects.exists()
     small = api.post("/api/v1/events/", {"name": "small"}, format="json")
     assert small.status_code == 201
