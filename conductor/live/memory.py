@@ -200,6 +200,7 @@ def _learn(intervention: Intervention, session: LiveSession, situation_text: str
         reward=intervention.reward,
         metadata={
             "type": intervention.type,
+            "source": intervention.source,
             "lift": intervention.lift,
             "event_id": session.event_id,
             "session_id": session.pk,
@@ -222,11 +223,14 @@ def recall(
 
 def summary(recalled: Sequence[memory.Recalled]) -> str:
     """One sentence for the decision's reasoning: how each type did in similar moments, in points
-    (nothing when no similar moment was measured: the decision's own sentence says enough)."""
+    (nothing when no similar moment was measured: the decision's own sentence says enough).
+    The conductor's own decisions only, as "What worked" counts them: the organizer sends by
+    hand when they choose to, not when a drop asked for it (their texts still serve as the LLM's
+    examples)."""
     lifts: dict[str, list[float]] = defaultdict(list)
     for found in recalled:
         lift = found.item.metadata.get("lift")
-        if lift is not None:
+        if lift is not None and found.item.metadata.get("source") != "manual":
             lifts[str(found.item.metadata.get("type", "?"))].append(float(lift))
     if not lifts:
         return ""

@@ -161,8 +161,11 @@ def test_nothing_is_learned_without_a_reward_or_a_sample(live_session):
     assert MemoryItem.objects.count() == 0
 
 
-def recalled(kind: str, lift: float | None, reward: float, content: str = "x") -> Recalled:
-    item = MemoryItem(content=content, reward=reward, metadata={"type": kind, "lift": lift})
+def recalled(
+    kind: str, lift: float | None, reward: float, content: str = "x", source: str = "llm"
+) -> Recalled:
+    item = MemoryItem(content=content, reward=reward,
+                      metadata={"type": kind, "lift": lift, "source": source})  # fmt: skip
     return Recalled(item, 0.1)
 
 
@@ -180,6 +183,31 @@ def test_the_summary_ranks_what_worked_by_mean_lift():
     )
     assert memory.summary([]) == ""  # the decision's own sentence says it is untried
     assert memory.summary([recalled("broadcast", None, 0.5)]) == ""
+
+
+def test_the_summary_counts_the_conductors_decisions_only_as_what_worked_does():
+    """Two polls sent by hand read "polls +21 points (2 times)" in a proposal whose "What
+    worked" beside it said hand-sent ones do not count."""
+    found = [
+        recalled("poll", 0.21, 0.9, source="manual"),
+        recalled("poll", 0.21, 0.9, source="manual"),
+        recalled("chat_prompt", 0.05, 0.6, source="template"),
+    ]
+
+    assert memory.summary(found) == (
+        "In similar moments of your events: chat prompts +5 points (once)."
+    )
+    assert memory.summary(found[:2]) == ""
+
+
+def test_what_is_remembered_says_who_sent_it(live_session):
+    sample(live_session)
+    intervention = measured(live_session, reward=0.7)
+    Intervention.objects.filter(pk=intervention.pk).update(source="manual")
+    intervention.refresh_from_db()
+
+    assert memory.remember(intervention) is True
+    assert MemoryItem.objects.get().metadata["source"] == "manual"
 
 
 def test_the_examples_are_the_best_rewarded_texts_of_the_chosen_type():
