@@ -499,16 +499,23 @@
   // -- what the attendee does ---------------------------------------------------------------
   if (!screen) {
     setStatus(root.dataset.status);
-    byId("say").addEventListener("submit", (event) => {
-      event.preventDefault();
-      const input = byId("say-text");
-      if (input.value.trim() && send({ type: "chat", id: clientId(), text: input.value })) input.value = "";
-    });
-    byId("ask").addEventListener("submit", (event) => {
-      event.preventDefault();
-      const input = byId("ask-text");
-      if (input.value.trim() && send({ type: "question", id: clientId(), text: input.value })) input.value = "";
-    });
+    // What was typed stays until the server takes it: a refusal ("Slow down a little") keeps
+    // it to send again instead of losing it.
+    function post(formId, inputId, type) {
+      byId(formId).addEventListener("submit", (event) => {
+        event.preventDefault();
+        const input = byId(inputId);
+        const typed = input.value;
+        const id = clientId();
+        if (!typed.trim() || !send({ type, id, text: typed })) return;
+        awaiting.set(id, {
+          accepted() { if (input.value === typed) input.value = ""; },
+          refused: notice,
+        });
+      });
+    }
+    post("say", "say-text", "chat");
+    post("ask", "ask-text", "question");
     for (const button of document.querySelectorAll("[data-reaction]")) {
       button.addEventListener("click", () => send({ type: "reaction", id: clientId(), kind: button.dataset.reaction }));
     }

@@ -139,6 +139,20 @@ def test_an_organizer_and_three_phones_run_a_poll_questions_and_a_chat(
         phone.get_by_role("button", name="Send").click()
     expect(phones[0].locator("#chat")).to_contain_text("Bo: The borrow checker")
     expect(phones[0].locator("#chat")).to_contain_text(f"Cy: {XSS}")
+    expect(phones[1].locator("#say-text")).to_have_value("")  # taken: the box is empty again
+    # Refused (the room's pace), what was typed stays to send again: it was cleared and lost.
+    from conductor.core.redis_client import redis_client
+
+    busy = f"room:s:{session.pk}"
+    django_side(lambda: redis_client().set(busy, 10**6, ex=60))
+    phones[1].locator("#say-text").fill("Lifetimes, please")
+    phones[1].get_by_role("button", name="Send").click()
+    expect(phones[1].locator("#notice")).to_contain_text("The room is very busy")
+    expect(phones[1].locator("#say-text")).to_have_value("Lifetimes, please")
+    django_side(lambda: redis_client().delete(busy))
+    phones[1].get_by_role("button", name="Send").click()
+    expect(phones[0].locator("#chat")).to_contain_text("Bo: Lifetimes, please")
+    expect(phones[1].locator("#say-text")).to_have_value("")
     expect(organizer.locator("#room-chat")).to_contain_text("The borrow checker")
     # A phone back from a reload still shows the prompt (it got the challenge back, not this).
     phones[1].reload()
@@ -235,7 +249,7 @@ def test_an_organizer_and_three_phones_run_a_poll_questions_and_a_chat(
     assert kinds.count("join") == 6
     assert kinds.count("leave") == 3
     assert kinds.count("poll_vote") == 6  # three votes, three word-cloud answers
-    assert kinds.count("chat_message") == 2
+    assert kinds.count("chat_message") == 3  # the refused one once, when it was taken
     assert kinds.count("question") == 1
     taken = django_side(lambda: list(Signal.objects.filter(session=session, type="reaction",
                                                            data__kind="challenge")))  # fmt: skip
