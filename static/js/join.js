@@ -236,7 +236,7 @@
       item.append(text("span", leader.name + (mine ? " (you)" : ""), "name"),
         text("span", `${leader.points} points`, "points"));
       return item;
-    }) : [text("li", "No points yet: take a challenge!", "muted")]));
+    }) : [text("li", "No points yet: take a challenge!", "muted empty")]));
   }
 
   function receiveIntervention(message) {

@@ -750,7 +750,8 @@ def test_every_page_fits_a_phone(asgi_server, browser, django_side):
     def setup() -> LiveSession:
         owner = OrganizerFactory(username="owner")
         session = LiveSessionFactory(
-            event=EventFactory(organizers=[owner], name="A conference with a rather long name"),
+            # A name without a space, as long as a name may be, wraps too (a 4,000 px page).
+            event=EventFactory(organizers=[owner], name="A conference " + "Ü" * 187),
             title="Kubernetes at scale: what broke in production and how we fixed it",
         )
         services.session_update(session_id=session.pk, status="live")
