@@ -104,7 +104,8 @@ class _Tagged(_Action):
 class Vote(_Tagged):
     type: Literal["vote"]
     intervention: int
-    choice: int = Field(ge=0, le=5)
+    # Checked against the poll's own options (`_vote`): "At most 5" answered a 3-option poll.
+    choice: int = Field(ge=0)
 
 
 class Words(_Tagged):

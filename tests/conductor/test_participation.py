@@ -332,6 +332,8 @@ async def test_a_client_tags_its_actions_and_each_answer_says_which_it_answers()
 
     assert answers[0] == {"type": "ack", "id": "v-1"}
     assert (answers[1]["type"], answers[1]["id"], answers[1]["field"]) == ("error", "v-2", "choice")
+    # Said against the poll's own options (it said "At most 5." to a poll of three).
+    assert answers[1]["message"] == "Choose one of the poll's options."
     assert answers[2] == {"type": "ack", "id": "n-1"}
 
 
