@@ -14,7 +14,8 @@ ENV PATH=/venv/bin:$PATH \
     DJANGO_SETTINGS_MODULE=conductor.settings \
     DEBUG=0 \
     HOST=0.0.0.0 \
-    PORT=8000
+    PORT=8000 \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus
 WORKDIR /app
 COPY --chown=conductor:conductor . .
 # Static files are collected at build time; placeholders keep settings from starting services.
@@ -28,4 +29,5 @@ EXPOSE 8000
 # that dies; the container exits (and is restarted) only when the manager does.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:${PORT}/healthz', timeout=4)"
+ENTRYPOINT ["/app/docker-entrypoint.sh"]
 CMD ["sh", "-c", "exec uvicorn conductor.asgi:application --host $HOST --port $PORT --workers 2 --proxy-headers --lifespan off --timeout-keep-alive 5"]

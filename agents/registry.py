@@ -80,6 +80,10 @@ class Agent:
     approval_required: ClassVar[frozenset[str]] = frozenset()
     approval_ttl_seconds: ClassVar[int] = 1800
     approval_default: ClassVar[Literal["approved", "rejected"]] = "rejected"
+    # A rejection fails the run, unless the agent goes on without that action: then the run
+    # resumes, and the rejected call raises ApprovalRejected in the handler, which catches it
+    # (one channel's budget rejected, the others set).
+    resumes_after_rejection: ClassVar[bool] = False
     time_limit_seconds: ClassVar[float] = 120.0
     retry: ClassVar[RetryPolicy] = RetryPolicy()
     # Started only by the platform itself (the tick starts the engagement agent): the API does

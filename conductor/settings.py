@@ -440,6 +440,9 @@ CONDUCTOR_ROOM_MESSAGES_PER_SECOND = env_int("CONDUCTOR_ROOM_MESSAGES_PER_SECOND
 CONDUCTOR_ATTENDEE_TIMEOUT_SECONDS = env_int("CONDUCTOR_ATTENDEE_TIMEOUT_SECONDS", 60, minimum=15)
 # /healthz reports the worker down when its last heartbeat is older than this.
 WORKER_HEARTBEAT_MAX_AGE_SECONDS = 60
+# A worker that runs where the web's /metrics cannot read its figures (another container or
+# host) serves them itself on this port, at /metrics (0: it does not; `make run` shares them).
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0, minimum=0, maximum=65535)
 # Retention (conductor.live.retention, agents.retention): raw rows older than this many days
 # (whole UTC days) are deleted by beat in short batches; rollups, interventions and their
 # outcomes, the policy's evidence and memory are kept. Samples and the drops detected in them

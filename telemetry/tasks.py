@@ -3,8 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_init, worker_ready
+from django.conf import settings
 
+from telemetry import exporter
 from telemetry.health import record_worker_heartbeat
 
 
@@ -17,6 +19,13 @@ def heartbeat() -> None:
 @worker_ready.connect
 def _heartbeat_on_start(**kwargs: Any) -> None:
     record_worker_heartbeat()
+
+
+@worker_init.connect
+def _serve_metrics(**kwargs: Any) -> None:
+    """In the worker's main process, before its pool forks: its /metrics, when configured."""
+    if settings.WORKER_METRICS_PORT:
+        exporter.serve(settings.WORKER_METRICS_PORT)
 
 
 @shared_task(name="telemetry.tasks.noop", ignore_result=True)

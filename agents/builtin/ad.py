@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from agents import predictive
-from agents.context import RunContext
+from agents.context import ApprovalRejected, RunContext
 from agents.registry import Agent, AgentInput, IntentSpec, registry
 from connectors.ads.models import Channel
 
@@ -43,6 +43,13 @@ class BudgetSet(BaseModel):
     previous_budget: float
 
 
+class BudgetRejected(BaseModel):
+    """A budget change a person rejected: that channel kept its budget."""
+
+    channel: str
+    reason: str
+
+
 class BudgetPlan(BaseModel):
     allocations: list[predictive.ChannelAllocation]
     confidence: float
@@ -51,6 +58,11 @@ class BudgetPlan(BaseModel):
     budgets_set: list[BudgetSet] = Field(
         default_factory=list,
         description="What the ad network set when applied, after any edit at approval.",
+    )
+    budgets_rejected: list[BudgetRejected] = Field(
+        default_factory=list,
+        description="The channels whose change a person rejected at approval: left as they were, "
+        "while the others were set.",
     )
 
 
@@ -74,6 +86,8 @@ class AdAgent(Agent):
     )
     tools = frozenset({"llm", "ads"})
     approval_required = frozenset({"ads.set_budget"})
+    # A channel's change rejected leaves that channel as it was; the others go ahead.
+    resumes_after_rejection = True
     time_limit_seconds = 120.0
 
     def generate_ad_copy(self, ctx: RunContext, data: GenerateAdCopyInput) -> AdCopy:
@@ -94,14 +108,22 @@ class AdAgent(Agent):
             )
         )
         ctx.metric("budget.confidence", plan.confidence)
-        budgets_set = []
+        budgets_set, rejected = [], []
         if data.apply:
+            # Each channel's change is approved on its own: one rejected leaves that channel as
+            # it was and the others go ahead (a rejection failed the whole run, with a budget
+            # already set and no output to say so).
             for allocation in plan.allocations:
-                answer = ctx.call(
-                    "ads",
-                    "set_budget",
-                    {"channel": allocation.channel, "daily_budget": round(allocation.budget, 2)},
-                )
+                try:
+                    answer = ctx.call(
+                        "ads",
+                        "set_budget",
+                        {"channel": allocation.channel,
+                         "daily_budget": round(allocation.budget, 2)},
+                    )  # fmt: skip
+                except ApprovalRejected as refusal:
+                    rejected.append(BudgetRejected(channel=allocation.channel, reason=str(refusal)))
+                    continue
                 budgets_set.append(BudgetSet.model_validate(answer))
         return BudgetPlan(
             allocations=plan.allocations,
@@ -109,4 +131,5 @@ class AdAgent(Agent):
             reasons=plan.reasons,
             applied=data.apply,
             budgets_set=budgets_set,
+            budgets_rejected=rejected,
         )

@@ -77,7 +77,8 @@ def approval_decide(
     `arguments` (some of the call's, changed), the call is made with them: they are checked as
     the connector checks its requests (`approval_edited_arguments`: ApplicationError 400 naming
     the field, and nothing is decided), and the change is recorded with who made it, the asked
-    arguments kept. Rejected: the run fails with the reason (`arguments` are not used).
+    arguments kept. Rejected: the run fails with the reason (`arguments` are not used), or,
+    for an agent that goes on without the action (`Agent.resumes_after_rejection`), resumes.
 
     Raises ConflictError (409) when the run is not awaiting approval, and `approval_expired`
     when the approval's time ran out before the sweep came: the agent's default decision is
@@ -110,12 +111,12 @@ def approval_decide(
             update_fields=["status", "decided_by", "decided_at", "reason", "expired",
                            "edited_arguments", "edited_by"]
         )  # fmt: skip
-        if approve:
+        agent = registry.get(run.agent)
+        if approve or (agent is not None and agent.resumes_after_rejection):
             run.status = AgentRun.Status.QUEUED
             run.resumes += 1
             run.due_at = timezone.now()
             run.save(update_fields=["status", "resumes", "due_at"])
-            agent = registry.get(run.agent)
             if agent is not None:
                 transaction.on_commit(lambda: enqueue(run.pk, agent))
         else:

@@ -126,6 +126,27 @@ def test_a_budget_change_is_edited_within_the_ads_connector_limits(organizer):
     assert (call.input["daily_budget"], call.output["daily_budget"]) == (40.0, 40.0)
 
 
+def test_a_rejected_budget_change_leaves_that_channel_and_the_others_go_ahead(organizer):
+    """One channel approved, one rejected: the run failed with output null though a budget was
+    already set, and the third channel was never asked about."""
+    run, _ = services.run_create(organizer=organizer, agent="ad", intent="allocate-budget",
+                                 data={"channels": ["search", "social", "display"],
+                                       "total_daily_budget": 300, "apply": True})  # fmt: skip
+    decisions = [(True, ""), (False, "too much"), (True, "")]
+    for approve, reason in decisions:
+        assert services.run_execute(run_id=run.pk).status == "awaiting_approval"
+        services.approval_decide(run_id=run.pk, approve=approve, user=organizer, reason=reason)
+    services.run_execute(run_id=run.pk)
+
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    channels = [a["channel"] for a in run.output["allocations"]]
+    assert [s["channel"] for s in run.output["budgets_set"]] == [channels[0], channels[2]]
+    assert run.output["budgets_rejected"] == [{"channel": channels[1], "reason": "too much"}]
+    set_calls = run.tool_executions.filter(action="set_budget", status="succeeded")
+    assert sorted(c.input["channel"] for c in set_calls) == sorted([channels[0], channels[2]])
+
+
 # -- the API ----------------------------------------------------------------------------------
 
 
