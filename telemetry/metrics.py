@@ -82,6 +82,19 @@ TICK_DURATION = Histogram(
     "observations a tick).",
     buckets=_DURATION_BUCKETS,
 )
+SOCKETS_OPEN = Gauge(
+    "conductor_sockets_open",
+    "Websockets open now, by who is on the other end: dashboard, attendee_app (an integrator's "
+    "attendee socket), join_page (a phone).",
+    ["kind"],
+    multiprocess_mode="livesum",
+)
+SOCKETS_REFUSED = Counter(
+    "conductor_sockets_refused_total",
+    "Websockets refused at connect, by kind and close code (4401 not logged in, 4403 not "
+    "allowed, 4404 no such path or session, 4410 the session has ended).",
+    ["kind", "code"],
+)
 TICK_SHARD_COMPLETED = Gauge(
     "conductor_tick_shard_completed_timestamp_seconds",
     "When each shard of the tick last finished scoring its live sessions (Unix time): "

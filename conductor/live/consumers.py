@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 import threading
 import time
@@ -23,6 +24,9 @@ from conductor.core.errors import ApplicationError, NotFoundError
 from conductor.live import participation, realtime, selectors
 from conductor.live.models import Attendee, LiveSession
 from conductor.live.realtime import attendee_group
+from telemetry import metrics
+
+logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -41,6 +45,8 @@ def _may_watch(user: Any, session_id: int) -> bool:
 
 class _Consumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
+    # Its label in the sockets' metrics: who is on the other end.
+    kind = "unknown"
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """As Channels' own, without its hop to the process's sync thread before every message
@@ -63,14 +69,19 @@ class _Consumer(AsyncJsonWebsocketConsumer):
         self.group = group
         await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        metrics.SOCKETS_OPEN.labels(kind=self.kind).inc()
 
     async def _refuse(self, code: int) -> None:
         # Accept first: a close before accept is an HTTP 403 and the browser never sees our code.
         await self.accept()
         await self.close(code=code)
+        # The server's access line says "[accepted]" for these too: this one says why not.
+        metrics.SOCKETS_REFUSED.labels(kind=self.kind, code=str(code)).inc()
+        logger.info("%s socket refused with %s: %s", self.kind, code, self.scope.get("path"))
 
     async def disconnect(self, code: int) -> None:
         if self.group is not None:
+            metrics.SOCKETS_OPEN.labels(kind=self.kind).dec()
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive(
@@ -83,6 +94,8 @@ class _Consumer(AsyncJsonWebsocketConsumer):
 
 class SessionDashboardConsumer(_Consumer):
     """`/ws/sessions/{id}/`: one socket per open dashboard of a live session."""
+
+    kind = "dashboard"
 
     session_id: int
     _watching: asyncio.Task[None] | None = None
@@ -137,6 +150,8 @@ def _status_for_key(session_id: int, key: str) -> str | None:
 
 class AttendeeConsumer(_Consumer):
     """`/ws/sessions/{id}/attendees/?key=`: where attendee clients receive interventions."""
+
+    kind = "attendee_app"
 
     async def connect(self) -> None:
         key = query_param(self.scope, "key")
@@ -229,6 +244,8 @@ class JoinConsumer(AttendeeConsumer):
     and a heartbeat, `{"type": "ping"}`, answered `{"type": "pong"}`.
     The attendee is the device's signed cookie; `?screen=1` is the presenter screen, which only
     listens and is nobody."""
+
+    kind = "join_page"
 
     attendee: Attendee | None = None
 

@@ -451,3 +451,33 @@ def test_without_redis_a_dashboard_registers_nothing_and_nothing_fails(settings,
     assert watched == set()
     assert "could not register a dashboard of session 1" in caplog.text
     assert "could not read the watched sessions" in caplog.text
+
+
+def _sample(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_open_and_refused_sockets_are_counted_and_a_refusal_is_logged(caplog):
+    """An operator could not tell whether anyone was connected, and a refused socket showed as
+    "[accepted]" in the server's log with its close code nowhere."""
+    owner, stranger, session = await make_session()
+    open_before = _sample("conductor_sockets_open", kind="dashboard")
+    refused_before = _sample("conductor_sockets_refused_total", kind="dashboard", code="4403")
+    communicator = WebsocketCommunicator(
+        application, f"/ws/sessions/{session.pk}/?token={owner.auth_token.key}"
+    )
+    assert (await communicator.connect())[0]
+    assert _sample("conductor_sockets_open", kind="dashboard") == open_before + 1
+
+    code = await closed_with(f"/ws/sessions/{session.pk}/?token={stranger.auth_token.key}")
+
+    assert code == 4403
+    assert _sample("conductor_sockets_refused_total", kind="dashboard", code="4403") == (
+        refused_before + 1
+    )
+    assert f"dashboard socket refused with 4403: /ws/sessions/{session.pk}/" in caplog.text
+    assert stranger.auth_token.key not in caplog.text
+    await communicator.disconnect()
+    assert _sample("conductor_sockets_open", kind="dashboard") == open_before
