@@ -21,6 +21,7 @@ from conductor.core.fields import (
     DecisionInputSerializer,
     ListFilterSerializer,
     StrictSerializer,
+    no_body,
     no_nul_characters,
     no_query_parameters,
 )
@@ -168,7 +169,9 @@ class RunCancelApi(APIView):
     def post(self, request: Request, run_id: int) -> Response:
         # The service loads the run under a row lock: the access check loads nothing, and the
         # detail is the run the service returns.
-        run = services.run_cancel(run_id=selectors.run_id_for_user(request.user, run_id))
+        run_id = selectors.run_id_for_user(request.user, run_id)
+        no_body(request)  # a reason, or any field, would be silently dropped
+        run = services.run_cancel(run_id=run_id)
         return _detail(selectors.run_with_details(run))
 
 

@@ -110,6 +110,19 @@ def no_query_parameters(query: QueryDict) -> None:
         raise serializers.ValidationError({name: [UNKNOWN_PARAMETER] for name in query})
 
 
+UNKNOWN_FIELD = "Not a field of this endpoint: it takes no body."
+
+
+def no_body(request: Request) -> None:
+    """For a write that takes no body: one that is not JSON is a 400 as anywhere else (the
+    parser's), and each field of one that is (but `{}`) a 400 naming it, never ignored."""
+    data = request.data  # parsed here: malformed JSON raises ParseError (400)
+    if isinstance(data, dict) and data:
+        raise serializers.ValidationError({name: [UNKNOWN_FIELD] for name in data})
+    if data and not isinstance(data, dict):
+        raise serializers.ValidationError({"non_field_errors": [UNKNOWN_FIELD]})
+
+
 class NoQueryParametersOnWrites(permissions.BasePermission):
     """A write (POST, PATCH, PUT, DELETE) takes no query parameter: each one given is a 400
     naming it, as a read's unknown parameter is, so an option a client believes it set

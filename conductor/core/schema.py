@@ -70,7 +70,9 @@ def _possible_errors(path: str, method: str, operation: dict[str, Any]) -> list[
     query = any(p.get("in") == "query" for p in operation.get("parameters", []))
     body = "requestBody" in operation
     codes = [401, 503]
-    if body or query or method == "get":  # a GET refuses a query parameter it does not take
+    # A GET refuses a query parameter it does not take, and so does every write
+    # (NoQueryParametersOnWrites): a body or not, any operation may answer 400.
+    if body or query or method == "get" or method in _UNSAFE:
         codes.append(400)
     if method in _UNSAFE:
         codes.append(403)

@@ -181,6 +181,30 @@ def test_cancel_a_queued_run(api, organizer):
     assert body["error"]["code"] == "cancelled"
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [('{"reason": "x"}', "reason"), ("garbage", None), ("[1]", "")],
+)
+def test_a_cancel_with_a_body_is_400_and_cancels_nothing(api, organizer, body, field):
+    """Cancel takes no body: a reason sent with it was dropped without a word, and a body that
+    is not JSON answered as if there were none."""
+    run = AgentRunFactory(organizer=organizer)
+
+    response = api.generic("POST", f"/api/v1/runs/{run.pk}/cancel/", body,
+                           content_type="application/json")  # fmt: skip
+
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    if field is None:
+        assert error["code"] == "malformed_json"
+    else:
+        assert [d["field"] for d in error["details"]] == [field]
+    run.refresh_from_db()
+    assert run.status == "queued"
+    # An empty object, as some clients send with every POST, is no body.
+    assert api.post(f"/api/v1/runs/{run.pk}/cancel/", {}, format="json").status_code == 200
+
+
 def test_reject_with_reason_through_the_api(api, organizer):
     run = AgentRunFactory(organizer=organizer, agent="probe", intent="gated",
                           status="awaiting_approval")  # fmt: skip
