@@ -201,6 +201,12 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "conductor",
+        # A Redis that hangs rather than refuses fails the call after this (/healthz is then a
+        # 503 naming redis), as redis_client's do, instead of holding the request for ever.
+        "OPTIONS": {
+            "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+            "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+        },
     }
 }
 

@@ -103,3 +103,25 @@ def test_metrics_are_prometheus_text(client):
 
     assert response.status_code == 200
     assert b"django_http_requests_total_by_method_total" in response.content
+
+
+def test_a_redis_that_hangs_is_a_503_after_the_timeout_not_a_hung_request(client, settings):
+    """The cache had no socket timeout: a Redis that accepts and never answers held /healthz
+    (and any request using the cache) for ever."""
+    import socket
+
+    configured = settings.CACHES["default"]["OPTIONS"]
+    assert configured["socket_timeout"] == settings.REDIS_SOCKET_TIMEOUT_SECONDS
+    assert configured["socket_connect_timeout"] == settings.REDIS_SOCKET_TIMEOUT_SECONDS
+    record_worker_heartbeat()
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # accepts, never answers
+        location = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        options = {**configured, "socket_timeout": 0.5}
+        cache_settings = {**settings.CACHES["default"], "LOCATION": location, "OPTIONS": options}
+        settings.CACHES = {"default": cache_settings}
+        response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert "redis" in response.json()["failing"]
