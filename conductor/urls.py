@@ -45,6 +45,11 @@ api_v1 = [
     path("questions/<int:question_id>/", api.QuestionDetailApi.as_view(), name="question-detail"),
     path("messages/<int:message_id>/", api.ChatMessageDetailApi.as_view(), name="message-detail"),
     path(
+        "sessions/<int:session_id>/messages/",
+        api.ChatMessageListApi.as_view(),
+        name="session-messages",
+    ),
+    path(
         "sessions/<int:session_id>/engagement/",
         api.SessionEngagementApi.as_view(),
         name="session-engagement",

@@ -99,6 +99,7 @@ ROUTES: dict[str, dict[str, str]] = {
     "favicon": roles(PUBLIC, PUBLIC, PUBLIC),
     "join-start": roles(PUBLIC, PUBLIC, PUBLIC),
     "session-room": OBJECT_API,
+    "session-messages": OBJECT_API,
     "session-report-api": OBJECT_API,
     "question-detail": OBJECT_API,
     "message-detail": OBJECT_API,

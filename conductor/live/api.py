@@ -686,6 +686,26 @@ class QuestionDetailApi(APIView):
         return Response(participation.question_data(question))
 
 
+class ChatMessageListApi(PaginatedApi):
+    """The whole chat, newest first, hidden messages included (the room's state carries the
+    last 50): to moderate or read back any of it."""
+
+    class FilterSerializer(ListFilterSerializer):
+        hidden = serializers.BooleanField(required=False)
+
+    @extend_schema(parameters=[FilterSerializer], responses=ChatMessageOutputSerializer(many=True))
+    def get(self, request: Request, session_id: int) -> Response:
+        session = selectors.session_get_for_user(request.user, session_id)
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        messages = (
+            session.messages.filter(**filters.validated_data)
+            .select_related("attendee")
+            .order_by("-created_at", "-id")
+        )
+        return self.paginate(messages, lambda page: [participation.chat_message(m) for m in page])
+
+
 class ChatMessageDetailApi(APIView):
     @extend_schema_serializer(component_name="ChatMessageUpdateInput")
     class InputSerializer(StrictSerializer):

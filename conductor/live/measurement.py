@@ -94,7 +94,8 @@ def interventions_measure(*, now: datetime, shard: Shard = EVERY_SESSION) -> int
     """Measure every delivered intervention and every hold whose reward window has passed (in
     the sessions of `shard`).
 
-    lift = mean score over the window from delivery (or the hold) - the score at the decision;
+    lift = mean score over the window from delivery (or the hold) - the score at the decision
+    (none, and nothing learned, when the session ended within the window);
     reward = lift - the natural recovery expected in that context (what holds measured; None
     while no hold was measured). The policy learns the lift of the arm it chose (holds
     included); manual sends are measured but not learned from, their choice was not the
@@ -120,7 +121,16 @@ def interventions_measure(*, now: datetime, shard: Shard = EVERY_SESSION) -> int
 def _measure(intervention: Intervention, window: timedelta, now: datetime) -> None:
     start = started(intervention)
     before = reference_score(intervention)
-    after = None if start is None else mean_score(intervention.session_id, start, start + window)
+    ended = intervention.session.ended_at
+    # A session that ended within the window cut it short: the room had less time to respond
+    # than every other measurement gave it (a poll 50 s before the end read as no lift at all).
+    # It ends unmeasured, as one without samples does, and teaches nothing.
+    cut_short = start is not None and ended is not None and ended < start + window
+    after = (
+        None
+        if start is None or cut_short
+        else mean_score(intervention.session_id, start, start + window)
+    )
     intervention.outcome_at = now
     if start is not None and before is not None and after is not None:
         policy = policy_store.policy_for(intervention.session.event.config)

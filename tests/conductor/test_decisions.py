@@ -590,6 +590,31 @@ def test_the_lift_is_measured_from_the_decision_not_from_before_the_drop(live, s
     assert memorised.metadata["lift"] == pytest.approx(0.2)
 
 
+def test_a_session_that_ended_within_the_window_leaves_it_unmeasured(live, settings):
+    """Ended 50 s into a 60 s window, a poll was counted as measured with the room's last
+    samples: less time than any other measurement had, learned as if it were the same."""
+    settings.CONDUCTOR_REWARD_WINDOW_SECONDS = 60
+    intervention = delivered_poll_with_a_lift(live)
+    LiveSession.objects.filter(pk=live.pk).update(
+        status="ended", ended_at=intervention.dispatched_at + timedelta(seconds=50)
+    )
+
+    assert measurement.interventions_measure(now=timezone.now()) == 1
+
+    intervention.refresh_from_db()
+    assert intervention.outcome_at is not None  # settled: not measured again every tick
+    assert (intervention.lift, intervention.reward) == (None, None)
+    assert not PolicyEvidence.objects.filter(arm="poll").exists()
+    # Ended after its window: measured as ever.
+    later = delivered_poll_with_a_lift(live)
+    LiveSession.objects.filter(pk=live.pk).update(
+        ended_at=later.dispatched_at + timedelta(seconds=61)
+    )
+    measurement.interventions_measure(now=timezone.now())
+    later.refresh_from_db()
+    assert later.lift == pytest.approx(0.2)
+
+
 def test_no_effect_over_doing_nothing_is_claimed_before_a_hold_was_measured(live_session, settings):
     """Without a measured hold anywhere (a new install), the lift is measured and learned, but
     "over doing nothing" would compare with the prior's guess of zero: the reward stays unknown,

@@ -1435,3 +1435,29 @@ def test_a_duplicate_signal_changes_nothing_in_the_room_what_it_carries_included
     question.refresh_from_db()
     assert question.votes == 1  # u-4's; u-2's came with a duplicate
     assert list(ChatMessage.objects.values_list("text", flat=True)) == ["hello"]
+
+
+def test_the_whole_chat_is_listed_in_pages_to_moderate_any_of_it(other_organizer):
+    """The room's state carries the last 50 messages: of 200, the older 150 could not be read
+    or hidden through the API."""
+    session = live_room()
+    _post_signals(session, [
+        {"id": f"c{n}", "type": "chat_message", "attendee": f"u-{n}", "data": {"text": f"line {n}"}}
+        for n in range(120)
+    ])  # fmt: skip
+    oldest = ChatMessage.objects.get(text="line 0")
+    api = _api_for(session)
+    api.patch(f"/api/v1/messages/{oldest.pk}/", {"hidden": True}, format="json")
+    url = f"/api/v1/sessions/{session.pk}/messages/"
+
+    first = api.get(url, {"limit": 100}).json()
+    rest = api.get(url, {"limit": 100, "offset": 100}).json()
+    hidden = api.get(url, {"hidden": "true"}).json()
+
+    texts = [m["text"] for m in first["results"] + rest["results"]]
+    assert texts == [f"line {n}" for n in reversed(range(120))]  # newest first, all of them
+    assert first["count"] == 120
+    assert [m["id"] for m in hidden["results"]] == [oldest.pk]
+    assert len(api.get(f"/api/v1/sessions/{session.pk}/room/").json()["chat"]) == 50
+    assert api_for(other_organizer).get(url).status_code == 404
+    assert api.get(url, {"hidden": "maybe"}).status_code == 400
