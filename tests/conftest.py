@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -180,25 +181,30 @@ def worker(transactional_db) -> Iterator[WorkerProcess]:  # type: ignore[no-unty
 
 class AsgiServer:
     """`conductor.asgi:application` under uvicorn in a subprocess, on a free port, the test
-    database and the test Redis. `stop()` then `start()` restarts it on the same port."""
+    database and the test Redis. `stop()` then `start()` restarts it on the same port.
+    `log_to`: the server's output in that file, at its default level (the access log on)."""
 
-    def __init__(self) -> None:
+    def __init__(self, log_to: Path | None = None) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = int(probe.getsockname()[1])
         self.http = f"http://127.0.0.1:{self.port}"
         self.ws = f"ws://127.0.0.1:{self.port}"
+        self.log_to = log_to
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
         import httpx
 
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "conductor.asgi:application", "--host", "127.0.0.1",
-             "--port", str(self.port), "--lifespan", "off", "--log-level", "warning"],
-            cwd=BASE_DIR, env=child_env(DATABASE_POOL_SIZE=WEB_POOL_SIZE),
-            start_new_session=True,
-        )  # fmt: skip
+        quiet = [] if self.log_to else ["--log-level", "warning"]
+        with contextlib.ExitStack() as files:
+            log = files.enter_context(open(self.log_to, "ab")) if self.log_to else None
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "conductor.asgi:application", "--host",
+                 "127.0.0.1", "--port", str(self.port), "--lifespan", "off", *quiet],
+                cwd=BASE_DIR, env=child_env(DATABASE_POOL_SIZE=WEB_POOL_SIZE),
+                stdout=log, stderr=subprocess.STDOUT if log else None, start_new_session=True,
+            )  # fmt: skip
         deadline = time.monotonic() + timeout
         while True:
             try:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
-import time
 
 import httpx
 import pytest
@@ -13,40 +10,12 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 from websockets.sync.client import connect
 
 from conductor.core import logs
-from tests.conftest import BASE_DIR, WEB_POOL_SIZE, AsgiServer, child_env
-
-
-class LoggingServer(AsgiServer):
-    """The ASGI server at uvicorn's default log level (access log on), its output in a file."""
-
-    def __init__(self, log_path: str) -> None:
-        super().__init__()
-        self.log_path = log_path
-
-    def start(self, timeout: float = 30.0) -> None:
-        with open(self.log_path, "wb") as output:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "conductor.asgi:application", "--host",
-                 "127.0.0.1", "--port", str(self.port), "--lifespan", "off"],
-                cwd=BASE_DIR, env=child_env(DATABASE_POOL_SIZE=WEB_POOL_SIZE),
-                stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(f"{self.http}/login/", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the logging ASGI server did not start")
-            time.sleep(0.1)
+from tests.conftest import AsgiServer
 
 
 @pytest.mark.django_db(transaction=True)
 def test_sockets_and_requests_are_logged_without_their_token_or_key(tmp_path):
-    server = LoggingServer(str(tmp_path / "web.log"))
+    server = AsgiServer(log_to=tmp_path / "web.log")
     server.start()
     try:
         for path in (
