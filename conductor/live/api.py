@@ -348,7 +348,7 @@ class SessionSignalsApi(APIView):
                 "Send the batch as application/json (UTF-8).", code="unsupported_media_type",
                 status_code=415,
             )  # fmt: skip
-        # Read here, not as request.body: a batch may be larger than other requests (MAX_BODY).
+        # Read here, not as request.body: a batch may be larger than other bodies (MAX_BODY_BYTES).
         body = ingest.read_body(request._request)
         result = participation.app_signals_ingest(session=session, batch=ingest.parse_batch(body))
         return Response(
