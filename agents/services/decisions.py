@@ -15,6 +15,7 @@ from agents.services.creating import enqueue
 from agents.services.editing import approval_edited_arguments
 from agents.services.lifecycle import RunLock, finish, run_error, update_pending_gauge
 from conductor.core.errors import ConflictError
+from conductor.core.fields import api_time
 from conductor.core.redis_client import redis_client
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ def approval_decide(
     update_pending_gauge()
     if late:
         raise ConflictError(
-            f"The approval expired at {approval.expires_at.isoformat()}, before the decision; "
+            f"The approval expired at {api_time(approval.expires_at)}, before the decision; "
             f"the default decision ({approval.default_decision}) was applied.",
             code="approval_expired",
         )

@@ -103,6 +103,12 @@ PAGE_PARAMETERS = frozenset({"limit", "offset"})
 UNKNOWN_PARAMETER = "Not a parameter of this endpoint."
 
 
+def api_time(at: datetime) -> str:
+    """A time as the API writes it in its bodies (`2026-12-03T01:20:00.123000Z`), for a message
+    that names one: `+0000` in a sentence beside `Z` in the fields read as another format."""
+    return serializers.DateTimeField().to_representation(at)
+
+
 def no_query_parameters(query: QueryDict) -> None:
     """For an endpoint that takes no query parameter: each one given is a 400 naming it (as
     QuerySerializer's endpoints answer one they do not take), never silently ignored."""

@@ -21,6 +21,7 @@ from conductor.core.errors import (
     NotFoundError,
     validation_error_from_pydantic,
 )
+from conductor.core.fields import api_time
 from conductor.live import content, eligibility, realtime
 from conductor.live.engine.anomaly import DetectorState, recovered
 from conductor.live.models import Intervention, LiveSession
@@ -223,8 +224,9 @@ def intervention_decide(
         intervention = _pending_for_update(intervention_id)
         now = timezone.now()
         expired_at = intervention.expires_at
-        late = expired_at is not None and expired_at <= now
-        if late:
+        if expired_at is not None and expired_at > now:
+            expired_at = None  # not yet: decided
+        if expired_at is not None:
             _expire(intervention, now, "expired before the decision")
         else:
             if approve:
@@ -232,10 +234,10 @@ def intervention_decide(
                 if content_in is not None:
                     _edit(intervention, content_in, user)
             _decide(intervention, user=user, approve=approve, reason=reason, now=now)
-    if late:
+    if expired_at is not None:
         # After the block: the expiry is committed, not rolled back with the error.
         raise ConflictError(
-            f"The intervention expired at {intervention.expires_at:%Y-%m-%dT%H:%M:%S%z}, before "
+            f"The intervention expired at {api_time(expired_at)}, before "
             "the decision; it was not executed.",
             code="expired",
         )

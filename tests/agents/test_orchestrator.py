@@ -486,6 +486,9 @@ def test_a_decision_after_expiry_is_409_and_the_default_decision_applies(
 
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "approval_expired"
+    expires_at = api.get(f"/api/v1/runs/{run.pk}/").json()["approvals"][0]["expires_at"]
+    assert expires_at.endswith("Z")
+    assert f"expired at {expires_at}," in response.json()["error"]["message"]
     run.refresh_from_db()
     assert run.status == status
     approval = run.approvals.get()

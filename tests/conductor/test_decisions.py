@@ -379,6 +379,9 @@ def test_a_decision_after_expiry_is_409_and_expires_it_unexecuted(api, live, dec
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "expired"
     intervention.refresh_from_db()
+    # The time as the API's bodies write it ("Z"), not "+0000".
+    expires_at = api.get(f"/api/v1/sessions/{live.pk}/interventions/").json()["results"][0]
+    assert f"expired at {expires_at['expires_at']}," in response.json()["error"]["message"]
     assert (intervention.status, intervention.executed_at) == ("expired", None)
     assert intervention.decided_by is None
     assert intervention.decision_reason == "expired before the decision"
